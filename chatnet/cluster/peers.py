@@ -1,0 +1,124 @@
+"""Links to the other nodes of the cluster, one authenticated AMP connection each.
+
+Connections are opened on first use and dropped when a node leaves the
+membership. A call to a node that cannot be reached raises
+:class:`PeerUnavailable`; callers decide whether to retry elsewhere.
+"""
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.error import ConnectionClosed
+from twisted.logger import Logger
+from twisted.protocols.amp import RemoteAmpError
+
+from chatnet.factories.internal import InternalFactory
+
+log = Logger()
+
+
+class PeerUnavailable(Exception):
+    pass
+
+
+class Peers:
+    def __init__(self, reactor, node_id, secret, handler, timeout=5.0, tls_options=None):
+        self.reactor = reactor
+        self.node_id = node_id
+        self.timeout = timeout
+        self.factory = InternalFactory(handler, secret)
+        self.tls_options = tls_options
+        self.addresses = {}
+        self.links = {}
+        self.connecting = {}
+
+    def update(self, members):
+        """C{members}: node id -> member info with C{internalHost},
+        C{internalPort}. Links to nodes that left are closed."""
+        self.addresses = {
+            node: (info["internalHost"], info["internalPort"])
+            for node, info in members.items()
+            if node != self.node_id
+        }
+        for node in [n for n in self.links if n not in self.addresses]:
+            self._drop(node)
+
+    def _drop(self, node):
+        protocol = self.links.pop(node, None)
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.loseConnection()
+
+    async def _link(self, node):
+        protocol = self.links.get(node)
+        if protocol is not None:
+            return protocol
+        if node in self.connecting:
+            waiter = defer.Deferred()
+            self.connecting[node].append(waiter)
+            return await waiter
+        if node not in self.addresses:
+            raise PeerUnavailable(node)
+        self.connecting[node] = []
+        try:
+            protocol = await self._connect(node)
+        except PeerUnavailable as e:
+            for waiter in self.connecting.pop(node):
+                waiter.errback(PeerUnavailable(node))
+            raise e
+        if node in self.addresses:
+            self.links[node] = protocol
+        for waiter in self.connecting.pop(node):
+            waiter.callback(protocol)
+        return protocol
+
+    async def _connect(self, node):
+        host, port = self.addresses[node]
+        endpoint = HostnameEndpoint(self.reactor, host, port, timeout=self.timeout)
+        if self.tls_options is not None:
+            endpoint = wrapClientTLS(self.tls_options(host), endpoint)
+        try:
+            protocol = await endpoint.connect(self.factory)
+        except Exception as e:
+            log.warn("cannot reach node {node} at {host}:{port}: {e}", node=node, host=host, port=port, e=e)
+            raise PeerUnavailable(node) from e
+        try:
+            login = defer.Deferred.fromCoroutine(protocol.login(self.node_id))
+            await login.addTimeout(self.timeout, self.reactor)
+        except Exception as e:
+            log.warn("node {node} refused the cluster handshake: {e}", node=node, e=e)
+            protocol.transport.loseConnection()
+            raise PeerUnavailable(node) from e
+        protocol.peerNodeId = node
+        protocol.onLost = lambda: self.links.get(node) is protocol and self.links.pop(node)
+        return protocol
+
+    async def call(self, node, command, **arguments):
+        """Run C{command} on C{node}; raises L{PeerUnavailable} if the node
+        cannot be reached or the link breaks before the answer."""
+        protocol = await self._link(node)
+        d = protocol.callRemote(command, **arguments)
+        d.addTimeout(self.timeout, self.reactor)
+        try:
+            return await d
+        except (defer.TimeoutError, defer.CancelledError) as e:
+            protocol.transport.loseConnection()
+            raise PeerUnavailable(node) from e
+        except Exception as e:
+            if isinstance(e, ConnectionClosed) or (
+                isinstance(e, RemoteAmpError) and e.errorCode == b"NOT_AUTHENTICATED"
+            ):
+                raise PeerUnavailable(node) from e
+            raise
+
+    def send(self, node, command, **arguments):
+        """Fire-and-forget C{command} (no answer expected)."""
+        d = defer.ensureDeferred(self._link(node))
+
+        def sent(protocol):
+            protocol.callRemote(command, **arguments)
+
+        d.addCallback(sent)
+        d.addErrback(lambda f: log.debug("{node} not told: {f}", node=node, f=f.getErrorMessage()))
+
+    def close(self):
+        for node in list(self.links):
+            self._drop(node)
+

@@ -1,0 +1,140 @@
+"""Routing accepted messages to their recipients anywhere in the cluster.
+
+* A direct message goes from the accepting node straight to the recipient's
+  node (one internal hop at most).
+* A room message goes to the leader, which fans it out to the members'
+  nodes (one call per node).
+
+Every internal call is acknowledged. A call that fails because a node died
+is retried to the new owner (the recipient's new node, the new leader) until
+``deadline`` seconds have passed; deliveries are de-duplicated by message id
+on the receiving node, so a retry reaches nobody twice.
+"""
+from collections import OrderedDict
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from twisted.protocols.amp import RemoteAmpError
+
+from chatnet.cluster.peers import PeerUnavailable
+from chatnet.errors import ProtocolError, StoreUnavailable
+from chatnet.protocols import amp_commands as cmd
+
+log = Logger()
+
+
+class RecentIds:
+    """The last C{size} message ids delivered on this node."""
+
+    def __init__(self, size=200_000):
+        self.size = size
+        self.ids = OrderedDict()
+
+    def add(self, msg_id):
+        """C{True} if C{msg_id} is new (and remember it)."""
+        if msg_id in self.ids:
+            return False
+        self.ids[msg_id] = None
+        if len(self.ids) > self.size:
+            self.ids.popitem(last=False)
+        return True
+
+
+class NoLeader(Exception):
+    pass
+
+
+def remote_error(e):
+    """Map an AMP error from the leader back to what the client is told."""
+    if isinstance(e, cmd.NoSuchRoom):
+        return ProtocolError(404, str(e.args[0]) if e.args else "room does not exist")
+    if isinstance(e, cmd.StoreDown):
+        return StoreUnavailable(str(e.args[0]) if e.args else "store")
+    if isinstance(e, RemoteAmpError):
+        return ProtocolError(503, "the cluster could not carry out the request, try again")
+    return e
+
+
+class Router:
+    """C{node} provides: C{node_id}, C{peers}, C{directory}, C{is_leader},
+    C{leader}, C{room_host}, C{deliver_local(msgId, data, usernames,
+    everyone)} and C{leader_changed} (a Deferred-returning wait)."""
+
+    def __init__(self, node, clock, deadline=20.0, retry_interval=0.25):
+        self.node = node
+        self.clock = clock
+        self.deadline = deadline
+        self.retry_interval = retry_interval
+
+    def deliver_to(self, node_id, msg_id, data, usernames, everyone=False):
+        """Deliver on node C{node_id}; fires with how many named users were
+        there."""
+        if node_id == self.node.node_id:
+            return defer.succeed(self.node.deliver_local(msg_id, data, usernames, everyone))
+        d = defer.ensureDeferred(
+            self.node.peers.call(
+                node_id, cmd.Deliver, msgId=msg_id, data=data, usernames=list(usernames), everyone=everyone
+            )
+        )
+        return d.addCallback(lambda answer: answer["delivered"])
+
+    async def direct(self, message, data, record):
+        """Deliver direct C{message} to its recipient, following them if
+        their node dies or they log in elsewhere meanwhile."""
+        give_up = self.clock.seconds() + self.deadline
+        refresh = False
+        while True:
+            if refresh:
+                try:
+                    record = await self.node.directory.lookup(message.to, refresh=True)
+                except StoreUnavailable:
+                    record = self.node.directory.cached(message.to)
+            if record is not None:
+                try:
+                    if await self.deliver_to(record.nodeId, message.msgId, data, [message.to]):
+                        return True
+                except PeerUnavailable:
+                    pass
+            elif refresh:
+                # offline now: stored, and nobody left to deliver to
+                return False
+            if self.clock.seconds() >= give_up:
+                log.warn("direct message {id} to {to} not delivered in time", id=message.msgId, to=message.to)
+                return False
+            refresh = True
+            await task.deferLater(self.clock, self.retry_interval, lambda: None)
+
+    async def to_leader(self, local, command, **arguments):
+        """Run a room operation on the leader: C{local(room_host)} if we lead,
+        else C{command} over AMP; retried while there is no reachable
+        leader, until the deadline."""
+        give_up = self.clock.seconds() + self.deadline
+        while True:
+            leader = self.node.leader
+            try:
+                if leader is None:
+                    raise NoLeader()
+                if leader == self.node.node_id:
+                    if self.node.room_host is None:
+                        raise NoLeader()
+                    return await local(self.node.room_host)
+                return await self.node.peers.call(leader, command, **arguments)
+            except (NoLeader, PeerUnavailable, cmd.NotLeader):
+                if self.clock.seconds() >= give_up:
+                    raise ProtocolError(503, "no leader reachable right now, try again")
+            except (cmd.NoSuchRoom, cmd.StoreDown, RemoteAmpError) as e:
+                raise remote_error(e)
+            await self.node.wait_for_leader(self.retry_interval)
+
+    async def room(self, message, data):
+        """Have the leader fan room C{message} out; retried on failover."""
+        try:
+            await self.to_leader(
+                lambda host: host.post(message.roomName, message.msgId, data),
+                cmd.RoomPost,
+                roomName=message.roomName,
+                msgId=message.msgId,
+                data=data,
+            )
+        except ProtocolError as e:
+            log.warn("room message {id} to {room} not fanned out: {why}", id=message.msgId, room=message.roomName, why=e.message)

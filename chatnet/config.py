@@ -1,0 +1,43 @@
+"""Configuration of a chat node and of the gateway, as parsed from the command line."""
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class NodeConfig:
+    zookeeper: str = "127.0.0.1:2181"
+    redis: str = "redis://127.0.0.1:6379/0"
+    mongo: str = "mongodb://127.0.0.1:27017/chat"
+    listen: str = "tcp:0:interface=127.0.0.1"
+    internal: str = "tcp:0:interface=127.0.0.1"
+    advertise_host: str = ""
+    internal_host: str = ""
+    cluster_secret: str = ""
+    open_login: bool = False
+    profanity_file: str = ""
+    popular_window: int = 3600
+    zk_session_timeout: float = 10.0
+    node_id: str = ""
+    max_message_chars: int = 4096
+    max_frame_bytes: int = 1024 * 1024
+    rate_limit: float = 20.0
+    rate_burst: float = 40.0
+    login_timeout: float = 60.0
+    store_timeout: float = 3.0
+    offline_limit: int = 1000
+    tls_scheme: str = "ws"
+    internal_tls: dict = field(default_factory=dict)
+    plugins: list = field(default_factory=list)
+
+    def secret(self):
+        secret = self.cluster_secret or os.environ.get("CHATNET_CLUSTER_SECRET", "")
+        return secret.encode()
+
+
+def endpoint_interface(description, default="127.0.0.1"):
+    """The C{interface=} of a Twisted server endpoint string, if any."""
+    for part in description.split(":"):
+        if part.startswith("interface="):
+            value = part[len("interface="):]
+            return value if value not in ("", "0.0.0.0", "::") else default
+    return default

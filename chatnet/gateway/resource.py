@@ -1,0 +1,88 @@
+"""The gateway's HTTP answers (PROTOCOL.md section 1)."""
+import orjson
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from chatnet.errors import StoreUnavailable
+
+log = Logger()
+
+TRUE = {"1", "true", "yes", "on", "y", "t"}
+NO_NODE = {"error": "no chat node available"}
+
+
+def _json(request, code, body):
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return orjson.dumps(body)
+
+
+class ServerResource(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, servers, policy):
+        super().__init__()
+        self.servers = servers
+        self.policy = policy
+
+    def render_GET(self, request):
+        d = defer.ensureDeferred(self._answer(request))
+
+        def done(body):
+            request.write(body)
+            request.finish()
+
+        def failed(failure):
+            if not failure.check(StoreUnavailable):
+                log.failure("GET /server failed", failure)
+            request.write(_json(request, 503, NO_NODE))
+            request.finish()
+
+        d.addCallbacks(done, failed)
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        return server.NOT_DONE_YET
+
+    async def _answer(self, request):
+        nodes = await self.servers.live()
+        all_ = request.args.get(b"all", [b""])[0].decode("utf-8", "replace").lower()
+        if all_ in TRUE:
+            return _json(
+                request,
+                200,
+                [
+                    {k: n[k] for k in ("host", "port", "nodeId", "isLeader", "connections")} | {"url": n.get("url", "")}
+                    for n in nodes
+                ],
+            )
+        if not nodes:
+            return _json(request, 503, NO_NODE)
+        node = self.policy.choose(nodes)
+        return _json(
+            request, 200, {"host": node["host"], "port": node["port"], "nodeId": node["nodeId"], "url": node.get("url", "")}
+        )
+
+
+class NotFound(resource.Resource):
+    isLeaf = True
+
+    def render(self, request):
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"not found\n"
+
+
+class Root(resource.Resource):
+    def __init__(self, servers, policy):
+        super().__init__()
+        self.server = ServerResource(servers, policy)
+        self.not_found = NotFound()
+
+    def getChild(self, path, request):
+        if path == b"server" and len(request.postpath) == 0:
+            return self.server
+        return self.not_found
+
+    def render(self, request):
+        return self.not_found.render(request)

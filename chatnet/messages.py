@@ -1,0 +1,88 @@
+"""Chat messages: ids, channels, the frame a recipient gets, the stored document.
+
+A channel is what a seq number counts in: ``room:<roomName>`` for a room,
+``dm:<a>\\n<b>`` (the two usernames sorted) for a direct conversation. A
+newline cannot be part of a username, so a channel names one pair only.
+"""
+import time
+
+from bson import ObjectId
+
+
+def room_channel(room):
+    return "room:" + room
+
+
+def dm_channel(a, b):
+    if b < a:
+        a, b = b, a
+    return f"dm:{a}\n{b}"
+
+
+def new_message_id():
+    return str(ObjectId())
+
+
+def now_ms(clock=None):
+    return int((clock.seconds() if clock is not None else time.time()) * 1000)
+
+
+class ChatMessage:
+    """One accepted message, as routed between nodes and stored."""
+
+    __slots__ = ("msgId", "sender", "to", "roomName", "message", "ts", "format", "seq", "channel")
+
+    def __init__(self, msgId, sender, message, ts, format="text", to="", roomName="", seq=0):
+        self.msgId = msgId
+        self.sender = sender
+        self.to = to
+        self.roomName = roomName
+        self.message = message
+        self.ts = ts
+        self.format = format
+        self.seq = seq
+        self.channel = room_channel(roomName) if roomName else dm_channel(sender, to)
+
+    @property
+    def is_room(self):
+        return bool(self.roomName)
+
+    def frame_data(self):
+        """The C{data} of the C{chat} frame recipients get."""
+        return {
+            "from": self.sender,
+            "roomName": self.roomName,
+            "message": self.message,
+            "ts": self.ts,
+            "format": self.format,
+            "msgId": self.msgId,
+            "seq": self.seq,
+        }
+
+    def document(self):
+        """The MongoDB document (its C{_id} is the message id)."""
+        return {
+            "_id": ObjectId(self.msgId),
+            "channel": self.channel,
+            "roomName": self.roomName,
+            "from": self.sender,
+            "to": self.to,
+            "message": self.message,
+            "ts": self.ts,
+            "format": self.format,
+            "seq": self.seq,
+        }
+
+    @classmethod
+    def from_document(cls, doc):
+        return cls(
+            str(doc["_id"]), doc.get("from", ""), doc.get("message", ""), doc.get("ts", 0),
+            doc.get("format", "text"), doc.get("to", ""), doc.get("roomName", ""), doc.get("seq", 0),
+        )
+
+    @classmethod
+    def from_frame_data(cls, data, to=""):
+        return cls(
+            data["msgId"], data["from"], data["message"], data["ts"], data.get("format", "text"),
+            to, data.get("roomName", ""), data.get("seq", 0),
+        )

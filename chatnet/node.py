@@ -1,0 +1,381 @@
+"""The chat node: one process serving WebSocket clients as part of the cluster.
+
+Start-up order (all asynchronous, in ``startService``): stores, the internal
+AMP listener, the client WebSocket listener (its bound port is what gets
+published), the session cache, then ZooKeeper registration. Graceful stop
+(SIGTERM) runs it backwards: leave ZooKeeper first, tell clients to reconnect
+through the gateway (close code 1001), remove their sessions, flush the
+message log.
+"""
+import orjson
+from twisted.application.service import MultiService
+from twisted.internet import defer, task
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from chatnet import words
+from chatnet.cluster.membership import Membership
+from chatnet.cluster.peers import Peers
+from chatnet.cluster.router import RecentIds, Router
+from chatnet.config import endpoint_interface
+from chatnet.errors import StoreUnavailable
+from chatnet.factories.internal import InternalFactory
+from chatnet.factories.websocket import ChatServerFactory
+from chatnet.handlers import ChatHandlers
+from chatnet.history import History
+from chatnet.messages import now_ms
+from chatnet.popular import PopularWords
+from chatnet.profanity import ProfanityFilter
+from chatnet.protocols.amp_commands import NotLeader
+from chatnet.protocols.codec import frame_id
+from chatnet.rooms import RoomHost
+from chatnet.sequences import Sequences
+from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
+from chatnet.stores.message_log import MessageLog
+from chatnet.stores.mongo import MongoStore
+from chatnet.stores.redis import LOAD, SERVERS, SESSIONS, RedisStore, marker_key
+
+log = Logger()
+
+HEARTBEAT = 2.0
+LEADER_SWEEP = 3.0
+GOING_AWAY = 1001
+
+
+class ChatNode(MultiService):
+    def __init__(self, config, reactor=None):
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor
+        self.config = config
+        self.reactor = reactor
+        self.redis = RedisStore(config.redis, timeout=config.store_timeout, reactor=reactor)
+        self.mongo = MongoStore(config.mongo, timeout=config.store_timeout, reactor=reactor)
+        self.message_log = MessageLog(self.mongo, reactor)
+        self.message_log.setServiceParent(self)
+        self.history = History(self.redis, self.mongo)
+        self.sequences = Sequences(self.redis, self.mongo)
+        self.popular = PopularWords(self.redis, reactor, config.popular_window)
+        if config.profanity_file:
+            self.profanity = ProfanityFilter.from_file(config.profanity_file)
+        else:
+            self.profanity = ProfanityFilter.default()
+        self.sessions = LocalSessions()
+        self.directory = SessionDirectory(self.redis, self._live_nodes)
+        self.recent = RecentIds()
+        self.router = Router(self, reactor, deadline=max(20.0, config.zk_session_timeout * 2 + 5))
+        self.handlers = ChatHandlers(self)
+        self.factory = ChatServerFactory(self)
+        self.node_id = config.node_id
+        self.members = {}
+        self.leader = None
+        self.room_host = None
+        self.peers = None
+        self.membership = None
+        self._leader_waiters = []
+        self._ports = []
+        self._loops = []
+        self._stopping = False
+        self.started = defer.Deferred()
+        self.listeners = []  # event plugins (IChatEventListener)
+
+    # -- life cycle --------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        d = defer.Deferred.fromCoroutine(self._start())
+
+        def failed(failure):
+            log.failure("chat node failed to start", failure)
+            self.reactor.callLater(0, self.reactor.stop)
+
+        d.addCallbacks(self.started.callback, failed)
+
+    async def _start(self):
+        config = self.config
+        self.redis.connect()
+        self.mongo.connect()
+        secret = config.secret()
+        if not secret:
+            raise ValueError("a cluster secret is needed: --cluster-secret or CHATNET_CLUSTER_SECRET")
+        internal = await serverFromString(self.reactor, config.internal).listen(InternalFactory(self, secret))
+        self._ports.append(internal)
+        client = await serverFromString(self.reactor, config.listen).listen(self.factory)
+        self._ports.append(client)
+        host = config.advertise_host or endpoint_interface(config.listen)
+        port = client.getHost().port
+        internal_host = config.internal_host or endpoint_interface(config.internal)
+        internal_port = internal.getHost().port
+        if not self.node_id:
+            self.node_id = f"{host}:{port}"
+        self.factory.setSessionParameters(url=f"{config.tls_scheme}://{host}:{port}/")
+        self.peers = Peers(self.reactor, self.node_id, secret, self)
+        self.info = {
+            "host": host,
+            "port": port,
+            "url": f"{config.tls_scheme}://{host}:{port}/",
+            "internalHost": internal_host,
+            "internalPort": internal_port,
+        }
+        self.reactor.callInThread(words.warm_up)
+        defer.ensureDeferred(self._ensure_indexes())
+        try:
+            await self.directory.load()
+        except StoreUnavailable:
+            log.warn("session cache starts empty: redis unavailable")
+        self.membership = Membership(
+            config.zookeeper,
+            self.node_id,
+            self.info,
+            self._membership_changed,
+            self.reactor,
+            session_timeout=config.zk_session_timeout,
+        )
+        await self.membership.start()
+        self._loop(HEARTBEAT, self._heartbeat)
+        log.info(
+            "chat node {node} serving clients on {host}:{port}, internal {ihost}:{iport}",
+            node=self.node_id, host=host, port=port, ihost=internal_host, iport=internal_port,
+        )
+        return self
+
+    async def _ensure_indexes(self):
+        while not self._stopping:
+            try:
+                await self.mongo.ensure_indexes()
+                return
+            except Exception as e:
+                log.warn("mongodb indexes not ensured yet: {e}", e=e)
+                await task.deferLater(self.reactor, 1.0, lambda: None)
+
+    def _loop(self, interval, f):
+        loop = task.LoopingCall(lambda: defer.ensureDeferred(f()).addErrback(
+            lambda failure: log.failure("periodic task failed", failure)))
+        loop.clock = self.reactor
+        loop.start(interval, now=True)
+        self._loops.append(loop)
+
+    def stopService(self):
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self):
+        self._stopping = True
+        log.info("chat node {node} stopping", node=self.node_id)
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        if self.membership is not None:
+            try:
+                await defer.ensureDeferred(self.membership.stop()).addTimeout(3, self.reactor)
+            except Exception as e:
+                log.warn("leaving zookeeper failed: {e}", e=e)
+        self._stop_leading()
+        connections = list(self.factory.connections)
+        for connection in connections:
+            connection.going_away()
+        gone = [defer.ensureDeferred(self.directory.unpublish(c.record)) for c in connections if c.record]
+        if gone:
+            await defer.DeferredList(gone, consumeErrors=True).addTimeout(3, self.reactor)
+        for port in self._ports:
+            await port.stopListening()
+        await defer.ensureDeferred(_maybe(super().stopService()))
+        if self.peers is not None:
+            self.peers.close()
+        await self.redis.disconnect()
+        await self.mongo.disconnect()
+
+    # -- membership and leadership -----------------------------------------
+
+    def _live_nodes(self):
+        return self.members
+
+    def _membership_changed(self, members, leader):
+        departed = [n for n in self.members if n not in members]
+        self.members = members
+        self.peers.update(members)
+        for node in departed:
+            log.info("node {node} left the cluster", node=node)
+            self.directory.forget_node(node)
+        was = self.leader
+        self.leader = leader
+        if leader == self.node_id and self.room_host is None:
+            self._start_leading()
+        elif leader != self.node_id and self.room_host is not None:
+            self._stop_leading()
+        if leader != was:
+            log.info("leader is now {leader}", leader=leader)
+        if self.room_host is not None:
+            defer.ensureDeferred(self._leader_sweep())
+        waiters, self._leader_waiters = self._leader_waiters, []
+        for waiter in waiters:
+            if not waiter.called:
+                waiter.callback(None)
+
+    def wait_for_leader(self, at_most):
+        """A Deferred that fires at the next membership change, or after
+        C{at_most} seconds."""
+        d = defer.Deferred()
+        self._leader_waiters.append(d)
+        call = self.reactor.callLater(at_most, lambda: d.called or d.callback(None))
+        d.addBoth(lambda r: (call.active() and call.cancel(), r)[1])
+        return d
+
+    @property
+    def is_leader(self):
+        return self.room_host is not None
+
+    def _start_leading(self):
+        log.info("{node} is the leader: hosting rooms, publishing the server list", node=self.node_id)
+        self.room_host = host = RoomHost(self.mongo, self.directory, self.router.deliver_to, lambda: self.members)
+        defer.ensureDeferred(self._load_rooms(host))
+        self._leader_loop = task.LoopingCall(lambda: defer.ensureDeferred(self._leader_sweep()))
+        self._leader_loop.clock = self.reactor
+        self._leader_loop.start(LEADER_SWEEP, now=False)
+        self.emit("node_became_leader", self.node_id)
+
+    async def _load_rooms(self, host):
+        while self.room_host is host:
+            try:
+                await host.load()
+                return
+            except StoreUnavailable:
+                log.warn("rooms not loaded yet: mongodb unavailable, retrying")
+                await task.deferLater(self.reactor, 1.0, lambda: None)
+
+    def _stop_leading(self):
+        if self.room_host is None:
+            return
+        log.info("{node} stops leading", node=self.node_id)
+        self.room_host = None
+        if self._leader_loop.running:
+            self._leader_loop.stop()
+
+    async def _leader_sweep(self):
+        """Leader duties: the server list, stale sessions, the popular window."""
+        if self.room_host is None:
+            return
+        try:
+            await self.publish_servers()
+            await self.directory.remove_stale(set(self.members))
+            await self.popular.sweep()
+        except StoreUnavailable:
+            pass
+
+    async def publish_servers(self):
+        nodes = [
+            {
+                "nodeId": node,
+                "host": info["host"],
+                "port": info["port"],
+                "url": info.get("url", ""),
+                "isLeader": node == self.leader,
+            }
+            for node, info in sorted(self.members.items())
+        ]
+        await self.redis.call(
+            "set",
+            SERVERS,
+            orjson.dumps({"nodes": nodes, "staleAfter": self.config.zk_session_timeout + HEARTBEAT * 2, "ts": now_ms(self.reactor)}),
+        )
+
+    async def _heartbeat(self):
+        """Report our connection count; re-publish our sessions if Redis lost
+        them (restarted empty)."""
+        if self.membership is None or not self.membership.registered:
+            return
+        await self.redis.call(
+            "hset", LOAD, self.node_id, orjson.dumps({"connections": len(self.factory.connections), "ts": now_ms(self.reactor)})
+        )
+        fresh = await self.redis.call("set", marker_key(self.node_id), "1", nx=True)
+        if fresh and len(self.sessions):
+            log.warn("redis lost its data: re-publishing {n} sessions", n=len(self.sessions))
+            for connection in self.sessions:
+                if connection.record is not None:
+                    await self.redis.call("hset", SESSIONS, connection.record.username, connection.record.to_json())
+            if self.room_host is not None:
+                await self.publish_servers()
+
+    # -- responders of the internal AMP port (chatnet.protocols.internal) --
+
+    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, online):
+        if online:
+            self.directory.apply(SessionRecord(username, nodeId, sessionId, loginTime, alliance))
+            local = self.sessions.get(username)
+            if local is not None and local.record is not None and local.record.sessionId != sessionId:
+                local.replaced()
+        else:
+            self.directory.forget(username, sessionId)
+
+    def deliver_local(self, msg_id, data, usernames, everyone):
+        """Send chat C{data} (JSON of the frame's data) to local users;
+        returns how many of C{usernames} are connected here."""
+        if everyone:
+            targets = [c for c in self.sessions]
+        else:
+            targets = [c for c in map(self.sessions.get, usernames) if c is not None]
+        if not self.recent.add(msg_id):
+            return len(targets)
+        if not targets:
+            return 0
+        payload = b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), data)
+        if len(targets) == 1:
+            targets[0].sendMessage(payload)
+        else:
+            prepared = self.factory.prepareMessage(payload)
+            for connection in targets:
+                connection.sendPreparedMessage(prepared)
+        return len(targets)
+
+    def deliver(self, msgId, data, usernames, everyone):
+        return self.deliver_local(msgId, data, usernames, everyone)
+
+    async def room_post(self, roomName, msgId, data):
+        if self.room_host is None:
+            raise NotLeader()
+        return await self.room_host.post(roomName, msgId, data)
+
+    async def room_join(self, roomName, username):
+        if self.room_host is None:
+            raise NotLeader()
+        return await self.room_host.join(roomName, username)
+
+    async def room_leave(self, roomName, username):
+        if self.room_host is None:
+            raise NotLeader()
+        return await self.room_host.leave(roomName, username)
+
+    async def room_list(self):
+        if self.room_host is None:
+            raise NotLeader()
+        return await self.room_host.list()
+
+    # -- sessions ------------------------------------------------------------
+
+    def announce(self, record, online):
+        """Tell every peer that C{record} logged in or out."""
+        from chatnet.protocols.amp_commands import SessionChanged
+
+        for node in self.members:
+            if node != self.node_id:
+                self.peers.send(
+                    node, SessionChanged, username=record.username, nodeId=record.nodeId,
+                    sessionId=record.sessionId, loginTime=record.loginTime,
+                    alliance=record.alliance, online=online,
+                )
+
+    # -- events for plugins --------------------------------------------------
+
+    def emit(self, event, *args):
+        for listener in self.listeners:
+            try:
+                d = defer.maybeDeferred(getattr(listener, event), *args)
+                d.addErrback(lambda f, e=event: log.failure("event listener failed on {event}", f, event=e))
+            except Exception:
+                log.failure("event listener failed on {event}", event=event)
+
+
+def _maybe(result):
+    if isinstance(result, defer.Deferred):
+        return result
+    return defer.succeed(result)
+

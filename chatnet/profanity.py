@@ -1,0 +1,477 @@
+"""Profanity masking.
+
+`ProfanityFilter.mask` replaces every character of every list entry found in
+a message by ``*`` and keeps the length of the text. The whole list is looked
+for in one Aho-Corasick pass over a case-folded copy of the text; a message
+in which the automaton finds nothing is returned as it is, with no other work.
+
+Entries are found inside longer words too (``hab00bs123`` becomes
+``ha*****123``), as the old system did, but not inside ordinary words of the
+language: ``hello``, ``class``, ``assume`` and ``Scunthorpe`` stay as they
+are. The rule, applied to each match on its own:
+
+* Word characters are letters and digits (except CJK ideographs, kana and
+  hangul, which are written without spaces and so never make a Latin word
+  longer), plus the symbols people put inside words to dodge filters
+  (``! + @ $ |``) and the apostrophe. Everything else (white space, ``- _ .
+  ,`` and other punctuation) separates words.
+* A match that starts at the beginning of a word and ends at the end of a
+  word (possibly spanning several words: ``blow job``, ``s.o.b.``) is
+  masked.
+* A match that starts or ends inside a word is masked unless each such word
+  (its *host*) is spared. A host is spared when its alphabetic core (the
+  host without leading and trailing digits and symbols, lower-cased) is
+  itself not on the list, is a dictionary word (or an inflection of one:
+  ``classes``, ``assumed``, ``shells``, ``Scunthorpe's``), does not reduce by
+  an inflection suffix to a list entry (``cunting``), and the match does not
+  cover the whole core or its singular (``jobs`` in ``blow jobs``).
+
+Overlapping matches are all masked. The dictionary is the union of the
+``english-words`` package's lists (GCIDE and Webster's 2nd) and the system
+word lists found under ``/usr/share/dict`` (Debian's ``wbritish-huge`` adds
+place names such as Scunthorpe and every inflected form).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import threading
+from array import array
+from importlib import resources
+from typing import Iterable, Iterator, Optional, Union
+
+import ahocorasick_rs
+
+__all__ = [
+    "MASK_CHAR",
+    "ProfanityFilter",
+    "WordSet",
+    "default_dictionary",
+    "load_dictionary",
+    "parse_word_list",
+    "read_word_list",
+]
+
+MASK_CHAR = "*"
+
+#: Sources of the ``english-words`` package that make up the dictionary.
+ENGLISH_WORDS_SOURCES = ("gcide", "web2")
+
+#: System word lists added to the dictionary when they exist.
+SYSTEM_WORD_LISTS = (
+    "/usr/share/dict/british-english-huge",
+    "/usr/share/dict/british-english-insane",
+    "/usr/share/dict/american-english-huge",
+    "/usr/share/dict/american-english-insane",
+    "/usr/share/dict/british-english",
+    "/usr/share/dict/american-english",
+    "/usr/share/dict/words",
+)
+
+# Length-preserving folding applied before lower-casing to text that is not
+# ASCII: full-width letters and digits to ASCII ones. (Full-width
+# punctuation is left alone: it is in most Chinese messages, and translating
+# costs more than the rest of the fast path.)
+_FOLD = {cp: cp - 0xFEE0 for cp in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B))}
+_NEEDS_FOLD = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
+
+# Symbols that count as part of a word (see the module docstring).
+_WORD_SYMBOLS = frozenset("!+@$|'\u2019\u02bc")
+_APOSTROPHES = str.maketrans("\u2019\u02bc", "''")
+
+# Code point ranges of scripts written without spaces between words.
+_CJK_RANGES = (
+    (0x1100, 0x11FF),  # Hangul Jamo
+    (0x2E80, 0x2FDF),  # CJK radicals
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x3130, 0x318F),  # Hangul compatibility Jamo
+    (0x31F0, 0x31FF),  # Katakana phonetic extensions
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xAC00, 0xD7AF),  # Hangul syllables
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0xFF66, 0xFF9F),  # half-width Katakana
+    (0x20000, 0x3134F),  # CJK extensions B to G
+)
+
+# Suffixes tried to reduce an inflected word to a dictionary form:
+# (suffix, replacements for it).
+_SUFFIXES = (
+    ("iest", ("y",)),
+    ("ier", ("y",)),
+    ("ies", ("y",)),
+    ("ied", ("y",)),
+    ("ings", ("", "e")),
+    ("ing", ("", "e")),
+    ("ers", ("", "e")),
+    ("est", ("", "e")),
+    ("er", ("", "e")),
+    ("ed", ("", "e")),
+    ("es", ("",)),
+    ("ly", ("",)),
+    ("s", ("",)),
+)
+# Suffixes that only make a plural or possessive: a match covering the rest
+# of the word is a match of the whole word.
+_PLURAL_SUFFIXES = ("'s", "s'", "es", "s")
+
+_CORE_CACHE_LIMIT = 100_000
+
+
+def _is_cjk(cp: int) -> bool:
+    for lo, hi in _CJK_RANGES:
+        if cp < lo:
+            return False
+        if cp <= hi:
+            return True
+    return False
+
+
+def _is_word_char(c: str) -> bool:
+    if c.isalnum():
+        return c < "\u1100" or not _is_cjk(ord(c))
+    return c in _WORD_SYMBOLS
+
+
+class _WordClassTable(dict):
+    """A `str.translate` table mapping each word character to ``"w"`` and
+    every other character to a space; filled in as characters are seen."""
+
+    def __missing__(self, cp: int) -> str:
+        value = "w" if _is_word_char(chr(cp)) else " "
+        if len(self) < 65536:
+            self[cp] = value
+        return value
+
+
+_WORD_CLASS = _WordClassTable()
+for _cp in range(128):
+    _WORD_CLASS[_cp]  # noqa: B018 - fills the ASCII part up front
+del _cp
+
+
+def fold(text: str) -> str:
+    """Lower-case `text` for matching, keeping its length.
+
+    ``str.lower`` maps a few characters to two (``"İ"`` becomes ``"i̇"``);
+    then each character is lowered on its own and the first character of
+    its lower-case form is kept, so that indexes into the result are indexes
+    into `text`.
+    """
+    if text.isascii():
+        return text.lower()
+    if _NEEDS_FOLD.search(text) is not None:
+        text = text.translate(_FOLD)
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join([c.lower()[:1] or c for c in text])
+
+
+def _normalize_entry(entry: str) -> str:
+    """An entry as matched: folded, single spaces, no trailing ``*``."""
+    return fold(" ".join(entry.split()).rstrip(MASK_CHAR))
+
+
+def parse_word_list(text: str) -> list[str]:
+    """Entries of a word list: one per line, ``#`` comment lines and blank
+    lines ignored, runs of white space inside an entry made single spaces.
+
+    A trailing ``*`` (a wildcard in some published lists) is dropped: every
+    entry already matches as the start of a longer word."""
+    entries = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entries.append(line)
+    return entries
+
+
+def read_word_list(path: Union[str, os.PathLike]) -> list[str]:
+    """Read a word list file (UTF-8, with or without a byte order mark)."""
+    with open(path, encoding="utf-8-sig") as f:
+        return parse_word_list(f.read())
+
+
+class WordSet:
+    """A compact, read-only set of words, folded as `fold` does.
+
+    Hundreds of thousands of dictionary words as Python strings take tens of
+    megabytes; this keeps one sorted 64-bit hash per word instead (8 bytes a
+    word). Two words sharing a hash would make a non-word look like a word;
+    with a few hundred thousand words the chance of a given look-up hitting
+    such a pair is of the order of 1e-14.
+    """
+
+    __slots__ = ("_hashes",)
+
+    def __init__(self, words: Iterable[str] = ()):
+        self._hashes = array("q", sorted({hash(fold(w)) for w in words}))
+
+    @classmethod
+    def _from_folded_text(cls, chunks: Iterable[str]) -> "WordSet":
+        """Build from blobs of white-space separated, already folded words."""
+        hashes: set[int] = set()
+        for chunk in chunks:
+            hashes.update(map(hash, chunk.split()))
+        ws = cls.__new__(cls)
+        ws._hashes = array("q", sorted(hashes))
+        return ws
+
+    def __contains__(self, word: object) -> bool:
+        if not isinstance(word, str):
+            return False
+        h = hash(word)
+        hashes = self._hashes
+        i = bisect.bisect_left(hashes, h)
+        return i < len(hashes) and hashes[i] == h
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def __repr__(self) -> str:
+        return f"<WordSet of {len(self)} words>"
+
+
+def load_dictionary(
+    sources: Iterable[str] = ENGLISH_WORDS_SOURCES,
+    system_paths: Iterable[Union[str, os.PathLike]] = SYSTEM_WORD_LISTS,
+) -> WordSet:
+    """The allow-list dictionary: the given ``english-words`` sources plus
+    every system word list in `system_paths` that exists. Takes about a
+    second; call it once (see `default_dictionary`)."""
+
+    def folded(text: str) -> str:
+        # Whole-text folding; `fold`'s per-character fallback only matters
+        # for indexes into messages, not for a word list.
+        return text.lower().translate(_APOSTROPHES)
+
+    def chunks() -> Iterator[str]:
+        sources_ = tuple(sources)
+        if sources_:
+            from english_words import get_english_words_set
+
+            yield folded("\n".join(get_english_words_set(sources_, lower=True)))
+        seen = set()
+        for path in system_paths:
+            real = os.path.realpath(path)
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                with open(real, encoding="utf-8", errors="replace") as f:
+                    yield folded(f.read())
+            except OSError:
+                continue
+
+    return WordSet._from_folded_text(chunks())
+
+
+_default_lock = threading.Lock()
+_default_dictionary: Optional[WordSet] = None
+_default_filter: Optional["ProfanityFilter"] = None
+
+
+def default_dictionary() -> WordSet:
+    """The dictionary from `load_dictionary` with its defaults, loaded once
+    per process."""
+    global _default_dictionary
+    with _default_lock:
+        if _default_dictionary is None:
+            _default_dictionary = load_dictionary()
+        return _default_dictionary
+
+
+class ProfanityFilter:
+    """Masks the entries of a word list in text. Immutable once built and
+    safe to share between threads.
+
+    :param words: the list entries (case does not matter).
+    :param dictionary: the words to spare; a `WordSet`, any container of
+        lower-case words, or None for `default_dictionary`.
+    """
+
+    def __init__(
+        self,
+        words: Iterable[str],
+        dictionary: Optional[Union[WordSet, Iterable[str]]] = None,
+    ):
+        entries = []
+        seen = set()
+        for word in words:
+            entry = _normalize_entry(word)
+            if entry and entry not in seen:
+                seen.add(entry)
+                entries.append(entry)
+        self.words: tuple[str, ...] = tuple(entries)
+        self._listed = frozenset(entries)
+        if dictionary is None:
+            dictionary = default_dictionary()
+        elif not isinstance(dictionary, WordSet):
+            dictionary = frozenset(fold(w) for w in dictionary)
+        self._dictionary = dictionary
+        self._core_cache: dict[str, tuple[bool, tuple[str, ...]]] = {}
+        if entries:
+            automaton = ahocorasick_rs.AhoCorasick(entries)
+            self._find = automaton.find_matches_as_indexes
+        else:
+            self._find = None
+
+    @classmethod
+    def from_file(
+        cls,
+        path: Union[str, os.PathLike],
+        dictionary: Optional[Union[WordSet, Iterable[str]]] = None,
+    ) -> "ProfanityFilter":
+        """A filter for the word list file at `path` (format: see
+        `parse_word_list`)."""
+        return cls(read_word_list(path), dictionary)
+
+    @classmethod
+    def default(cls) -> "ProfanityFilter":
+        """The filter for the shipped list ``chatnet/data/profanity.txt``
+        and the default dictionary, built once per process (about a second
+        the first time)."""
+        global _default_filter
+        if _default_filter is None:
+            text = resources.files("chatnet").joinpath("data/profanity.txt").read_text(
+                encoding="utf-8"
+            )
+            built = cls(parse_word_list(text))
+            with _default_lock:
+                if _default_filter is None:
+                    _default_filter = built
+        return _default_filter
+
+    def __repr__(self) -> str:
+        return f"<ProfanityFilter of {len(self.words)} entries>"
+
+    def mask(self, text: str) -> str:
+        """`text` with every character of every list entry found in it
+        replaced by ``*``; same length as `text`. Returns `text` itself when
+        nothing is found."""
+        find = self._find
+        if find is None:
+            return text
+        low = text.lower() if text.isascii() else fold(text)
+        matches = find(low, overlapping=True)
+        if not matches:
+            return text
+        return self._mask_matches(text, low, matches)
+
+    # -- the slow path: at least one entry was found
+
+    def _mask_matches(self, text: str, low: str, matches) -> str:
+        # classes[i] is "w" where low[i] is a word character, else " ".
+        classes = low.translate(_WORD_CLASS)
+        n = len(low)
+        spans = []
+        for _, start, end in matches:
+            left_inside = start > 0 and classes[start - 1] == "w" and classes[start] == "w"
+            right_inside = end < n and classes[end] == "w" and classes[end - 1] == "w"
+            if left_inside or right_inside:
+                spared = True
+                left_host = None
+                if left_inside:
+                    left_host = _host_bounds(classes, start, n)
+                    spared = self._host_spared(low, left_host, start, end)
+                if spared and right_inside:
+                    right_host = _host_bounds(classes, end - 1, n)
+                    if right_host != left_host:
+                        spared = self._host_spared(low, right_host, start, end)
+                if spared:
+                    continue
+            spans.append((start, end))
+        if not spans:
+            return text
+        spans.sort()
+        out = []
+        pos = 0
+        for start, end in spans:
+            if end <= pos:
+                continue
+            if start > pos:
+                out.append(text[pos:start])
+            else:
+                start = pos
+            out.append(MASK_CHAR * (end - start))
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def _host_spared(self, low: str, host: tuple[int, int], start: int, end: int) -> bool:
+        """Whether the match ``low[start:end]`` is spared because of the word
+        ``low[host[0]:host[1]]`` it lies partly or wholly in."""
+        a, b = host
+        core = low[a:b]
+        if not core.isalpha():
+            while a < b and not low[a].isalpha():
+                a += 1
+            while b > a and not low[b - 1].isalpha():
+                b -= 1
+            core = low[a:b].translate(_APOSTROPHES)
+        part_start = start if start > a else a
+        part_end = end if end < b else b
+        if part_start >= part_end:
+            # The match does not touch the letters of the word.
+            return False
+        if part_end - part_start == b - a:
+            # The match covers the whole word.
+            return False
+        info = self._core_cache.get(core)
+        if info is None:
+            info = self._judge_core(core)
+            if len(self._core_cache) >= _CORE_CACHE_LIMIT:
+                self._core_cache.clear()
+            self._core_cache[core] = info
+        allowed, singulars = info
+        return allowed and (not singulars or core[part_start - a : part_end - a] not in singulars)
+
+    def _judge_core(self, core: str) -> tuple[bool, tuple[str, ...]]:
+        """(whether `core` is an ordinary word, its plural-stripped forms)."""
+        singulars = tuple(
+            core[: -len(suffix)]
+            for suffix in _PLURAL_SUFFIXES
+            if core.endswith(suffix) and len(core) > len(suffix) + 1
+        )
+        if core in self._listed:
+            return False, singulars
+        if core in self._dictionary:
+            return True, singulars
+        stems = _stems(core)
+        if any(stem in self._listed for stem in stems):
+            return False, singulars
+        return any(stem in self._dictionary for stem in stems), singulars
+
+
+def _host_bounds(classes: str, i: int, n: int) -> tuple[int, int]:
+    """The maximal run of word characters around index `i`."""
+    b = classes.find(" ", i)
+    return classes.rfind(" ", 0, i) + 1, (n if b < 0 else b)
+
+
+def _stems(word: str) -> list[str]:
+    """Candidate base forms of an inflected or possessive word (``classes``
+    -> ``class``, ``assumed`` -> ``assume``, ``shitting`` -> ``shit``,
+    ``scunthorpe's`` -> ``scunthorpe``)."""
+    stems = []
+    if word.endswith("'s"):
+        word = word[:-2]
+        stems.append(word)
+    elif word.endswith("s'"):
+        word = word[:-1]
+        stems.append(word)
+    for suffix, replacements in _SUFFIXES:
+        if not word.endswith(suffix):
+            continue
+        base = word[: -len(suffix)]
+        if len(base) < 2:
+            continue
+        for replacement in replacements:
+            stems.append(base + replacement)
+        if len(base) >= 3 and base[-1] == base[-2] and base[-1] not in "aeiouls":
+            stems.append(base[:-1])  # doubled consonant: shitting, bigger
+    return stems

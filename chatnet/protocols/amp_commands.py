@@ -1,0 +1,118 @@
+"""The commands nodes send each other on the internal AMP port.
+
+Nothing but :class:`Challenge` and :class:`Authenticate` is answered before
+the peer has proved that it knows the cluster secret.
+"""
+from twisted.protocols import amp
+
+
+class NotAuthenticated(Exception):
+    pass
+
+
+class NoSuchRoom(Exception):
+    pass
+
+
+class StoreDown(Exception):
+    pass
+
+
+class NotLeader(Exception):
+    pass
+
+
+COMMON_ERRORS = {
+    NotAuthenticated: b"NOT_AUTHENTICATED",
+    NoSuchRoom: b"NO_SUCH_ROOM",
+    StoreDown: b"STORE_DOWN",
+    NotLeader: b"NOT_LEADER",
+}
+
+
+class Challenge(amp.Command):
+    """Ask the server for a fresh nonce to answer in :class:`Authenticate`."""
+
+    arguments = []
+    response = [(b"nonce", amp.String())]
+
+
+class Authenticate(amp.Command):
+    """Prove knowledge of the cluster secret.
+
+    C{mac} = HMAC-SHA256(secret, b"client|" + server nonce + b"|" + nodeId);
+    the answer proves the server knows it too: HMAC-SHA256(secret,
+    b"server|" + C{nonce}).
+    """
+
+    arguments = [(b"nodeId", amp.Unicode()), (b"nonce", amp.String()), (b"mac", amp.String())]
+    response = [(b"mac", amp.String())]
+    errors = COMMON_ERRORS
+    fatalErrors = {NotAuthenticated: b"AUTH_FAILED"}
+
+
+class SessionChanged(amp.Command):
+    """A user logged in (C{online}) or out on the sending node."""
+
+    arguments = [
+        (b"username", amp.Unicode()),
+        (b"nodeId", amp.Unicode()),
+        (b"sessionId", amp.Unicode()),
+        (b"loginTime", amp.Integer()),
+        (b"alliance", amp.Unicode()),
+        (b"online", amp.Boolean()),
+    ]
+    response = []
+    errors = COMMON_ERRORS
+    requiresAnswer = False
+
+
+class Deliver(amp.Command):
+    """Deliver one chat message to users connected to the receiving node.
+
+    C{data} is the JSON of the chat frame's C{data}; C{usernames} the
+    recipients on this node, or C{everyone} for all its users. De-duplicated
+    by C{msgId}: a retried delivery reaches nobody twice. Answers how many
+    of the named users were connected.
+    """
+
+    arguments = [
+        (b"msgId", amp.Unicode()),
+        (b"data", amp.String()),
+        (b"usernames", amp.ListOf(amp.Unicode())),
+        (b"everyone", amp.Boolean()),
+    ]
+    response = [(b"delivered", amp.Integer())]
+    errors = COMMON_ERRORS
+
+
+class RoomPost(amp.Command):
+    """To the leader: fan an accepted room message out to the members' nodes.
+
+    Answers once every node that has a member online has acknowledged it."""
+
+    arguments = [(b"roomName", amp.Unicode()), (b"msgId", amp.Unicode()), (b"data", amp.String())]
+    response = [(b"nodes", amp.Integer())]
+    errors = COMMON_ERRORS
+
+
+class RoomJoin(amp.Command):
+    """To the leader: make C{username} a member of C{roomName} (persisted)."""
+
+    arguments = [(b"roomName", amp.Unicode()), (b"username", amp.Unicode())]
+    response = [(b"members", amp.Integer())]
+    errors = COMMON_ERRORS
+
+
+class RoomLeave(amp.Command):
+    arguments = [(b"roomName", amp.Unicode()), (b"username", amp.Unicode())]
+    response = [(b"members", amp.Integer())]
+    errors = COMMON_ERRORS
+
+
+class RoomList(amp.Command):
+    """To the leader: every room with its member count, as JSON."""
+
+    arguments = []
+    response = [(b"rooms", amp.String())]
+    errors = COMMON_ERRORS

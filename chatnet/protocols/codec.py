@@ -1,0 +1,119 @@
+"""The client frame codec: one JSON object per WebSocket text frame.
+
+``decode`` turns a payload into a :class:`Request` or raises
+:class:`ProtocolError` carrying the PROTOCOL.md error code; ``encode`` builds a
+server frame. Field validation (types of ``data`` members) happens here too, so
+nothing but well-typed values ever reaches a handler, a Redis key or a Mongo
+query.
+"""
+import itertools
+import time
+
+import orjson
+
+from chatnet.errors import ProtocolError
+
+
+class Request:
+    __slots__ = ("id", "action", "data")
+
+    def __init__(self, id, action, data):
+        self.id = id
+        self.action = action
+        self.data = data
+
+    def string(self, key, *, required=True, default=None, max_length=None):
+        """The string field C{key} of C{data}, or raise a 400."""
+        value = self.data.get(key, None)
+        if value is None:
+            if required:
+                raise ProtocolError(400, f"missing field {key!r}", self.action)
+            return default
+        if not isinstance(value, str):
+            raise ProtocolError(400, f"field {key!r} must be a string", self.action)
+        if max_length is not None and len(value) > max_length:
+            raise ProtocolError(
+                413, f"field {key!r} is longer than {max_length} characters", self.action
+            )
+        return value
+
+    def integer(self, key, *, default=None, minimum=None, maximum=None):
+        value = self.data.get(key, None)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProtocolError(400, f"field {key!r} must be an integer", self.action)
+        if minimum is not None and value < minimum:
+            raise ProtocolError(400, f"field {key!r} must be at least {minimum}", self.action)
+        if maximum is not None and value > maximum:
+            value = maximum
+        return value
+
+    def boolean(self, key, default=False):
+        value = self.data.get(key, None)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ProtocolError(400, f"field {key!r} must be true or false", self.action)
+        return value
+
+    def string_list(self, key):
+        value = self.data.get(key, None)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ProtocolError(400, f"field {key!r} must be a list of strings", self.action)
+        return value
+
+
+def decode(payload, isBinary=False):
+    """Parse one client frame.
+
+    @raise ProtocolError: 400 for anything that is not a JSON object with a
+        string C{action} and an object C{data}.
+    """
+    if isBinary:
+        raise ProtocolError(400, "binary frames are not supported; send JSON text")
+    try:
+        frame = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise ProtocolError(400, "frame is not valid JSON")
+    if not isinstance(frame, dict):
+        raise ProtocolError(400, "frame is not a JSON object")
+    request_id = frame.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, (int, str, type(None))):
+        request_id = None
+    action = frame.get("action")
+    if action is None:
+        raise ProtocolError(400, "missing 'action'", re=request_id)
+    if not isinstance(action, str):
+        raise ProtocolError(400, "'action' must be a string", re=request_id)
+    data = frame.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProtocolError(400, "'data' must be an object", action, re=request_id)
+    return Request(request_id, action, data)
+
+
+_counter = itertools.count()
+
+
+def frame_id():
+    """A server frame id in the old client's shape: ms timestamp * 1000 + n."""
+    return int(time.time() * 1000) * 1000 + next(_counter) % 1000
+
+
+def encode(action, data, re=None):
+    frame = {"id": frame_id(), "action": action, "data": data}
+    if re is not None:
+        frame["re"] = re
+    return orjson.dumps(frame)
+
+
+def encode_error(error, re=None):
+    if re is None:
+        re = error.re
+    return encode(
+        "error", {"code": error.code, "message": error.message, "ext": error.ext}, re
+    )

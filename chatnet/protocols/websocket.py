@@ -1,0 +1,130 @@
+"""The client WebSocket protocol: one connection of one (eventually logged-in) user.
+
+Requests of a connection are handled one after the other, in the order they
+arrived, so that answers and messages keep the client's order. Every failure
+becomes an ``error`` frame (PROTOCOL.md section 5); nothing a client sends
+can raise past this class or affect another connection.
+"""
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from chatnet.errors import ProtocolError
+from chatnet.protocols import codec
+from chatnet.ratelimit import TokenBucket
+
+log = Logger()
+
+GOING_AWAY = 1001
+REPLACED = 4009
+
+
+class ChatServerProtocol(WebSocketServerProtocol):
+    record = None
+    closed = False
+
+    def onConnect(self, request):
+        self.node = self.factory.node
+        self.bucket = TokenBucket(self.node.config.rate_limit, self.node.config.rate_burst, self.node.reactor)
+        self._queue = []
+        self._busy = False
+        self._login_timer = None
+
+    def onOpen(self):
+        self.factory.connections.add(self)
+        timeout = self.node.config.login_timeout
+        if timeout > 0:
+            self._login_timer = self.node.reactor.callLater(timeout, self._login_timed_out)
+
+    def _login_timed_out(self):
+        self._login_timer = None
+        if self.record is None and not self.closed:
+            self.send_error(ProtocolError(401, "no login in time; closing"))
+            self.sendClose(4001, "login timeout")
+
+    # -- incoming ----------------------------------------------------------
+
+    def onMessage(self, payload, isBinary):
+        if self.closed:
+            return
+        if not self.bucket.allow():
+            self.send_error(ProtocolError(429, "rate limit exceeded, slow down"))
+            return
+        try:
+            request = codec.decode(payload, isBinary)
+        except ProtocolError as e:
+            self.send_error(e)
+            return
+        self._queue.append(request)
+        if not self._busy:
+            self._next()
+
+    def _next(self):
+        while self._queue and not self.closed:
+            request = self._queue.pop(0)
+            self._busy = True
+            d = defer.ensureDeferred(self.node.handlers.handle(self, request))
+            d.addErrback(self._failed, request)
+            if not d.called:
+                d.addBoth(self._done)
+                return
+            self._busy = False
+        self._busy = False
+
+    def _done(self, _):
+        self._busy = False
+        self._next()
+
+    def _failed(self, failure, request):
+        if failure.check(ProtocolError):
+            error = failure.value
+        else:
+            log.failure("request {action} failed", failure, action=request.action)
+            error = ProtocolError(500, "internal error; the request was not carried out", request.action)
+        if not self.closed:
+            self.send_error(error, request.id)
+
+    # -- outgoing ----------------------------------------------------------
+
+    def answer(self, action, data, request):
+        if not self.closed:
+            self.sendMessage(codec.encode(action, data, request.id))
+
+    def send_error(self, error, re=None):
+        if not self.closed:
+            self.sendMessage(codec.encode_error(error, re))
+
+    def replaced(self):
+        """A newer login of the same user took over: 409, then close."""
+        if self.closed:
+            return
+        self.send_error(ProtocolError(409, "this session was replaced by a newer login of the same user", "login"))
+        record, self.record = self.record, None
+        if record is not None:
+            self.node.sessions.remove(record.username, self)
+        self.sendClose(REPLACED, "session replaced")
+
+    def going_away(self):
+        """The node is stopping: ask the client to reconnect through the gateway."""
+        if not self.closed:
+            self.sendClose(GOING_AWAY, "node stopping: reconnect through the gateway")
+            self.closed = True
+
+    # -- end -----------------------------------------------------------------
+
+    def onClose(self, wasClean, code, reason):
+        self.closed = True
+        self._queue = []
+        if self._login_timer is not None and self._login_timer.active():
+            self._login_timer.cancel()
+        self.factory.connections.discard(self)
+        if self.record is not None:
+            defer.ensureDeferred(self.logout())
+
+    async def logout(self):
+        record, self.record = self.record, None
+        if record is None or not self.node.sessions.remove(record.username, self):
+            return
+        self.node.announce(record, False)
+        await self.node.directory.unpublish(record)
+        self.node.emit("user_offline", record.username, self.node.node_id)

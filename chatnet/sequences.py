@@ -1,0 +1,28 @@
+"""Per-channel sequence numbers: gap-free and increasing, shared by all nodes.
+
+The counter of a channel lives in Redis (``INCR``), so every node and every
+leader after a failover continues the same sequence. If Redis lost the
+counter (restarted empty), it is restored from the highest seq stored in
+MongoDB and in the Redis history list before counting on.
+"""
+import orjson
+
+from chatnet.stores.redis import NEXT_SEQ, RESTORE_SEQ, history_key, seq_key
+
+
+class Sequences:
+    def __init__(self, redis, mongo, pending=lambda channel: 0):
+        self.redis = redis
+        self.mongo = mongo
+        # highest seq of a channel still waiting in this node's message log
+        self.pending = pending
+
+    async def next(self, channel):
+        seq = await self.redis.eval(NEXT_SEQ, [seq_key(channel)])
+        if seq != -1:
+            return seq
+        floor = max(await self.mongo.max_seq(channel), self.pending(channel))
+        last = await self.redis.call("lrange", history_key(channel), -1, -1)
+        if last:
+            floor = max(floor, orjson.loads(last[0]).get("seq") or 0)
+        return await self.redis.eval(RESTORE_SEQ, [seq_key(channel)], [floor])

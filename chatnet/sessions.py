@@ -1,0 +1,189 @@
+"""Who is online, since when, on which node.
+
+* :class:`LocalSessions`: the connections of this node, by username.
+* :class:`SessionDirectory`: every online user of the cluster. Redis
+  (``chatnet:sessions``) is the record; each node keeps a copy in memory so
+  that routing a message costs no Redis round trip. The copy is kept right by
+  the session changes every node announces to its peers, by the cluster
+  membership (a user whose node is not a member is offline, whatever the
+  record says) and, on a miss, by a look-up in Redis.
+"""
+import uuid
+
+import orjson
+from twisted.logger import Logger
+
+from chatnet.errors import StoreUnavailable
+from chatnet.stores.redis import DELETE_SESSION, SESSIONS, SET_SESSION
+
+log = Logger()
+
+
+class SessionRecord:
+    __slots__ = ("username", "nodeId", "sessionId", "loginTime", "alliance")
+
+    def __init__(self, username, nodeId, sessionId, loginTime, alliance=""):
+        self.username = username
+        self.nodeId = nodeId
+        self.sessionId = sessionId
+        self.loginTime = loginTime
+        self.alliance = alliance or ""
+
+    @classmethod
+    def new(cls, username, nodeId, loginTime, alliance=""):
+        return cls(username, nodeId, uuid.uuid4().hex, loginTime, alliance)
+
+    def to_json(self):
+        return orjson.dumps(
+            {
+                "nodeId": self.nodeId,
+                "sessionId": self.sessionId,
+                "loginTime": self.loginTime,
+                "alliance": self.alliance,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, username, raw):
+        d = orjson.loads(raw)
+        return cls(username, d["nodeId"], d["sessionId"], d["loginTime"], d.get("alliance", ""))
+
+    def __repr__(self):
+        return f"<Session {self.username}@{self.nodeId} {self.sessionId[:8]}>"
+
+
+class LocalSessions:
+    """The logged-in connections of this node."""
+
+    def __init__(self):
+        self.by_user = {}
+
+    def get(self, username):
+        return self.by_user.get(username)
+
+    def add(self, username, connection):
+        """Register C{connection}; returns the connection it replaced."""
+        old = self.by_user.get(username)
+        self.by_user[username] = connection
+        return old
+
+    def remove(self, username, connection):
+        if self.by_user.get(username) is connection:
+            del self.by_user[username]
+            return True
+        return False
+
+    def __len__(self):
+        return len(self.by_user)
+
+    def __iter__(self):
+        return iter(list(self.by_user.values()))
+
+
+class SessionDirectory:
+    def __init__(self, redis, members=lambda: ()):
+        self.redis = redis
+        self.records = {}
+        # callable: the node ids that are members of the cluster right now
+        self.members = members
+
+    # -- reading ----------------------------------------------------------
+
+    def cached(self, username):
+        """The session of C{username} if it is online as far as this node
+        knows, without any I/O."""
+        record = self.records.get(username)
+        if record is not None and record.nodeId in self.members():
+            return record
+        return None
+
+    async def lookup(self, username, refresh=False):
+        """The session of C{username}, or C{None} if they are not online.
+
+        The cache answers; Redis is asked only on a miss or when C{refresh}
+        is set (after a delivery found the user gone from the node the cache
+        named)."""
+        if not refresh:
+            record = self.cached(username)
+            if record is not None:
+                return record
+        raw = await self.redis.call("hget", SESSIONS, username)
+        if not raw:
+            self.records.pop(username, None)
+            return None
+        record = SessionRecord.from_json(username, raw)
+        self.records[username] = record
+        if record.nodeId not in self.members():
+            return None
+        return record
+
+    def online(self):
+        members = self.members()
+        return [r for r in self.records.values() if r.nodeId in members]
+
+    # -- changing ---------------------------------------------------------
+
+    async def publish(self, record):
+        """Make C{record} the session of its user; returns the record it
+        replaced in Redis (or C{None})."""
+        old = await self.redis.eval(SET_SESSION, [SESSIONS], [record.username, record.to_json()])
+        self.records[record.username] = record
+        if old:
+            return SessionRecord.from_json(record.username, old)
+        return None
+
+    async def unpublish(self, record):
+        """Remove C{record} unless a newer session replaced it meanwhile."""
+        self.forget(record.username, record.sessionId)
+        try:
+            await self.redis.eval(DELETE_SESSION, [SESSIONS], [record.username, record.sessionId])
+        except StoreUnavailable:
+            log.warn("session of {user} left in redis; the leader removes it", user=record.username)
+
+    def apply(self, record):
+        """A peer announced C{record}."""
+        self.records[record.username] = record
+
+    def forget(self, username, sessionId):
+        record = self.records.get(username)
+        if record is not None and record.sessionId == sessionId:
+            del self.records[username]
+
+    def forget_node(self, nodeId):
+        for username in [u for u, r in self.records.items() if r.nodeId == nodeId]:
+            del self.records[username]
+
+    async def load(self):
+        """Replace the cache with what Redis holds."""
+        raw = await self.redis.call("hgetall", SESSIONS)
+        records = {}
+        for username, value in (raw or {}).items():
+            if isinstance(username, bytes):
+                username = username.decode()
+            try:
+                records[username] = SessionRecord.from_json(username, value)
+            except (ValueError, KeyError):
+                continue
+        # sessions announced while the snapshot was read stay
+        for username, record in self.records.items():
+            records.setdefault(username, record)
+        self.records = records
+
+    async def remove_stale(self, live_nodes):
+        """Delete from Redis every session whose node is not live (leader)."""
+        raw = await self.redis.call("hgetall", SESSIONS)
+        stale = []
+        for username, value in (raw or {}).items():
+            try:
+                record = SessionRecord.from_json(username, value)
+            except (ValueError, KeyError):
+                stale.append((username, None))
+                continue
+            if record.nodeId not in live_nodes:
+                stale.append((username, record.sessionId))
+        for username, sessionId in stale:
+            if sessionId is None:
+                await self.redis.call("hdel", SESSIONS, username)
+            else:
+                await self.redis.eval(DELETE_SESSION, [SESSIONS], [username, sessionId])
+        return len(stale)

@@ -1,0 +1,173 @@
+"""MongoDB: users, rooms and their members, every message ever sent.
+
+Works unchanged against a real ``mongod`` and against SecantusDB. Every call
+is bounded by ``timeout``; a database that does not answer raises
+:class:`StoreUnavailable`. Only values whose type the caller checked reach a
+query: usernames and room names are plain strings here, never documents.
+"""
+from urllib.parse import urlparse
+
+import txmongo
+from txmongo.errors import TimeExceeded
+from bson import ObjectId
+from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, PyMongoError
+from twisted.internet import defer, error as netError, reactor as default_reactor
+from twisted.logger import Logger
+from txmongo import filter as qf
+
+from chatnet.errors import StoreUnavailable
+
+log = Logger()
+
+UNAVAILABLE = (
+    defer.TimeoutError,
+    defer.CancelledError,
+    AutoReconnect,
+    netError.ConnectionRefusedError,
+    netError.ConnectionLost,
+    netError.ConnectionDone,
+    TimeExceeded,
+)
+
+
+def parse_mongo_url(url):
+    parsed = urlparse(url)
+    if parsed.scheme not in ("mongodb", "mongodb+srv"):
+        raise ValueError(f"not a mongodb:// URL: {url}")
+    return parsed.path.strip("/") or "chat"
+
+
+class MongoStore:
+    def __init__(self, url, timeout=3.0, reactor=None, pool_size=2):
+        self.url = url
+        self.dbname = parse_mongo_url(url)
+        self.timeout = timeout
+        self.reactor = reactor or default_reactor
+        self.pool_size = pool_size
+        self.pool = None
+        self.db = None
+
+    def connect(self):
+        self.pool = txmongo.connection.ConnectionPool(
+            self.url, pool_size=self.pool_size, retry_delay=0.5, max_delay=2.0
+        )
+        self.db = self.pool[self.dbname]
+        return self
+
+    def disconnect(self):
+        if self.pool is None:
+            return defer.succeed(None)
+        pool, self.pool = self.pool, None
+        return pool.disconnect()
+
+    async def _run(self, what, d):
+        if self.db is None:
+            raise StoreUnavailable("mongodb", what)
+        d = defer.ensureDeferred(d) if not isinstance(d, defer.Deferred) else d
+        d.addTimeout(self.timeout, self.reactor)
+        try:
+            return await d
+        except (DuplicateKeyError, BulkWriteError):
+            raise
+        except Exception as e:
+            if isinstance(e, UNAVAILABLE) or isinstance(e, PyMongoError):
+                log.warn("mongodb {what} failed: {e!r}", what=what, e=e)
+                raise StoreUnavailable("mongodb", what)
+            raise
+
+    # -- schema ---------------------------------------------------------
+
+    async def ensure_indexes(self):
+        db = self.db
+        await self._run("index", db.users.create_index(qf.sort(qf.ASCENDING("username")), unique=True))
+        await self._run("index", db.rooms.create_index(qf.sort(qf.ASCENDING("roomName")), unique=True))
+        await self._run(
+            "index",
+            db.messages.create_index(qf.sort(qf.ASCENDING("channel") + qf.ASCENDING("seq"))),
+        )
+        await self._run(
+            "index",
+            db.messages.create_index(qf.sort(qf.ASCENDING("channel") + qf.ASCENDING("ts"))),
+        )
+        await self._run("index", db.offline.create_index(qf.sort(qf.ASCENDING("to") + qf.ASCENDING("_id"))))
+
+    # -- users ----------------------------------------------------------
+
+    async def find_user(self, username):
+        assert isinstance(username, str)
+        return await self._run("login", self.db.users.find_one({"username": username}))
+
+    async def user_exists(self, username):
+        assert isinstance(username, str)
+        doc = await self._run(
+            "user", self.db.users.find_one({"username": username}, {"_id": 1})
+        )
+        return doc is not None
+
+    # -- rooms ----------------------------------------------------------
+
+    async def all_rooms(self):
+        docs = await self._run("rooms", self.db.rooms.find({}, {"roomName": 1, "members": 1}))
+        return {d["roomName"]: set(d.get("members") or ()) for d in docs if isinstance(d.get("roomName"), str)}
+
+    async def add_member(self, room, username):
+        """Persist C{username} as a member of C{room}; C{False} if no such room."""
+        result = await self._run(
+            "joinRoom",
+            self.db.rooms.update_one({"roomName": room}, {"$addToSet": {"members": username}}),
+        )
+        return result.matched_count > 0
+
+    async def remove_member(self, room, username):
+        result = await self._run(
+            "leaveRoom",
+            self.db.rooms.update_one({"roomName": room}, {"$pull": {"members": username}}),
+        )
+        return result.matched_count > 0
+
+    async def room_exists(self, room):
+        doc = await self._run("room", self.db.rooms.find_one({"roomName": room}, {"_id": 1}))
+        return doc is not None
+
+    # -- messages -------------------------------------------------------
+
+    async def insert_messages(self, docs):
+        """Insert C{docs} (with C{_id} = message id); duplicates are skipped,
+        so retrying a batch stores each message once."""
+        try:
+            await self._run("store", self.db.messages.insert_many(docs, ordered=False))
+        except (DuplicateKeyError, BulkWriteError) as e:
+            details = getattr(e, "details", None) or {}
+            errors = details.get("writeErrors") or []
+            if any(err.get("code") != 11000 for err in errors):
+                raise
+
+    async def last_messages(self, channel, limit=50):
+        docs = await self._run(
+            "history",
+            self.db.messages.find(
+                {"channel": channel},
+                sort=qf.sort(qf.DESCENDING("seq") + qf.DESCENDING("ts")),
+                limit=limit,
+            ),
+        )
+        docs.reverse()
+        return docs
+
+    async def messages_after(self, channel, seq, limit):
+        return await self._run(
+            "history",
+            self.db.messages.find(
+                {"channel": channel, "seq": {"$gt": seq}},
+                sort=qf.sort(qf.ASCENDING("seq")),
+                limit=limit,
+            ),
+        )
+
+    async def max_seq(self, channel):
+        docs = await self.last_messages(channel, 1)
+        return docs[0].get("seq", 0) if docs else 0
+
+
+def object_id(msg_id):
+    return ObjectId(msg_id)

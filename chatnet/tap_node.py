@@ -1,0 +1,86 @@
+"""``twistd chatnode``: the options and the service of a chat node."""
+import os
+
+from twisted.python import usage
+
+from chatnet.config import NodeConfig
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = "Run one chat node of a chatnet cluster."
+
+    optFlags = [
+        ["open-login", None, "Accept a login without password for users that have none."],
+    ]
+    optParameters = [
+        ["zookeeper", None, "127.0.0.1:2181", "ZooKeeper ensemble, HOST:PORT[,HOST:PORT...]."],
+        ["redis", None, "redis://127.0.0.1:6379/0", "Redis URL, redis://host:port/db."],
+        ["mongo", None, "mongodb://127.0.0.1:27017/chat", "MongoDB URL, mongodb://host:port/dbname."],
+        ["listen", None, "tcp:0:interface=127.0.0.1", "Client WebSocket endpoint (Twisted endpoint string; port 0 = dynamic)."],
+        ["internal", None, "tcp:0:interface=127.0.0.1", "Internal AMP endpoint for the other nodes."],
+        ["advertise-host", None, "", "Host handed to clients by the gateway (default: the listen interface)."],
+        ["internal-host", None, "", "Host the other nodes reach the internal port at (default: its interface)."],
+        ["cluster-secret", None, "", "Shared secret of the cluster (default: env CHATNET_CLUSTER_SECRET)."],
+        ["profanity-file", None, "", "Word list of the profanity filter (default: the shipped list)."],
+        ["popular-window", None, 3600, "Seconds of the popular-words sliding window.", int],
+        ["zk-session-timeout", None, 10.0, "ZooKeeper session timeout in seconds (failure detection).", float],
+        ["node-id", None, "", "Node id (default: advertised host:port)."],
+        ["max-message-chars", None, 4096, "Longest chat message, in characters.", int],
+        ["max-frame-bytes", None, 1024 * 1024, "Largest WebSocket frame; a larger one closes the connection.", int],
+        ["rate-limit", None, 20.0, "Frames per second per connection (0: no limit).", float],
+        ["rate-burst", None, 40.0, "Burst size of the rate limit.", float],
+        ["login-timeout", None, 60.0, "Seconds a connection may stay without login (0: forever).", float],
+        ["store-timeout", None, 3.0, "Seconds to wait for Redis or MongoDB before answering 503.", float],
+        ["offline-limit", None, 1000, "Queued offline messages kept per user.", int],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["plugin"] = []
+
+    def opt_plugin(self, name):
+        """Enable the event-listener plugin NAME (repeatable)."""
+        self["plugin"].append(name)
+
+    def postOptions(self):
+        if not self["cluster-secret"]:
+            self["cluster-secret"] = os.environ.get("CHATNET_CLUSTER_SECRET", "")
+        if not self["cluster-secret"]:
+            raise usage.UsageError("a cluster secret is needed: --cluster-secret or CHATNET_CLUSTER_SECRET")
+        for name in ("popular-window", "max-message-chars", "max-frame-bytes"):
+            if self[name] <= 0:
+                raise usage.UsageError(f"--{name} must be positive")
+        if self["zk-session-timeout"] < 1:
+            raise usage.UsageError("--zk-session-timeout must be at least 1 second")
+
+    def config(self):
+        return NodeConfig(
+            zookeeper=self["zookeeper"],
+            redis=self["redis"],
+            mongo=self["mongo"],
+            listen=self["listen"],
+            internal=self["internal"],
+            advertise_host=self["advertise-host"],
+            internal_host=self["internal-host"],
+            cluster_secret=self["cluster-secret"],
+            open_login=bool(self["open-login"]),
+            profanity_file=self["profanity-file"],
+            popular_window=self["popular-window"],
+            zk_session_timeout=self["zk-session-timeout"],
+            node_id=self["node-id"],
+            max_message_chars=self["max-message-chars"],
+            max_frame_bytes=self["max-frame-bytes"],
+            rate_limit=self["rate-limit"],
+            rate_burst=self["rate-burst"],
+            login_timeout=self["login-timeout"],
+            store_timeout=self["store-timeout"],
+            offline_limit=self["offline-limit"],
+            plugins=list(self["plugin"]),
+        )
+
+
+def makeService(options):
+    from chatnet.node import ChatNode
+
+    return ChatNode(options.config())

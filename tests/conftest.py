@@ -1,0 +1,100 @@
+"""Shared fixtures: real Redis, ZooKeeper and SecantusDB (MongoDB) servers.
+
+The three stores are started once per test session, each on a free loopback
+port with its data under pytest's temporary directory, and stopped at the end.
+They are shared: a test cleans up the keys, znodes and documents it creates
+(or uses names of its own), and a test that stops or kills one of them must
+restart it before it ends. A test that wants to break a store on purpose
+takes its own from ``services`` instead.
+
+Asynchronous tests run on the default reactor through pytest-twisted, with
+``@pytest_twisted.ensureDeferred`` or ``@pytest_twisted.inlineCallbacks``.
+"""
+import pytest
+import pytest_twisted  # noqa: F401  (the plugin runs the reactor for the tests)
+
+from chatnet.localservices import (
+    ChatProcess,
+    RedisServer,
+    SecantusServer,
+    ZooKeeperServer,
+    free_port as _free_port,
+)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real ``redis-server`` for the whole session (``.url``: redis://127.0.0.1:P/0)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def zookeeper_server(tmp_path_factory):
+    """A real standalone ZooKeeper for the whole session (``.url``: 127.0.0.1:P)."""
+    server = ZooKeeperServer(tmp_path_factory.mktemp("zookeeper")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory):
+    """A SecantusDB server for the whole session (``.url``: mongodb://127.0.0.1:P/chat)."""
+    server = SecantusServer(tmp_path_factory.mktemp("mongo")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def free_port():
+    """A TCP port that is free on 127.0.0.1 (call ``chatnet.localservices.free_port()`` for more)."""
+    return _free_port()
+
+
+class Services:
+    """Starts processes for one test and stops them all when it ends."""
+
+    def __init__(self, root):
+        self.root = root
+        self.started = []
+        self._count = 0
+
+    def _dir(self, name):
+        self._count += 1
+        return self.root / f"{name}{self._count}"
+
+    def _start(self, process):
+        self.started.append(process)
+        return process.start()
+
+    def redis(self, **kwargs):
+        return self._start(RedisServer(self._dir("redis"), **kwargs))
+
+    def zookeeper(self, **kwargs):
+        return self._start(ZooKeeperServer(self._dir("zookeeper"), **kwargs))
+
+    def mongo(self, **kwargs):
+        return self._start(SecantusServer(self._dir("mongo"), **kwargs))
+
+    def chat(self, kind, args, name=None, **kwargs):
+        """``twistd -n <kind> <args>`` (``chatnode``/``chatgateway``), log in the test's dir."""
+        name = name or kind
+        log = self._dir(name) / f"{name}.log"
+        return self._start(ChatProcess(kind, args, log, name=name, **kwargs))
+
+    def stop_all(self):
+        for process in reversed(self.started):
+            try:
+                process.stop()
+            except Exception:
+                process.kill()
+
+
+@pytest.fixture
+def services(tmp_path):
+    """Private servers for one test: ``services.redis()``, ``.zookeeper()``,
+    ``.mongo()``, ``.chat(kind, args)``; all stopped when the test ends."""
+    started = Services(tmp_path)
+    yield started
+    started.stop_all()

@@ -1,0 +1,270 @@
+"""End-to-end harness: real ``twistd chatnode``/``chatgateway`` processes and a
+plain WebSocket client that speaks PROTOCOL.md byte for byte, as an old
+client would (no password, no extensions unless asked).
+
+Each :class:`ChatCluster` lives in its own namespace of the shared stores (a
+ZooKeeper chroot, a Redis database, a MongoDB database), so clusters of
+different tests never see each other. Every wait is bounded.
+"""
+import itertools
+import json
+import secrets
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import websocket
+from kazoo.client import KazooClient
+
+from chatnet.localservices import ChatProcess, free_port
+from chatnet.seed import seed
+
+_redis_dbs = itertools.cycle(range(1, 16))
+
+
+class ChatCluster:
+    def __init__(self, root, redis, zookeeper, mongo, nodes=1, session_timeout=3.0, extra_args=()):
+        self.root = root
+        self.redis_server = redis
+        self.zookeeper_server = zookeeper
+        self.mongo_server = mongo
+        tag = uuid.uuid4().hex[:8]
+        self.chroot = f"/t-{tag}"
+        self.redis_db = next(_redis_dbs)
+        self.redis_url = f"redis://127.0.0.1:{redis.port}/{self.redis_db}"
+        self.mongo_url = f"mongodb://127.0.0.1:{mongo.port}/t{tag}"
+        self.zk_hosts = f"127.0.0.1:{zookeeper.port}{self.chroot}"
+        self.secret = secrets.token_hex(16)
+        self.session_timeout = session_timeout
+        self.extra_args = list(extra_args)
+        self.node_count = nodes
+        self.nodes = {}
+        self.gateway = None
+        self.gateway_port = None
+
+    # -- set-up ------------------------------------------------------------------
+
+    def start(self, users=20, rooms=5):
+        _redis_flush(self.redis_server.port, self.redis_db)
+        zk = KazooClient(f"127.0.0.1:{self.zookeeper_server.port}", timeout=5)
+        zk.start(timeout=10)
+        zk.ensure_path(self.chroot)
+        zk.stop()
+        zk.close()
+        seed(self.mongo_url, users, rooms, passwords=[("secret1", "pw-secret1")])
+        self.start_gateway()
+        for i in range(1, self.node_count + 1):
+            self.start_node(f"node{i}")
+        self.wait_for_nodes(self.node_count)
+        return self
+
+    def node_args(self, node_id, port, internal_port):
+        return [
+            "--zookeeper", self.zk_hosts,
+            "--redis", self.redis_url,
+            "--mongo", self.mongo_url,
+            "--listen", f"tcp:{port}:interface=127.0.0.1",
+            "--internal", f"tcp:{internal_port}:interface=127.0.0.1",
+            "--cluster-secret", self.secret,
+            "--node-id", node_id,
+            "--zk-session-timeout", str(self.session_timeout),
+            "--open-login",
+            *self.extra_args,
+        ]
+
+    def start_node(self, node_id, port=None, extra=()):
+        old = self.nodes.get(node_id)
+        port = port or (old.ready_port if old else free_port())
+        internal = free_port()
+        process = ChatProcess(
+            "chatnode",
+            self.node_args(node_id, port, internal) + list(extra),
+            self.root / f"{node_id}-{int(time.time() * 1000)}.log",
+            name=node_id,
+            ready_port=port,
+            ready_log="serving clients",
+        )
+        process.internal_port = internal
+        process.start(timeout=60)
+        self.nodes[node_id] = process
+        return process
+
+    def start_gateway(self):
+        self.gateway_port = free_port()
+        self.gateway = ChatProcess(
+            "chatgateway",
+            ["--listen", f"tcp:{self.gateway_port}:interface=127.0.0.1", "--redis", self.redis_url],
+            self.root / "gateway.log",
+            ready_port=self.gateway_port,
+        )
+        self.gateway.start(timeout=60)
+
+    def stop(self):
+        for process in list(self.nodes.values()) + [self.gateway]:
+            if process is not None and process.running:
+                try:
+                    process.stop()
+                except Exception:
+                    process.kill()
+
+    # -- looking ---------------------------------------------------------------
+
+    def port(self, node_id):
+        return self.nodes[node_id].ready_port
+
+    def gateway_get(self, path):
+        url = f"http://127.0.0.1:{self.gateway_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def servers(self):
+        status, body = self.gateway_get("/server?all=1")
+        return json.loads(body) if status == 200 else []
+
+    def leader(self):
+        for node in self.servers():
+            if node["isLeader"]:
+                return node["nodeId"]
+        return None
+
+    def wait_for_nodes(self, count, timeout=30.0, exclude=()):
+        """Wait until the gateway lists C{count} nodes (none of C{exclude})
+        with a leader among them."""
+        deadline = time.monotonic() + timeout
+        listed = []
+        while time.monotonic() < deadline:
+            listed = self.servers()
+            ids = {n["nodeId"] for n in listed}
+            if len(listed) == count and not ids & set(exclude) and any(n["isLeader"] for n in listed):
+                return listed
+            time.sleep(0.1)
+        raise AssertionError(f"gateway lists {listed}, wanted {count} nodes without {exclude}")
+
+    def client(self, node_id=None, username=None, **kwargs):
+        node_id = node_id or next(iter(self.nodes))
+        client = WsClient(self.port(node_id), **kwargs)
+        if username:
+            client.login(username)
+        return client
+
+
+def _redis_flush(port, db):
+    from chatnet.localservices import redis_command
+
+    redis_command(port, "EVAL", "redis.call('SELECT', ARGV[1]) return redis.call('FLUSHDB')", "0", str(db))
+
+
+class WsClient:
+    """A blocking WebSocket client of one connection; frames are kept in
+    arrival order and looked up with :meth:`expect`."""
+
+    _ids = itertools.count(int(time.time() * 1000) * 1000)
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0):
+        self.port = port
+        self.timeout = timeout
+        self.ws = websocket.create_connection(f"ws://{host}:{port}/", timeout=timeout)
+        self.frames = []
+        self.closed = None
+
+    def send(self, action, data=None, **extra):
+        frame_id = next(self._ids)
+        frame = {"id": frame_id, "action": action, "data": {} if data is None else data, **extra}
+        self.ws.send(json.dumps(frame))
+        return frame_id
+
+    def send_raw(self, payload, binary=False):
+        if binary:
+            self.ws.send_binary(payload)
+        else:
+            self.ws.send(payload)
+
+    def _read(self, timeout):
+        self.ws.settimeout(max(0.01, timeout))
+        try:
+            opcode, payload = self.ws.recv_data(control_frame=False)
+        except websocket.WebSocketTimeoutException:
+            return None
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+            self.closed = self.closed or (1006, "")
+            return None
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            self.closed = (code, payload[2:].decode("utf-8", "replace"))
+            return None
+        frame = json.loads(payload)
+        self.frames.append(frame)
+        return frame
+
+    def expect(self, predicate=None, timeout=None, action=None):
+        """The first unconsumed frame matching; raises AssertionError after
+        C{timeout} seconds."""
+        if action is not None:
+            wanted = predicate or (lambda f: True)
+            predicate = lambda f: f.get("action") == action and wanted(f)  # noqa: E731
+        predicate = predicate or (lambda f: True)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        index = 0
+        while True:
+            while index < len(self.frames):
+                frame = self.frames[index]
+                if predicate(frame):
+                    del self.frames[index]
+                    return frame
+                index += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.closed:
+                raise AssertionError(f"no matching frame; got {self.frames[-10:]} closed={self.closed}")
+            self._read(remaining)
+
+    def answer(self, request_id, timeout=None):
+        return self.expect(lambda f: f.get("re") == request_id, timeout)
+
+    def error(self, code, timeout=None):
+        frame = self.expect(lambda f: f.get("action") == "error", timeout)
+        assert frame["data"]["code"] == code, frame
+        return frame["data"]
+
+    def request(self, action, data=None, timeout=None):
+        """Send and return the answer frame (an error frame included)."""
+        return self.answer(self.send(action, data), timeout)
+
+    def login(self, username, **data):
+        frame = self.request("login", {"username": username, **data})
+        assert frame["action"] == "login", frame
+        self.username = username
+        return frame["data"]
+
+    def chats(self, timeout=0.5):
+        """Every chat frame arriving within C{timeout} seconds."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not self.closed:
+            self._read(end - time.monotonic())
+        chats = [f for f in self.frames if f.get("action") == "chat"]
+        self.frames = [f for f in self.frames if f.get("action") != "chat"]
+        return chats
+
+    def quiet(self, timeout=0.3):
+        """Frames that arrive within C{timeout} (expected: none)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not self.closed:
+            self._read(end - time.monotonic())
+        frames, self.frames = self.frames, []
+        return frames
+
+    def wait_closed(self, timeout=10.0):
+        end = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < end:
+            self._read(end - time.monotonic())
+        return self.closed
+
+    def close(self):
+        try:
+            self.ws.close(timeout=1)
+        except Exception:
+            pass
+

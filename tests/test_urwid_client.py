@@ -1,0 +1,778 @@
+"""Widget-level tests of the terminal client (clients/urwid_client.py).
+
+No servers: the gateway lookup and the WebSocket are fakes, time is a
+``twisted.internet.task.Clock``, keys go in with ``widget.keypress`` and the
+screen is read back with ``widget.render(size).text``.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import orjson
+import pytest
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from clients.urwid_client import (
+    POPULAR_DEFAULT,
+    ChatApp,
+    Command,
+    GatewayError,
+    Transcript,
+    UsageError,
+    fmt_time,
+    format_duration,
+    format_popular,
+    format_stats,
+    parse_command,
+    server_url,
+    text_matches,
+)
+
+SIZE = (100, 30)
+T0 = 1_700_000_000.0  # the fake clock's start
+
+
+# ---------------------------------------------------------------------------
+# fakes
+# ---------------------------------------------------------------------------
+
+
+class FakeTransport:
+    """Stands in for the autobahn protocol: records what is sent."""
+
+    def __init__(self):
+        self.sent: list[dict] = []
+        self.closed = None
+
+    def sendMessage(self, payload, isBinary=False):
+        assert not isBinary
+        self.sent.append(orjson.loads(payload))
+
+    def sendClose(self, code=None, reason=None):
+        self.closed = (code, reason)
+
+    def frames(self, action):
+        return [f for f in self.sent if f["action"] == action]
+
+    def last(self, action):
+        return self.frames(action)[-1]
+
+
+class FakeNetwork:
+    """The gateway and the connector: ``server`` is the next gateway answer (a dict or an exception)."""
+
+    def __init__(self):
+        self.server: object = node_answer("node1", 9001)
+        self.lookups = 0
+        self.attempts: list = []
+
+    def lookup(self):
+        self.lookups += 1
+        if isinstance(self.server, Exception):
+            return defer.fail(self.server)
+        return defer.succeed(self.server)
+
+    def connector(self, url, attempt):
+        self.attempts.append((url, attempt))
+        return SimpleNamespace(disconnect=lambda: None)
+
+    @property
+    def attempt(self):
+        return self.attempts[-1][1]
+
+
+def node_answer(node_id, port):
+    return {"host": "127.0.0.1", "port": port, "nodeId": node_id, "url": f"ws://127.0.0.1:{port}/"}
+
+
+def frame(action, data, re_id=None):
+    f = {"id": 1, "action": action, "data": data}
+    if re_id is not None:
+        f["re"] = re_id
+    return orjson.dumps(f)
+
+
+_transcripts: list = []
+
+
+@pytest.fixture(autouse=True)
+def _close_transcripts():
+    yield
+    while _transcripts:
+        _transcripts.pop().close()
+
+
+def make_app(username="alice", tmp_path=None, **kw):
+    clock = Clock()
+    clock.advance(T0)
+    net = FakeNetwork()
+    exits = []
+    transcript = Transcript(str(tmp_path / "log.txt")) if tmp_path is not None else None
+    if transcript is not None:
+        _transcripts.append(transcript)
+    app = ChatApp(gateway="http://gw:8888", username=username, clock=clock, lookup=net.lookup,
+                  connector=net.connector, jitter=0, on_exit=lambda: exits.append(True),
+                  transcript=transcript, **kw)
+    app.exits = exits
+    return app, net, clock
+
+
+def open_and_login(app, net, node="node1"):
+    """Open the pending attempt with a fake transport and answer its login."""
+    t = FakeTransport()
+    attempt = net.attempt
+    attempt.opened(t)
+    login = t.last("login")
+    attempt.message(frame("login", {"username": app.conn.username, "sessionId": "s1", "nodeId": node},
+                          login["id"]))
+    return t, attempt
+
+
+def connected_app(tmp_path=None, **kw):
+    app, net, clock = make_app(tmp_path=tmp_path, **kw)
+    app.start()
+    t, attempt = open_and_login(app, net)
+    return app, net, clock, t, attempt
+
+
+def join(app, t, attempt, room, history=(), members=3):
+    type_line(app, f"/join {room}")
+    req = t.last("joinRoom")
+    for item in history:
+        attempt.message(frame("chat", item))
+    attempt.message(frame("joinRoom", {"roomName": room, "members": members}, req["id"]))
+    return req
+
+
+def chat(sender, room, message, ts_offset=0.0, msg_id=None, seq=1):
+    return {"from": sender, "roomName": room, "message": message, "ts": int((T0 + ts_offset) * 1000),
+            "format": "text", "msgId": msg_id or f"{abs(hash((sender, room, message, ts_offset))):024x}"[:24],
+            "seq": seq}
+
+
+def screen(app, size=SIZE) -> str:
+    return "\n".join(line.decode("utf-8") for line in app.widget.render(size, focus=True).text)
+
+
+def pane_text(app) -> str:
+    return "\n".join(line.decode("utf-8") for line in app.pane.render((SIZE[0], SIZE[1] - 2)).text)
+
+
+def status_line(app) -> str:
+    return app.status_text.render((SIZE[0],)).text[0].decode("utf-8")
+
+
+def type_keys(app, keys):
+    for key in keys:
+        app.widget.keypress(SIZE, key)
+
+
+def type_line(app, line):
+    type_keys(app, list(line) + ["enter"])
+
+
+def input_text(app):
+    return app.input.edit_text
+
+
+# ---------------------------------------------------------------------------
+# parse_command
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("hello there", Command("say", text="hello there")),
+    ("//me waves", Command("say", text="/me waves")),
+    ("/chat bob hi there", Command("chat", user="bob", text="hi there")),
+    ("/chat room:lobby hi all", Command("chat", room="lobby", text="hi all")),
+    ("/chat #lobby hi", Command("chat", room="lobby", text="hi")),
+    ("/msg bob  see you ", Command("chat", user="bob", text="see you")),
+    ("/stats bob", Command("stats", user="bob")),
+    ("/popular", Command("popular", count=POPULAR_DEFAULT)),
+    ("/popular 3", Command("popular", count=3)),
+    ("/popular 0", Command("popular", count=0)),
+    ("/joinRoom lobby", Command("join", room="lobby")),
+    ("/joinroom lobby", Command("join", room="lobby")),
+    ("/join #lobby", Command("join", room="lobby")),
+    ("/leave", Command("leave")),
+    ("/leave lobby", Command("leave", room="lobby")),
+    ("/rooms", Command("rooms")),
+    ("/room lobby", Command("room", room="lobby")),
+    ("/room", Command("room")),
+    ("/whoami", Command("whoami")),
+    ("/help", Command("help")),
+    ("/help joinRoom", Command("help", topic="join")),
+    ("/exit", Command("exit")),
+    ("/quit", Command("exit")),
+    ("/reconnect", Command("reconnect")),
+])
+def test_parse_command(line, expected):
+    assert parse_command(line) == expected
+
+
+def test_parse_command_empty_line():
+    assert parse_command("") is None
+    assert parse_command("   ") is None
+
+
+@pytest.mark.parametrize("line, usage", [
+    ("/chat", "/chat <user> <words...>  or  /chat room:<room> <words...>"),
+    ("/chat bob", "/chat <user> <words...>  or  /chat room:<room> <words...>"),
+    ("/chat room: hi", "/chat <user> <words...>  or  /chat room:<room> <words...>"),
+    ("/msg bob", "/msg <user> <words...>"),
+    ("/msg #room hi", "/msg <user> <words...>"),
+    ("/stats", "/stats <user>"),
+    ("/stats a b", "/stats <user>"),
+    ("/popular x", "/popular [n]"),
+    ("/popular -1", "/popular [n]"),
+    ("/popular 1 2", "/popular [n]"),
+    ("/joinRoom", "/join <room>"),
+    ("/join a b", "/join <room>"),
+    ("/leave a b", "/leave [room]"),
+    ("/whoami now", "/whoami"),
+    ("/exit now", "/exit"),
+    ("/help nosuch", "/help [command]"),
+])
+def test_parse_command_usage(line, usage):
+    result = parse_command(line)
+    assert isinstance(result, UsageError)
+    assert result.usage == usage
+    assert f"usage: {usage}" in result.lines()
+
+
+def test_parse_command_unknown():
+    result = parse_command("/frobnicate x")
+    assert isinstance(result, UsageError)
+    assert "unknown command /frobnicate" in result.message
+    assert result.usage is None
+
+
+# ---------------------------------------------------------------------------
+# pure helpers
+# ---------------------------------------------------------------------------
+
+
+def test_format_duration():
+    assert format_duration(0) == "00d 00h 00m 00s"
+    assert format_duration(3723) == "00d 01h 02m 03s"
+    assert format_duration(2 * 86400 + 5) == "02d 00h 00m 05s"
+    assert format_duration(-4) == "00d 00h 00m 00s"
+
+
+def test_format_stats_uses_online_for_or_login_time():
+    assert format_stats({"username": "bob", "nodeId": "node2", "isOnline": True,
+                         "onlineFor": "00d 00h 05m 12s", "loginTime": 0}, T0) \
+        == "bob: online 00d 00h 05m 12s on node node2"
+    login_ms = int((T0 - 3723) * 1000)
+    assert format_stats({"username": "bob", "nodeId": "node2", "isOnline": True, "loginTime": login_ms}, T0) \
+        == "bob: online 00d 01h 02m 03s on node node2"
+
+
+def test_format_popular_ranked():
+    lines = format_popular(["hello", "12", "world", "7", "x", "1"])
+    assert lines[0] == "popular words (top 3):"
+    assert re.match(r"\s+1\. hello\s+12$", lines[1])
+    assert re.match(r"\s+2\. world\s+7$", lines[2])
+    assert re.match(r"\s+3\. x\s+1$", lines[3])
+    assert format_popular([]) == ["popular words: none in the recent window"]
+
+
+def test_text_matches_masked():
+    assert text_matches("you idiot", "you *****")
+    assert text_matches("hi", "hi")
+    assert not text_matches("hi", "ho")
+
+
+def test_server_url():
+    assert server_url({"url": "ws://10.0.0.1:9001/"}) == "ws://10.0.0.1:9001/"
+    assert server_url({"host": "10.0.0.2", "port": 9002}) == "ws://10.0.0.2:9002/"
+    assert server_url({"host": "0.0.0.0", "port": 9003}, "gw.example") == "ws://gw.example:9003/"
+    with pytest.raises(ValueError):
+        server_url({"nodeId": "x"})
+
+
+# ---------------------------------------------------------------------------
+# input line: usage, history, completion
+# ---------------------------------------------------------------------------
+
+
+def test_wrong_usage_shows_usage_line_not_traceback():
+    app, net, clock, t, attempt = connected_app()
+    type_line(app, "/stats")
+    type_line(app, "/popular lots")
+    type_line(app, "/nosuch")
+    text = screen(app)
+    assert "usage: /stats <user>" in text
+    assert "n must be a whole number from 0 to 1000" in text
+    assert "usage: /popular [n]" in text
+    assert "unknown command /nosuch; /help lists the commands" in text
+    assert "Traceback" not in text
+    assert t.frames("userInfo") == [] and t.frames("popular") == []
+
+
+def test_help_lists_commands():
+    app, *_ = connected_app()
+    type_line(app, "/help")
+    text = screen(app)
+    for usage in ("/chat <user> <words...>", "/chat room:<room> <words...>", "/stats <user>", "/popular [n]",
+                  "/join <room>", "/leave [room]", "/rooms", "/msg <user> <words...>", "/room [room]",
+                  "/whoami", "/help [command]", "/exit"):
+        assert usage in text
+    assert "also /joinRoom" in text
+
+
+def test_input_history_up_down():
+    app, *_ = connected_app()
+    for line in ("/whoami", "/help stats", "/rooms"):
+        type_line(app, line)
+    type_keys(app, list("draft"))
+    type_keys(app, ["up"])
+    assert input_text(app) == "/rooms"
+    type_keys(app, ["up"])
+    assert input_text(app) == "/help stats"
+    type_keys(app, ["up", "up", "up"])
+    assert input_text(app) == "/whoami"
+    type_keys(app, ["down"])
+    assert input_text(app) == "/help stats"
+    type_keys(app, ["down", "down"])
+    assert input_text(app) == "draft"
+    # the input line shows it
+    assert "draft" in screen(app).splitlines()[-1]
+
+
+def test_tab_completes_commands():
+    app, *_ = connected_app()
+    type_keys(app, list("/st") + ["tab"])
+    assert input_text(app) == "/stats "
+    type_keys(app, ["esc"])
+    assert input_text(app) == ""
+    # /jo: common prefix first, then cycle through /join and /joinRoom
+    type_keys(app, list("/jo") + ["tab"])
+    assert input_text(app) == "/join"
+    type_keys(app, ["tab"])
+    assert input_text(app) == "/join "
+    type_keys(app, ["tab"])
+    assert input_text(app) == "/joinRoom "
+
+
+def test_tab_completes_users_and_rooms():
+    app, net, clock, t, attempt = connected_app()
+    join(app, t, attempt, "lobby")
+    join(app, t, attempt, "lounge")
+    attempt.message(frame("chat", chat("bobby", "lobby", "hi")))
+    attempt.message(frame("chat", chat("carol", "lobby", "hey")))
+    type_keys(app, list("/stats bo") + ["tab"])
+    assert input_text(app) == "/stats bobby "
+    type_keys(app, ["esc"] + list("/room lou") + ["tab"])
+    assert input_text(app) == "/room lounge "
+    type_keys(app, ["esc"] + list("/chat room:lob") + ["tab"])
+    assert input_text(app) == "/chat room:lobby "
+    type_keys(app, ["esc"] + list("/msg ca") + ["tab"])
+    assert input_text(app) == "/msg carol "
+    # a nick at the start of a plain line
+    type_keys(app, ["esc"] + list("car") + ["tab"])
+    assert input_text(app) == "carol: "
+    # nothing to complete: tab changes nothing
+    type_keys(app, ["esc"] + list("/stats zz") + ["tab"])
+    assert input_text(app) == "/stats zz"
+
+
+# ---------------------------------------------------------------------------
+# status bar and rendering
+# ---------------------------------------------------------------------------
+
+
+def test_login_frame_and_status_bar():
+    app, net, clock, t, attempt = connected_app()
+    login = t.frames("login")[0]
+    assert login["action"] == "login" and login["data"]["username"] == "alice"
+    assert "password" not in login["data"]
+    assert isinstance(login["id"], int)
+    assert net.attempts[0][0] == "ws://127.0.0.1:9001/"
+    status = status_line(app)
+    assert re.search(r"alice \| node1 \| online \| no room", status), status
+    assert "connected to node1 as alice" in screen(app)
+    join(app, t, attempt, "room1")
+    join(app, t, attempt, "room2")
+    type_line(app, "/room room1")
+    attempt.message(frame("chat", chat("bob", "room2", "one")))
+    attempt.message(frame("chat", chat("bob", "room2", "two", 1)))
+    attempt.message(frame("chat", chat("bob", "room1", "here", 2)))
+    status = status_line(app)
+    assert "alice | node1 | online | #room1" in status
+    assert "unread #room2(2)" in status
+    # switching reads them
+    type_keys(app, ["ctrl n"])
+    assert app.current_room == "room2"
+    assert "unread" not in status_line(app)
+    assert "#room2" in status_line(app)
+    assert screen(app).splitlines()[-1].startswith("[#room2] ")
+
+
+def test_incoming_chat_error_and_history_rendering():
+    app, net, clock, t, attempt = connected_app()
+    history = [chat("bob", "room1", "old one", -60, seq=1), chat("carol", "room1", "old two", -30, seq=2)]
+    join(app, t, attempt, "room1", history=history)
+    attempt.message(frame("chat", chat("bob", "room1", "hi alice", 5, seq=3)))
+    attempt.message(frame("chat", chat("bob", "", "psst", 6)))
+    type_line(app, "hello room")
+    sent = t.last("chat")
+    assert sent["data"] == {"roomName": "room1", "isGroup": True, "message": "hello room",
+                            "ts": int(T0 * 1000), "format": "text"}
+    attempt.message(frame("chat", chat("alice", "room1", "hello room", 7, seq=4)))
+    attempt.message(frame("error", {"code": 404, "message": "user carol is not on line", "ext": ""}))
+    text = screen(app)
+    stamp = fmt_time(T0 - 60)
+    assert "--- history of #room1 ---" in text
+    assert f"{stamp} ~ #room1 <bob> old one" in text
+    assert f"{fmt_time(T0 - 30)} ~ #room1 <carol> old two" in text
+    assert "--- end of history of #room1 ---" in text
+    assert "joined #room1 (3 members, 2 earlier messages)" in text
+    assert f"{fmt_time(T0 + 5)} @ #room1 <bob> hi alice" in text  # mentions you
+    assert f"{fmt_time(T0 + 6)}   <bob> psst" in text  # direct: no room tag
+    assert f"{fmt_time(T0 + 7)} > #room1 <alice> hello room" in text  # own
+    assert "! user carol is not on line (404)" in text
+    assert app.conn.last_seq == {"room:room1": 4, "dm:bob": 1}
+
+
+def test_direct_message_shown_locally_as_own():
+    app, net, clock, t, attempt = connected_app()
+    type_line(app, "/msg bob see you")
+    assert t.last("chat")["data"]["to"] == "bob"
+    assert t.last("chat")["data"]["isGroup"] is False
+    type_line(app, "/chat carol yo")
+    rid = t.last("chat")["id"]
+    attempt.message(frame("error", {"code": 404, "message": "user carol is not on line"}, rid))
+    text = screen(app)
+    assert "> -> <bob> see you" in text
+    assert "! not delivered to carol: user carol is not on line (404)" in text
+
+
+def test_line_without_room_says_how_to_join():
+    app, net, clock, t, attempt = connected_app()
+    type_line(app, "anyone here?")
+    assert t.frames("chat") == []
+    assert "you are not in a room: /join <room>" in screen(app)
+
+
+def test_stats_and_popular_answers():
+    app, net, clock, t, attempt = connected_app()
+    type_line(app, "/stats bob")
+    req = t.last("userInfo")
+    assert req["data"] == {"username": "bob"}
+    attempt.message(frame("userInfo", {"username": "bob", "loginTime": int((T0 - 3723) * 1000),
+                                       "nodeId": "node2", "isOnline": True}, req["id"]))
+    type_line(app, "/popular 2")
+    req = t.last("popular")
+    assert req["data"] == {"n": 2}
+    attempt.message(frame("popular", {"words": ["hello", "5", "world", "3"]}, req["id"]))
+    text = screen(app)
+    assert "* bob: online 00d 01h 02m 03s on node node2" in text
+    assert "popular words (top 2):" in text
+    assert re.search(r"1\. hello\s+5", text) and re.search(r"2\. world\s+3", text)
+
+
+def test_rooms_and_leave():
+    app, net, clock, t, attempt = connected_app()
+    join(app, t, attempt, "room1")
+    type_line(app, "/rooms")
+    req = t.last("listRooms")
+    attempt.message(frame("listRooms", {"rooms": [{"roomName": "room1", "members": 3},
+                                                  {"roomName": "other", "members": 1}]}, req["id"]))
+    text = screen(app)
+    assert re.search(r"#room1\s+3 members\s+\(joined, current\)", text)
+    assert re.search(r"#other\s+1 member\b", text)
+    type_line(app, "/leave")
+    req = t.last("leaveRoom")
+    assert req["data"] == {"roomName": "room1"}
+    attempt.message(frame("leaveRoom", {"roomName": "room1"}, req["id"]))
+    assert app.conn.rooms == [] and app.current_room is None
+    assert "left #room1" in screen(app)
+
+
+def test_page_up_scrolls_and_status_tells_new_lines():
+    app, net, clock, t, attempt = connected_app()
+    join(app, t, attempt, "room1")
+    for i in range(60):
+        attempt.message(frame("chat", chat("bob", "room1", f"line {i}", i, seq=i + 1)))
+    assert "line 59" in screen(app)
+    type_keys(app, ["page up", "page up"])
+    assert "line 59" not in screen(app)
+    attempt.message(frame("chat", chat("bob", "room1", "line 60", 61, seq=62)))
+    assert "line 60" not in screen(app)
+    assert "1 new below" in status_line(app)
+    type_keys(app, ["page down"] * 5)
+    assert "line 60" in screen(app)
+
+
+# ---------------------------------------------------------------------------
+# connection state machine
+# ---------------------------------------------------------------------------
+
+
+def test_reconnect_state_machine(tmp_path):
+    app, net, clock, t1, a1 = connected_app(tmp_path=tmp_path)
+    join(app, t1, a1, "room1", history=[chat("bob", "room1", "before", -10, msg_id="a" * 24, seq=1)])
+    assert net.lookups == 1
+
+    # the node goes away
+    net.server = GatewayError("no chat node available")
+    a1.closed(1006, "connection was closed uncleanly")
+    assert app.conn.state == "waiting"
+    status = status_line(app)
+    assert "disconnected: lost connection to node1, retrying in 1s" in status
+    assert "disconnected: lost connection to node1" in screen(app)
+
+    # typed while disconnected: queued, not lost
+    type_line(app, "are you there")
+    type_line(app, "/msg bob ping")
+    assert "queued (not connected): #room1 are you there" in screen(app)
+    assert "2 queued" in status_line(app)
+    assert t1.frames("chat") == []
+
+    # quick first retry, then backoff while the gateway has no node
+    clock.advance(0.5)
+    assert net.lookups == 2
+    assert "no chat node available, retrying in 1s" in status_line(app)
+    clock.advance(1)
+    assert net.lookups == 3
+    assert "retrying in 2s" in status_line(app)
+    clock.advance(1)
+    assert "retrying in 1s" in status_line(app)  # the countdown ticks
+    net.server = node_answer("node2", 9002)
+    clock.advance(1)
+    assert net.lookups == 4
+    assert net.attempts[-1][0] == "ws://127.0.0.1:9002/"
+    assert app.conn.state == "connecting"
+
+    # login again, rooms re-joined, then "reconnected", then the queue
+    t2, a2 = open_and_login(app, net, node="node2")
+    assert t2.frames("login")[0]["data"]["username"] == "alice"
+    rejoin = t2.last("joinRoom")
+    assert rejoin["data"]["roomName"] == "room1"
+    assert app.conn.state == "joining"
+    assert t2.frames("chat") == []  # not before the rooms are back
+    assert "reconnected" not in screen(app)
+    # history replay: the message already shown is not shown twice, the missed one is
+    a2.message(frame("chat", chat("bob", "room1", "before", -10, msg_id="a" * 24, seq=1)))
+    a2.message(frame("chat", chat("bob", "room1", "missed", 3, msg_id="b" * 24, seq=2)))
+    a2.message(frame("joinRoom", {"roomName": "room1", "members": 3}, rejoin["id"]))
+    assert app.conn.state == "online"
+    sent = [f["data"] for f in t2.frames("chat")]
+    assert sent[0]["roomName"] == "room1" and sent[0]["message"] == "are you there"
+    assert sent[1]["to"] == "bob" and sent[1]["message"] == "ping"
+    text = screen(app)
+    assert text.count("<bob> before") == 1
+    assert "~ #room1 <bob> missed" in text
+    assert "rejoined #room1" in text
+    assert "reconnected to node2" in text
+    assert "> -> <bob> ping" in text
+    assert "alice | node2 | online | #room1" in status_line(app)
+    assert "queued" not in status_line(app)
+
+    log = (tmp_path / "log.txt").read_text().splitlines()
+    assert any(re.fullmatch(r"\[\d\d:\d\d:\d\d\] \*\*\* reconnected to node2", line) for line in log)
+    assert f"[{fmt_time(T0 - 10)}] (history) #room1 <bob> before" in log
+    assert any(line.endswith("] -> <bob> ping") for line in log)
+    assert log.index(next(x for x in log if "reconnected to node2" in x)) \
+        < log.index(next(x for x in log if x.endswith("-> <bob> ping")))
+
+
+def test_graceful_stop_4001_and_backoff_reset():
+    app, net, clock, t1, a1 = connected_app()
+    a1.closed(4001, "reconnect through the gateway")
+    assert "node1 is shutting down" in status_line(app)
+    net.server = node_answer("node2", 9002)
+    clock.advance(0.5)
+    assert len(net.attempts) == 2
+    # the connection to node2 fails: backoff 1s, 2s
+    net.attempt.failed("connection refused")
+    assert "cannot connect to node2, retrying in 1s" in status_line(app)
+    clock.advance(1)
+    net.attempt.closed(1006, "handshake failed")  # closed before it opened
+    assert "retrying in 2s" in status_line(app)
+    clock.advance(2)
+    t3, a3 = open_and_login(app, net, node="node2")
+    assert app.conn.state == "online"
+    assert "reconnected to node2" in screen(app)
+    # after a successful login the backoff starts again from the quick retry
+    a3.closed(1001, "going away")
+    assert "node2 is going away" in status_line(app)
+    clock.advance(0.4)
+    assert len(net.attempts) == 4
+    clock.advance(0.1)
+    assert len(net.attempts) == 5
+
+
+def test_gateway_unreachable_at_start():
+    app, net, clock = make_app()
+    net.server = GatewayError("cannot reach gateway", "http://gw:8888: connection refused")
+    app.start()
+    assert app.conn.state == "waiting"
+    status = status_line(app)
+    assert "not connected: cannot reach gateway, retrying in 1s" in status
+    text = screen(app)
+    assert "cannot reach gateway: http://gw:8888: connection refused; retrying in 1s" in text
+    clock.advance(1)
+    assert "retrying in 2s" in status_line(app)
+    # the same reason is not repeated in the pane on every retry
+    assert pane_text(app).count("cannot reach gateway") == 1
+    for _ in range(10):
+        clock.advance(30)
+    assert "retrying in 30s" in status_line(app)
+    net.server = node_answer("node1", 9001)
+    clock.advance(30)
+    open_and_login(app, net)
+    assert "connected to node1 as alice" in screen(app)
+
+
+def test_login_timeout_retries():
+    app, net, clock = make_app()
+    app.start()
+    t = FakeTransport()
+    net.attempt.opened(t)
+    assert app.conn.state == "login"
+    clock.advance(20)
+    assert t.closed is not None
+    assert "no login answer from node1" in status_line(app)
+
+
+def test_session_taken_over_does_not_reconnect():
+    app, net, clock, t, attempt = connected_app()
+    attempt.message(frame("error", {"code": 409, "message": "session replaced"}))
+    attempt.closed(1000, "")
+    assert app.conn.state == "stopped"
+    assert "offline: session taken over by another login" in status_line(app)
+    assert "taken over by a newer login" in screen(app)
+    lookups = net.lookups
+    clock.advance(120)
+    assert net.lookups == lookups
+    type_line(app, "/msg bob hello?")
+    assert "queued (not connected)" in screen(app)
+    type_line(app, "/reconnect")
+    assert net.lookups == lookups + 1
+    open_and_login(app, net)
+    assert "reconnected to node1" in screen(app)
+
+
+def test_replaced_close_code_without_409_frame():
+    app, net, clock, t, attempt = connected_app()
+    attempt.closed(4009, "session replaced")
+    assert app.conn.state == "stopped"
+    assert "offline: session taken over by another login" in status_line(app)
+    clock.advance(120)
+    assert net.lookups == 1
+
+
+def test_login_refused_asks_for_password():
+    app, net, clock = make_app()
+    app.start()
+    t = FakeTransport()
+    net.attempt.opened(t)
+    attempt = net.attempt
+    attempt.message(frame("error", {"code": 401, "message": "bad password"}, t.last("login")["id"]))
+    assert app.conn.state == "stopped"
+    text = screen(app)
+    assert "login as alice failed: bad password (401)" in text
+    assert "password for alice: " in text.splitlines()[-1]
+    type_keys(app, list("s3cret"))
+    assert "password for alice: ******" in screen(app).splitlines()[-1]
+    type_keys(app, ["enter"])
+    t2 = FakeTransport()
+    net.attempt.opened(t2)
+    assert t2.last("login")["data"] == {"username": "alice", "password": "s3cret"}
+    # the password is not in the input history
+    assert app.input.history == []
+
+
+def test_asks_for_user_name_when_missing():
+    app, net, clock = make_app(username=None)
+    app.start()
+    assert net.lookups == 0
+    assert "user name: " in screen(app).splitlines()[-1]
+    type_line(app, "two words")
+    assert "a user name is one word" in screen(app)
+    type_line(app, "dave")
+    assert net.lookups == 1
+    t, _ = open_and_login(app, net)
+    assert t.frames("login")[0]["data"]["username"] == "dave"
+    assert "dave | node1 | online" in status_line(app)
+
+
+def test_unconfirmed_room_message_sent_again_unless_in_history():
+    app, net, clock, t1, a1 = connected_app()
+    join(app, t1, a1, "room1")
+    type_line(app, "first")
+    type_line(app, "second")
+    # only "first" came back before the node died
+    a1.message(frame("chat", chat("alice", "room1", "first", 1, seq=5)))
+    a1.closed(1006, "")
+    clock.advance(0.5)
+    t2, a2 = open_and_login(app, net, node="node2")
+    rejoin = t2.last("joinRoom")
+    a2.message(frame("joinRoom", {"roomName": "room1", "members": 2}, rejoin["id"]))
+    assert [f["data"]["message"] for f in t2.frames("chat")] == ["second"]
+    assert "sent again 1 message not confirmed" in screen(app)
+    a2.message(frame("chat", chat("alice", "room1", "second", 2, seq=6)))
+
+    # this time the message made it into the history: not sent twice
+    type_line(app, "third")
+    a2.closed(4001, "")
+    clock.advance(0.5)
+    t3, a3 = open_and_login(app, net, node="node3")
+    rejoin = t3.last("joinRoom")
+    a3.message(frame("chat", chat("alice", "room1", "third", 9, seq=9)))
+    a3.message(frame("joinRoom", {"roomName": "room1", "members": 2}, rejoin["id"]))
+    assert t3.frames("chat") == []
+
+
+def test_requests_in_flight_are_sent_again():
+    app, net, clock, t1, a1 = connected_app()
+    type_line(app, "/stats bob")
+    a1.closed(1006, "")
+    clock.advance(0.5)
+    t2, a2 = open_and_login(app, net)
+    assert t2.last("userInfo")["data"] == {"username": "bob"}
+
+
+def test_exit_reports_queued_lines_not_sent(tmp_path):
+    app, net, clock, t, attempt = connected_app(tmp_path=tmp_path)
+    join(app, t, attempt, "room1")
+    attempt.closed(1006, "")
+    type_line(app, "lost words")
+    type_line(app, "/exit")
+    assert app.exits == [True]
+    assert app.unsent == ["not sent: #room1 lost words"]
+    log = (tmp_path / "log.txt").read_text()
+    assert "!!! not sent: #room1 lost words (the client was closed)" in log
+    d = app.shutdown()
+    assert d.called
+
+
+def test_close_sends_websocket_close():
+    app, net, clock, t, attempt = connected_app()
+    d = app.shutdown()
+    assert t.closed == (1000, "bye")
+    assert not d.called
+    attempt.closed(1000, "")
+    assert d.called
+    clock.advance(60)
+    assert net.lookups == 1
+
+
+def test_transcript_format(tmp_path):
+    app, net, clock, t, attempt = connected_app(tmp_path=tmp_path)
+    join(app, t, attempt, "room1", history=[chat("user2", "room1", "old\nnews", -5)])
+    attempt.message(frame("chat", chat("user2", "", "hello", 1)))
+    attempt.message(frame("chat", chat("user2", "room1", "hi \x1b[31mred", 2)))
+    log = (tmp_path / "log.txt").read_text().splitlines()
+    assert f"[{fmt_time(T0 - 5)}] (history) #room1 <user2> old\\nnews" in log
+    assert f"[{fmt_time(T0 + 1)}] <user2> hello" in log
+    assert f"[{fmt_time(T0 + 2)}] #room1 <user2> hi ?[31mred" in log
+    assert f"[{fmt_time(T0)}] *** connected to node1 as alice" in log
+    assert f"[{fmt_time(T0)}] *** joined #room1 (3 members, 1 earlier message)" in log
+    for line in log:
+        assert re.match(r"\[\d\d:\d\d:\d\d\] ", line), line

@@ -39,7 +39,6 @@ log = Logger()
 
 HEARTBEAT = 2.0
 LEADER_SWEEP = 3.0
-GOING_AWAY = 1001
 
 
 class ChatNode(MultiService):
@@ -156,7 +155,8 @@ class ChatNode(MultiService):
         self._loops.append(loop)
 
     def stopService(self):
-        return defer.ensureDeferred(self._stop())
+        d = defer.ensureDeferred(self._stop())
+        return d.addErrback(lambda f: log.failure("stopping the chat node failed", f))
 
     async def _stop(self):
         self._stopping = True
@@ -173,9 +173,13 @@ class ChatNode(MultiService):
         connections = list(self.factory.connections)
         for connection in connections:
             connection.going_away()
-        gone = [defer.ensureDeferred(self.directory.unpublish(c.record)) for c in connections if c.record]
-        if gone:
-            await defer.DeferredList(gone, consumeErrors=True).addTimeout(3, self.reactor)
+        if connections:
+            # the close handshakes, and the sessions' removal from redis
+            gone = defer.DeferredList([c.gone for c in connections if hasattr(c, "gone")], consumeErrors=True)
+            try:
+                await gone.addTimeout(4, self.reactor)
+            except defer.TimeoutError:
+                log.warn("some clients did not close in time")
         for port in self._ports:
             await port.stopListening()
         await defer.ensureDeferred(_maybe(super().stopService()))
@@ -286,7 +290,7 @@ class ChatNode(MultiService):
         await self.redis.call(
             "hset", LOAD, self.node_id, orjson.dumps({"connections": len(self.factory.connections), "ts": now_ms(self.reactor)})
         )
-        fresh = await self.redis.call("set", marker_key(self.node_id), "1", nx=True)
+        fresh = await self.redis.call("execute_command", "SET", marker_key(self.node_id), "1", "NX")
         if fresh and len(self.sessions):
             log.warn("redis lost its data: re-publishing {n} sessions", n=len(self.sessions))
             for connection in self.sessions:

@@ -13,18 +13,28 @@ are. The rule, applied to each match on its own:
 * Word characters are letters and digits (except CJK ideographs, kana and
   hangul, which are written without spaces and so never make a Latin word
   longer), plus the symbols people put inside words to dodge filters
-  (``! + @ $ |``) and the apostrophe. Everything else (white space, ``- _ .
-  ,`` and other punctuation) separates words.
+  (``! + @ $ |``) and apostrophes (``'`` and ``’``). Everything else (white
+  space, ``- _ . ,`` and other punctuation) separates words.
 * A match that starts at the beginning of a word and ends at the end of a
   word (possibly spanning several words: ``blow job``, ``s.o.b.``) is
   masked.
 * A match that starts or ends inside a word is masked unless each such word
-  (its *host*) is spared. A host is spared when its alphabetic core (the
-  host without leading and trailing digits and symbols, lower-cased) is
-  itself not on the list, is a dictionary word (or an inflection of one:
-  ``classes``, ``assumed``, ``shells``, ``Scunthorpe's``), does not reduce by
-  an inflection suffix to a list entry (``cunting``), and the match does not
-  cover the whole core or its singular (``jobs`` in ``blow jobs``).
+  (its *host*) spares it. A camel-case host (``HelloWorld``) is cut at its
+  humps first, where the match does not run over one. Take the host's
+  core: the host without leading and trailing digits and symbols,
+  lower-cased. The host spares the match when the match covers neither the
+  whole core nor the core less a plural or possessive ending (``jobs`` in
+  ``blow jobs``, ``hells``) and the core is an *ordinary word*: not on the
+  list, and either a dictionary word or reducing to one, and to no list
+  entry, by an inflection ending (``classes``, ``assumed``, ``shells``,
+  ``Scunthorpe's``; but ``cunting``) or by shortening stretched letters
+  (``hellooo``). A core that is no word but joins two dictionary words not
+  on the list (``namespace``, ``dataclass``) spares a match lying within
+  one of the two as that word would (but not ``batshit``, where the match
+  runs over the join).
+
+So ``hab00bs123`` is masked because ``hab00bs`` is not a word, ``hello`` is
+spared, and ``hello,fuck`` becomes ``hello,****``.
 
 Overlapping matches are all masked. The dictionary is the union of the
 ``english-words`` package's lists (GCIDE and Webster's 2nd) and the system
@@ -49,6 +59,7 @@ __all__ = [
     "ProfanityFilter",
     "WordSet",
     "default_dictionary",
+    "fold",
     "load_dictionary",
     "parse_word_list",
     "read_word_list",
@@ -74,7 +85,10 @@ SYSTEM_WORD_LISTS = (
 # ASCII: full-width letters and digits to ASCII ones. (Full-width
 # punctuation is left alone: it is in most Chinese messages, and translating
 # costs more than the rest of the fast path.)
-_FOLD = {cp: cp - 0xFEE0 for cp in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B))}
+_FOLD = {
+    cp: cp - 0xFEE0
+    for cp in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B))
+}
 _NEEDS_FOLD = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
 
 # Symbols that count as part of a word (see the module docstring).
@@ -113,11 +127,22 @@ _SUFFIXES = (
     ("ly", ("",)),
     ("s", ("",)),
 )
-# Suffixes that only make a plural or possessive: a match covering the rest
-# of the word is a match of the whole word.
-_PLURAL_SUFFIXES = ("'s", "s'", "es", "s")
+# Endings that only make a plural or possessive: a match covering the rest
+# of a word is a match of the whole word ("es" only after s, x, z, h, o:
+# "hells", "asses", but not "spaces").
+_PLURAL_ENDINGS = frozenset(("'s", "s'", "es", "s"))
 
-_CORE_CACHE_LIMIT = 100_000
+# The shortest part of a compound word ("namespace", "dataclass").
+_MIN_COMPOUND_PART = 3
+
+_CORE_CACHE_LIMIT = 50_000
+
+_STRETCHED = re.compile(r"(.)\1\1+")
+
+# Camel-case humps: a capital after a small letter, or a capital followed by
+# a small letter after a capital ("XML|Parser").
+_HUMP = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_HUMP_HINT = re.compile(r"[A-Z]")
 
 
 def _is_cjk(cp: int) -> bool:
@@ -147,9 +172,9 @@ class _WordClassTable(dict):
 
 
 _WORD_CLASS = _WordClassTable()
-for _cp in range(128):
-    _WORD_CLASS[_cp]  # noqa: B018 - fills the ASCII part up front
-del _cp
+# The same for ASCII text, as a `bytes.translate` table (much faster).
+_ASCII_WORD_CLASS = bytes(ord(_WORD_CLASS[cp]) for cp in range(128)) + b" " * 128
+_W = ord("w")
 
 
 def fold(text: str) -> str:
@@ -171,16 +196,22 @@ def fold(text: str) -> str:
 
 
 def _normalize_entry(entry: str) -> str:
-    """An entry as matched: folded, single spaces, no trailing ``*``."""
+    """An entry as matched: folded, runs of white space made single spaces,
+    a trailing ``*`` (a wildcard in some published lists) dropped, since
+    every entry already matches as the start of a longer word."""
     return fold(" ".join(entry.split()).rstrip(MASK_CHAR))
 
 
-def parse_word_list(text: str) -> list[str]:
-    """Entries of a word list: one per line, ``#`` comment lines and blank
-    lines ignored, runs of white space inside an entry made single spaces.
+def _fold_word(word: str) -> str:
+    """A dictionary word as looked up: folded, typographic apostrophes made
+    ASCII."""
+    return fold(word).translate(_APOSTROPHES)
 
-    A trailing ``*`` (a wildcard in some published lists) is dropped: every
-    entry already matches as the start of a longer word."""
+
+def parse_word_list(text: str) -> list[str]:
+    """Entries of a word list (UTF-8 text): one per line, stripped; lines
+    starting with ``#`` and blank lines are ignored. An entry may hold
+    spaces and symbols (``blow job``, ``b!tch``); case does not matter."""
     entries = []
     for line in text.splitlines():
         line = line.strip()
@@ -197,7 +228,8 @@ def read_word_list(path: Union[str, os.PathLike]) -> list[str]:
 
 
 class WordSet:
-    """A compact, read-only set of words, folded as `fold` does.
+    """A compact, read-only set of words, looked up lower-cased (as `fold`
+    does) and with ASCII apostrophes.
 
     Hundreds of thousands of dictionary words as Python strings take tens of
     megabytes; this keeps one sorted 64-bit hash per word instead (8 bytes a
@@ -209,14 +241,14 @@ class WordSet:
     __slots__ = ("_hashes",)
 
     def __init__(self, words: Iterable[str] = ()):
-        self._hashes = array("q", sorted({hash(fold(w)) for w in words}))
+        self._hashes = array("q", sorted({hash(_fold_word(w)) for w in words}))
 
     @classmethod
-    def _from_folded_text(cls, chunks: Iterable[str]) -> "WordSet":
-        """Build from blobs of white-space separated, already folded words."""
+    def _from_folded(cls, chunks: Iterable[Iterable[str]]) -> "WordSet":
+        """Build from batches of words that are already folded."""
         hashes: set[int] = set()
         for chunk in chunks:
-            hashes.update(map(hash, chunk.split()))
+            hashes.update(map(hash, chunk))
         ws = cls.__new__(cls)
         ws._hashes = array("q", sorted(hashes))
         return ws
@@ -249,12 +281,15 @@ def load_dictionary(
         # for indexes into messages, not for a word list.
         return text.lower().translate(_APOSTROPHES)
 
-    def chunks() -> Iterator[str]:
+    def chunks() -> Iterator[Iterable[str]]:
+        # One source, and at most about a megabyte of a file, at a time, to
+        # keep the peak memory low.
         sources_ = tuple(sources)
         if sources_:
             from english_words import get_english_words_set
 
-            yield folded("\n".join(get_english_words_set(sources_, lower=True)))
+            for source in sources_:
+                yield get_english_words_set((source,), lower=True)
         seen = set()
         for path in system_paths:
             real = os.path.realpath(path)
@@ -263,11 +298,15 @@ def load_dictionary(
             seen.add(real)
             try:
                 with open(real, encoding="utf-8", errors="replace") as f:
-                    yield folded(f.read())
+                    while True:
+                        lines = f.readlines(1 << 20)
+                        if not lines:
+                            break
+                        yield folded("".join(lines)).split()
             except OSError:
                 continue
 
-    return WordSet._from_folded_text(chunks())
+    return WordSet._from_folded(chunks())
 
 
 _default_lock = threading.Lock()
@@ -290,8 +329,8 @@ class ProfanityFilter:
     safe to share between threads.
 
     :param words: the list entries (case does not matter).
-    :param dictionary: the words to spare; a `WordSet`, any container of
-        lower-case words, or None for `default_dictionary`.
+    :param dictionary: the words to spare: a `WordSet`, an iterable of
+        words, or None for `default_dictionary`.
     """
 
     def __init__(
@@ -311,7 +350,7 @@ class ProfanityFilter:
         if dictionary is None:
             dictionary = default_dictionary()
         elif not isinstance(dictionary, WordSet):
-            dictionary = frozenset(fold(w) for w in dictionary)
+            dictionary = frozenset(_fold_word(w) for w in dictionary)
         self._dictionary = dictionary
         self._core_cache: dict[str, tuple[bool, tuple[str, ...]]] = {}
         if entries:
@@ -365,23 +404,26 @@ class ProfanityFilter:
     # -- the slow path: at least one entry was found
 
     def _mask_matches(self, text: str, low: str, matches) -> str:
-        # classes[i] is "w" where low[i] is a word character, else " ".
-        classes = low.translate(_WORD_CLASS)
+        # classes[i] is b"w" where low[i] is a word character, else b" ".
+        if low.isascii():
+            classes = low.encode("ascii").translate(_ASCII_WORD_CLASS)
+        else:
+            classes = low.translate(_WORD_CLASS).encode("ascii")
         n = len(low)
         spans = []
         for _, start, end in matches:
-            left_inside = start > 0 and classes[start - 1] == "w" and classes[start] == "w"
-            right_inside = end < n and classes[end] == "w" and classes[end - 1] == "w"
+            left_inside = start > 0 and classes[start - 1] == _W and classes[start] == _W
+            right_inside = end < n and classes[end] == _W and classes[end - 1] == _W
             if left_inside or right_inside:
                 spared = True
                 left_host = None
                 if left_inside:
                     left_host = _host_bounds(classes, start, n)
-                    spared = self._host_spared(low, left_host, start, end)
+                    spared = self._host_spared(text, low, left_host, start, end)
                 if spared and right_inside:
                     right_host = _host_bounds(classes, end - 1, n)
                     if right_host != left_host:
-                        spared = self._host_spared(low, right_host, start, end)
+                        spared = self._host_spared(text, low, right_host, start, end)
                 if spared:
                     continue
             spans.append((start, end))
@@ -402,10 +444,14 @@ class ProfanityFilter:
         out.append(text[pos:])
         return "".join(out)
 
-    def _host_spared(self, low: str, host: tuple[int, int], start: int, end: int) -> bool:
+    def _host_spared(
+        self, text: str, low: str, host: tuple[int, int], start: int, end: int
+    ) -> bool:
         """Whether the match ``low[start:end]`` is spared because of the word
         ``low[host[0]:host[1]]`` it lies partly or wholly in."""
         a, b = host
+        if _HUMP_HINT.search(text, a + 1, b) is not None:
+            a, b = _camel_part(text, a, b, start, end)
         core = low[a:b]
         if not core.isalpha():
             while a < b and not low[a].isalpha():
@@ -413,44 +459,101 @@ class ProfanityFilter:
             while b > a and not low[b - 1].isalpha():
                 b -= 1
             core = low[a:b].translate(_APOSTROPHES)
-        part_start = start if start > a else a
-        part_end = end if end < b else b
+        part_start = (start if start > a else a) - a
+        part_end = (end if end < b else b) - a
         if part_start >= part_end:
             # The match does not touch the letters of the word.
             return False
-        if part_end - part_start == b - a:
-            # The match covers the whole word.
-            return False
         info = self._core_cache.get(core)
         if info is None:
-            info = self._judge_core(core)
+            info = self._judge(core)
             if len(self._core_cache) >= _CORE_CACHE_LIMIT:
                 self._core_cache.clear()
             self._core_cache[core] = info
-        allowed, singulars = info
-        return allowed and (not singulars or core[part_start - a : part_end - a] not in singulars)
+        ordinary, splits = info
+        if ordinary:
+            return _partial(core, part_start, part_end)
+        for k in splits:
+            # A compound of two ordinary words spares a match lying within
+            # one of them, as that word alone would.
+            if part_end <= k:
+                if _partial(core[:k], part_start, part_end):
+                    return True
+            elif part_start >= k:
+                if _partial(core[k:], part_start - k, part_end - k):
+                    return True
+        return False
 
-    def _judge_core(self, core: str) -> tuple[bool, tuple[str, ...]]:
-        """(whether `core` is an ordinary word, its plural-stripped forms)."""
-        singulars = tuple(
-            core[: -len(suffix)]
-            for suffix in _PLURAL_SUFFIXES
-            if core.endswith(suffix) and len(core) > len(suffix) + 1
-        )
-        if core in self._listed:
-            return False, singulars
-        if core in self._dictionary:
-            return True, singulars
-        stems = _stems(core)
-        if any(stem in self._listed for stem in stems):
-            return False, singulars
-        return any(stem in self._dictionary for stem in stems), singulars
+    def _judge(self, core: str) -> tuple[bool, tuple[int, ...]]:
+        """(whether `core` is an ordinary word, the places where it splits
+        into two ordinary words if it is not one)."""
+        verdict = self._ordinary(core)
+        if verdict is not None:
+            return verdict, ()
+        splits = ()
+        if core.isalpha() and len(core) >= 2 * _MIN_COMPOUND_PART:
+            # Both parts must be dictionary words as they are (no reductions:
+            # with them, junk like "lam" + "eass" would pass).
+            words, listed = self._dictionary, self._listed
+            splits = tuple(
+                k
+                for k in range(_MIN_COMPOUND_PART, len(core) - _MIN_COMPOUND_PART + 1)
+                if core[:k] in words
+                and core[k:] in words
+                and core[:k] not in listed
+                and core[k:] not in listed
+            )
+        return False, splits
+
+    def _ordinary(self, word: str) -> Optional[bool]:
+        """True if `word` is an ordinary word: in the dictionary and not on
+        the list, or else reducing (by an inflection ending, a possessive,
+        or by shortening a stretched letter: ``hellooo``) to a dictionary
+        word and to no list entry. False if it or a reduction of it is on
+        the list; None if it is simply not a word."""
+        listed = self._listed
+        if word in listed:
+            return False
+        if word in self._dictionary:
+            return True
+        variants = _stems(word) + _unstretched(word)
+        if any(v in listed for v in variants):
+            return False
+        if any(v in self._dictionary for v in variants):
+            return True
+        return None
 
 
-def _host_bounds(classes: str, i: int, n: int) -> tuple[int, int]:
+def _camel_part(text: str, a: int, b: int, start: int, end: int) -> tuple[int, int]:
+    """The part of the camel-case word ``text[a:b]`` (``HelloWorld``,
+    ``XMLParser``) that holds the match ``[start, end)``; the whole word if
+    it has no humps or the match runs over one."""
+    base = a
+    for hump in _HUMP.finditer(text[a:b]):
+        k = base + hump.start()
+        if k <= start:
+            a = k
+        elif k >= end:
+            return a, k
+    return a, b
+
+
+def _partial(word: str, start: int, end: int) -> bool:
+    """Whether the match ``word[start:end]`` is only part of `word`: it
+    neither covers `word` nor `word` less a plural or possessive ending."""
+    if end - start == len(word):
+        return False
+    if start == 0:
+        rest = word[end:]
+        if rest in _PLURAL_ENDINGS and (rest != "es" or word[end - 1] in "sxzho"):
+            return False
+    return True
+
+
+def _host_bounds(classes: bytes, i: int, n: int) -> tuple[int, int]:
     """The maximal run of word characters around index `i`."""
-    b = classes.find(" ", i)
-    return classes.rfind(" ", 0, i) + 1, (n if b < 0 else b)
+    b = classes.find(b" ", i)
+    return classes.rfind(b" ", 0, i) + 1, (n if b < 0 else b)
 
 
 def _stems(word: str) -> list[str]:
@@ -468,10 +571,20 @@ def _stems(word: str) -> list[str]:
         if not word.endswith(suffix):
             continue
         base = word[: -len(suffix)]
-        if len(base) < 2:
+        if len(base) < 2 or (suffix == "es" and base[-1] not in "sxzho"):
             continue
         for replacement in replacements:
             stems.append(base + replacement)
         if len(base) >= 3 and base[-1] == base[-2] and base[-1] not in "aeiouls":
             stems.append(base[:-1])  # doubled consonant: shitting, bigger
     return stems
+
+
+def _unstretched(word: str) -> list[str]:
+    """``word`` with each run of three or more equal letters cut to two and
+    to one (``hellooo`` -> ``helloo``, ``hello``); empty if it has no such
+    run."""
+    runs = _STRETCHED.findall(word)
+    if not runs:
+        return []
+    return [_STRETCHED.sub(r"\1\1", word), _STRETCHED.sub(r"\1", word)]

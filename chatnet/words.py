@@ -17,10 +17,11 @@ lower-cased, in order. The rules:
    dropped, while in ``hello,****`` the comma separates, so ``hello`` stays.
    (A word a user wrapped in asterisks, ``*this*``, is dropped too.)
 4. Runs of Chinese characters (Han ideographs) are cut into words by
-   ``jieba``; a Han run stops at any other character, so a mask next to
-   Chinese text (``你是**吗``) drops only the mask. Japanese kana runs are
-   taken as words of their own (a katakana run, a hiragana run), Korean is
-   written with spaces and follows rule 2.
+   ``jieba`` instead of counting as one long word; a Han run stops at any
+   other character, so a mask next to Chinese text (``你是**吗``) drops only
+   the mask, and CJK punctuation (``，。！``) is never a word. Japanese kana
+   runs are taken as words of their own (a katakana run, a hiragana run).
+   Korean is written with spaces and follows rule 2.
 
 jieba loads its dictionary (about a second) on first use; call `warm_up`
 in a thread at start-up. Until it has finished, `tokenize` on text with
@@ -29,9 +30,11 @@ Chinese characters waits for it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
+from typing import Iterable
 
 import jieba
 
@@ -45,20 +48,25 @@ _KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
 
 
 def _mark_class() -> str:
-    """A character class body with every combining mark (categories Mn,
-    Mc, Me) outside the kana blocks."""
+    """A character class body with the combining marks (categories Mn, Mc,
+    Me) of the Basic Multilingual Plane, less those that dress symbols
+    rather than letters (variation selectors, enclosing keycaps) and the
+    kana sound marks. (Staying in the BMP keeps the class a fast table.)"""
     ranges = []
     start = prev = -2
-    planes = (range(0x20000), range(0xE0000, 0xE1000))
-    for plane in planes:
-        for cp in plane:
-            if unicodedata.category(chr(cp))[0] != "M" or 0x3099 <= cp <= 0x309A:
-                continue
-            if cp != prev + 1:
-                if start >= 0:
-                    ranges.append((start, prev))
-                start = cp
-            prev = cp
+    for cp in range(0x10000):
+        if (
+            unicodedata.category(chr(cp))[0] != "M"
+            or 0x20D0 <= cp <= 0x20FF
+            or 0xFE00 <= cp <= 0xFE0F
+            or 0x3099 <= cp <= 0x309A
+        ):
+            continue
+        if cp != prev + 1:
+            if start >= 0:
+                ranges.append((start, prev))
+            start = cp
+        prev = cp
     if start >= 0:
         ranges.append((start, prev))
     return "".join(
@@ -67,15 +75,35 @@ def _mark_class() -> str:
     )
 
 
-# A word character: a letter or digit that is neither Han nor kana, a
-# combining mark, or the mask character.
-_W = rf"(?:[^\W_{_HAN}{_HIRAGANA}{_KATAKANA}]|[{_mark_class()}*])"
+# A word character: a letter or digit that is neither Han nor kana, with
+# the combining marks that follow it, or the mask character.
+_W = rf"(?:[^\W_{_HAN}{_HIRAGANA}{_KATAKANA}][{_mark_class()}]*|\*)"
 _TOKEN_RE = re.compile(
     rf"(?P<han>[{_HAN}]+)"
     rf"|[{_HIRAGANA}]+|[{_KATAKANA}]+"
     rf"|{_W}+(?:['\u2019]{_W}+)*"
 )
+# The same for lower-cased ASCII text.
+_ASCII_TOKEN_RE = re.compile(r"[a-z0-9*]+(?:'[a-z0-9*]+)*")
 _HAN_RE = re.compile(rf"[{_HAN}]")
+
+# Han runs up to this length have their segmentation cached: short runs
+# ("好的", "谢谢你") come back again and again.
+_CACHED_RUN = 12
+
+
+@functools.lru_cache(maxsize=16384)
+def _cut_cached(run: str) -> tuple[str, ...]:
+    return tuple(jieba.lcut(run))
+
+
+def _cut(run: str) -> Iterable[str]:
+    """The words of a run of Han characters."""
+    if len(run) == 1:
+        return (run,)
+    if len(run) <= _CACHED_RUN:
+        return _cut_cached(run)
+    return jieba.lcut(run)
 
 
 def is_han(char: str) -> bool:
@@ -97,14 +125,14 @@ def is_ready() -> bool:
 def tokenize(text: str) -> list[str]:
     """The words of the (already masked) message `text`; see the module
     docstring for the rules."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    text = text.lower()
+    if text.isascii():
+        return [w for w in _ASCII_TOKEN_RE.findall(text.lower()) if "*" not in w]
+    text = unicodedata.normalize("NFKC", text).lower()
     words = []
     for match in _TOKEN_RE.finditer(text):
         word = match.group()
         if match.lastgroup == "han":
-            words.extend(w for w in jieba.lcut(word) if not w.isspace())
+            words.extend(_cut(word))
         elif "*" not in word:
             words.append(word.replace("\u2019", "'"))
     return words

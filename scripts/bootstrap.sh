@@ -35,6 +35,8 @@ _chatnet_bootstrap() {
     fi
     [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
     command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+    # a dictionary with place names and inflections: the profanity filter's allow-list
+    [ -f /usr/share/dict/british-english-huge ] || missing+=(wbritish-huge)
     if ! command -v "$py" >/dev/null 2>&1; then
         missing+=(python3 python3-venv)
     elif ! "$py" -c 'import ensurepip, venv' >/dev/null 2>&1; then

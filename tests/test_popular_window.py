@@ -9,7 +9,7 @@ from chatnet.stores.redis import RedisStore
 
 @pytest.fixture
 def redis(redis_server):
-    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/14").connect()
+    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/0").connect()
     yield store
     pytest_twisted.blockon(store.call("flushdb"))
     pytest_twisted.blockon(store.disconnect())

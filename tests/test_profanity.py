@@ -17,7 +17,13 @@ from chatnet.profanity import (
 SEED_LIST = Path(__file__).resolve().parents[2] / "shared/data/profanity-seed-list.txt"
 
 ORDINARY = ["hello", "Hello", "HELLO", "class", "assume", "shell", "classes", "assumed", "shells"]
-LISTED = {"FUCK": "****", "asshole": "*******", "asses": "*****", "fucking": "*******", "shitting": "********"}
+LISTED = {
+    "FUCK": "****",
+    "asshole": "*******",
+    "asses": "*****",
+    "fucking": "*******",
+    "shitting": "********",
+}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +118,39 @@ def test_inflections_of_listed_words_are_masked():
     assert f.mask("cunting") == "****ing"
     assert f.mask("hells") == "****s"  # a dictionary word, but the plural of a listed one
     assert f.mask("asses") == "***es"
+
+
+def test_plural_endings_are_read_with_care():
+    f = plain(["spac", "hell", "ass"], dictionary={"space", "spaces", "hell", "hells", "ass", "asses"})
+    assert f.mask("spaces") == "spaces"  # space + s, not spac + es
+    assert f.mask("hells") == "****s"
+    assert f.mask("asses") == "***es"
+
+
+def test_stretched_letters():
+    f = plain(["hell", "ass"], dictionary={"hello", "as", "so"})
+    assert f.mask("helloooo") == "helloooo"
+    assert f.mask("hellllo") == "hellllo"
+    assert f.mask("assssss") == "***ssss"
+
+
+def test_compounds_of_two_words():
+    words = {"name", "space", "data", "class", "bat", "bats", "hit", "lame", "char", "set"}
+    f = plain(["spac", "ass", "shit", "arse"], dictionary=words)
+    assert f.mask("namespace") == "namespace"
+    assert f.mask("dataclass") == "dataclass"
+    assert f.mask("batshit") == "bat****"  # the match runs over the join
+    assert f.mask("lameass") == "lame***"  # a part is listed
+    assert f.mask("charset") == "ch****t"
+
+
+def test_camel_case():
+    f = plain(["ass", "hell", "fuck"], dictionary={"class", "hello", "test", "case", "world"})
+    assert f.mask("testCaseClass") == "testCaseClass"
+    assert f.mask("HelloWorld") == "HelloWorld"
+    assert f.mask("HelloFuck") == "Hello****"
+    assert f.mask("MyAss") == "My***"
+    assert f.mask("XMLHello") == "XMLHello"
 
 
 def test_phrase_entries(seed):
@@ -263,7 +302,7 @@ def test_shipped_list_file_is_clean_utf8():
 
 def test_wordset():
     ws = WordSet(["Hello", "world", "don\u2019t"])
-    assert "hello" in ws and "world" in ws
+    assert "hello" in ws and "world" in ws and "don't" in ws
     assert "nope" not in ws
     assert 3 not in ws
     assert len(ws) == 3

@@ -117,3 +117,16 @@ def test_emoji_separate_words():
 def test_is_han():
     assert is_han("中") and is_han("\U00020000")
     assert not is_han("a") and not is_han("あ") and not is_han("，")
+
+
+def test_ascii_and_unicode_paths_agree():
+    text = "Don't STOP ha*****123 x_y 3.5 e-mail 'q' it's f**k, ok"
+    assert tokenize(text) == tokenize(text + " \u00fc")[:-1]
+
+
+def test_symbol_marks_are_not_words():
+    assert tokenize("\u2764\ufe0f 1\ufe0f\u20e3 naïve") == ["1", "naïve"]
+
+
+def test_repeated_chinese_messages():
+    assert tokenize("谢谢你") == tokenize("谢谢你") == ["谢谢", "你"]

@@ -51,6 +51,8 @@ class Membership:
         self._refreshing = False
         self._dirty = False
         self._stopping = False
+        self._session_lost = False
+        self._watching = False
 
     # -- life cycle (reactor thread) -------------------------------------
 
@@ -74,15 +76,19 @@ class Membership:
         if self.zk is None:
             return
         zk, self.zk = self.zk, None
+        node_path, election_path = f"{NODES}/{self.node_id}", self._election_path
 
-        def close():
-            try:
-                zk.stop()
-                zk.close()
-            except Exception:
-                pass
+        def leave():
+            for path in (node_path, election_path):
+                if path:
+                    try:
+                        zk.delete(path)
+                    except Exception:
+                        pass
 
-        await self._thread(close)
+        await self._thread(leave)
+        # The session itself ends with the process: closing kazoo's sockets
+        # while the reactor still runs has been seen to close reactor fds.
 
     def _thread(self, f, *args, **kwargs):
         return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), f, *args, **kwargs)
@@ -114,8 +120,11 @@ class Membership:
         self._election_path = await self._thread(register)
         self.registered = True
         log.info("registered in zookeeper as {node} ({path})", node=self.node_id, path=self._election_path)
-        zk.ChildrenWatch(NODES, self._children_changed)
-        zk.ChildrenWatch(ELECTION, self._children_changed)
+        if not self._watching:
+            # kazoo's watches survive a new session by themselves
+            self._watching = True
+            zk.ChildrenWatch(NODES, self._children_changed)
+            zk.ChildrenWatch(ELECTION, self._children_changed)
         self.refresh()
 
     # -- kazoo thread -> reactor -------------------------------------------
@@ -140,13 +149,15 @@ class Membership:
             log.warn("zookeeper session lost: leaving leadership, will register again")
             self.connected = False
             self.registered = False
+            self._session_lost = True
             self._lose_leadership()
         elif state == KazooState.CONNECTED:
             self.connected = True
             if self._suspended_call is not None and self._suspended_call.active():
                 self._suspended_call.cancel()
             log.info("zookeeper connected")
-            if not self.registered:
+            if self._session_lost:
+                self._session_lost = False
                 d = defer.ensureDeferred(self._register())
                 d.addErrback(lambda f: log.failure("registering again failed", f))
             else:

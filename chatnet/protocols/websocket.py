@@ -15,8 +15,10 @@ from chatnet.ratelimit import TokenBucket
 
 log = Logger()
 
-GOING_AWAY = 1001
-REPLACED = 4009
+# Close codes (RFC 6455 lets applications use 4000-4999 only):
+GOING_AWAY = 4001  # the node is stopping: reconnect through the gateway
+REPLACED = 4009  # a newer login of the same user took this session over
+LOGIN_TIMEOUT = 4008  # no login within --login-timeout
 
 
 class ChatServerProtocol(WebSocketServerProtocol):
@@ -25,6 +27,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request):
         self.node = self.factory.node
+        self.gone = defer.Deferred()
         self.bucket = TokenBucket(self.node.config.rate_limit, self.node.config.rate_burst, self.node.reactor)
         self._queue = []
         self._busy = False
@@ -40,7 +43,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self._login_timer = None
         if self.record is None and not self.closed:
             self.send_error(ProtocolError(401, "no login in time; closing"))
-            self.sendClose(4001, "login timeout")
+            self.sendClose(LOGIN_TIMEOUT, "login timeout")
 
     # -- incoming ----------------------------------------------------------
 
@@ -108,7 +111,6 @@ class ChatServerProtocol(WebSocketServerProtocol):
         """The node is stopping: ask the client to reconnect through the gateway."""
         if not self.closed:
             self.sendClose(GOING_AWAY, "node stopping: reconnect through the gateway")
-            self.closed = True
 
     # -- end -----------------------------------------------------------------
 
@@ -118,8 +120,11 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self.factory.connections.discard(self)
-        if self.record is not None:
-            defer.ensureDeferred(self.logout())
+        gone = getattr(self, "gone", None)
+        d = defer.ensureDeferred(self.logout())
+        d.addErrback(lambda f: log.failure("logout failed", f))
+        if gone is not None:
+            d.addBoth(lambda _: gone.callback(None))
 
     async def logout(self):
         record, self.record = self.record, None

@@ -32,7 +32,7 @@ from chatnet.rooms import RoomHost
 from chatnet.sequences import Sequences
 from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
 from chatnet.stores.message_log import MessageLog
-from chatnet.stores.mongo import MongoStore
+from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import LOAD, SERVERS, SESSIONS, RedisStore, marker_key
 
 log = Logger()
@@ -53,7 +53,8 @@ class ChatNode(MultiService):
         self.message_log = MessageLog(self.mongo, reactor)
         self.message_log.setServiceParent(self)
         self.history = History(self.redis, self.mongo)
-        self.sequences = Sequences(self.redis, self.mongo)
+        self.offline = OfflineStore(self.mongo)
+        self.sequences = Sequences(self.redis, self.mongo, self._pending_seq)
         self.popular = PopularWords(self.redis, reactor, config.popular_window)
         if config.profanity_file:
             self.profanity = ProfanityFilter.from_file(config.profanity_file)
@@ -230,7 +231,9 @@ class ChatNode(MultiService):
 
     def _start_leading(self):
         log.info("{node} is the leader: hosting rooms, publishing the server list", node=self.node_id)
-        self.room_host = host = RoomHost(self.mongo, self.directory, self.router.deliver_to, lambda: self.members)
+        self.room_host = host = RoomHost(
+            self.mongo, self.directory, self.router.deliver_to, lambda: self.members, self.reactor
+        )
         defer.ensureDeferred(self._load_rooms(host))
         self._leader_loop = task.LoopingCall(lambda: defer.ensureDeferred(self._leader_sweep()))
         self._leader_loop.clock = self.reactor
@@ -299,6 +302,10 @@ class ChatNode(MultiService):
             if self.room_host is not None:
                 await self.publish_servers()
 
+    def _pending_seq(self, channel):
+        """The highest seq of C{channel} still waiting in the message log."""
+        return max((d["seq"] for d in self.message_log.queue if d["channel"] == channel), default=0)
+
     # -- responders of the internal AMP port (chatnet.protocols.internal) --
 
     def session_changed(self, username, nodeId, sessionId, loginTime, alliance, online):
@@ -317,26 +324,25 @@ class ChatNode(MultiService):
             targets = [c for c in self.sessions]
         else:
             targets = [c for c in map(self.sessions.get, usernames) if c is not None]
-        if not self.recent.add(msg_id):
-            return len(targets)
         if not targets:
             return 0
+        if not self.recent.add(msg_id):
+            # a retried delivery: they have it already
+            return len(targets)
         payload = b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), data)
-        if len(targets) == 1:
-            targets[0].sendMessage(payload)
-        else:
-            prepared = self.factory.prepareMessage(payload)
-            for connection in targets:
-                connection.sendPreparedMessage(prepared)
+        prepared = self.factory.prepareMessage(payload) if len(targets) > 1 else None
+        for connection in targets:
+            connection.push(payload, msg_id, prepared)
+        self.emit("message_delivered", msg_id, len(targets))
         return len(targets)
 
     def deliver(self, msgId, data, usernames, everyone):
         return self.deliver_local(msgId, data, usernames, everyone)
 
-    async def room_post(self, roomName, msgId, data):
+    async def room_post(self, roomName, msgId, seq, data):
         if self.room_host is None:
             raise NotLeader()
-        return await self.room_host.post(roomName, msgId, data)
+        return await self.room_host.post(roomName, msgId, seq, data)
 
     async def room_join(self, roomName, username):
         if self.room_host is None:

@@ -130,10 +130,11 @@ class Router:
         """Have the leader fan room C{message} out; retried on failover."""
         try:
             await self.to_leader(
-                lambda host: host.post(message.roomName, message.msgId, data),
+                lambda host: host.post(message.roomName, message.msgId, message.seq, data),
                 cmd.RoomPost,
                 roomName=message.roomName,
                 msgId=message.msgId,
+                seq=message.seq,
                 data=data,
             )
         except ProtocolError as e:

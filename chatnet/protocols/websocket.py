@@ -24,6 +24,9 @@ LOGIN_TIMEOUT = 4008  # no login within --login-timeout
 class ChatServerProtocol(WebSocketServerProtocol):
     record = None
     closed = False
+    features = frozenset()
+    # while a resume replays history: live chat frames wait here
+    held = None
 
     def onConnect(self, request):
         self.node = self.factory.node
@@ -92,6 +95,32 @@ class ChatServerProtocol(WebSocketServerProtocol):
     def answer(self, action, data, request):
         if not self.closed:
             self.sendMessage(codec.encode(action, data, request.id))
+
+    def push(self, payload, msg_id=None, prepared=None):
+        """Send a chat frame, or keep it back while a resume replays."""
+        if self.held is not None:
+            self.held.append((msg_id, payload))
+        elif prepared is not None:
+            self.sendPreparedMessage(prepared)
+        else:
+            self.sendMessage(payload)
+
+    def hold(self):
+        self.held = []
+        self._replayed = set()
+
+    def replay(self, msg_id, payload):
+        self._replayed.add(msg_id)
+        self.sendMessage(payload)
+
+    def release(self):
+        """The replay is done: send what arrived meanwhile, minus what the
+        replay already had."""
+        held, self.held = self.held or [], None
+        replayed, self._replayed = self._replayed, set()
+        for msg_id, payload in held:
+            if msg_id is None or msg_id not in replayed:
+                self.sendMessage(payload)
 
     def send_error(self, error, re=None):
         if not self.closed:

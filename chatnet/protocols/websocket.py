@@ -5,6 +5,8 @@ arrived, so that answers and messages keep the client's order. Every failure
 becomes an ``error`` frame (PROTOCOL.md section 5); nothing a client sends
 can raise past this class or affect another connection.
 """
+from collections import deque
+
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -32,7 +34,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self.node = self.factory.node
         self.gone = defer.Deferred()
         self.bucket = TokenBucket(self.node.config.rate_limit, self.node.config.rate_burst, self.node.reactor)
-        self._queue = []
+        self._queue = deque()
         self._busy = False
         self._login_timer = None
 
@@ -67,7 +69,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def _next(self):
         while self._queue and not self.closed:
-            request = self._queue.pop(0)
+            request = self._queue.popleft()
             self._busy = True
             d = defer.ensureDeferred(self.node.handlers.handle(self, request))
             d.addErrback(self._failed, request)
@@ -145,7 +147,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean, code, reason):
         self.closed = True
-        self._queue = []
+        self._queue.clear()
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self.factory.connections.discard(self)

@@ -39,6 +39,7 @@ log = Logger()
 
 HEARTBEAT = 2.0
 LEADER_SWEEP = 3.0
+STALE_SWEEP_EVERY = 10
 
 
 class ChatNode(MultiService):
@@ -210,7 +211,7 @@ class ChatNode(MultiService):
         if leader != was:
             log.info("leader is now {leader}", leader=leader)
         if self.room_host is not None:
-            defer.ensureDeferred(self._leader_sweep())
+            defer.ensureDeferred(self._leader_sweep(stale_sessions=True))
         waiters, self._leader_waiters = self._leader_waiters, []
         for waiter in waiters:
             if not waiter.called:
@@ -225,16 +226,13 @@ class ChatNode(MultiService):
         d.addBoth(lambda r: (call.active() and call.cancel(), r)[1])
         return d
 
-    @property
-    def is_leader(self):
-        return self.room_host is not None
-
     def _start_leading(self):
         log.info("{node} is the leader: hosting rooms, publishing the server list", node=self.node_id)
         self.room_host = host = RoomHost(
             self.mongo, self.directory, self.router.deliver_to, lambda: self.members, self.reactor
         )
         defer.ensureDeferred(self._load_rooms(host))
+        self._sweeps = 0
         self._leader_loop = task.LoopingCall(lambda: defer.ensureDeferred(self._leader_sweep()))
         self._leader_loop.clock = self.reactor
         self._leader_loop.start(LEADER_SWEEP, now=False)
@@ -257,13 +255,17 @@ class ChatNode(MultiService):
         if self._leader_loop.running:
             self._leader_loop.stop()
 
-    async def _leader_sweep(self):
-        """Leader duties: the server list, stale sessions, the popular window."""
+    async def _leader_sweep(self, stale_sessions=False):
+        """Leader duties: the server list and the popular window every few
+        seconds; stale sessions on every membership change and now and then
+        (a session written by a node just before it died)."""
         if self.room_host is None:
             return
+        self._sweeps += 1
         try:
             await self.publish_servers()
-            await self.directory.remove_stale(set(self.members))
+            if stale_sessions or self._sweeps % STALE_SWEEP_EVERY == 0:
+                await self.directory.remove_stale(set(self.members))
             await self.popular.sweep()
         except StoreUnavailable:
             pass

@@ -29,6 +29,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
     features = frozenset()
     # while a resume replays history: live chat frames wait here
     held = None
+    _queue = None
+    _login_timer = None
 
     def onConnect(self, request):
         self.node = self.factory.node
@@ -147,7 +149,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean, code, reason):
         self.closed = True
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self.factory.connections.discard(self)

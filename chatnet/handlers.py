@@ -113,6 +113,10 @@ class ChatHandlers:
             raise
         if previous_local is not None and previous_local is not connection:
             previous_local.replaced()
+        if self.node.directory.records.get(username) is not record:
+            # a newer login of this user on another node won meanwhile
+            connection.replaced()
+            return
         self.node.announce(record, True)
         if connection.closed:
             # the client left while we were logging it in
@@ -138,7 +142,8 @@ class ChatHandlers:
             return
         for doc in docs:
             data = doc["data"]
-            self.node.recent.add(data["msgId"])
+            if not self.node.recent.new_for(data["msgId"], [connection], False):
+                continue
             connection.push(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
         if "offline" in connection.features and (docs or dropped):
             connection.sendMessage(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))

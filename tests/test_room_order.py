@@ -14,7 +14,7 @@ def host():
 
     def deliver(node, msg_id, data, names, everyone):
         sent.append(msg_id)
-        return defer.succeed(1)
+        return defer.succeed((1, []))
 
     clock = Clock()
     rooms = RoomHost(mongo=None, directory=directory, deliver=deliver, live_nodes=lambda: {"n1": {}}, clock=clock)

@@ -29,6 +29,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
     features = frozenset()
     # while a resume replays history: live chat frames wait here
     held = None
+    _replayed = frozenset()
     _queue = None
     _login_timer = None
 
@@ -104,6 +105,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
         """Send a chat frame, or keep it back while a resume replays."""
         if self.held is not None:
             self.held.append((msg_id, payload))
+        elif msg_id is not None and msg_id in self._replayed:
+            return
         elif prepared is not None:
             self.sendPreparedMessage(prepared)
         else:
@@ -119,11 +122,10 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def release(self):
         """The replay is done: send what arrived meanwhile, minus what the
-        replay already had."""
+        replay already had (also later: a delivery retried to this node)."""
         held, self.held = self.held or [], None
-        replayed, self._replayed = self._replayed, set()
         for msg_id, payload in held:
-            if msg_id is None or msg_id not in replayed:
+            if msg_id is None or msg_id not in self._replayed:
                 self.sendMessage(payload)
 
     def send_error(self, error, re=None):

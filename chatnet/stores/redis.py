@@ -41,11 +41,17 @@ def parse_redis_url(url):
     return parsed.hostname or "127.0.0.1", parsed.port or 6379, int(db or 0)
 
 
-# Sets the session of KEYS[1]/ARGV[1] and returns the record it replaced.
+# Sets the session of KEYS[1]/ARGV[1], stamped with Redis's own clock in
+# microseconds ("version": the order of logins, whichever node took them), and
+# returns {the record it replaced, the version}.
 SET_SESSION = """
+local t = redis.call('TIME')
+local version = t[1] .. string.format('%06d', tonumber(t[2]))
+local record = cjson.decode(ARGV[2])
+record['version'] = version
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return old
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+return {old or false, version}
 """
 
 # Deletes the session of ARGV[1] only while it is still the one of ARGV[2]

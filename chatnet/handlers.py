@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from chatnet import words
 from chatnet.errors import ProtocolError, StoreUnavailable, not_online, unknown_room
-from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, room_channel
+from chatnet.messages import ChatMessage, new_message_id, now_ms, room_channel
 from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols.codec import frame_id
 from chatnet.rooms import ALLIANCE_PREFIX, WORLD, automatic_rooms, is_automatic
@@ -128,34 +128,31 @@ class ChatHandlers:
             if not room:
                 raise ProtocolError(400, "missing field 'roomName'", "chat")
             await self._check_room(record, room)
-            channel, to = room_channel(room), ""
+            to = ""
         else:
             to = request.string("to", max_length=MAX_NAME)
             target = await self.node.directory.lookup(to)
             if target is None:
                 raise not_online(to)
-            channel = dm_channel(record.username, to)
         masked = self.node.profanity.mask(text)
-        seq = await self.node.sequences.next(channel)
         message = ChatMessage(
             new_message_id(), record.username, masked, ts if ts is not None else now_ms(self.node.reactor),
-            fmt, to, room or "", seq,
+            fmt, to, room or "",
         )
-        self._accept(message)
-        data = orjson.dumps(message.frame_data())
+        data = await self._accept(message)
         if room:
             defer.ensureDeferred(self.node.router.room(message, data))
         else:
             defer.ensureDeferred(self.node.router.direct(message, data, target))
 
-    def _accept(self, message):
-        """The message is accepted: store it, keep it in history, count its words."""
+    async def _accept(self, message):
+        """Accept the message: its seq, history entry and word counts (one
+        Redis call, see chatnet.accept), then store it; returns the chat
+        frame data (JSON bytes)."""
+        data = await self.node.acceptor.accept(message, words.tokenize(message.message))
         self.node.message_log.append(message.document())
-        d = defer.ensureDeferred(self.node.history.append(message))
-        d.addErrback(lambda f: log.warn("history not updated: {why}", why=f.getErrorMessage()))
-        d = defer.ensureDeferred(self.node.popular.count(words.tokenize(message.message)))
-        d.addErrback(lambda f: log.warn("popular words not counted: {why}", why=f.getErrorMessage()))
         self.node.emit("message_accepted", message)
+        return data
 
     async def _check_room(self, record, room):
         if room == WORLD:

@@ -80,6 +80,14 @@ if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
 return redis.call('INCR', KEYS[1])
 """
 
+# Restores a seq counter to at least ARGV[1] (without counting; a missing
+# counter is always created).
+RESTORE_SEQ_ONLY = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
 
 class RedisStore:
     def __init__(self, url, timeout=3.0, reactor=None, poolsize=4):

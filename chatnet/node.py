@@ -14,6 +14,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from chatnet import words
+from chatnet.accept import Acceptor
 from chatnet.cluster.membership import Membership
 from chatnet.cluster.peers import Peers
 from chatnet.cluster.router import RecentDeliveries, Router
@@ -57,6 +58,7 @@ class ChatNode(MultiService):
         self.offline = OfflineStore(self.mongo)
         self.sequences = Sequences(self.redis, self.mongo, self._pending_seq)
         self.popular = PopularWords(self.redis, reactor, config.popular_window)
+        self.acceptor = Acceptor(self.redis, self.sequences, self.history, self.popular)
         if config.profanity_file:
             self.profanity = ProfanityFilter.from_file(config.profanity_file)
         else:

@@ -65,25 +65,12 @@ end
 return 0
 """
 
-# Appends ARGV[1] to the history list KEYS[1], keeping the last ARGV[2].
-PUSH_HISTORY = """
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
-return 1
-"""
-
-# The next seq of a channel; -1 when the counter is gone (Redis lost its
-# data), so that the caller restores it from MongoDB first.
-NEXT_SEQ = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('INCR', KEYS[1])
-"""
-
-# Restores a seq counter to at least ARGV[1] and returns the next seq.
+# Restores a seq counter to at least ARGV[1] (without counting; a missing
+# counter is always created).
 RESTORE_SEQ = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
 if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-return redis.call('INCR', KEYS[1])
+return 1
 """
 
 

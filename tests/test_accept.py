@@ -1,7 +1,6 @@
 """Accepting a message in one Redis call (chatnet.accept) on a real Redis:
 seq, history entry and word counts, and the lost-counter path."""
 import orjson
-import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
@@ -18,14 +17,6 @@ class NoMongo:
 
     async def max_seq(self, channel):
         return 0
-
-
-@pytest.fixture
-def redis(redis_server):
-    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/0").connect()
-    yield store
-    pytest_twisted.blockon(store.call("flushdb"))
-    pytest_twisted.blockon(store.disconnect())
 
 
 def message(text, sender="ann", to="bob", room=""):

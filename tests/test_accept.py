@@ -9,7 +9,7 @@ from chatnet.history import History
 from chatnet.messages import ChatMessage, new_message_id
 from chatnet.popular import PopularWords
 from chatnet.sequences import Sequences
-from chatnet.stores.redis import RedisStore, history_key, seq_key
+from chatnet.stores.redis import history_key, seq_key
 
 
 class NoMongo:

@@ -1,5 +1,4 @@
 """The leader fans room messages out in seq order (fake Clock for the hold)."""
-import pytest_twisted  # noqa: F401
 from twisted.internet import defer
 from twisted.internet.task import Clock
 

@@ -10,8 +10,10 @@ Every wait is bounded.
 """
 from __future__ import annotations
 
+import codecs
 import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -64,20 +66,29 @@ class TerminalClient:
             timeout=5,
         )
         self._output: list[str] = []
+        self.reader_end: str | None = None
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._drain, name=f"pty-{user}", daemon=True)
         self._reader.start()
 
     def _drain(self) -> None:
+        # plain reads of the pty (not pexpect's read, which also waits for the process)
+        fd = self.child.child_fd
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
             try:
-                chunk = self.child.read_nonblocking(65536, timeout=0.2)
-            except pexpect.TIMEOUT:
-                continue
-            except (pexpect.EOF, OSError, ValueError):
+                ready, _, _ = select.select([fd], [], [], 0.2)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 65536)
+            except (OSError, ValueError) as exc:  # EIO once the client has ended
+                self.reader_end = repr(exc)
+                return
+            if not chunk:
+                self.reader_end = "end of file"
                 return
             with self._lock:
-                self._output.append(chunk)
+                self._output.append(decoder.decode(chunk))
 
     # -- looking ---------------------------------------------------------------
 
@@ -114,7 +125,7 @@ class TerminalClient:
             if time.monotonic() > deadline or not self.child.isalive():
                 raise AssertionError(
                     f"{self.user}: no transcript line matching {pattern!r} within {timeout}s "
-                    f"(alive={self.child.isalive()}; frames in {self.debug_log}); transcript since line {since}:\n"
+                    f"(alive={self.child.isalive()}, terminal reader: {self.reader_end or 'running'}; frames in {self.debug_log}); transcript since line {since}:\n"
                     + "\n".join(lines[since:][-40:])
                     + "\nscreen output (escape sequences removed), last part:\n" + self.screen_text()[-3000:])
             time.sleep(0.05)

@@ -5,6 +5,9 @@ Usage::
     chatnet-client [--gateway http://127.0.0.1:8888] [--user NAME] [--password PW]
                    [--join ROOM[,ROOM...]] [--log FILE] [--debug-log FILE]
 
+``--debug-log`` gets Twisted's log and a line for every frame sent (``->``)
+and received (``<-``), passwords masked.
+
 What is missing on the command line is asked for inside the UI: the user name
 first; the login is tried without a password, and a password is asked for when
 the node answers 401.  The client asks the gateway for a node (``GET
@@ -87,8 +90,12 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import urwid
 from twisted.internet import defer
+from twisted.logger import Logger
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8888"
+
+#: every frame sent and received, for ``--debug-log`` (passwords masked)
+_trace = Logger(namespace="chatnet.client.frames")
 
 # ---------------------------------------------------------------------------
 # commands (pure)
@@ -437,9 +444,10 @@ class _Attempt:
     The connector calls ``opened(transport)`` once the WebSocket is open (the
     transport has ``sendMessage(payload, isBinary=False)`` and
     ``sendClose(code, reason)``), ``message(payload)`` for each text frame,
-    ``closed(code, reason)`` when it is closed, and ``failed(reason)`` when it
-    could not connect at all.  Calls for an attempt the connection has given
-    up are ignored.
+    ``closed(code, reason)`` when it is closed, ``failed(reason)`` when it
+    could not connect at all, and ``pong(payload)`` for a WebSocket pong
+    (the transport may have ``sendPing(payload)``).  Calls for an attempt
+    the connection has given up are ignored.
     """
 
     def __init__(self, conn: "ChatConnection", server: dict, url: str):
@@ -460,6 +468,9 @@ class _Attempt:
 
     def failed(self, reason: Any = "") -> None:
         self.conn._on_fail(self, reason)
+
+    def pong(self, payload: bytes) -> None:
+        self.conn._on_pong(self, payload)
 
 
 #: close code of a session replaced by a newer login (after the 409 error frame)
@@ -482,7 +493,9 @@ class ChatConnection:
     the connection is back and its rooms are re-joined; a queued request older
     than ``queue_max_age`` seconds is reported as not sent instead.  Room
     messages whose echo had not come back when the connection dropped, and
-    that the re-join's history does not show, are sent again.
+    that the re-join's history does not show, are sent again; so are direct
+    messages the node had not confirmed (by the pong of a ping sent after
+    them, or by answering a later request).
     """
 
     BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
@@ -557,6 +570,7 @@ class ChatConnection:
         self._counter = 0
         self._close_waiter: tuple[_Attempt, defer.Deferred] | None = None
         self._reconnecting = False
+        self._probe: int | None = None  # id of the last direct message a ping was sent after
 
     # -- public API -------------------------------------------------------
 
@@ -838,11 +852,14 @@ class ChatConnection:
                              if r.sent_at is not None and now - r.sent_at <= self.confirm_window)
         self._unconfirmed.clear()
         self._login_id = None
+        self._probe = None
 
     # -- frames -----------------------------------------------------------
 
     def _send_frame(self, action: str, data: dict) -> int:
         rid = self._next_id()
+        _trace.info("-> {node} {id} {action} {data}", node=self.node_id, id=rid, action=action,
+                    data={k: ("***" if k == "password" else v) for k, v in data.items()})
         self.transport.sendMessage(orjson.dumps({"id": rid, "action": action, "data": data}), isBinary=False)
         return rid
 
@@ -859,9 +876,11 @@ class ChatConnection:
         if req.action == "joinRoom":
             room = req.data["roomName"]
             self._start_join(room, _JoinTracker(req, rejoin=req.internal))
-        elif req.action == "chat" and req.data.get("isGroup"):
+        elif req.action == "chat":
             self._unconfirmed = [r for r in self._unconfirmed if now - (r.sent_at or now) <= self.confirm_window]
             self._unconfirmed.append(req)
+            if not req.data.get("isGroup"):
+                self._send_probe()
         if not req.internal:
             self.listener.request_sent(req, flushed)
 
@@ -873,6 +892,9 @@ class ChatConnection:
         self._joins[room] = tracker
 
     def _on_message(self, attempt: _Attempt, payload: bytes | str) -> None:
+        _trace.info("<- {node} {state}{stale} {frame}", node=attempt.server.get("nodeId", attempt.url),
+                    state=self.state, stale="" if attempt is self._attempt else " (stale attempt)",
+                    frame=bytes(payload[:500]) if isinstance(payload, (bytes, bytearray)) else payload[:500])
         if attempt is not self._attempt:
             return
         try:
@@ -887,6 +909,8 @@ class ChatConnection:
             data = {}
         re_id = frame.get("re")
         action = frame.get("action")
+        if isinstance(re_id, int) and not isinstance(re_id, bool) and self._unconfirmed:
+            self._confirm_directs(re_id)
         try:
             if action == "login":
                 self._on_login(data, re_id)
@@ -1047,6 +1071,43 @@ class ChatConnection:
                 if req.data.get("roomName") == room and text_matches(req.data.get("message", ""), message):
                     del pending[i]
                     return
+
+    # Direct messages are not echoed.  The node handles the frames of a
+    # connection in order, so a direct message has reached the node once an
+    # answer to a later request comes back, or the pong of a WebSocket ping
+    # sent after it.  One that has not when the connection drops is sent again.
+
+    def _send_probe(self) -> None:
+        send_ping = getattr(self.transport, "sendPing", None)
+        if self._probe is not None or send_ping is None:
+            return
+        last = next((r.id for r in reversed(self._unconfirmed)
+                     if r.id is not None and not r.data.get("isGroup")), None)
+        if last is None:
+            return
+        self._probe = last
+        _trace.info("-> ping after {id}", id=last)
+        try:
+            send_ping(b"c%d" % last)
+        except Exception:
+            self._probe = None
+
+    def _on_pong(self, attempt: _Attempt, payload: bytes) -> None:
+        _trace.info("<- pong {payload!r}", payload=payload)
+        if attempt is not self._attempt or self._probe is None:
+            return
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8", "replace")
+        if payload != b"c%d" % self._probe:
+            return
+        probe, self._probe = self._probe, None
+        self._confirm_directs(probe)
+        self._send_probe()
+
+    def _confirm_directs(self, upto: int) -> None:
+        """The node has handled every request up to id ``upto``."""
+        self._unconfirmed = [r for r in self._unconfirmed
+                             if r.data.get("isGroup") or r.id is None or r.id > upto]
 
     def _on_error(self, data: dict, re_id: Any) -> None:
         try:
@@ -1210,6 +1271,9 @@ def connect_websocket(reactor: Any, url: str, attempt: _Attempt, timeout: float 
 
         def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
             attempt.closed(code, reason)
+
+        def onPong(self, payload: bytes) -> None:
+            attempt.pong(payload)
 
     class Factory(WebSocketClientFactory):
         protocol = Protocol
@@ -1718,7 +1782,7 @@ class ChatApp(ConnectionListener):
 
     def request_sent(self, request: Request, flushed: bool) -> None:
         d = request.data
-        if request.action == "chat" and not d.get("isGroup"):
+        if request.action == "chat" and not d.get("isGroup") and not request.resent:
             self.known_users.add(d.get("to", ""))
             self.show_own_direct(d.get("to", ""), d.get("message", ""))
 
@@ -2001,7 +2065,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--join", action="append", default=[], metavar="ROOM[,ROOM...]",
                         help="rooms to join once connected")
     parser.add_argument("--log", metavar="FILE", help="write a plain transcript to FILE")
-    parser.add_argument("--debug-log", metavar="FILE", help="write Twisted's log to FILE")
+    parser.add_argument("--debug-log", metavar="FILE", help="write Twisted's log and every frame to FILE")
     args = parser.parse_args(argv)
     parts = urlsplit(args.gateway if "://" in args.gateway else f"http://{args.gateway}")
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -46,6 +46,7 @@ class FakeTransport:
     def __init__(self):
         self.sent: list[dict] = []
         self.closed = None
+        self.pings: list[bytes] = []
 
     def sendMessage(self, payload, isBinary=False):
         assert not isBinary
@@ -53,6 +54,9 @@ class FakeTransport:
 
     def sendClose(self, code=None, reason=None):
         self.closed = (code, reason)
+
+    def sendPing(self, payload=None):
+        self.pings.append(payload)
 
     def frames(self, action):
         return [f for f in self.sent if f["action"] == action]
@@ -579,6 +583,54 @@ def test_reconnect_state_machine(tmp_path):
     assert any(line.endswith("] -> <bob> ping") for line in log)
     assert log.index(next(x for x in log if "reconnected to node2" in x)) \
         < log.index(next(x for x in log if x.endswith("-> <bob> ping")))
+
+
+def test_direct_message_not_confirmed_is_sent_again(tmp_path):
+    """A direct message is not echoed: the pong of a ping sent after it
+    confirms it; one not confirmed when the node dies goes out again, once."""
+    app, net, clock, t1, a1 = connected_app(tmp_path=tmp_path)
+    type_line(app, "/msg bob first")
+    assert len(t1.pings) == 1
+    type_line(app, "/msg bob second")
+    assert len(t1.pings) == 1  # one ping in flight at a time
+    a1.pong(t1.pings[0])  # confirms "first" only, and asks again for "second"
+    assert len(t1.pings) == 2
+    a1.pong(b"someone else's ping")
+    type_line(app, "/msg carol third")
+    a1.closed(1006, "")
+    clock.advance(0.5)
+    t2, a2 = open_and_login(app, net, node="node2")
+    assert [(f["data"]["to"], f["data"]["message"]) for f in t2.frames("chat")] \
+        == [("bob", "second"), ("carol", "third")]
+    assert "sent again 2 messages not confirmed before the connection dropped" in screen(app)
+    log = (tmp_path / "log.txt").read_text()
+    for text in ("-> <bob> first", "-> <bob> second", "-> <carol> third"):
+        assert log.count(text) == 1, text
+    # confirmed on the new node (the pong for "second" asks again for "third"): not sent again
+    assert len(t2.pings) == 1
+    a2.pong(t2.pings[0])
+    assert len(t2.pings) == 2
+    a2.pong(t2.pings[1])
+    assert len(t2.pings) == 2
+    a2.closed(1006, "")
+    clock.advance(0.5)
+    t3, _ = open_and_login(app, net, node="node3")
+    assert t3.frames("chat") == []
+
+
+def test_direct_message_confirmed_by_a_later_answer():
+    app, net, clock, t1, a1 = connected_app()
+    type_line(app, "/msg bob hello")
+    type_line(app, "/stats bob")
+    req = t1.last("userInfo")
+    a1.message(frame("userInfo", {"username": "bob", "nodeId": "node1", "isOnline": True,
+                                  "onlineFor": "00d 00h 00m 01s"}, req["id"]))
+    type_line(app, "/chat carol refused")
+    a1.message(frame("error", {"code": 404, "message": "user carol is not on line"}, t1.last("chat")["id"]))
+    a1.closed(1006, "")
+    clock.advance(0.5)
+    t2, _ = open_and_login(app, net, node="node2")
+    assert t2.frames("chat") == []
 
 
 def test_graceful_stop_4001_and_backoff_reset():

@@ -147,7 +147,7 @@ class MongoStore:
             "history",
             self.db.messages.find(
                 {"channel": channel},
-                sort=qf.sort(qf.DESCENDING("seq") + qf.DESCENDING("ts")),
+                sort=qf.sort(qf.DESCENDING("seq")),
                 limit=limit,
             ),
         )

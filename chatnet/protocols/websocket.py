@@ -94,6 +94,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self.sendMessage(codec.encode(action, data, request.id))
 
     def send_error(self, error, re=None):
+        self.node.metrics.error_sent(error.code)
         if not self.closed:
             self.sendMessage(codec.encode_error(error, re))
 

@@ -89,6 +89,7 @@ class RedisStore:
         self.reactor = reactor or default_reactor
         self.poolsize = poolsize
         self.client = None
+        self.errors = 0  # calls that failed: a metric
 
     def connect(self):
         self.client = txredisapi.lazyConnectionPool(
@@ -126,6 +127,7 @@ class RedisStore:
 
     def _unavailable(self, failure, method):
         if failure.check(defer.TimeoutError, defer.CancelledError, txredisapi.ConnectionError):
+            self.errors += 1
             log.warn("redis {method} failed: {why}", method=method, why=failure.getErrorMessage())
             raise StoreUnavailable("redis")
         return failure

@@ -169,7 +169,8 @@ class NodeMetrics(Metrics):
         node = self.node
         checks = {"zookeeper": bool(node.membership is not None and node.membership.registered)}
         checks["redis"], checks["mongodb"] = await defer.gatherResults(
-            [_answers(node.redis.ping(), node.reactor), _answers(node.mongo.ping(), node.reactor)])
+            [defer.ensureDeferred(_answers(node.redis.ping(), node.reactor)),
+             defer.ensureDeferred(_answers(node.mongo.ping(), node.reactor))])
         return checks
 
 

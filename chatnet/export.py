@@ -305,11 +305,15 @@ class AmqpExport(Service):
         if self.waiting:
             log.warn("export: {n} messages not exported at shutdown", n=self.waiting)
         connection = self._connection
+        if connection is not None and connection.is_open:
+            closed = connection.close()  # a clean AMQP close first, then the socket
+            if closed is not None:
+                try:
+                    yield closed.addTimeout(2, self.reactor)
+                except Exception:
+                    pass
         if self._client is not None:
-            d = self._client.stopService()
-            if connection is not None and not connection.is_closed:
-                connection.close()
-            yield d
+            yield self._client.stopService()
 
 
 @implementer(IChatEventListener)

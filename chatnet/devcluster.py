@@ -331,14 +331,15 @@ def _print_ready(data, listed, args):
     print(f"  zookeeper  {data['zookeeper']}")
     print(f"  mongo      {data['mongo']}")
     print(f"  logs       {Path(data['dir']) / 'logs'}")
-    print("\nConnect with the terminal client (any username works: --open-login):")
-    print(f"  chatnet-client --gateway {gateway} --user user1")
+    client = Path(sys.executable).with_name("chatnet-client")
+    print("\nConnect with the terminal client (demo users user1..user99 have no password):")
+    print(f"  {client} --gateway {gateway} --user user1")
     print("or with any raw WebSocket client, at the node the gateway hands out:")
     print(f"  curl -s {gateway}/server")
     example = listed[0] if listed else {"host": "127.0.0.1", "port": "PORT"}
     print(f"  websocat ws://{example.get('host')}:{example.get('port')}/")
     print('  then send: {"id": 1, "action": "login", "data": {"username": "user1"}}')
-    print(f"\nStop it with: chatnet-devcluster stop --dir {args.dir}")
+    print(f"\nStop it with: scripts/run-cluster stop   (or chatnet-devcluster stop --dir {args.dir})")
 
 
 # --------------------------------------------------------------------------

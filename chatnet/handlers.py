@@ -6,6 +6,7 @@ and either answers through the connection or raises :class:`ProtocolError`.
 import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from bson import ObjectId
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
@@ -13,6 +14,7 @@ from chatnet import words
 from chatnet.errors import ProtocolError, StoreUnavailable, not_online, unknown_room
 from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, room_channel
 from chatnet.protocols import amp_commands as cmd
+from chatnet.protocols import codec
 from chatnet.protocols.codec import frame_id
 from chatnet.rooms import ALLIANCE_PREFIX, WORLD, automatic_rooms, is_automatic
 from chatnet.sessions import SessionRecord
@@ -23,6 +25,9 @@ INTERNAL_ACTIONS = frozenset(
     {"leaderConnect", "syncServers", "serverList", "registerServer", "heartbeat", "deliver", "relay"}
 )
 MAX_NAME = 128
+# Extensions a client switches on with login's "features" (docs/protocol.md)
+FEATURES = ("ack", "offline", "resume")
+RESUME_LIMIT = 500
 FORMATS = 32
 _hasher = PasswordHasher()
 
@@ -55,6 +60,7 @@ class ChatHandlers:
             "listRooms": self.list_rooms,
             "userInfo": self.user_info,
             "popular": self.popular,
+            "resume": self.resume,
         }
 
     async def handle(self, connection, request):
@@ -66,6 +72,8 @@ class ChatHandlers:
             raise ProtocolError(400, f"unknown action {action!r}", action[:64])
         if action != "login" and connection.record is None:
             raise ProtocolError(401, "log in first", action)
+        if action == "resume" and "resume" not in connection.features:
+            raise ProtocolError(400, f"unknown action {action!r}", action)
         await handler(connection, request)
 
     # -- login ---------------------------------------------------------------
@@ -73,6 +81,7 @@ class ChatHandlers:
     async def login(self, connection, request):
         username = request.string("username", max_length=MAX_NAME)
         password = request.string("password", required=False)
+        wanted = request.string_list("features")
         if connection.record is not None:
             if connection.record.username == username:
                 connection.answer("login", self._login_data(connection.record), request)
@@ -91,6 +100,7 @@ class ChatHandlers:
         if connection.closed:
             return
         record = SessionRecord.new(username, self.node.node_id, now_ms(self.node.reactor), alliance)
+        connection.features = frozenset(f for f in wanted if f in FEATURES)
         previous_local = self.node.sessions.add(username, connection)
         connection.record = record
         try:
@@ -108,9 +118,34 @@ class ChatHandlers:
             # the client left while we were logging it in
             await connection.logout()
             return
-        connection.answer("login", self._login_data(record), request)
+        data = self._login_data(record)
+        if "features" in request.data:
+            data["features"] = sorted(connection.features)
+        connection.answer("login", data, request)
         self.node.emit("user_online", username, self.node.node_id)
         log.info("{user} logged in on {node}", user=username, node=self.node.node_id)
+        await self._deliver_queued(connection, username)
+
+    async def _deliver_queued(self, connection, username):
+        """Send what was queued for C{username} while they were offline,
+        oldest first, then forget it."""
+        try:
+            docs, dropped = await self.node.offline.take(username)
+        except StoreUnavailable:
+            log.warn("offline messages of {user} not delivered now: mongodb unavailable", user=username)
+            return
+        if connection.closed:
+            return
+        for doc in docs:
+            data = doc["data"]
+            self.node.recent.add(data["msgId"])
+            connection.push(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
+        if "offline" in connection.features and (docs or dropped):
+            connection.sendMessage(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
+        try:
+            await self.node.offline.remove([doc["_id"] for doc in docs])
+        except StoreUnavailable:
+            log.warn("offline messages of {user} delivered but not removed", user=username)
 
     def _login_data(self, record):
         return {"username": record.username, "sessionId": record.sessionId, "nodeId": record.nodeId}
@@ -132,7 +167,7 @@ class ChatHandlers:
         else:
             to = request.string("to", max_length=MAX_NAME)
             target = await self.node.directory.lookup(to)
-            if target is None:
+            if target is None and not ("offline" in connection.features and await self.node.mongo.user_exists(to)):
                 raise not_online(to)
             channel = dm_channel(record.username, to)
         masked = self.node.profanity.mask(text)
@@ -141,12 +176,31 @@ class ChatHandlers:
             new_message_id(), record.username, masked, ts if ts is not None else now_ms(self.node.reactor),
             fmt, to, room or "", seq,
         )
+        data = message.frame_data()
+        if not room and target is None:
+            await self.node.offline.put(message.msgId, to, data, self.config.offline_limit)
+            self._accept(message)
+            connection.answer("queued", {"to": to, "msgId": message.msgId, "seq": seq, "ts": message.ts}, request)
+            # they may have logged in meanwhile, after their queue was read
+            target = await self.node.directory.lookup(to, refresh=True)
+            if target is not None:
+                defer.ensureDeferred(self._deliver_late(message, orjson.dumps(data), target))
+            return
         self._accept(message)
-        data = orjson.dumps(message.frame_data())
+        if "ack" in connection.features:
+            connection.answer(
+                "ack", {"re": request.id, "id": message.msgId, "msgId": message.msgId, "seq": seq, "ts": message.ts},
+                request,
+            )
+        data = orjson.dumps(data)
         if room:
             defer.ensureDeferred(self.node.router.room(message, data))
         else:
             defer.ensureDeferred(self.node.router.direct(message, data, target))
+
+    async def _deliver_late(self, message, data, target):
+        if await self.node.router.direct(message, data, target):
+            await self.node.offline.remove([ObjectId(message.msgId)])
 
     def _accept(self, message):
         """The message is accepted: store it, keep it in history, count its words."""
@@ -223,6 +277,41 @@ class ChatHandlers:
             request,
         )
 
+    async def resume(self, connection, request):
+        """Replay what the client missed: C{rooms} and C{conversations} map a
+        room name / the other user to the last seq the client saw. Live
+        messages are held back until the replay is done."""
+        rooms = _seq_map(request, "rooms")
+        conversations = _seq_map(request, "conversations")
+        username = connection.record.username
+        channels = [(room_channel(r), seq, {"roomName": r}) for r, seq in rooms.items()]
+        channels += [(dm_channel(username, u), seq, {"with": u}) for u, seq in conversations.items()]
+        connection.hold()
+        replayed, too_old = 0, []
+        try:
+            for channel, seq, name in channels:
+                missed = await self.node.history.after(channel, seq, RESUME_LIMIT + 1)
+                if missed is None or len(missed) > RESUME_LIMIT or (missed and missed[0].get("seq", 0) != seq + 1):
+                    too_old.append(name)
+                    continue
+                for data in missed:
+                    connection.replay(data["msgId"], b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
+                    replayed += 1
+            connection.answer("resume", {"replayed": replayed, "tooOld": too_old}, request)
+        finally:
+            connection.release()
+
     async def popular(self, connection, request):
         n = request.integer("n", default=1, minimum=0, maximum=1000) or 1
         connection.answer("popular", {"words": await self.node.popular.top(n)}, request)
+
+
+def _seq_map(request, key):
+    """C{data[key]}: an object of name -> last seen seq (a non-negative integer)."""
+    value = request.data.get(key) or {}
+    if not isinstance(value, dict) or len(value) > 1000:
+        raise ProtocolError(400, f"field {key!r} must be an object of name: seq", request.action)
+    for name, seq in value.items():
+        if len(name) > MAX_NAME or isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise ProtocolError(400, f"field {key!r} must map names to seq numbers", request.action)
+    return value

@@ -32,13 +32,14 @@ from chatnet.rooms import RoomHost
 from chatnet.sequences import Sequences
 from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
 from chatnet.stores.message_log import MessageLog
-from chatnet.stores.mongo import MongoStore
+from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import LOAD, SERVERS, SESSIONS, RedisStore, marker_key
 
 log = Logger()
 
 HEARTBEAT = 2.0
 LEADER_SWEEP = 3.0
+STALE_SWEEP_EVERY = 10
 
 
 class ChatNode(MultiService):
@@ -53,7 +54,8 @@ class ChatNode(MultiService):
         self.message_log = MessageLog(self.mongo, reactor)
         self.message_log.setServiceParent(self)
         self.history = History(self.redis, self.mongo)
-        self.sequences = Sequences(self.redis, self.mongo)
+        self.offline = OfflineStore(self.mongo)
+        self.sequences = Sequences(self.redis, self.mongo, self._pending_seq)
         self.popular = PopularWords(self.redis, reactor, config.popular_window)
         if config.profanity_file:
             self.profanity = ProfanityFilter.from_file(config.profanity_file)
@@ -209,7 +211,7 @@ class ChatNode(MultiService):
         if leader != was:
             log.info("leader is now {leader}", leader=leader)
         if self.room_host is not None:
-            defer.ensureDeferred(self._leader_sweep())
+            defer.ensureDeferred(self._leader_sweep(stale_sessions=True))
         waiters, self._leader_waiters = self._leader_waiters, []
         for waiter in waiters:
             if not waiter.called:
@@ -224,14 +226,13 @@ class ChatNode(MultiService):
         d.addBoth(lambda r: (call.active() and call.cancel(), r)[1])
         return d
 
-    @property
-    def is_leader(self):
-        return self.room_host is not None
-
     def _start_leading(self):
         log.info("{node} is the leader: hosting rooms, publishing the server list", node=self.node_id)
-        self.room_host = host = RoomHost(self.mongo, self.directory, self.router.deliver_to, lambda: self.members)
+        self.room_host = host = RoomHost(
+            self.mongo, self.directory, self.router.deliver_to, lambda: self.members, self.reactor
+        )
         defer.ensureDeferred(self._load_rooms(host))
+        self._sweeps = 0
         self._leader_loop = task.LoopingCall(lambda: defer.ensureDeferred(self._leader_sweep()))
         self._leader_loop.clock = self.reactor
         self._leader_loop.start(LEADER_SWEEP, now=False)
@@ -254,13 +255,17 @@ class ChatNode(MultiService):
         if self._leader_loop.running:
             self._leader_loop.stop()
 
-    async def _leader_sweep(self):
-        """Leader duties: the server list, stale sessions, the popular window."""
+    async def _leader_sweep(self, stale_sessions=False):
+        """Leader duties: the server list and the popular window every few
+        seconds; stale sessions on every membership change and now and then
+        (a session written by a node just before it died)."""
         if self.room_host is None:
             return
+        self._sweeps += 1
         try:
             await self.publish_servers()
-            await self.directory.remove_stale(set(self.members))
+            if stale_sessions or self._sweeps % STALE_SWEEP_EVERY == 0:
+                await self.directory.remove_stale(set(self.members))
             await self.popular.sweep()
         except StoreUnavailable:
             pass
@@ -299,6 +304,10 @@ class ChatNode(MultiService):
             if self.room_host is not None:
                 await self.publish_servers()
 
+    def _pending_seq(self, channel):
+        """The highest seq of C{channel} still waiting in the message log."""
+        return max((d["seq"] for d in self.message_log.queue if d["channel"] == channel), default=0)
+
     # -- responders of the internal AMP port (chatnet.protocols.internal) --
 
     def session_changed(self, username, nodeId, sessionId, loginTime, alliance, online):
@@ -317,27 +326,25 @@ class ChatNode(MultiService):
             targets = [c for c in self.sessions]
         else:
             targets = [c for c in map(self.sessions.get, usernames) if c is not None]
-        if not self.recent.add(msg_id):
-            return len(targets)
         if not targets:
             return 0
+        if not self.recent.add(msg_id):
+            # a retried delivery: they have it already
+            return len(targets)
         payload = b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), data)
-        if len(targets) == 1:
-            targets[0].sendMessage(payload)
-        else:
-            prepared = self.factory.prepareMessage(payload)
-            for connection in targets:
-                connection.sendPreparedMessage(prepared)
+        prepared = self.factory.prepareMessage(payload) if len(targets) > 1 else None
+        for connection in targets:
+            connection.push(payload, msg_id, prepared)
         self.emit("message_delivered", msg_id, len(targets))
         return len(targets)
 
     def deliver(self, msgId, data, usernames, everyone):
         return self.deliver_local(msgId, data, usernames, everyone)
 
-    async def room_post(self, roomName, msgId, data):
+    async def room_post(self, roomName, msgId, seq, data):
         if self.room_host is None:
             raise NotLeader()
-        return await self.room_host.post(roomName, msgId, data)
+        return await self.room_host.post(roomName, msgId, seq, data)
 
     async def room_join(self, roomName, username):
         if self.room_host is None:

@@ -5,6 +5,12 @@ when it becomes leader; every join and leave is written to MongoDB before it
 is answered) and fans room messages out: one delivery per node that has a
 member online, naming that node's members.
 
+The leader is also the room's sequencer: messages are fanned out in the
+order of their seq (the order Redis gave them), so every member sees a room
+in the same order. A message that arrives ahead of its predecessor waits for
+it at most ``HOLD`` seconds (the node that had the predecessor may have died
+before posting it).
+
 Automatic rooms need no stored membership: ``world`` holds every online
 user, ``alliance:<name>`` every online user whose record names that alliance.
 """
@@ -16,6 +22,7 @@ from chatnet.errors import ProtocolError, unknown_room
 log = Logger()
 
 WORLD = "world"
+HOLD = 0.5
 ALLIANCE_PREFIX = "alliance:"
 
 
@@ -33,13 +40,16 @@ class RoomHost:
     everyone)} returns a Deferred that fires once that node has the
     message."""
 
-    def __init__(self, mongo, directory, deliver, live_nodes):
+    def __init__(self, mongo, directory, deliver, live_nodes, clock):
         self.mongo = mongo
         self.directory = directory
         self.deliver = deliver
         self.live_nodes = live_nodes
+        self.clock = clock
         self.rooms = {}
         self.ready = defer.Deferred()
+        self.expected = {}  # room -> the next seq to fan out
+        self.held = {}  # room -> {seq: Deferred released when it is its turn}
 
     async def load(self):
         self.rooms = await self.mongo.all_rooms()
@@ -93,31 +103,61 @@ class RoomHost:
             return True
         return await self._members(room) is not None
 
-    async def post(self, room, msgId, data):
-        """Deliver room message C{data} (JSON bytes) to every online member;
-        returns the number of nodes it went to."""
-        live = self.live_nodes()
-        if room == WORLD:
-            targets = {node: ((), True) for node in live}
-        else:
-            if is_automatic(room):
-                usernames = self._online_in(room)
-            else:
-                members = await self._members(room)
-                if members is None:
-                    raise unknown_room(room)
-                usernames = members
-            by_node = {}
-            for username in usernames:
-                record = self.directory.cached(username)
-                if record is not None:
-                    by_node.setdefault(record.nodeId, []).append(username)
-            targets = {node: (names, False) for node, names in by_node.items()}
+    async def post(self, room, msgId, seq, data):
+        """Deliver room message C{data} (JSON bytes) to every online member,
+        in seq order; returns the number of nodes it went to."""
+        targets = await self._targets(room)
+        expected = self.expected.get(room)
+        if expected is not None and seq > expected:
+            turn = defer.Deferred()
+            self.held.setdefault(room, {})[seq] = turn
+            timer = self.clock.callLater(HOLD, self._skip_to, room, seq)
+            await turn
+            if timer.active():
+                timer.cancel()
+            targets = await self._targets(room)
+        # the deliveries are written to the wire now, in this order
         deliveries = [
             self.deliver(node, msgId, data, names, everyone) for node, (names, everyone) in targets.items()
         ]
+        self._advance(room, seq)
         await defer.DeferredList(deliveries, consumeErrors=True)
         return len(targets)
+
+    def _advance(self, room, seq):
+        expected = self.expected.get(room)
+        if expected is None or seq >= expected:
+            self.expected[room] = seq + 1
+            turn = self.held.get(room, {}).pop(seq + 1, None)
+            if turn is not None:
+                turn.callback(None)
+
+    def _skip_to(self, room, seq):
+        """The messages before C{seq} never came: stop waiting for them."""
+        turn = self.held.get(room, {}).pop(seq, None)
+        if turn is not None:
+            log.warn("room {room}: seq before {seq} never arrived; going on", room=room, seq=seq)
+            self.expected[room] = seq
+            turn.callback(None)
+
+    async def _targets(self, room):
+        """Node id -> (usernames, everyone) of the online members of C{room}."""
+        live = self.live_nodes()
+        if room == WORLD:
+            return {node: ((), True) for node in live}
+        if is_automatic(room):
+            usernames = self._online_in(room)
+        else:
+            members = await self._members(room)
+            if members is None:
+                raise unknown_room(room)
+            usernames = members
+        by_node = {}
+        for username in usernames:
+            record = self.directory.cached(username)
+            if record is not None:
+                by_node.setdefault(record.nodeId, []).append(username)
+        return {node: (names, False) for node, names in by_node.items()}
 
 
 async def _wait(d):

@@ -3,11 +3,19 @@
 The counter of a channel lives in Redis (``INCR``), so every node and every
 leader after a failover continues the same sequence. If Redis lost the
 counter (restarted empty), it is restored from the highest seq stored in
-MongoDB and in the Redis history list before counting on.
+MongoDB and in the Redis history list before counting on. (A new channel
+takes the same path once: its first seq costs one indexed MongoDB read.) If
+MongoDB is down at that moment, the channel counts on from what Redis and this
+node still know, and a warning is logged: only a Redis that lost its data
+while MongoDB is down can then give a seq twice.
 """
 import orjson
+from twisted.logger import Logger
 
+from chatnet.errors import StoreUnavailable
 from chatnet.stores.redis import NEXT_SEQ, RESTORE_SEQ, history_key, seq_key
+
+log = Logger()
 
 
 class Sequences:
@@ -21,7 +29,11 @@ class Sequences:
         seq = await self.redis.eval(NEXT_SEQ, [seq_key(channel)])
         if seq != -1:
             return seq
-        floor = max(await self.mongo.max_seq(channel), self.pending(channel))
+        try:
+            floor = max(await self.mongo.max_seq(channel), self.pending(channel))
+        except StoreUnavailable:
+            log.warn("seq of {channel} restored without mongodb", channel=channel)
+            floor = self.pending(channel)
         last = await self.redis.call("lrange", history_key(channel), -1, -1)
         if last:
             floor = max(floor, orjson.loads(last[0]).get("seq") or 0)

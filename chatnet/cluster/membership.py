@@ -219,7 +219,3 @@ class Membership:
         self._refreshing = False
         log.warn("reading cluster membership failed: {why}", why=failure.getErrorMessage())
         self.reactor.callLater(0.5, self.refresh)
-
-    @property
-    def is_leader(self):
-        return self.leader == self.node_id

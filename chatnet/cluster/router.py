@@ -56,9 +56,9 @@ def remote_error(e):
 
 
 class Router:
-    """C{node} provides: C{node_id}, C{peers}, C{directory}, C{is_leader},
+    """C{node} provides: C{node_id}, C{peers}, C{directory},
     C{leader}, C{room_host}, C{deliver_local(msgId, data, usernames,
-    everyone)} and C{leader_changed} (a Deferred-returning wait)."""
+    everyone)} and C{wait_for_leader(seconds)}."""
 
     def __init__(self, node, clock, deadline=20.0, retry_interval=0.25):
         self.node = node
@@ -130,10 +130,11 @@ class Router:
         """Have the leader fan room C{message} out; retried on failover."""
         try:
             await self.to_leader(
-                lambda host: host.post(message.roomName, message.msgId, data),
+                lambda host: host.post(message.roomName, message.msgId, message.seq, data),
                 cmd.RoomPost,
                 roomName=message.roomName,
                 msgId=message.msgId,
+                seq=message.seq,
                 data=data,
             )
         except ProtocolError as e:

@@ -91,7 +91,12 @@ class RoomPost(amp.Command):
 
     Answers once every node that has a member online has acknowledged it."""
 
-    arguments = [(b"roomName", amp.Unicode()), (b"msgId", amp.Unicode()), (b"data", amp.String())]
+    arguments = [
+        (b"roomName", amp.Unicode()),
+        (b"msgId", amp.Unicode()),
+        (b"seq", amp.Integer()),
+        (b"data", amp.String()),
+    ]
     response = [(b"nodes", amp.Integer())]
     errors = COMMON_ERRORS
 

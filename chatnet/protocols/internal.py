@@ -114,8 +114,8 @@ class InternalProtocol(amp.AMP):
         return {"delivered": self.handler.deliver(msgId, data, usernames, everyone)}
 
     @cmd.RoomPost.responder
-    def room_post(self, roomName, msgId, data):
-        return self._call(self.handler.room_post(roomName, msgId, data)).addCallback(lambda n: {"nodes": n})
+    def room_post(self, roomName, msgId, seq, data):
+        return self._call(self.handler.room_post(roomName, msgId, seq, data)).addCallback(lambda n: {"nodes": n})
 
     @cmd.RoomJoin.responder
     def room_join(self, roomName, username):

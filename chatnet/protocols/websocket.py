@@ -5,6 +5,8 @@ arrived, so that answers and messages keep the client's order. Every failure
 becomes an ``error`` frame (PROTOCOL.md section 5); nothing a client sends
 can raise past this class or affect another connection.
 """
+from collections import deque
+
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -24,12 +26,17 @@ LOGIN_TIMEOUT = 4008  # no login within --login-timeout
 class ChatServerProtocol(WebSocketServerProtocol):
     record = None
     closed = False
+    features = frozenset()
+    # while a resume replays history: live chat frames wait here
+    held = None
+    _queue = None
+    _login_timer = None
 
     def onConnect(self, request):
         self.node = self.factory.node
         self.gone = defer.Deferred()
         self.bucket = TokenBucket(self.node.config.rate_limit, self.node.config.rate_burst, self.node.reactor)
-        self._queue = []
+        self._queue = deque()
         self._busy = False
         self._login_timer = None
 
@@ -64,7 +71,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def _next(self):
         while self._queue and not self.closed:
-            request = self._queue.pop(0)
+            request = self._queue.popleft()
             self._busy = True
             d = defer.ensureDeferred(self.node.handlers.handle(self, request))
             d.addErrback(self._failed, request)
@@ -93,6 +100,32 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if not self.closed:
             self.sendMessage(codec.encode(action, data, request.id))
 
+    def push(self, payload, msg_id=None, prepared=None):
+        """Send a chat frame, or keep it back while a resume replays."""
+        if self.held is not None:
+            self.held.append((msg_id, payload))
+        elif prepared is not None:
+            self.sendPreparedMessage(prepared)
+        else:
+            self.sendMessage(payload)
+
+    def hold(self):
+        self.held = []
+        self._replayed = set()
+
+    def replay(self, msg_id, payload):
+        self._replayed.add(msg_id)
+        self.sendMessage(payload)
+
+    def release(self):
+        """The replay is done: send what arrived meanwhile, minus what the
+        replay already had."""
+        held, self.held = self.held or [], None
+        replayed, self._replayed = self._replayed, set()
+        for msg_id, payload in held:
+            if msg_id is None or msg_id not in replayed:
+                self.sendMessage(payload)
+
     def send_error(self, error, re=None):
         self.node.metrics.error_sent(error.code)
         if not self.closed:
@@ -117,7 +150,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean, code, reason):
         self.closed = True
-        self._queue = []
+        if self._queue is not None:
+            self._queue.clear()
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self.factory.connections.discard(self)

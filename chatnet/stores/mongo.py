@@ -178,3 +178,43 @@ class MongoStore:
 
 def object_id(msg_id):
     return ObjectId(msg_id)
+
+
+class OfflineStore:
+    """Direct messages waiting for a user who was offline (collection
+    ``offline``: ``{"_id": message id, "to", "data"}``) and how many were
+    dropped for them (``offline_dropped``: ``{"_id": username, "count"}``)."""
+
+    def __init__(self, mongo):
+        self.mongo = mongo
+
+    async def put(self, msg_id, to, data, limit):
+        """Queue one message; drops the oldest beyond C{limit}."""
+        db = self.mongo.db
+        await self.mongo._run("offline", db.offline.insert_one({"_id": ObjectId(msg_id), "to": to, "data": data}))
+        count = await self.mongo._run("offline", db.offline.count_documents({"to": to}))
+        if count > limit:
+            oldest = await self.mongo._run(
+                "offline",
+                db.offline.find({"to": to}, {"_id": 1}, sort=qf.sort(qf.ASCENDING("_id")), limit=count - limit),
+            )
+            ids = [d["_id"] for d in oldest]
+            await self.mongo._run("offline", db.offline.delete_many({"_id": {"$in": ids}}))
+            await self.mongo._run(
+                "offline",
+                db.offline_dropped.update_one({"_id": to}, {"$inc": {"count": len(ids)}}, upsert=True),
+            )
+
+    async def take(self, to):
+        """Everything queued for C{to}, oldest first, and the dropped count
+        (reset)."""
+        db = self.mongo.db
+        docs = await self.mongo._run("offline", db.offline.find({"to": to}, sort=qf.sort(qf.ASCENDING("_id"))))
+        dropped = await self.mongo._run("offline", db.offline_dropped.find_one({"_id": to}))
+        if dropped:
+            await self.mongo._run("offline", db.offline_dropped.delete_one({"_id": to}))
+        return docs, (dropped or {}).get("count", 0)
+
+    async def remove(self, ids):
+        if ids:
+            await self.mongo._run("offline", self.mongo.db.offline.delete_many({"_id": {"$in": list(ids)}}))

@@ -99,7 +99,7 @@ class NodeMetrics(Metrics):
                    lambda: len(node.factory.connections), kind="gauge")
         self.track("chatnet_sessions", "Users logged in on this node.", lambda: len(node.sessions), kind="gauge")
         self.track("chatnet_leader", "1 while this node is the cluster leader.",
-                   lambda: int(node.is_leader), kind="gauge")
+                   lambda: int(node.room_host is not None), kind="gauge")
         self.track("chatnet_cluster_nodes", "Live nodes of the cluster, as this node sees them.",
                    lambda: len(node.members), kind="gauge")
         self.track("chatnet_zookeeper_registered", "1 while this node is registered in ZooKeeper.",

@@ -6,6 +6,9 @@ the stores, then starts the gateway and the chat nodes. Every process is
 detached (its own session), keeps its data and log under the directory, and
 is listed in ``<dir>/pids.json``; ``stop`` ends them, ``status`` shows them.
 ``--stores-only`` starts just the three stores, for running nodes by hand.
+``--node-arg ARG`` (repeatable) passes ARG on to every chat node's command
+line; ``--bench`` starts a benchmark-ready cluster (the nodes without their
+per-connection rate limit: ``--rate-limit 0``, see bench/README.md).
 """
 import argparse
 import json
@@ -224,6 +227,16 @@ def wait_for_nodes(gateway_url, count, processes, timeout):
         time.sleep(0.25)
 
 
+def node_extra_args(args):
+    """What every chat node gets on top of the usual arguments."""
+    extra = []
+    if getattr(args, "bench", False):
+        extra += ["--rate-limit", "0"]
+    for arg in getattr(args, "node_arg", None) or ():
+        extra += arg.split() if arg.startswith("--") and " " in arg else [arg]
+    return extra
+
+
 def start(args):
     directory = Path(args.dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -285,7 +298,7 @@ def start(args):
                 ["--zookeeper", zookeeper.url, "--redis", redis.url, "--mongo", mongo.url,
                  "--open-login", "--cluster-secret", secret, "--node-id", f"node{i}",
                  "--zk-session-timeout", str(ZK_SESSION_TIMEOUT),
-                 "--listen", f"tcp:{port}:interface=127.0.0.1"],
+                 "--listen", f"tcp:{port}:interface=127.0.0.1", *node_extra_args(args)],
                 directory / "logs" / f"node{i}.log", name=f"node{i}",
                 ready_port=port, detach=True), f"node{i}"))
 
@@ -415,6 +428,11 @@ def build_parser():
                    help="seconds to wait for the gateway to list every node (default: 60)")
     p.add_argument("--stores-only", action="store_true",
                    help="start only Redis, ZooKeeper and SecantusDB")
+    p.add_argument("--bench", action="store_true",
+                   help="benchmark-ready nodes: no per-connection rate limit (--rate-limit 0)")
+    p.add_argument("--node-arg", action="append", default=[], metavar="ARG",
+                   help="pass ARG to every chat node (repeatable; "
+                        "'--node-arg=--rate-limit --node-arg=0' or '--node-arg=\"--rate-limit 0\"')")
     with_dir(sub.add_parser("stop", help="stop everything listed in pids.json"))
     with_dir(sub.add_parser("status", help="show what runs"))
     return parser

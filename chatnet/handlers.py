@@ -113,6 +113,10 @@ class ChatHandlers:
             raise
         if previous_local is not None and previous_local is not connection:
             previous_local.replaced()
+        if self.node.directory.records.get(username) is not record:
+            # a newer login of this user on another node won meanwhile
+            connection.replaced()
+            return
         self.node.announce(record, True)
         if connection.closed:
             # the client left while we were logging it in
@@ -138,7 +142,8 @@ class ChatHandlers:
             return
         for doc in docs:
             data = doc["data"]
-            self.node.recent.add(data["msgId"])
+            if not self.node.recent.new_for(data["msgId"], [connection], False):
+                continue
             connection.push(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
         if "offline" in connection.features and (docs or dropped):
             connection.sendMessage(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
@@ -163,36 +168,32 @@ class ChatHandlers:
             if not room:
                 raise ProtocolError(400, "missing field 'roomName'", "chat")
             await self._check_room(record, room)
-            channel, to = room_channel(room), ""
+            to = ""
         else:
             to = request.string("to", max_length=MAX_NAME)
             target = await self.node.directory.lookup(to)
             if target is None and not ("offline" in connection.features and await self.node.mongo.user_exists(to)):
                 raise not_online(to)
-            channel = dm_channel(record.username, to)
         masked = self.node.profanity.mask(text)
-        seq = await self.node.sequences.next(channel)
         message = ChatMessage(
             new_message_id(), record.username, masked, ts if ts is not None else now_ms(self.node.reactor),
-            fmt, to, room or "", seq,
+            fmt, to, room or "",
         )
-        data = message.frame_data()
+        data = await self._accept(message)
         if not room and target is None:
-            await self.node.offline.put(message.msgId, to, data, self.config.offline_limit)
-            self._accept(message)
-            connection.answer("queued", {"to": to, "msgId": message.msgId, "seq": seq, "ts": message.ts}, request)
+            await self.node.offline.put(message.msgId, to, message.frame_data(), self.config.offline_limit)
+            connection.answer("queued", {"to": to, "msgId": message.msgId, "seq": message.seq, "ts": message.ts}, request)
             # they may have logged in meanwhile, after their queue was read
             target = await self.node.directory.lookup(to, refresh=True)
             if target is not None:
-                defer.ensureDeferred(self._deliver_late(message, orjson.dumps(data), target))
+                defer.ensureDeferred(self._deliver_late(message, data, target))
             return
-        self._accept(message)
         if "ack" in connection.features:
             connection.answer(
-                "ack", {"re": request.id, "id": message.msgId, "msgId": message.msgId, "seq": seq, "ts": message.ts},
+                "ack",
+                {"re": request.id, "id": message.msgId, "msgId": message.msgId, "seq": message.seq, "ts": message.ts},
                 request,
             )
-        data = orjson.dumps(data)
         if room:
             defer.ensureDeferred(self.node.router.room(message, data))
         else:
@@ -202,14 +203,14 @@ class ChatHandlers:
         if await self.node.router.direct(message, data, target):
             await self.node.offline.remove([ObjectId(message.msgId)])
 
-    def _accept(self, message):
-        """The message is accepted: store it, keep it in history, count its words."""
+    async def _accept(self, message):
+        """Accept the message: its seq, history entry and word counts (one
+        Redis call, see chatnet.accept), then store it; returns the chat
+        frame data (JSON bytes)."""
+        data = await self.node.acceptor.accept(message, words.tokenize(message.message))
         self.node.message_log.append(message.document())
-        d = defer.ensureDeferred(self.node.history.append(message))
-        d.addErrback(lambda f: log.warn("history not updated: {why}", why=f.getErrorMessage()))
-        d = defer.ensureDeferred(self.node.popular.count(words.tokenize(message.message)))
-        d.addErrback(lambda f: log.warn("popular words not counted: {why}", why=f.getErrorMessage()))
         self.node.emit("message_accepted", message)
+        return data
 
     async def _check_room(self, record, room):
         if room == WORLD:

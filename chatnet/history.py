@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from chatnet.errors import StoreUnavailable
 from chatnet.messages import ChatMessage
-from chatnet.stores.redis import PUSH_HISTORY, history_key
+from chatnet.stores.redis import history_key
 
 log = Logger()
 
@@ -25,14 +25,6 @@ class History:
         self.redis = redis
         self.mongo = mongo
         self.size = size
-
-    async def append(self, message):
-        """Add an accepted message to its channel's Redis list."""
-        await self.redis.eval(
-            PUSH_HISTORY,
-            [history_key(message.channel)],
-            [orjson.dumps(message.frame_data()), self.size],
-        )
 
     async def recent(self, channel, limit=None):
         """The last C{limit} messages of C{channel}, oldest first, as chat

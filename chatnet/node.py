@@ -14,9 +14,10 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from chatnet import operations, tls, words
+from chatnet.accept import Acceptor
 from chatnet.cluster.membership import Membership
 from chatnet.cluster.peers import Peers
-from chatnet.cluster.router import RecentIds, Router
+from chatnet.cluster.router import RecentDeliveries, Router
 from chatnet.config import endpoint_interface
 from chatnet.errors import StoreUnavailable
 from chatnet.factories.internal import InternalFactory
@@ -57,13 +58,14 @@ class ChatNode(MultiService):
         self.offline = OfflineStore(self.mongo)
         self.sequences = Sequences(self.redis, self.mongo, self._pending_seq)
         self.popular = PopularWords(self.redis, reactor, config.popular_window)
+        self.acceptor = Acceptor(self.redis, self.sequences, self.history, self.popular)
         if config.profanity_file:
             self.profanity = ProfanityFilter.from_file(config.profanity_file)
         else:
             self.profanity = ProfanityFilter.default()
         self.sessions = LocalSessions()
         self.directory = SessionDirectory(self.redis, self._live_nodes)
-        self.recent = RecentIds()
+        self.recent = RecentDeliveries()
         self.router = Router(self, reactor, deadline=max(20.0, config.zk_session_timeout * 2 + 5))
         self.handlers = ChatHandlers(self)
         self.factory = ChatServerFactory(self)
@@ -310,33 +312,40 @@ class ChatNode(MultiService):
 
     # -- responders of the internal AMP port (chatnet.protocols.internal) --
 
-    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, online):
+    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, version, online):
         if online:
-            self.directory.apply(SessionRecord(username, nodeId, sessionId, loginTime, alliance))
+            record = SessionRecord(username, nodeId, sessionId, loginTime, alliance, version)
+            if not self.directory.apply(record):
+                return  # an older login announced late
             local = self.sessions.get(username)
-            if local is not None and local.record is not None and local.record.sessionId != sessionId:
+            # (version 0: that login is still being published; it checks itself)
+            if local is not None and local.record is not None and 0 < local.record.version < version:
                 local.replaced()
         else:
             self.directory.forget(username, sessionId)
 
     def deliver_local(self, msg_id, data, usernames, everyone):
-        """Send chat C{data} (JSON of the frame's data) to local users;
-        returns how many of C{usernames} are connected here."""
+        """Send chat C{data} (JSON of the frame's data) to local users who
+        have not had it yet; returns C{(delivered, missing)}: how many got
+        it now, and which of C{usernames} are not connected here."""
         if everyone:
-            targets = [c for c in self.sessions]
+            targets, missing = list(self.sessions), []
         else:
-            targets = [c for c in map(self.sessions.get, usernames) if c is not None]
-        if not targets:
-            return 0
-        if not self.recent.add(msg_id):
-            # a retried delivery: they have it already
-            return len(targets)
-        payload = b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), data)
-        prepared = self.factory.prepareMessage(payload) if len(targets) > 1 else None
-        for connection in targets:
-            connection.push(payload, msg_id, prepared)
-        self.emit("message_delivered", msg_id, len(targets))
-        return len(targets)
+            targets, missing = [], []
+            for username in usernames:
+                connection = self.sessions.get(username)
+                if connection is None or connection.record is None:
+                    missing.append(username)
+                else:
+                    targets.append(connection)
+        targets = self.recent.new_for(msg_id, [c for c in targets if c.record is not None], everyone)
+        if targets:
+            payload = b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), data)
+            prepared = self.factory.prepareMessage(payload) if len(targets) > 1 else None
+            for connection in targets:
+                connection.push(payload, msg_id, prepared)
+            self.emit("message_delivered", msg_id, len(targets))
+        return len(targets), missing
 
     def deliver(self, msgId, data, usernames, everyone):
         return self.deliver_local(msgId, data, usernames, everyone)
@@ -372,7 +381,7 @@ class ChatNode(MultiService):
                 self.peers.send(
                     node, SessionChanged, username=record.username, nodeId=record.nodeId,
                     sessionId=record.sessionId, loginTime=record.loginTime,
-                    alliance=record.alliance, online=online,
+                    alliance=record.alliance, version=record.version, online=online,
                 )
 
     # -- events for plugins --------------------------------------------------

@@ -14,7 +14,7 @@ before posting it).
 Automatic rooms need no stored membership: ``world`` holds every online
 user, ``alliance:<name>`` every online user whose record names that alliance.
 """
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from chatnet.errors import ProtocolError, unknown_room
@@ -23,6 +23,10 @@ log = Logger()
 
 WORLD = "world"
 HOLD = 0.5
+# how long a member whose node failed during a fan-out is followed to
+# wherever they log in again
+FOLLOW_FOR = 10.0
+FOLLOW_EVERY = 0.25
 ALLIANCE_PREFIX = "alliance:"
 
 
@@ -121,8 +125,31 @@ class RoomHost:
             self.deliver(node, msgId, data, names, everyone) for node, (names, everyone) in targets.items()
         ]
         self._advance(room, seq)
-        await defer.DeferredList(deliveries, consumeErrors=True)
+        results = await defer.DeferredList(deliveries, consumeErrors=True)
+        lost = {}
+        for (node, (names, everyone)), (ok, result) in zip(targets.items(), results):
+            for name in (result[1] if ok else () if everyone else names):
+                lost[name] = node
+        if lost:
+            defer.ensureDeferred(self._follow(msgId, data, lost))
         return len(targets)
+
+    async def _follow(self, msgId, data, lost):
+        """Deliver to members whose node died or who moved while the message
+        was in flight, once they are connected somewhere else."""
+        give_up = self.clock.seconds() + FOLLOW_FOR
+        while lost and self.clock.seconds() < give_up:
+            await task.deferLater(self.clock, FOLLOW_EVERY, lambda: None)
+            for name, failed in list(lost.items()):
+                record = self.directory.cached(name)
+                if record is None or record.nodeId == failed:
+                    continue
+                try:
+                    _, missing = await self.deliver(record.nodeId, msgId, data, [name], False)
+                except Exception:
+                    continue
+                if not missing:
+                    del lost[name]
 
     def _advance(self, room, seq):
         expected = self.expected.get(room)

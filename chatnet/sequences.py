@@ -13,7 +13,7 @@ import orjson
 from twisted.logger import Logger
 
 from chatnet.errors import StoreUnavailable
-from chatnet.stores.redis import NEXT_SEQ, RESTORE_SEQ, history_key, seq_key
+from chatnet.stores.redis import RESTORE_SEQ, history_key, seq_key
 
 log = Logger()
 
@@ -25,10 +25,10 @@ class Sequences:
         # highest seq of a channel still waiting in this node's message log
         self.pending = pending
 
-    async def next(self, channel):
-        seq = await self.redis.eval(NEXT_SEQ, [seq_key(channel)])
-        if seq != -1:
-            return seq
+    async def restore(self, channel):
+        """Put back the lost counter of C{channel}: at least the highest seq
+        stored in MongoDB, in this node's message log and in the Redis
+        history."""
         try:
             floor = max(await self.mongo.max_seq(channel), self.pending(channel))
         except StoreUnavailable:
@@ -37,4 +37,4 @@ class Sequences:
         last = await self.redis.call("lrange", history_key(channel), -1, -1)
         if last:
             floor = max(floor, orjson.loads(last[0]).get("seq") or 0)
-        return await self.redis.eval(RESTORE_SEQ, [seq_key(channel)], [floor])
+        await self.redis.eval(RESTORE_SEQ, [seq_key(channel)], [floor])

@@ -20,14 +20,18 @@ log = Logger()
 
 
 class SessionRecord:
-    __slots__ = ("username", "nodeId", "sessionId", "loginTime", "alliance")
+    """One login. C{version} orders the logins of a user (Redis's clock at
+    the moment the session was published): the highest one is the session."""
 
-    def __init__(self, username, nodeId, sessionId, loginTime, alliance=""):
+    __slots__ = ("username", "nodeId", "sessionId", "loginTime", "alliance", "version")
+
+    def __init__(self, username, nodeId, sessionId, loginTime, alliance="", version=0):
         self.username = username
         self.nodeId = nodeId
         self.sessionId = sessionId
         self.loginTime = loginTime
         self.alliance = alliance or ""
+        self.version = version
 
     @classmethod
     def new(cls, username, nodeId, loginTime, alliance=""):
@@ -40,13 +44,16 @@ class SessionRecord:
                 "sessionId": self.sessionId,
                 "loginTime": self.loginTime,
                 "alliance": self.alliance,
+                "version": self.version,
             }
         )
 
     @classmethod
     def from_json(cls, username, raw):
         d = orjson.loads(raw)
-        return cls(username, d["nodeId"], d["sessionId"], d["loginTime"], d.get("alliance", ""))
+        return cls(
+            username, d["nodeId"], d["sessionId"], d["loginTime"], d.get("alliance", ""), int(d.get("version", 0))
+        )
 
     def __repr__(self):
         return f"<Session {self.username}@{self.nodeId} {self.sessionId[:8]}>"
@@ -126,8 +133,11 @@ class SessionDirectory:
     async def publish(self, record):
         """Make C{record} the session of its user; returns the record it
         replaced in Redis (or C{None})."""
-        old = await self.redis.eval(SET_SESSION, [SESSIONS], [record.username, record.to_json()])
-        self.records[record.username] = record
+        old, version = await self.redis.eval(SET_SESSION, [SESSIONS], [record.username, record.to_json()])
+        record.version = int(version)
+        current = self.records.get(record.username)
+        if current is None or current.version <= record.version:
+            self.records[record.username] = record
         if old:
             return SessionRecord.from_json(record.username, old)
         return None
@@ -141,8 +151,12 @@ class SessionDirectory:
             log.warn("session of {user} left in redis; the leader removes it", user=record.username)
 
     def apply(self, record):
-        """A peer announced C{record}."""
+        """A peer announced C{record}; C{False} if we know a newer login."""
+        current = self.records.get(record.username)
+        if current is not None and current.version > record.version:
+            return False
         self.records[record.username] = record
+        return True
 
     def forget(self, username, sessionId):
         record = self.records.get(username)

@@ -91,7 +91,29 @@ class Options(usage.Options):
         )
 
 
+def raise_nofile_limit():
+    """Raise this process's soft limit of open files to the hard limit (every
+    client connection is a file descriptor; the usual soft limit of 1024
+    would cap a node far below its memory's reach). Returns the new soft
+    limit, or None where there is no such limit."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else soft
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 def makeService(options):
     from chatnet.node import ChatNode
 
+    raise_nofile_limit()
     return with_log_format(ChatNode(options.config()), options)

@@ -57,6 +57,18 @@ def rabbitmq_server(tmp_path_factory):
 
 
 @pytest.fixture
+def redis(redis_server):
+    """A connected L{chatnet.stores.redis.RedisStore} on database 0 of the
+    session's Redis, emptied after the test."""
+    from chatnet.stores.redis import RedisStore
+
+    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/0").connect()
+    yield store
+    pytest_twisted.blockon(store.call("flushdb"))
+    pytest_twisted.blockon(store.disconnect())
+
+
+@pytest.fixture
 def free_port():
     """A TCP port that is free on 127.0.0.1 (call ``chatnet.localservices.free_port()`` for more)."""
     return _free_port()

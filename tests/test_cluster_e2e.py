@@ -228,7 +228,6 @@ def test_redis_restart_empty(tmp_path, services, zookeeper_server, mongo_server)
 def test_internal_port_refuses_strangers(cluster):
     node = cluster.nodes["node1"]
     victim = cluster.client("node1", "user16")
-    from twisted.protocols import amp  # noqa: F401  (box encoding below)
     from chatnet.protocols.amp_commands import Deliver
 
     box = {b"_command": b"Deliver", b"_ask": b"1", b"msgId": b"x", b"data": b'{"from":"evil"}',

@@ -12,7 +12,7 @@ class Handler:
 
     def deliver(self, msgId, data, usernames, everyone):
         self.delivered.append((msgId, data, usernames, everyone))
-        return len(usernames)
+        return len(usernames), []
 
 
 def pair(server_secret=b"s3cret", client_secret=b"s3cret"):
@@ -37,7 +37,7 @@ def test_authenticated_peer_may_deliver():
     assert login is None
     assert server.authenticated and server.peerNodeId == "node2"
     answer = result(client.callRemote(cmd.Deliver, msgId="m1", data=b"{}", usernames=["a"], everyone=False), pump)
-    assert answer == {"delivered": 1}
+    assert answer == {"delivered": 1, "missing": []}
     assert handler.delivered == [("m1", b"{}", ["a"], False)]
 
 

@@ -1,18 +1,8 @@
 """The popular-words sliding window on a real Redis, time driven by a fake Clock."""
-import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
 from chatnet.popular import PopularWords
-from chatnet.stores.redis import RedisStore
-
-
-@pytest.fixture
-def redis(redis_server):
-    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/0").connect()
-    yield store
-    pytest_twisted.blockon(store.call("flushdb"))
-    pytest_twisted.blockon(store.disconnect())
 
 
 @pytest_twisted.ensureDeferred

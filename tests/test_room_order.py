@@ -1,5 +1,4 @@
 """The leader fans room messages out in seq order (fake Clock for the hold)."""
-import pytest_twisted  # noqa: F401
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
@@ -14,7 +13,7 @@ def host():
 
     def deliver(node, msg_id, data, names, everyone):
         sent.append(msg_id)
-        return defer.succeed(1)
+        return defer.succeed((1, []))
 
     clock = Clock()
     rooms = RoomHost(mongo=None, directory=directory, deliver=deliver, live_nodes=lambda: {"n1": {}}, clock=clock)

@@ -48,27 +48,32 @@ class Peers:
             protocol.transport.loseConnection()
 
     async def _link(self, node):
+        """The link to C{node}. Callers waiting for the same new link get it
+        in the order they asked, so their calls keep that order on the wire."""
         protocol = self.links.get(node)
         if protocol is not None:
             return protocol
-        if node in self.connecting:
-            waiter = defer.Deferred()
-            self.connecting[node].append(waiter)
-            return await waiter
         if node not in self.addresses:
             raise PeerUnavailable(node)
-        self.connecting[node] = []
+        waiter = defer.Deferred()
+        if node in self.connecting:
+            self.connecting[node].append(waiter)
+        else:
+            self.connecting[node] = [waiter]
+            defer.ensureDeferred(self._establish(node))
+        return await waiter
+
+    async def _establish(self, node):
         try:
             protocol = await self._connect(node)
-        except PeerUnavailable as e:
+        except PeerUnavailable:
             for waiter in self.connecting.pop(node):
                 waiter.errback(PeerUnavailable(node))
-            raise e
+            return
         if node in self.addresses:
             self.links[node] = protocol
         for waiter in self.connecting.pop(node):
             waiter.callback(protocol)
-        return protocol
 
     async def _connect(self, node):
         host, port = self.addresses[node]

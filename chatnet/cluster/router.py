@@ -23,21 +23,37 @@ from chatnet.protocols import amp_commands as cmd
 log = Logger()
 
 
-class RecentIds:
-    """The last C{size} message ids delivered on this node."""
+class RecentDeliveries:
+    """Who got which of the last C{size} messages delivered on this node:
+    message id -> the usernames, or L{EVERYONE}."""
 
-    def __init__(self, size=200_000):
+    EVERYONE = object()
+
+    def __init__(self, size=50_000):
         self.size = size
         self.ids = OrderedDict()
 
-    def add(self, msg_id):
-        """C{True} if C{msg_id} is new (and remember it)."""
-        if msg_id in self.ids:
-            return False
-        self.ids[msg_id] = None
+    def new_for(self, msg_id, connections, everyone):
+        """The connections among C{connections} that have not had
+        C{msg_id} yet; they are remembered as having it now."""
+        seen = self.ids.get(msg_id)
+        if seen is self.EVERYONE:
+            return []
+        if everyone:
+            fresh = [c for c in connections if seen is None or c.record.username not in seen]
+            self._remember(msg_id, self.EVERYONE)
+            return fresh
+        if seen is None:
+            seen = set()
+            self._remember(msg_id, seen)
+        fresh = [c for c in connections if c.record.username not in seen]
+        seen.update(c.record.username for c in fresh)
+        return fresh
+
+    def _remember(self, msg_id, value):
+        self.ids[msg_id] = value
         if len(self.ids) > self.size:
             self.ids.popitem(last=False)
-        return True
 
 
 class NoLeader(Exception):
@@ -67,8 +83,8 @@ class Router:
         self.retry_interval = retry_interval
 
     def deliver_to(self, node_id, msg_id, data, usernames, everyone=False):
-        """Deliver on node C{node_id}; fires with how many named users were
-        there."""
+        """Deliver on node C{node_id}; fires with C{(delivered, missing)}:
+        how many got it, and which of C{usernames} are not connected there."""
         if node_id == self.node.node_id:
             return defer.succeed(self.node.deliver_local(msg_id, data, usernames, everyone))
         d = defer.ensureDeferred(
@@ -76,7 +92,7 @@ class Router:
                 node_id, cmd.Deliver, msgId=msg_id, data=data, usernames=list(usernames), everyone=everyone
             )
         )
-        return d.addCallback(lambda answer: answer["delivered"])
+        return d.addCallback(lambda answer: (answer["delivered"], answer["missing"]))
 
     async def direct(self, message, data, record):
         """Deliver direct C{message} to its recipient, following them if
@@ -91,7 +107,8 @@ class Router:
                     record = self.node.directory.cached(message.to)
             if record is not None:
                 try:
-                    if await self.deliver_to(record.nodeId, message.msgId, data, [message.to]):
+                    _, missing = await self.deliver_to(record.nodeId, message.msgId, data, [message.to])
+                    if not missing:
                         return True
                 except PeerUnavailable:
                     pass

@@ -60,6 +60,7 @@ class SessionChanged(amp.Command):
         (b"sessionId", amp.Unicode()),
         (b"loginTime", amp.Integer()),
         (b"alliance", amp.Unicode()),
+        (b"version", amp.Integer()),
         (b"online", amp.Boolean()),
     ]
     response = []
@@ -72,8 +73,9 @@ class Deliver(amp.Command):
 
     C{data} is the JSON of the chat frame's C{data}; C{usernames} the
     recipients on this node, or C{everyone} for all its users. De-duplicated
-    by C{msgId}: a retried delivery reaches nobody twice. Answers how many
-    of the named users were connected.
+    by C{msgId} and user: a retried delivery reaches nobody twice. Answers
+    how many users got it, and which of the named users are not connected
+    here (any more).
     """
 
     arguments = [
@@ -82,7 +84,7 @@ class Deliver(amp.Command):
         (b"usernames", amp.ListOf(amp.Unicode())),
         (b"everyone", amp.Boolean()),
     ]
-    response = [(b"delivered", amp.Integer())]
+    response = [(b"delivered", amp.Integer()), (b"missing", amp.ListOf(amp.Unicode()))]
     errors = COMMON_ERRORS
 
 

@@ -105,13 +105,14 @@ class InternalProtocol(amp.AMP):
         return defer.ensureDeferred(coro).addErrback(translate)
 
     @cmd.SessionChanged.responder
-    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, online):
-        self.handler.session_changed(username, nodeId, sessionId, loginTime, alliance, online)
+    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, version, online):
+        self.handler.session_changed(username, nodeId, sessionId, loginTime, alliance, version, online)
         return {}
 
     @cmd.Deliver.responder
     def deliver(self, msgId, data, usernames, everyone):
-        return {"delivered": self.handler.deliver(msgId, data, usernames, everyone)}
+        delivered, missing = self.handler.deliver(msgId, data, usernames, everyone)
+        return {"delivered": delivered, "missing": missing}
 
     @cmd.RoomPost.responder
     def room_post(self, roomName, msgId, seq, data):

@@ -23,22 +23,49 @@ REPLACED = 4009  # a newer login of the same user took this session over
 LOGIN_TIMEOUT = 4008  # no login within --login-timeout
 
 
+class _Unlimited:
+    """The rate limit of every connection when limiting is off."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def allow(cost=1.0):
+        return True
+
+
+UNLIMITED = _Unlimited()
+
+
 class ChatServerProtocol(WebSocketServerProtocol):
+    # Defaults as class attributes: an idle connection keeps none of them in
+    # its own dictionary (memory per connection, see bench/RESULTS.md).
     record = None
     closed = False
     features = frozenset()
     # while a resume replays history: live chat frames wait here
     held = None
-    _queue = None
+    _replayed = frozenset()
+    bucket = UNLIMITED
+    _queue = ()
+    _busy = False
     _login_timer = None
+    _gone = None
 
     def onConnect(self, request):
         self.node = self.factory.node
-        self.gone = defer.Deferred()
-        self.bucket = TokenBucket(self.node.config.rate_limit, self.node.config.rate_burst, self.node.reactor)
-        self._queue = deque()
-        self._busy = False
-        self._login_timer = None
+        config = self.node.config
+        if config.rate_limit > 0:
+            self.bucket = TokenBucket(config.rate_limit, config.rate_burst, self.node.reactor)
+
+    @property
+    def gone(self):
+        """A Deferred that fires once the connection is closed and its
+        session removed (made on first use: most connections never need it)."""
+        if self._gone is None:
+            self._gone = defer.Deferred()
+            if self.closed and self._queue is None:
+                self._gone.callback(None)
+        return self._gone
 
     def onOpen(self):
         self.factory.connections.add(self)
@@ -65,9 +92,18 @@ class ChatServerProtocol(WebSocketServerProtocol):
         except ProtocolError as e:
             self.send_error(e)
             return
+        if type(self._queue) is not deque:
+            self._queue = deque()  # the first request of this connection
         self._queue.append(request)
         if not self._busy:
             self._next()
+
+    def onMessageEnd(self):
+        # autobahn's, minus firing its "message" observer signal (nobody
+        # listens here), which costs a Deferred and callbacks per frame.
+        if not self.failedByMe:
+            self._onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
 
     def _next(self):
         while self._queue and not self.closed:
@@ -104,6 +140,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
         """Send a chat frame, or keep it back while a resume replays."""
         if self.held is not None:
             self.held.append((msg_id, payload))
+        elif msg_id is not None and msg_id in self._replayed:
+            return
         elif prepared is not None:
             self.sendPreparedMessage(prepared)
         else:
@@ -119,11 +157,10 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def release(self):
         """The replay is done: send what arrived meanwhile, minus what the
-        replay already had."""
+        replay already had (also later: a delivery retried to this node)."""
         held, self.held = self.held or [], None
-        replayed, self._replayed = self._replayed, set()
         for msg_id, payload in held:
-            if msg_id is None or msg_id not in replayed:
+            if msg_id is None or msg_id not in self._replayed:
                 self.sendMessage(payload)
 
     def send_error(self, error, re=None):
@@ -150,16 +187,18 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean, code, reason):
         self.closed = True
-        if self._queue is not None:
-            self._queue.clear()
+        self._queue = ()
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self.factory.connections.discard(self)
-        gone = getattr(self, "gone", None)
         d = defer.ensureDeferred(self.logout())
         d.addErrback(lambda f: log.failure("logout failed", f))
-        if gone is not None:
-            d.addBoth(lambda _: gone.callback(None))
+        d.addBoth(self._logged_out)
+
+    def _logged_out(self, _):
+        self._queue = None  # from now on, a new `gone` fires at once
+        if self._gone is not None and not self._gone.called:
+            self._gone.callback(None)
 
     async def logout(self):
         record, self.record = self.record, None

@@ -16,7 +16,7 @@ log = Logger()
 
 
 class MessageLog(Service):
-    def __init__(self, mongo, clock, interval=0.02, batch=500, max_backoff=2.0):
+    def __init__(self, mongo, clock, interval=0.05, batch=500, max_backoff=2.0):
         self.mongo = mongo
         self.clock = clock
         self.interval = interval

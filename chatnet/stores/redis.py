@@ -41,11 +41,17 @@ def parse_redis_url(url):
     return parsed.hostname or "127.0.0.1", parsed.port or 6379, int(db or 0)
 
 
-# Sets the session of KEYS[1]/ARGV[1] and returns the record it replaced.
+# Sets the session of KEYS[1]/ARGV[1], stamped with Redis's own clock in
+# microseconds ("version": the order of logins, whichever node took them), and
+# returns {the record it replaced, the version}.
 SET_SESSION = """
+local t = redis.call('TIME')
+local version = t[1] .. string.format('%06d', tonumber(t[2]))
+local record = cjson.decode(ARGV[2])
+record['version'] = version
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return old
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+return {old or false, version}
 """
 
 # Deletes the session of ARGV[1] only while it is still the one of ARGV[2]
@@ -59,25 +65,12 @@ end
 return 0
 """
 
-# Appends ARGV[1] to the history list KEYS[1], keeping the last ARGV[2].
-PUSH_HISTORY = """
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
-return 1
-"""
-
-# The next seq of a channel; -1 when the counter is gone (Redis lost its
-# data), so that the caller restores it from MongoDB first.
-NEXT_SEQ = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('INCR', KEYS[1])
-"""
-
-# Restores a seq counter to at least ARGV[1] and returns the next seq.
+# Restores a seq counter to at least ARGV[1] (without counting; a missing
+# counter is always created).
 RESTORE_SEQ = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
 if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-return redis.call('INCR', KEYS[1])
+return 1
 """
 
 

@@ -1,0 +1,50 @@
+"""A short run of the load generator (bench/loadgen.py) against a real
+three-node cluster: every message arrives, exactly once. Speed is not
+asserted here (see bench/RESULTS.md for the figures)."""
+import pytest
+
+from bench.loadgen import run_subprocess
+from tests.harness import ChatCluster
+
+
+@pytest.fixture
+def cluster(tmp_path, redis_server, zookeeper_server, mongo_server):
+    c = ChatCluster(tmp_path, redis_server, zookeeper_server, mongo_server, nodes=3,
+                    session_timeout=3.0, extra_args=["--rate-limit", "0"])
+    c.start(users=20, rooms=3)
+    yield c
+    c.stop()
+
+
+def bench(cluster, *args):
+    gateway = f"http://127.0.0.1:{cluster.gateway_port}"
+    return run_subprocess(
+        [*args, "--gateway", gateway, "--duration", "2", "--warmup", "0.5", "--drain", "5",
+         "--json", "--quiet"],
+        timeout=60,
+    )
+
+
+def assert_clean(result):
+    assert not result.get("error"), result
+    assert result["sent"] > 0, result
+    assert result["delivered"] > 0, result
+    assert result["lost"] == 0, result
+    assert result["duplicated"] == 0, result
+    assert result["unexpected"] == 0, result
+    assert result["rejected"] == 0, result
+    assert result["errors"] == {}, result
+
+
+def test_direct_and_room_lose_nothing(cluster):
+    direct = bench(cluster, "direct", "--pairs", "4", "--window", "5")
+    assert_clean(direct)
+    assert direct["same_node_pairs"] == 0, direct
+    assert direct["delivered"] == direct["expected"] == direct["sent"], direct
+
+    room = bench(cluster, "room", "--members", "9", "--senders", "3", "--room", "room2",
+                 "--user-start", "10")
+    assert_clean(room)
+    assert room["members"] == 9, room
+    assert room["delivered"] == room["expected"] == room["sent"] * 9, room
+    assert len(room["nodes"]) == 3, room

@@ -107,7 +107,7 @@ def _get(port, path):
 
 class Handler:
     def deliver(self, msgId, data, usernames, everyone):
-        return len(usernames)
+        return len(usernames), []
 
 
 @pytest_twisted.ensureDeferred
@@ -124,7 +124,7 @@ async def test_internal_tls_checks_the_peer_certificate(tmp_path, certs):
         for peers in (trusting, stranger):
             peers.update(members)
         answer = await trusting.call("server", cmd.Deliver, msgId="m", data=b"{}", usernames=["x"], everyone=False)
-        assert answer == {"delivered": 1}
+        assert answer["delivered"] == 1
         with pytest.raises(PeerUnavailable):
             await stranger.call("server", cmd.Deliver, msgId="m", data=b"{}", usernames=["x"], everyone=False)
     finally:

@@ -26,8 +26,12 @@ class NodeConfig:
     store_timeout: float = 3.0
     offline_limit: int = 1000
     tls_scheme: str = "ws"
-    internal_tls: dict = field(default_factory=dict)
-    plugins: list = field(default_factory=list)
+    internal_tls: dict = field(default_factory=dict)  # {"ca": PEM file}: peers over TLS
+    plugins: list = field(default_factory=list)  # --plugin NAME[:key=value,...]
+    plugin_timeout: float = 30.0
+    plugin_max_pending: int = 1000
+    metrics: str = ""  # endpoint of /metrics and /health
+    log_format: str = "text"
 
     def secret(self):
         secret = self.cluster_secret or os.environ.get("CHATNET_CLUSTER_SECRET", "")

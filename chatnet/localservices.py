@@ -29,6 +29,8 @@ __all__ = [
     "RedisServer",
     "ZooKeeperServer",
     "SecantusServer",
+    "RabbitMQServer",
+    "amqp_answers",
     "ChatProcess",
     "free_port",
     "port_is_free",
@@ -676,6 +678,113 @@ class SecantusServer(ManagedProcess):
 
         kwargs.setdefault("serverSelectionTimeoutMS", 5000)
         return pymongo.MongoClient(self.url, **kwargs)
+
+
+def amqp_answers(port, host="127.0.0.1", timeout=2.0):
+    """True if an AMQP 0-9-1 broker answers the protocol header on C{host:port}
+    (with its C{connection.start} method frame)."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(b"AMQP\x00\x00\x09\x01")
+        frame = sock.recv(7)
+    # frame type 1 (method) on channel 0
+    return frame[:3] == b"\x01\x00\x00"
+
+
+class EpmdServer(ManagedProcess):
+    """The Erlang port mapper of one RabbitMQ node, on a port of its own, so
+    that no system-wide ``epmd`` daemon is started or left behind."""
+
+    name = "epmd"
+
+    def command(self):
+        return [shutil.which("epmd") or "/usr/bin/epmd", "-port", str(self.port)]
+
+    def ready(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+            return True
+
+
+class RabbitMQServer(ManagedProcess):
+    """A RabbitMQ broker (the Debian ``rabbitmq-server`` package) on loopback.
+
+    Everything it keeps is under :attr:`directory`: the Mnesia database (so
+    durable exchanges, queues and persistent messages survive :meth:`restart`),
+    its logs, its Erlang cookie (``HOME``); its node name, AMQP port,
+    distribution port and ``epmd`` are its own, and no plugin is enabled. The
+    user ``guest``/``guest`` may connect from loopback.
+    """
+
+    name = "rabbitmq"
+    start_timeout = 90.0
+    stop_timeout = 30.0
+    script = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+    def __init__(self, directory, port=None, **kwargs):
+        super().__init__(directory, port, **kwargs)
+        self.dist_port = free_port()
+        self.epmd = EpmdServer(self.directory / "epmd")
+        self.nodename = f"chatnet-{self.port}@localhost"
+        self.log_path = self.directory / "rabbitmq.out"
+
+    @property
+    def url(self):
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def prepare(self):
+        (self.directory / "enabled_plugins").write_text("[].\n")
+        (self.directory / "rabbitmq-env.conf").write_text("# settings come from the environment\n")
+
+    def environment(self):
+        env = super().environment()
+        d = self.directory
+        env.update(
+            HOME=str(d),
+            ERL_EPMD_PORT=str(self.epmd.port),
+            # run the VM in place of the script (SIGTERM then stops it cleanly), without a shell
+            RABBITMQ_ALLOW_INPUT="1",
+            RABBITMQ_SERVER_START_ARGS="-noinput",
+            RABBITMQ_CONF_ENV_FILE=str(d / "rabbitmq-env.conf"),
+            RABBITMQ_CONFIG_FILE=str(d / "rabbitmq"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(d / "advanced.config"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(d / "enabled_plugins"),
+            RABBITMQ_MNESIA_BASE=str(d / "mnesia"),
+            RABBITMQ_LOG_BASE=str(d / "log"),
+            RABBITMQ_LOGS="-",
+            RABBITMQ_PID_FILE=str(d / "rabbitmq.pid"),
+            RABBITMQ_NODENAME=self.nodename,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+        )
+        return env
+
+    def command(self):
+        script = self.script if self.script.exists() else shutil.which("rabbitmq-server")
+        if not script:
+            raise ServiceError("rabbitmq-server not found: install the Debian package 'rabbitmq-server'")
+        return [str(script)]
+
+    def ready(self):
+        return amqp_answers(self.port)
+
+    def start(self, timeout=None):
+        if not self.epmd.running:
+            self.epmd.start()
+        try:
+            return super().start(timeout)
+        except ServiceError:
+            self.epmd.stop()
+            raise
+
+    def stop(self, timeout=None):
+        code = super().stop(timeout)
+        self.epmd.stop()
+        return code
+
+    def kill(self):
+        code = super().kill()
+        self.epmd.kill()
+        return code
 
 
 # --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from chatnet import words
+from chatnet import operations, tls, words
 from chatnet.accept import Acceptor
 from chatnet.cluster.membership import Membership
 from chatnet.cluster.peers import Peers
@@ -80,7 +80,7 @@ class ChatNode(MultiService):
         self._loops = []
         self._stopping = False
         self.started = defer.Deferred()
-        self.listeners = []  # event plugins (IChatEventListener)
+        operations.attach(self)  # metrics, event plugins (self.events), --metrics listener
 
     # -- life cycle --------------------------------------------------------
 
@@ -112,7 +112,7 @@ class ChatNode(MultiService):
         if not self.node_id:
             self.node_id = f"{host}:{port}"
         self.factory.setSessionParameters(url=f"{config.tls_scheme}://{host}:{port}/")
-        self.peers = Peers(self.reactor, self.node_id, secret, self)
+        self.peers = Peers(self.reactor, self.node_id, secret, self, tls_options=tls.client_options(config))
         self.info = {
             "host": host,
             "port": port,
@@ -387,12 +387,8 @@ class ChatNode(MultiService):
     # -- events for plugins --------------------------------------------------
 
     def emit(self, event, *args):
-        for listener in self.listeners:
-            try:
-                d = defer.maybeDeferred(getattr(listener, event), *args)
-                d.addErrback(lambda f, e=event: log.failure("event listener failed on {event}", f, event=e))
-            except Exception:
-                log.failure("event listener failed on {event}", event=event)
+        """Tell the listeners (chatnet.events): never raises, never waits."""
+        self.events.emit(event, *args)
 
 
 def _maybe(result):

@@ -3,7 +3,10 @@ import os
 
 from twisted.python import usage
 
+from chatnet import tls
 from chatnet.config import NodeConfig
+from chatnet.logs import with_log_format
+from chatnet.operations import check_options as check_operations
 
 
 class Options(usage.Options):
@@ -33,6 +36,9 @@ class Options(usage.Options):
         ["login-timeout", None, 60.0, "Seconds a connection may stay without login (0: forever).", float],
         ["store-timeout", None, 3.0, "Seconds to wait for Redis or MongoDB before answering 503.", float],
         ["offline-limit", None, 1000, "Queued offline messages kept per user.", int],
+        ["metrics", None, "", "Endpoint serving /metrics (Prometheus) and /health, e.g. tcp:9400."],
+        ["log-format", None, "text", "text or json (one JSON object per line)."],
+        ["internal-ca", None, "", "PEM trust root of the peers' certificates: the internal port over TLS."],
     ]
 
     def __init__(self):
@@ -40,7 +46,7 @@ class Options(usage.Options):
         self["plugin"] = []
 
     def opt_plugin(self, name):
-        """Enable the event-listener plugin NAME (repeatable)."""
+        """Enable the event plugin NAME[:key=value,...] (repeatable; see docs/operations.md)."""
         self["plugin"].append(name)
 
     def postOptions(self):
@@ -53,6 +59,7 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} must be positive")
         if self["zk-session-timeout"] < 1:
             raise usage.UsageError("--zk-session-timeout must be at least 1 second")
+        check_operations(self)
 
     def config(self):
         return NodeConfig(
@@ -77,6 +84,10 @@ class Options(usage.Options):
             store_timeout=self["store-timeout"],
             offline_limit=self["offline-limit"],
             plugins=list(self["plugin"]),
+            tls_scheme=tls.scheme(self["listen"]),
+            internal_tls={"ca": self["internal-ca"]} if self["internal-ca"] else {},
+            metrics=self["metrics"],
+            log_format=self["log-format"],
         )
 
 
@@ -105,4 +116,4 @@ def makeService(options):
     from chatnet.node import ChatNode
 
     raise_nofile_limit()
-    return ChatNode(options.config())
+    return with_log_format(ChatNode(options.config()), options)

@@ -1,8 +1,8 @@
 # Sourced by scripts/run-tests and scripts/run-cluster (bash).
 #
 # Makes sure this machine has what chatnet needs, installing only what is
-# missing: the Debian packages redis-server, zookeeper, default-jre-headless
-# and python3-venv, and the repo's .venv with chatnet installed in editable
+# missing: the Debian packages redis-server, zookeeper, default-jre-headless,
+# rabbitmq-server and python3-venv, and the repo's .venv with chatnet installed in editable
 # "compat" mode (so that twistd finds the repo's twisted/plugins). The package
 # is reinstalled only when setup.cfg or pyproject.toml changed since the last
 # install. Prints nothing unless a step fails; then it shows that step's output.
@@ -35,6 +35,8 @@ _chatnet_bootstrap() {
     fi
     [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
     command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+    # the broker the message-export plugin is tested against
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
     # a dictionary with place names and inflections: the profanity filter's allow-list
     [ -f /usr/share/dict/british-english-huge ] || missing+=(wbritish-huge)
     if ! command -v "$py" >/dev/null 2>&1; then

@@ -1,4 +1,4 @@
-"""Shared fixtures: real Redis, ZooKeeper and SecantusDB (MongoDB) servers.
+"""Shared fixtures: real Redis, ZooKeeper, SecantusDB (MongoDB) and RabbitMQ servers.
 
 The three stores are started once per test session, each on a free loopback
 port with its data under pytest's temporary directory, and stopped at the end.
@@ -15,6 +15,7 @@ import pytest_twisted  # noqa: F401  (the plugin runs the reactor for the tests)
 
 from chatnet.localservices import (
     ChatProcess,
+    RabbitMQServer,
     RedisServer,
     SecantusServer,
     ZooKeeperServer,
@@ -42,6 +43,15 @@ def zookeeper_server(tmp_path_factory):
 def mongo_server(tmp_path_factory):
     """A SecantusDB server for the whole session (``.url``: mongodb://127.0.0.1:P/chat)."""
     server = SecantusServer(tmp_path_factory.mktemp("mongo")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server(tmp_path_factory):
+    """A real RabbitMQ broker for the whole session (``.url``: amqp://guest:guest@127.0.0.1:P/%2F).
+    Started on first use only: it takes some seconds."""
+    server = RabbitMQServer(tmp_path_factory.mktemp("rabbitmq")).start()
     yield server
     server.stop()
 
@@ -89,6 +99,9 @@ class Services:
     def mongo(self, **kwargs):
         return self._start(SecantusServer(self._dir("mongo"), **kwargs))
 
+    def rabbitmq(self, **kwargs):
+        return self._start(RabbitMQServer(self._dir("rabbitmq"), **kwargs))
+
     def chat(self, kind, args, name=None, **kwargs):
         """``twistd -n <kind> <args>`` (``chatnode``/``chatgateway``), log in the test's dir."""
         name = name or kind
@@ -106,7 +119,7 @@ class Services:
 @pytest.fixture
 def services(tmp_path):
     """Private servers for one test: ``services.redis()``, ``.zookeeper()``,
-    ``.mongo()``, ``.chat(kind, args)``; all stopped when the test ends."""
+    ``.mongo()``, ``.rabbitmq()``, ``.chat(kind, args)``; all stopped when the test ends."""
     started = Services(tmp_path)
     yield started
     started.stop_all()

@@ -24,7 +24,8 @@ _redis_dbs = itertools.cycle(range(1, 16))
 
 
 class ChatCluster:
-    def __init__(self, root, redis, zookeeper, mongo, nodes=1, session_timeout=3.0, extra_args=()):
+    def __init__(self, root, redis, zookeeper, mongo, nodes=1, session_timeout=3.0, extra_args=(),
+                 gateway_args=(), env=None):
         self.root = root
         self.redis_server = redis
         self.zookeeper_server = zookeeper
@@ -38,6 +39,8 @@ class ChatCluster:
         self.secret = secrets.token_hex(16)
         self.session_timeout = session_timeout
         self.extra_args = list(extra_args)
+        self.gateway_args = list(gateway_args)
+        self.env = env
         self.node_count = nodes
         self.nodes = {}
         self.gateway = None
@@ -84,6 +87,7 @@ class ChatCluster:
             name=node_id,
             ready_port=port,
             ready_log="serving clients",
+            env=self.env,
         )
         process.internal_port = internal
         process.start(timeout=60)
@@ -94,9 +98,11 @@ class ChatCluster:
         self.gateway_port = free_port()
         self.gateway = ChatProcess(
             "chatgateway",
-            ["--listen", f"tcp:{self.gateway_port}:interface=127.0.0.1", "--redis", self.redis_url],
+            ["--listen", f"tcp:{self.gateway_port}:interface=127.0.0.1", "--redis", self.redis_url,
+             *self.gateway_args],
             self.root / "gateway.log",
             ready_port=self.gateway_port,
+            env=self.env,
         )
         self.gateway.start(timeout=60)
 

@@ -26,6 +26,7 @@ class Peers:
         self.timeout = timeout
         self.factory = InternalFactory(handler, secret)
         self.tls_options = tls_options
+        self.metrics = getattr(handler, "metrics", None)  # chatnet.metrics.NodeMetrics
         self.addresses = {}
         self.links = {}
         self.connecting = {}
@@ -101,6 +102,8 @@ class Peers:
         protocol = await self._link(node)
         d = protocol.callRemote(command, **arguments)
         d.addTimeout(self.timeout, self.reactor)
+        if self.metrics is not None:
+            self.metrics.time_call(command, d)
         try:
             return await d
         except (defer.TimeoutError, defer.CancelledError) as e:
@@ -118,7 +121,9 @@ class Peers:
         d = defer.ensureDeferred(self._link(node))
 
         def sent(protocol):
-            protocol.callRemote(command, **arguments)
+            answer = protocol.callRemote(command, **arguments)
+            if self.metrics is not None:
+                self.metrics.time_call(command, answer)
 
         d.addCallback(sent)
         d.addErrback(lambda f: log.debug("{node} not told: {f}", node=node, f=f.getErrorMessage()))

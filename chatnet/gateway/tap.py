@@ -12,11 +12,15 @@ class Options(usage.Options):
         ["listen", None, "tcp:8888", "HTTP endpoint (Twisted endpoint string)."],
         ["redis", None, "redis://127.0.0.1:6379/0", "Redis URL, redis://host:port/db."],
         ["balance", None, "least-connections", "least-connections, round-robin or random."],
+        ["metrics", None, "", "Endpoint serving /metrics (Prometheus) and /health, e.g. tcp:9401."],
+        ["log-format", None, "text", "text or json (one JSON object per line)."],
     ]
 
     def postOptions(self):
         if self["balance"] not in POLICIES:
             raise usage.UsageError(f"--balance must be one of {', '.join(POLICIES)}")
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format must be text or json")
 
 
 class RedisService(service.Service):
@@ -37,13 +41,17 @@ def makeService(options):
     from twisted.web import server
 
     from chatnet.gateway.resource import Root
+    from chatnet.logs import with_log_format
+    from chatnet.metrics import CountingSite, HealthResource, gateway_metrics
     from chatnet.gateway.servers import ServerList
     from chatnet.stores.redis import RedisStore
 
     redis = RedisStore(options["redis"], timeout=2.0)
     top = service.MultiService()
     RedisService(redis).setServiceParent(top)
-    site = server.Site(Root(ServerList(redis, reactor), POLICIES[options["balance"]]()))
-    site.noisy = False
+    servers = ServerList(redis, reactor)
+    metrics = gateway_metrics(top, redis, servers, reactor, options["metrics"])  # and /health on both ports
+    site = CountingSite(Root(servers, POLICIES[options["balance"]]()), metrics)
+    site.resource.putChild(b"health", HealthResource(metrics.health))
     strports.service(options["listen"], site).setServiceParent(top)
-    return top
+    return with_log_format(top, options)

@@ -164,6 +164,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
                 self.sendMessage(payload)
 
     def send_error(self, error, re=None):
+        self.node.metrics.error_sent(error.code)
         if not self.closed:
             self.sendMessage(codec.encode_error(error, re))
 

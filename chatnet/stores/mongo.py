@@ -46,6 +46,7 @@ class MongoStore:
         self.pool_size = pool_size
         self.pool = None
         self.db = None
+        self.errors = 0  # calls that failed: a metric
 
     def connect(self):
         self.pool = txmongo.connection.ConnectionPool(
@@ -71,9 +72,15 @@ class MongoStore:
             raise
         except Exception as e:
             if isinstance(e, UNAVAILABLE) or isinstance(e, PyMongoError):
+                self.errors += 1
                 log.warn("mongodb {what} failed: {e!r}", what=what, e=e)
                 raise StoreUnavailable("mongodb", what)
             raise
+
+    async def ping(self):
+        if self.db is None:
+            raise StoreUnavailable("mongodb", "ping")
+        return await self._run("ping", self.db.command("ping"))
 
     # -- schema ---------------------------------------------------------
 

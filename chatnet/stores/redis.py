@@ -82,6 +82,7 @@ class RedisStore:
         self.reactor = reactor or default_reactor
         self.poolsize = poolsize
         self.client = None
+        self.errors = 0  # calls that failed: a metric
 
     def connect(self):
         self.client = txredisapi.lazyConnectionPool(
@@ -119,6 +120,7 @@ class RedisStore:
 
     def _unavailable(self, failure, method):
         if failure.check(defer.TimeoutError, defer.CancelledError, txredisapi.ConnectionError):
+            self.errors += 1
             log.warn("redis {method} failed: {why}", method=method, why=failure.getErrorMessage())
             raise StoreUnavailable("redis")
         return failure

@@ -28,6 +28,7 @@ MAX_NAME = 128
 # Extensions a client switches on with login's "features" (docs/protocol.md)
 FEATURES = ("ack", "offline", "resume")
 RESUME_LIMIT = 500
+RESUME_WAIT = 3.0
 FORMATS = 32
 _hasher = PasswordHasher()
 
@@ -74,6 +75,9 @@ class ChatHandlers:
             raise ProtocolError(401, "log in first", action)
         if action == "resume" and "resume" not in connection.features:
             raise ProtocolError(400, f"unknown action {action!r}", action)
+        if connection.held is not None and action != "resume":
+            # held after a login with "resume", but the client goes on without
+            connection.release()
         await handler(connection, request)
 
     # -- login ---------------------------------------------------------------
@@ -125,6 +129,10 @@ class ChatHandlers:
         data = self._login_data(record)
         if "features" in request.data:
             data["features"] = sorted(connection.features)
+        if "resume" in connection.features:
+            # a resume is likely next: live messages wait for its replay, so
+            # that they follow it in seq order
+            connection.hold(at_most=RESUME_WAIT)
         connection.answer("login", data, request)
         self.node.emit("user_online", username, self.node.node_id)
         log.info("{user} logged in on {node}", user=username, node=self.node.node_id)

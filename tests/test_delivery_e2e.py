@@ -127,7 +127,6 @@ def test_resume_after_node_kill(cluster):
         sender.send("chat", {"roomName": "room4", "isGroup": True, "message": f"stream {i}"})
     answer = again.request("resume", {"rooms": {"room4": seqs[-1]}})
     assert answer["action"] == "resume" and answer["data"]["tooOld"] == [], answer
-    print("resume answer", answer["data"], "last seen", seqs[-1])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         seqs += [f["data"]["seq"] for f in again.chats(0.3) if f["data"]["message"].startswith("stream")]

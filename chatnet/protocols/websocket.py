@@ -45,6 +45,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
     # while a resume replays history: live chat frames wait here
     held = None
     _replayed = frozenset()
+    _hold_timer = None
     bucket = UNLIMITED
     _queue = ()
     _busy = False
@@ -147,9 +148,17 @@ class ChatServerProtocol(WebSocketServerProtocol):
         else:
             self.sendMessage(payload)
 
-    def hold(self):
-        self.held = []
-        self._replayed = set()
+    def hold(self, at_most=None):
+        """Keep live chat frames back (until L{release}, or for C{at_most}
+        seconds)."""
+        if self.held is None:
+            self.held = []
+            self._replayed = set()
+        if self._hold_timer is not None and self._hold_timer.active():
+            self._hold_timer.cancel()
+        self._hold_timer = None
+        if at_most is not None:
+            self._hold_timer = self.node.reactor.callLater(at_most, self.release)
 
     def replay(self, msg_id, payload):
         self._replayed.add(msg_id)
@@ -158,7 +167,12 @@ class ChatServerProtocol(WebSocketServerProtocol):
     def release(self):
         """The replay is done: send what arrived meanwhile, minus what the
         replay already had (also later: a delivery retried to this node)."""
+        timer, self._hold_timer = self._hold_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         held, self.held = self.held or [], None
+        if self.closed:
+            return
         for msg_id, payload in held:
             if msg_id is None or msg_id not in self._replayed:
                 self.sendMessage(payload)

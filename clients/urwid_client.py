@@ -13,7 +13,17 @@ first; the login is tried without a password, and a password is asked for when
 the node answers 401.  The client asks the gateway for a node (``GET
 /server``), connects to it over WebSocket, logs in and keeps the connection up:
 when the node goes away it asks the gateway again with backoff, logs in again,
-re-joins its rooms and sends what was typed in the meantime.
+catches up and sends what was typed in the meantime.
+
+The login asks for the protocol extensions ``ack``, ``offline`` and
+``resume`` (docs/protocol.md).  Where the node grants them, sent messages are
+confirmed by their ``ack`` and those not acked when the connection drops are
+sent again; a direct message to a user who is not online is queued by the
+node; after a reconnect one ``resume`` request, with the last seq seen per room
+and per conversation, brings what was missed (rooms it cannot replay are
+joined again for their last 50 messages).  A node that grants nothing gets
+the plain protocol: rooms are joined again after a reconnect for their
+history, direct messages are confirmed by a ping.
 
 Screen
 ------
@@ -52,6 +62,9 @@ local clock otherwise) and one space::
 Notices a script may wait for: ``*** connected to <node> as <user>``,
 ``*** joined #<room> (<n> members)`` (``*** rejoined #<room>`` after a
 reconnect), ``*** reconnected to <node>``, ``*** queued (not connected): ...``,
+``*** queued for <user> (offline)``, ``*** caught up: <n> missed messages``
+(before ``reconnected``), ``*** <n> messages received while you were
+offline`` (``; <m> older ones were dropped``),
 ``*** <user>: online 00d 01h 02m 03s on node <node>`` (``/stats``).
 Errors: ``!!! disconnected: <reason>``, ``!!! usage: ...``,
 ``!!! not sent: ...``.  A newline inside a message
@@ -63,9 +76,9 @@ Structure
 * :func:`parse_command` turns an input line into a :class:`Command` or a
   :class:`UsageError`, with no side effect.
 * :class:`ChatConnection` owns the WebSocket: gateway lookup, connect, login,
-  reconnect with backoff (``clock.callLater``), re-joining rooms, the queue of
-  requests made while disconnected, de-duplication of chat frames by ``msgId``
-  and the last ``seq`` per conversation (for a later ``resume``).  It talks to
+  reconnect with backoff (``clock.callLater``), resuming (or re-joining rooms),
+  the queue of requests made while disconnected, acks, de-duplication of chat
+  frames by ``msgId`` and the last ``seq`` per room and conversation.  It talks to
   the network only through two injected callables, ``lookup()`` (a Deferred
   firing with the gateway's answer) and ``connector(url, attempt)``, and
   reports to a :class:`ConnectionListener`.
@@ -437,6 +450,15 @@ class ConnectionListener:
     def login_failed(self, code: int, message: str) -> None:
         """The node refused the login; the connection stopped."""
 
+    def direct_queued(self, request: Request | None, data: dict) -> None:
+        """A direct message was stored for a user who is not online (``queued``)."""
+
+    def offline_summary(self, delivered: int, dropped: int) -> None:
+        """After login: how many messages queued while offline came, how many were dropped."""
+
+    def resumed(self, replayed: int, too_old: list) -> None:
+        """The node answered ``resume``; ``too_old`` names the channels it could not replay."""
+
 
 class _Attempt:
     """Callbacks of one WebSocket connection attempt, handed to the connector.
@@ -479,23 +501,42 @@ REPLACED_CLOSE_CODE = 4009
 #: actions whose request is sent again after a reconnect when it was never answered
 _IDEMPOTENT = frozenset({"joinRoom", "leaveRoom", "userInfo", "popular", "listRooms"})
 
+#: protocol extensions asked for at login (docs/protocol.md, "Extensions")
+FEATURES = ("ack", "offline", "resume")
+
+#: the rooms every user is in without joining them
+_AUTOMATIC_ROOM = re.compile(r"^(world|alliance:.*)$")
+
 
 class ChatConnection:
     """The client side of the protocol: one logged-in session kept alive across nodes.
 
     States: ``idle`` (not started), ``gateway`` (asking for a node),
-    ``connecting``, ``login``, ``joining`` (re-joining rooms after a
+    ``connecting``, ``login``, ``resuming`` (waiting for the replay of what
+    was missed after a reconnect), ``joining`` (re-joining rooms after a
     reconnect), ``online``, ``waiting`` (backoff before asking the gateway
     again; ``retry_reason`` and ``retry_at`` tell why and until when),
     ``stopped`` (``stop_reason``: login refused, session taken over, closed).
 
+    The login asks for the extensions in ``features``; ``server_features``
+    holds those the node granted (empty for a node that answers without
+    ``features``: then nothing below that needs one is used).
+
     Requests made while not ``online`` are queued and sent, in order, once
-    the connection is back and its rooms are re-joined; a queued request older
-    than ``queue_max_age`` seconds is reported as not sent instead.  Room
-    messages whose echo had not come back when the connection dropped, and
-    that the re-join's history does not show, are sent again; so are direct
-    messages the node had not confirmed (by the pong of a ping sent after
-    them, or by answering a later request).
+    the connection is back; a queued request older than ``queue_max_age``
+    seconds is reported as not sent instead.
+
+    After a reconnect, with ``resume`` the connection sends the last seq seen
+    per room and per conversation and the node replays what was missed; rooms
+    it cannot replay (``tooOld``) are joined again for their history.
+    Without ``resume`` every room is joined again for its history.
+
+    With ``ack`` a chat message is confirmed by its ``ack`` (or ``queued``)
+    answer; every message not confirmed when the connection drops is sent
+    again after the reconnect (unless the replay shows it).  Without ``ack``
+    room messages are confirmed by their echo (or the re-join's history) and
+    direct messages by the pong of a ping sent after them, or by the answer
+    to a later request, within ``confirm_window`` seconds.
     """
 
     BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
@@ -519,7 +560,7 @@ class ChatConnection:
         queue_limit: int = 200,
         queue_max_age: float = 600.0,
         confirm_window: float = 30.0,
-        features: tuple[str, ...] = (),
+        features: tuple[str, ...] = FEATURES,
     ):
         self.listener = listener
         self.clock = clock
@@ -538,6 +579,8 @@ class ChatConnection:
         self.queue_max_age = queue_max_age
         self.confirm_window = confirm_window
         self.features = tuple(features)
+        #: the extensions the node of the current (or last) connection granted
+        self.server_features: frozenset[str] = frozenset()
 
         self.state = "idle"
         self.node_id: str | None = None
@@ -571,6 +614,10 @@ class ChatConnection:
         self._close_waiter: tuple[_Attempt, defer.Deferred] | None = None
         self._reconnecting = False
         self._probe: int | None = None  # id of the last direct message a ping was sent after
+        self._resume_id: int | None = None
+        self._resume_timer: Any = None
+        self._resume_buffer: list[dict] | None = None  # chat frames held while resuming
+        self._resume_offline: tuple[int, int] | None = None
 
     # -- public API -------------------------------------------------------
 
@@ -665,7 +712,7 @@ class ChatConnection:
         self.listener.connection_state(self)
 
     def _cancel_timers(self) -> None:
-        for name in ("_retry_call", "_attempt_timer"):
+        for name in ("_retry_call", "_attempt_timer", "_resume_timer"):
             call = getattr(self, name)
             setattr(self, name, None)
             if call is not None and call.active():
@@ -805,7 +852,7 @@ class ChatConnection:
         if code == REPLACED_CLOSE_CODE:  # the 409 frame got lost
             self._taken_over()
             return
-        was_online = self.state in ("online", "joining")
+        was_online = self.state in ("online", "joining", "resuming")
         node = self.node_id
         if code == 4001:
             why = f"{node} is shutting down"
@@ -848,11 +895,18 @@ class ChatConnection:
             if tracker.timer is not None and tracker.timer.active():
                 tracker.timer.cancel()
         self._joins.clear()
+        window = self.queue_max_age if "ack" in self.server_features else self.confirm_window
         self._recheck.extend(r for r in self._unconfirmed
-                             if r.sent_at is not None and now - r.sent_at <= self.confirm_window)
+                             if r.sent_at is not None and now - r.sent_at <= window)
         self._unconfirmed.clear()
         self._login_id = None
         self._probe = None
+        self._resume_id = None
+        timer, self._resume_timer = self._resume_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if self._resume_buffer is not None:  # what came before the connection dropped is still news
+            self._flush_resume_buffer()
 
     # -- frames -----------------------------------------------------------
 
@@ -877,9 +931,10 @@ class ChatConnection:
             room = req.data["roomName"]
             self._start_join(room, _JoinTracker(req, rejoin=req.internal))
         elif req.action == "chat":
-            self._unconfirmed = [r for r in self._unconfirmed if now - (r.sent_at or now) <= self.confirm_window]
+            window = self.queue_max_age if "ack" in self.server_features else self.confirm_window
+            self._unconfirmed = [r for r in self._unconfirmed if now - (r.sent_at or now) <= window]
             self._unconfirmed.append(req)
-            if not req.data.get("isGroup"):
+            if not req.data.get("isGroup") and "ack" not in self.server_features:
                 self._send_probe()
         if not req.internal:
             self.listener.request_sent(req, flushed)
@@ -909,13 +964,23 @@ class ChatConnection:
             data = {}
         re_id = frame.get("re")
         action = frame.get("action")
-        if isinstance(re_id, int) and not isinstance(re_id, bool) and self._unconfirmed:
+        if isinstance(re_id, int) and not isinstance(re_id, bool) and self._unconfirmed \
+                and "ack" not in self.server_features:
             self._confirm_directs(re_id)
         try:
             if action == "login":
                 self._on_login(data, re_id)
             elif action == "chat":
-                self._on_chat(data)
+                if self._resume_buffer is not None:
+                    self._resume_buffer.append(data)
+                else:
+                    self._on_chat(data)
+            elif action in ("ack", "queued"):
+                self._on_accepted(action, data, re_id)
+            elif action == "offline":
+                self._on_offline(data)
+            elif action == "resume":
+                self._on_resume_answer(data, re_id)
             elif action == "error":
                 self._on_error(data, re_id)
             elif action == "joinRoom":
@@ -953,17 +1018,133 @@ class ChatConnection:
             self.username = data["username"]
         self._failures = 0
         self._reported = None
+        granted = data.get("features")
+        self.server_features = frozenset(
+            f for f in (granted if isinstance(granted, list) else []) if f in self.features)
         reconnect = self.ever_online
         self._reconnecting = reconnect
         self.ever_online = True
-        if self.rooms:
+        if reconnect and "resume" in self.server_features:
+            self._send_resume()
+        else:
+            self._rejoin(list(self.rooms))
+
+    def _rejoin(self, rooms: list[str]) -> None:
+        """Join ``rooms`` again (for their history), then go online."""
+        if rooms:
             self._set_state("joining")
-            for room in list(self.rooms):
+            for room in rooms:
                 req = Request("joinRoom", {"roomName": room, "username": self.username},
                               queued_at=self.clock.seconds(), internal=True)
                 self._transmit(req)
         else:
             self._finish_connect()
+
+    # -- resume -----------------------------------------------------------
+
+    def resume_data(self) -> dict:
+        """The ``resume`` request: the last seq seen per room and per conversation."""
+        rooms: dict[str, int] = {}
+        conversations: dict[str, int] = {}
+        for room in self.rooms:
+            rooms[room] = self.last_seq.get(f"room:{room}", 0)
+        for channel, seq in self.last_seq.items():
+            kind, _, name = channel.partition(":")
+            if not name:
+                continue
+            if kind == "room":
+                rooms.setdefault(name, seq)
+            elif kind == "dm":
+                conversations[name] = seq
+        return {"rooms": dict(list(rooms.items())[-1000:]),
+                "conversations": dict(list(conversations.items())[-1000:])}
+
+    def _send_resume(self) -> None:
+        self._set_state("resuming")
+        self._resume_buffer = []
+        self._resume_offline = None
+        self._resume_id = self._send_frame("resume", self.resume_data())
+        self._resume_timer = self.clock.callLater(self.join_timeout, self._resume_timed_out)
+
+    def _resume_timed_out(self) -> None:
+        self._resume_timer = None
+        if self.state != "resuming":
+            return
+        self._resume_id = None
+        self._flush_resume_buffer()
+        self.listener.connection_notice("no answer to resume; joining the rooms again", "error")
+        self._rejoin(list(self.rooms))
+
+    def _resume_done(self) -> None:
+        self._resume_id = None
+        timer, self._resume_timer = self._resume_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._flush_resume_buffer()
+
+    def _flush_resume_buffer(self) -> None:
+        """Show the chat frames held while resuming: per channel, in seq order."""
+        frames, self._resume_buffer = self._resume_buffer or [], None
+        groups: OrderedDict[Any, list[dict]] = OrderedDict()
+        for data in frames:
+            room = data.get("roomName") or ""
+            groups.setdefault(("room", room) if room else ("dm", data.get("from")), []).append(data)
+        for group in groups.values():
+            group.sort(key=lambda d: d.get("seq") if isinstance(d.get("seq"), int) else 0)
+            for data in group:
+                self._on_chat(data)
+        offline, self._resume_offline = self._resume_offline, None
+        if offline is not None:
+            self.listener.offline_summary(*offline)
+
+    def _on_resume_answer(self, data: dict, re_id: Any) -> None:
+        if self.state != "resuming" or (re_id is not None and re_id != self._resume_id):
+            return
+        self._resume_done()
+        replayed = data.get("replayed")
+        too_old = data.get("tooOld")
+        too_old = [item for item in too_old if isinstance(item, dict)] if isinstance(too_old, list) else []
+        self.listener.resumed(replayed if isinstance(replayed, int) else 0, too_old)
+        rooms = [item["roomName"] for item in too_old if isinstance(item.get("roomName"), str)]
+        # a room no longer replayable: its last 50 messages, by joining it again
+        self._rejoin([r for r in dict.fromkeys(rooms) if r in self.rooms or _AUTOMATIC_ROOM.match(r)])
+
+    def _on_resume_failed(self, code: int, message: str) -> None:
+        self._resume_done()
+        self.listener.connection_notice(f"resume refused: {message} ({code}); joining the rooms again", "error")
+        self._rejoin(list(self.rooms))
+
+    # -- delivery extensions ------------------------------------------------
+
+    def _on_accepted(self, action: str, data: dict, re_id: Any) -> None:
+        """``ack`` (the node accepted a chat message) or ``queued`` (stored for an offline user)."""
+        req = self._take("chat", re_id) if re_id is not None else None
+        if req is None:
+            return
+        for pending in (self._unconfirmed, self._recheck):
+            if req in pending:
+                pending.remove(req)
+        msg_id = data.get("msgId")
+        if not req.data.get("isGroup"):
+            peer = str(req.data.get("to") or "")
+            seq = data.get("seq")
+            if peer and isinstance(seq, int) and not isinstance(seq, bool):
+                channel = f"dm:{peer}"
+                if seq > self.last_seq.get(channel, -1):
+                    self.last_seq[channel] = seq
+            if isinstance(msg_id, str) and msg_id:
+                self._remember(msg_id)  # shown when sent: not again if a replay brings it
+        if action == "queued":
+            self.listener.direct_queued(req, data)
+
+    def _on_offline(self, data: dict) -> None:
+        delivered, dropped = data.get("delivered"), data.get("dropped")
+        delivered = delivered if isinstance(delivered, int) else 0
+        dropped = dropped if isinstance(dropped, int) else 0
+        if self._resume_buffer is not None:
+            self._resume_offline = (delivered, dropped)
+        else:
+            self.listener.offline_summary(delivered, dropped)
 
     def _finish_connect(self) -> None:
         self._set_state("online")
@@ -1036,7 +1217,18 @@ class ChatConnection:
             return
         if room in self.rooms:
             self.rooms.remove(room)
+        self.last_seq.pop(f"room:{room}", None)
         self.listener.room_left(room)
+
+    def _remember(self, key: Any) -> bool:
+        """Note a message as seen; False if it had been seen already."""
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > 20000:
+            self._seen.discard(self._seen_order.popleft())
+        return True
 
     def _on_chat(self, data: dict) -> None:
         room = data.get("roomName") or ""
@@ -1046,17 +1238,22 @@ class ChatConnection:
             message = "" if message is None else str(message)
         msg_id = data.get("msgId")
         key = msg_id if isinstance(msg_id, str) and msg_id else (room, sender, data.get("ts"), message)
-        if key in self._seen:
+        if not self._remember(key):
             return
-        self._seen.add(key)
-        self._seen_order.append(key)
-        if len(self._seen_order) > 20000:
-            self._seen.discard(self._seen_order.popleft())
+        own_direct = not room and sender == self.username
+        peer = sender
+        if own_direct:
+            # one of ours, replayed: it was shown when sent, and its ack got lost
+            req = self._confirm_direct(message)
+            if req is not None:
+                peer = str(req.data.get("to") or "")
         seq = data.get("seq")
-        if isinstance(seq, int) and not isinstance(seq, bool):
-            channel = f"room:{room}" if room else f"dm:{sender}"
+        if isinstance(seq, int) and not isinstance(seq, bool) and (room or not own_direct or peer != sender):
+            channel = f"room:{room}" if room else f"dm:{peer}"
             if seq > self.last_seq.get(channel, -1):
                 self.last_seq[channel] = seq
+        if own_direct and peer != sender:
+            return
         tracker = self._joins.get(room) if room else None
         history = tracker is not None
         if tracker is not None:
@@ -1064,6 +1261,13 @@ class ChatConnection:
         if room and sender == self.username:
             self._confirm(room, message)
         self.listener.chat_received(data, history)
+
+    def _confirm_direct(self, message: str) -> Request | None:
+        for pending in (self._recheck, self._unconfirmed):
+            for i, req in enumerate(pending):
+                if not req.data.get("isGroup") and text_matches(req.data.get("message", ""), message):
+                    return pending.pop(i)
+        return None
 
     def _confirm(self, room: str, message: str) -> None:
         for pending in (self._unconfirmed, self._recheck):
@@ -1134,6 +1338,9 @@ class ChatConnection:
                 self.transport = None
                 self._retry(f"login failed on {self.node_id}: {message} ({code})")
             return
+        if self.state == "resuming" and re_id is not None and re_id == self._resume_id:
+            self._on_resume_failed(code, message)
+            return
         req = None
         if re_id is not None:
             req = self._sent.pop(re_id, None)
@@ -1149,8 +1356,10 @@ class ChatConnection:
                 self.listener.room_left(room)
                 self._check_rejoined()
                 return
-        if req is not None and req.action == "chat" and req in self._unconfirmed:
-            self._unconfirmed.remove(req)
+        if req is not None and req.action == "chat":
+            for pending in (self._unconfirmed, self._recheck):
+                if req in pending:
+                    pending.remove(req)
         self.listener.request_failed(code, message, req)
 
     def _taken_over(self) -> None:
@@ -1689,6 +1898,8 @@ class ChatApp(ConnectionListener):
             return f"logging in on {conn.node_id}", "status_busy"
         if state == "joining":
             return "re-joining rooms", "status_busy"
+        if state == "resuming":
+            return "catching up", "status_busy"
         if state == "waiting":
             left = max(1, round((conn.retry_at or 0) - self.clock.seconds()))
             label = "disconnected" if conn.ever_online else "not connected"
@@ -1820,6 +2031,27 @@ class ChatApp(ConnectionListener):
                     self._show_rooms(None)
                     return
         self.notice(f"{what}{message} ({code})", "error")
+
+    def direct_queued(self, request: Request | None, data: dict) -> None:
+        user = data.get("to") if isinstance(data.get("to"), str) and data.get("to") else \
+            (request.data.get("to") if request is not None else "?")
+        self.notice(f"queued for {user} (offline)")
+
+    def offline_summary(self, delivered: int, dropped: int) -> None:
+        text = f"{delivered} message{'s' if delivered != 1 else ''} received while you were offline"
+        if dropped:
+            text += f"; {dropped} older one{'s were' if dropped != 1 else ' was'} dropped"
+        self.notice(text)
+
+    def resumed(self, replayed: int, too_old: list) -> None:
+        if replayed:
+            self.notice(f"caught up: {replayed} missed message{'s' if replayed != 1 else ''}")
+        for item in too_old:
+            if isinstance(item.get("roomName"), str):
+                self.notice(f"too much missed in #{item['roomName']}; showing its latest messages")
+            elif isinstance(item.get("with"), str):
+                self.notice(f"direct messages with {item['with']} missed while disconnected "
+                            "could not all be fetched", "error")
 
     def room_joined(self, room: str, members: Any, rejoin: bool, history: int) -> None:
         self.known_rooms.add(room)

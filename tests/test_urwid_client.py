@@ -124,21 +124,24 @@ def make_app(username="alice", tmp_path=None, **kw):
     return app, net, clock
 
 
-def open_and_login(app, net, node="node1"):
-    """Open the pending attempt with a fake transport and answer its login."""
+def open_and_login(app, net, node="node1", features=None):
+    """Open the pending attempt with a fake transport and answer its login
+    (with ``features`` granted, or as a node without the extensions)."""
     t = FakeTransport()
     attempt = net.attempt
     attempt.opened(t)
     login = t.last("login")
-    attempt.message(frame("login", {"username": app.conn.username, "sessionId": "s1", "nodeId": node},
-                          login["id"]))
+    answer = {"username": app.conn.username, "sessionId": "s1", "nodeId": node}
+    if features is not None:
+        answer["features"] = list(features)
+    attempt.message(frame("login", answer, login["id"]))
     return t, attempt
 
 
-def connected_app(tmp_path=None, **kw):
+def connected_app(tmp_path=None, features=None, **kw):
     app, net, clock = make_app(tmp_path=tmp_path, **kw)
     app.start()
-    t, attempt = open_and_login(app, net)
+    t, attempt = open_and_login(app, net, features=features)
     return app, net, clock, t, attempt
 
 
@@ -393,6 +396,8 @@ def test_login_frame_and_status_bar():
     app, net, clock, t, attempt = connected_app()
     login = t.frames("login")[0]
     assert login["action"] == "login" and login["data"]["username"] == "alice"
+    assert login["data"]["features"] == ["ack", "offline", "resume"]
+    assert app.conn.server_features == frozenset()  # a node that answers without features
     assert "password" not in login["data"]
     assert isinstance(login["id"], int)
     assert net.attempts[0][0] == "ws://127.0.0.1:9001/"
@@ -735,7 +740,8 @@ def test_login_refused_asks_for_password():
     type_keys(app, ["enter"])
     t2 = FakeTransport()
     net.attempt.opened(t2)
-    assert t2.last("login")["data"] == {"username": "alice", "password": "s3cret"}
+    assert t2.last("login")["data"] == {"username": "alice", "password": "s3cret",
+                                        "features": ["ack", "offline", "resume"]}
     # the password is not in the input history
     assert app.input.history == []
 
@@ -828,3 +834,212 @@ def test_transcript_format(tmp_path):
     assert f"[{fmt_time(T0)}] *** joined #room1 (3 members, 1 earlier message)" in log
     for line in log:
         assert re.match(r"\[\d\d:\d\d:\d\d\] ", line), line
+
+
+# ---------------------------------------------------------------------------
+# delivery extensions: ack, offline, resume
+# ---------------------------------------------------------------------------
+
+FEATURES = ["ack", "offline", "resume"]
+
+
+def ack(attempt, request, msg_id, seq):
+    attempt.message(frame("ack", {"re": request["id"], "id": msg_id, "msgId": msg_id, "seq": seq,
+                                  "ts": int(T0 * 1000)}, request["id"]))
+
+
+def reconnect(app, net, clock, attempt, node="node2", features=FEATURES):
+    attempt.closed(1006, "")
+    clock.advance(0.5)
+    return open_and_login(app, net, node=node, features=features)
+
+
+def test_first_login_with_features_sends_no_resume():
+    app, net, clock, t, attempt = connected_app(features=FEATURES)
+    assert app.conn.server_features == frozenset(FEATURES)
+    assert app.conn.state == "online"
+    assert t.frames("resume") == []
+    assert "connected to node1 as alice" in screen(app)
+
+
+def test_ack_confirms_messages_and_only_unacked_ones_are_sent_again(tmp_path):
+    app, net, clock, t1, a1 = connected_app(tmp_path=tmp_path, features=FEATURES)
+    join(app, t1, a1, "room1", history=[chat("bob", "room1", "old", -5, seq=4)])
+    type_line(app, "r1")
+    r1 = t1.last("chat")
+    type_line(app, "r2")
+    type_line(app, "/msg bob d1")
+    d1 = t1.last("chat")
+    type_line(app, "/msg bob d2")
+    assert t1.pings == []  # no ping-based confirmation where the node acks
+    ack(a1, r1, "1" * 24, 5)
+    ack(a1, d1, "2" * 24, 7)
+    # a room's seq comes from its chat frames only: an earlier one may still be on its way
+    assert app.conn.last_seq == {"room:room1": 4, "dm:bob": 7}
+    # a later answer does not confirm a message the node has not acked
+    type_line(app, "/stats bob")
+    a1.message(frame("userInfo", {"username": "bob", "nodeId": "node1", "isOnline": True,
+                                  "onlineFor": "00d 00h 00m 01s"}, t1.last("userInfo")["id"]))
+
+    t2, a2 = reconnect(app, net, clock, a1)
+    resume = t2.last("resume")
+    assert resume["data"] == {"rooms": {"room1": 4}, "conversations": {"bob": 7}}
+    assert app.conn.state == "resuming"
+    assert "catching up" in status_line(app)
+    assert t2.frames("joinRoom") == [] and t2.frames("chat") == []
+    a2.message(frame("resume", {"replayed": 0, "tooOld": []}, resume["id"]))
+    assert app.conn.state == "online"
+    assert [f["data"].get("roomName") or f["data"]["to"] for f in t2.frames("chat")] == ["room1", "bob"]
+    assert [f["data"]["message"] for f in t2.frames("chat")] == ["r2", "d2"]
+    text = screen(app)
+    assert "reconnected to node2" in text
+    assert "sent again 2 messages not confirmed before the connection dropped" in text
+    assert "rejoined" not in text
+    log = (tmp_path / "log.txt").read_text()
+    for line in ("-> <bob> d1", "-> <bob> d2"):
+        assert log.count(line) == 1, line
+
+    # acked on the new node: nothing goes out a third time
+    for request, n in zip(t2.frames("chat"), (8, 9)):
+        ack(a2, request, f"{n:024x}", n)
+    t3, a3 = reconnect(app, net, clock, a2, node="node3")
+    a3.message(frame("resume", {"replayed": 0, "tooOld": []}, t3.last("resume")["id"]))
+    assert t3.frames("chat") == []
+
+
+def test_error_answer_means_not_sent_again():
+    app, net, clock, t1, a1 = connected_app(features=FEATURES)
+    type_line(app, "/msg nobody hi")
+    a1.message(frame("error", {"code": 404, "message": "user nobody is not on line"}, t1.last("chat")["id"]))
+    assert "not delivered to nobody: user nobody is not on line (404)" in screen(app)
+    t2, a2 = reconnect(app, net, clock, a1)
+    a2.message(frame("resume", {"replayed": 0, "tooOld": []}, t2.last("resume")["id"]))
+    assert t2.frames("chat") == []
+
+
+def test_queued_for_offline_user(tmp_path):
+    app, net, clock, t1, a1 = connected_app(tmp_path=tmp_path, features=FEATURES)
+    type_line(app, "/msg carol see you later")
+    req = t1.last("chat")
+    a1.message(frame("queued", {"to": "carol", "msgId": "c" * 24, "seq": 3, "ts": int(T0 * 1000)}, req["id"]))
+    assert "* queued for carol (offline)" in screen(app)
+    assert app.conn.last_seq == {"dm:carol": 3}
+    log = (tmp_path / "log.txt").read_text()
+    assert "-> <carol> see you later" in log and "*** queued for carol (offline)" in log
+    t2, a2 = reconnect(app, net, clock, a1)
+    assert t2.last("resume")["data"] == {"rooms": {}, "conversations": {"carol": 3}}
+    a2.message(frame("resume", {"replayed": 0, "tooOld": []}, t2.last("resume")["id"]))
+    assert t2.frames("chat") == []
+
+
+def test_offline_summary_after_login(tmp_path):
+    app, net, clock = make_app(tmp_path=tmp_path)
+    app.start()
+    t, attempt = open_and_login(app, net, features=FEATURES)
+    attempt.message(frame("chat", chat("bob", "", "while you were away", -60, seq=1)))
+    attempt.message(frame("offline", {"delivered": 1, "dropped": 2}))
+    text = screen(app)
+    assert "<bob> while you were away" in text
+    assert "1 message received while you were offline; 2 older ones were dropped" in text
+    assert app.conn.last_seq == {"dm:bob": 1}
+
+
+def test_resume_replays_what_was_missed_once_and_in_order(tmp_path):
+    app, net, clock, t1, a1 = connected_app(tmp_path=tmp_path, features=FEATURES)
+    join(app, t1, a1, "room1", history=[chat("bob", "room1", "h1", -9, seq=1),
+                                        chat("bob", "room1", "h2", -8, seq=2)])
+    a1.message(frame("chat", chat("bob", "", "dm one", -7, seq=3)))
+    a1.message(frame("chat", chat("carol", "world", "hello world", -6, seq=10)))
+    t2, a2 = reconnect(app, net, clock, a1)
+    assert t2.last("resume")["data"] == {"rooms": {"room1": 2, "world": 10}, "conversations": {"bob": 3}}
+    # a live message that came before the resume request, then the replay (which has it too)
+    live = chat("bob", "room1", "m5", 5, msg_id="5" * 24, seq=5)
+    a2.message(frame("chat", live))
+    a2.message(frame("chat", chat("bob", "room1", "m3", 3, msg_id="3" * 24, seq=3)))
+    a2.message(frame("chat", chat("carol", "room1", "m4", 4, msg_id="4" * 24, seq=4)))
+    a2.message(frame("chat", live))
+    a2.message(frame("chat", chat("bob", "", "dm two", 6, seq=4)))
+    assert "m3" not in screen(app)  # shown once the replay is complete, in order
+    a2.message(frame("resume", {"replayed": 4, "tooOld": []}, t2.last("resume")["id"]))
+    assert app.conn.state == "online"
+    assert t2.frames("joinRoom") == []
+    log = [re.sub(r"^\[..:..:..\] ", "", line) for line in (tmp_path / "log.txt").read_text().splitlines()]
+    missed = [line for line in log if line in ("#room1 <bob> m3", "#room1 <carol> m4", "#room1 <bob> m5")]
+    assert missed == ["#room1 <bob> m3", "#room1 <carol> m4", "#room1 <bob> m5"]
+    assert log.count("<bob> dm two") == 1
+    assert log.index("*** caught up: 4 missed messages") < log.index("*** reconnected to node2")
+    assert app.conn.last_seq == {"room:room1": 5, "dm:bob": 4, "room:world": 10}
+    assert "rejoined" not in "\n".join(log)
+    # the next reconnect resumes from there
+    t3, a3 = reconnect(app, net, clock, a2, node="node3")
+    assert t3.last("resume")["data"] == {"rooms": {"room1": 5, "world": 10}, "conversations": {"bob": 4}}
+
+
+def test_resume_too_old_joins_the_room_again_for_its_history():
+    app, net, clock, t1, a1 = connected_app(features=FEATURES)
+    join(app, t1, a1, "room1", history=[chat("bob", "room1", "h1", -9, seq=1)])
+    join(app, t1, a1, "room2")
+    t2, a2 = reconnect(app, net, clock, a1)
+    a2.message(frame("resume", {"replayed": 0, "tooOld": [{"roomName": "room1"}, {"with": "bob"}]},
+                     t2.last("resume")["id"]))
+    assert [f["data"]["roomName"] for f in t2.frames("joinRoom")] == ["room1"]
+    assert app.conn.state == "joining"
+    a2.message(frame("chat", chat("bob", "room1", "h1", -9, seq=1)))
+    a2.message(frame("chat", chat("bob", "room1", "late", 600, seq=700)))
+    a2.message(frame("joinRoom", {"roomName": "room1", "members": 2}, t2.last("joinRoom")["id"]))
+    assert app.conn.state == "online"
+    text = screen(app)
+    assert "too much missed in #room1; showing its latest messages" in text
+    assert "direct messages with bob missed while disconnected could not all be fetched" in text
+    assert "~ #room1 <bob> late" in text and text.count("<bob> h1") == 1
+    assert "rejoined #room1" in text and "reconnected to node2" in text
+    assert app.conn.rooms == ["room1", "room2"]
+    assert app.conn.last_seq["room:room1"] == 700
+
+
+def test_resume_refused_or_unanswered_falls_back_to_joining():
+    app, net, clock, t1, a1 = connected_app(features=FEATURES)
+    join(app, t1, a1, "room1")
+    t2, a2 = reconnect(app, net, clock, a1)
+    a2.message(frame("error", {"code": 503, "message": "redis unavailable"}, t2.last("resume")["id"]))
+    assert t2.last("joinRoom")["data"]["roomName"] == "room1"
+    a2.message(frame("joinRoom", {"roomName": "room1", "members": 2}, t2.last("joinRoom")["id"]))
+    assert app.conn.state == "online"
+    assert "resume refused: redis unavailable (503); joining the rooms again" in screen(app)
+    # no answer at all
+    t3, a3 = reconnect(app, net, clock, a2, node="node3")
+    assert app.conn.state == "resuming"
+    clock.advance(10)
+    assert t3.last("joinRoom")["data"]["roomName"] == "room1"
+    assert "no answer to resume" in screen(app)
+
+
+def test_node_without_features_after_a_node_with_them():
+    """A reconnect to a node that grants nothing: re-join and ping confirmation, as before."""
+    app, net, clock, t1, a1 = connected_app(features=FEATURES)
+    join(app, t1, a1, "room1")
+    t2, a2 = reconnect(app, net, clock, a1, features=None)
+    assert t2.frames("resume") == []
+    assert t2.last("joinRoom")["data"]["roomName"] == "room1"
+    a2.message(frame("joinRoom", {"roomName": "room1", "members": 2}, t2.last("joinRoom")["id"]))
+    type_line(app, "/msg bob hi")
+    assert len(t2.pings) == 1
+
+
+def test_own_messages_in_the_replay_are_not_sent_again(tmp_path):
+    """The node accepted them but the ack was lost with the connection."""
+    app, net, clock, t1, a1 = connected_app(tmp_path=tmp_path, features=FEATURES)
+    join(app, t1, a1, "room1")
+    a1.message(frame("chat", chat("bob", "", "hey", -3, seq=1)))
+    type_line(app, "said in the room")
+    type_line(app, "/msg bob said to bob")
+    type_line(app, "/msg bob really lost")
+    t2, a2 = reconnect(app, net, clock, a1)
+    assert t2.last("resume")["data"] == {"rooms": {"room1": 0}, "conversations": {"bob": 1}}
+    a2.message(frame("chat", chat("alice", "room1", "said in the room", 1, seq=1)))
+    a2.message(frame("chat", chat("alice", "", "said to bob", 2, seq=2)))
+    a2.message(frame("resume", {"replayed": 2, "tooOld": []}, t2.last("resume")["id"]))
+    assert [f["data"]["message"] for f in t2.frames("chat")] == ["really lost"]
+    log = (tmp_path / "log.txt").read_text()
+    assert log.count("said to bob") == 1 and log.count("#room1 <alice> said in the room") == 1
+    assert app.conn.last_seq == {"dm:bob": 2, "room:room1": 1}

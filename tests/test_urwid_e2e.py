@@ -6,6 +6,10 @@ transcript (and, where useful, from the terminal output): direct chat both
 ways, a room joined with its history, room chat, ``/stats``, ``/popular``,
 then the node of one user is killed (and later another one stopped with
 SIGTERM) and both users reconnect through the gateway and keep chatting.
+The clients log in with the delivery extensions: after the kill the room
+messages posted while a user was away come back exactly once by ``resume``
+(not by joining the room again), and at the end a direct message to a user
+who has left is queued and delivered when they log in again.
 Every wait is bounded.
 """
 from __future__ import annotations
@@ -257,9 +261,18 @@ def test_two_users_chat_through_failover(cluster, terminals):
 
     # kill -9 the node user1 is on: user1 (and user2 if it was there) reconnect elsewhere
     victims = [t for t, n in ((a, node_a), (b, node_b)) if n == node_a]
+    survivor = next(n for n in cluster.nodes if n != node_a)
+    away_poster = cluster.client(survivor)
+    away_poster.login("user4", features=["ack"])
     marks = {t.user: t.mark() for t in (a, b)}
-    cluster.nodes[node_a].kill()
     killed = time.monotonic()
+    cluster.nodes[node_a].kill()
+    # posted while user1 is away: it cannot log in again within 0.4s (the first retry
+    # waits 0.5s, less at most 20% jitter)
+    missed = [f"missed while away {i}" for i in range(3)]
+    for text in missed:
+        post_acked(away_poster, {"roomName": "room1", "isGroup": True, "message": text})
+    posted = time.monotonic()
     # typed at once: into the dead connection or queued; either way it arrives, once
     a.type("typed during the outage")
     a.type("/msg user2 direct during the outage")
@@ -267,13 +280,32 @@ def test_two_users_chat_through_failover(cluster, terminals):
         term.wait(rf"^!!! disconnected: lost connection to {node_a}$", marks[term.user])
         found = term.wait(r"^\*\*\* reconnected to (\S+)$", marks[term.user], timeout=SESSION_TIMEOUT + 15)
         assert found.group(1) != node_a
-        term.wait(r"^\*\*\* rejoined #room1$", marks[term.user])
-    print(f"kill -9 {node_a}: reconnected after {time.monotonic() - killed:.1f}s")
+    reconnected = time.monotonic()
+    print(f"kill -9 {node_a}: reconnected after {reconnected - killed:.1f}s (posted after {posted - killed:.2f}s)")
+    assert posted - killed < 0.4, "too slow to post before the reconnect"
     killed_node, node_a, node_b = node_a, a.node(), b.node()
     assert killed_node not in (node_a, node_b)
     b.wait(r"^#room1 <user1> typed during the outage$", marks["user2"])
     b.wait(r"^<user1> direct during the outage$", marks["user2"])
     a.wait_screen(f"user1 | {node_a} | online")
+    for term in victims:
+        # resumed, not re-joined: what was missed came before "reconnected", each message once
+        bodies = [re.sub(f"^{STAMP}", "", line) for line in term.lines()[marks[term.user]:]]
+        assert not any(body.startswith(("*** rejoined", "(history)")) for body in bodies), bodies
+        back = next(i for i, body in enumerate(bodies) if body.startswith("*** reconnected to "))
+        for text in missed:
+            line = f"#room1 <user4> {text}"
+            assert bodies.count(line) == 1, (term.user, line, bodies)
+            assert bodies.index(line) < back, (term.user, line, bodies)
+        caught_up = [body for body in bodies[:back] if body.startswith("*** caught up: ")]
+        assert caught_up and int(caught_up[0].split()[3]) >= len(missed), bodies
+        frames = term.debug_log.read_text(encoding="utf-8")
+        assert re.search(r"-> \S+ \d+ resume \{", frames), f"no resume frame in {term.debug_log}"
+    for term in (a, b):
+        if term not in victims:
+            for text in missed:
+                term.wait(rf"^#room1 <user4> {text}$", marks[term.user])
+    away_poster.close()
     chat_both_ways(a, b, "after kill")
 
     # graceful stop (SIGTERM, close code 4001) of the node user2 is on now
@@ -301,11 +333,43 @@ def test_two_users_chat_through_failover(cluster, terminals):
     assert sum(l.endswith("] <user1> direct during the outage") for l in b.lines()) == 1
 
     # /exit leaves at once, with a clean exit status
+    b.child.send("/exit\r")
+    assert b.wait_exit(10) == 0, (b.user, b.child.exitstatus, b.child.signalstatus)
+
+    # a direct message to user2, who has left: queued, and delivered when user2 logs in again
+    watcher = cluster.client(a.node(), "user5")
+    deadline = time.monotonic() + 10
+    while watcher.request("userInfo", {"username": "user2"})["action"] == "userInfo":
+        assert time.monotonic() < deadline, "user2 still online 10s after leaving"
+        time.sleep(0.1)
+    watcher.close()
+    mark = a.type("/msg user2 while you were offline")
+    a.wait(r"^-> <user2> while you were offline$", mark)
+    a.wait(r"^\*\*\* queued for user2 \(offline\)$", mark)
+    b = terminals("user2")
+    b.wait(r"^\*\*\* connected to (\S+) as user2$")
+    b.wait(r"^<user1> while you were offline$")
+    b.wait(r"^\*\*\* 1 message received while you were offline$")
+    assert sum(l.endswith("] <user1> while you were offline") for l in b.lines()) == 1
+
     for term in (a, b):
         term.child.send("/exit\r")
     for term in (a, b):
         assert term.wait_exit(10) == 0, (term.user, term.child.exitstatus, term.child.signalstatus)
     print(f"terminal e2e took {time.monotonic() - began:.1f}s")
+
+
+def post_acked(client, data: dict, timeout: float = 10.0) -> dict:
+    """Send a chat request with a protocol client until the node acks it (a
+    room operation may be refused with 503 while the leader fails over)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.request("chat", data, timeout=5)
+        if answer["action"] == "ack":
+            return answer["data"]
+        assert answer["action"] == "error" and answer["data"]["code"] == 503, answer
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.2)
 
 
 def chat_both_ways(a: TerminalClient, b: TerminalClient, tag: str) -> None:

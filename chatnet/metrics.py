@@ -25,6 +25,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from chatnet.gateway.resource import NotFound
+
 log = Logger()
 
 #: Seconds a health check waits for each store.
@@ -267,24 +269,15 @@ class HealthResource(resource.Resource):
         return server.NOT_DONE_YET
 
 
-class _NotFound(resource.Resource):
-    isLeaf = True
-
-    def render(self, request):
-        request.setResponseCode(404)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"not found: try /metrics or /health\n"
-
-
 class MetricsRoot(resource.Resource):
     def __init__(self, metrics):
         super().__init__()
         self.putChild(b"metrics", MetricsResource(metrics))
         self.putChild(b"health", HealthResource(metrics.health))
-        self.putChild(b"", _NotFound())
+        self.putChild(b"", NotFound(b"not found: try /metrics or /health\n"))
 
     def getChild(self, path, request):
-        return _NotFound()
+        return NotFound(b"not found: try /metrics or /health\n")
 
 
 class CountingSite(server.Site):

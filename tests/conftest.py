@@ -123,3 +123,16 @@ def services(tmp_path):
     started = Services(tmp_path)
     yield started
     started.stop_all()
+
+
+@pytest.fixture
+def three_nodes(tmp_path, redis_server, zookeeper_server, mongo_server):
+    """A started three-node cluster of real processes (ZooKeeper session
+    timeout 2 s, no rate limit), stopped after the test."""
+    from tests.harness import ChatCluster
+
+    cluster = ChatCluster(tmp_path, redis_server, zookeeper_server, mongo_server, nodes=3,
+                          session_timeout=2.0, extra_args=["--rate-limit", "0"])
+    cluster.start()
+    yield cluster
+    cluster.stop()

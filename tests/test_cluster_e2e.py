@@ -16,12 +16,8 @@ SESSION_TIMEOUT = 2.0
 
 
 @pytest.fixture
-def cluster(tmp_path, redis_server, zookeeper_server, mongo_server):
-    c = ChatCluster(tmp_path, redis_server, zookeeper_server, mongo_server, nodes=3,
-                    session_timeout=SESSION_TIMEOUT, extra_args=["--rate-limit", "0"])
-    c.start()
-    yield c
-    c.stop()
+def cluster(three_nodes):
+    return three_nodes
 
 
 def wait_until(predicate, timeout, what, interval=0.05):

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ChatCluster
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -38,12 +37,8 @@ ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-
 
 
 @pytest.fixture
-def cluster(tmp_path, redis_server, zookeeper_server, mongo_server):
-    c = ChatCluster(tmp_path, redis_server, zookeeper_server, mongo_server, nodes=3,
-                    session_timeout=SESSION_TIMEOUT, extra_args=["--rate-limit", "0"])
-    c.start()
-    yield c
-    c.stop()
+def cluster(three_nodes):
+    return three_nodes
 
 
 class TerminalClient:

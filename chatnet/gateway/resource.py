@@ -65,12 +65,18 @@ class ServerResource(resource.Resource):
 
 
 class NotFound(resource.Resource):
+    """A plain-text 404 for every path below."""
+
     isLeaf = True
+
+    def __init__(self, text=b"not found\n"):
+        super().__init__()
+        self.text = text
 
     def render(self, request):
         request.setResponseCode(404)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"not found\n"
+        return self.text
 
 
 class Root(resource.Resource):

@@ -205,6 +205,10 @@ def test_redis_restart_empty(tmp_path, services, zookeeper_server, mongo_server)
                     session_timeout=SESSION_TIMEOUT, extra_args=["--rate-limit", "0"]).start()
     try:
         a, b = c.client("node1", "user1"), c.client("node2", "user2")
+        a.request("joinRoom", {"roomName": "room1"})
+        a.send("chat", {"roomName": "room1", "isGroup": True, "message": "before the restart"})
+        assert [f["data"]["message"] for f in a.chats(1)] == ["before the restart"]
+        time.sleep(0.5)  # written to MongoDB (batches every 50 ms)
         redis.restart(empty=True)
         c.wait_for_nodes(2, timeout=15)
 
@@ -217,6 +221,10 @@ def test_redis_restart_empty(tmp_path, services, zookeeper_server, mongo_server)
 
         wait_until(chat_works, 15, "chat after redis restart", interval=0.2)
         assert b.request("userInfo", {"username": "user1"})["data"]["nodeId"] == "node1"
+        # the room's history, lost with Redis, comes from MongoDB
+        b.send("joinRoom", {"roomName": "room1"})
+        history = [f["data"]["message"] for f in b.chats(2)]
+        assert history == ["before the restart"], history
     finally:
         c.stop()
 

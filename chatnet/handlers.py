@@ -70,7 +70,7 @@ class ChatHandlers:
         if handler is None:
             if action in INTERNAL_ACTIONS:
                 raise ProtocolError(403, f"{action} is a cluster-internal action, refused on the client port", action)
-            raise ProtocolError(400, f"unknown action {action!r}", action[:64])
+            raise ProtocolError(400, f"unknown action {action[:64]!r}", action[:64])
         if action != "login" and connection.record is None:
             raise ProtocolError(401, "log in first", action)
         if action == "resume" and "resume" not in connection.features:
@@ -152,7 +152,7 @@ class ChatHandlers:
             data = doc["data"]
             if not self.node.recent.new_for(data["msgId"], [connection], False):
                 continue
-            connection.push(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
+            connection.push(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)), data["msgId"])
         if "offline" in connection.features and (docs or dropped):
             connection.sendMessage(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
         try:
@@ -176,7 +176,7 @@ class ChatHandlers:
             if not room:
                 raise ProtocolError(400, "missing field 'roomName'", "chat")
             await self._check_room(record, room)
-            to = ""
+            to, target = "", None
         else:
             to = request.string("to", max_length=MAX_NAME)
             target = await self.node.directory.lookup(to)
@@ -293,6 +293,9 @@ class ChatHandlers:
         rooms = _seq_map(request, "rooms")
         conversations = _seq_map(request, "conversations")
         username = connection.record.username
+        for room in rooms:
+            if is_automatic(room) and room not in automatic_rooms(connection.record.alliance):
+                raise unknown_room(room, "resume")
         channels = [(room_channel(r), seq, {"roomName": r}) for r, seq in rooms.items()]
         channels += [(dm_channel(username, u), seq, {"with": u}) for u, seq in conversations.items()]
         connection.hold()

@@ -9,6 +9,9 @@ from chatnet.logs import with_log_format
 from chatnet.operations import check_options as check_operations
 
 
+MAX_MESSAGE_CHARS = 10000
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = "Run one chat node of a chatnet cluster."
@@ -57,6 +60,11 @@ class Options(usage.Options):
         for name in ("popular-window", "max-message-chars", "max-frame-bytes"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        if self["max-message-chars"] > MAX_MESSAGE_CHARS:
+            # a message crosses the internal port as one AMP value (< 64 KiB),
+            # up to 6 bytes a character as JSON (an escaped control character)
+            # plus the frame around it
+            raise usage.UsageError(f"--max-message-chars can be at most {MAX_MESSAGE_CHARS}")
         if self["zk-session-timeout"] < 1:
             raise usage.UsageError("--zk-session-timeout must be at least 1 second")
         check_operations(self)

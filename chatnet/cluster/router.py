@@ -56,6 +56,11 @@ class RecentDeliveries:
             self.ids.popitem(last=False)
 
 
+# usernames per Deliver call: 100 names of up to 128 characters (at most
+# 514 bytes each as UTF-8 with their length) stay below AMP's 64 KiB a value
+NAMES_PER_CALL = 100
+
+
 class NoLeader(Exception):
     pass
 
@@ -87,10 +92,21 @@ class Router:
         how many got it, and which of C{usernames} are not connected there."""
         if node_id == self.node.node_id:
             return defer.succeed(self.node.deliver_local(msg_id, data, usernames, everyone))
+        usernames = list(usernames)
+        if len(usernames) <= NAMES_PER_CALL:
+            return self._deliver_remote(node_id, msg_id, data, usernames, everyone)
+        # a list of names is one AMP value (< 64 KiB): big rooms take several calls
+        calls = [
+            self._deliver_remote(node_id, msg_id, data, usernames[i:i + NAMES_PER_CALL], everyone)
+            for i in range(0, len(usernames), NAMES_PER_CALL)
+        ]
+        d = defer.gatherResults(calls, consumeErrors=True)
+        d.addErrback(lambda f: f.value.subFailure)
+        return d.addCallback(lambda results: (sum(r[0] for r in results), [m for r in results for m in r[1]]))
+
+    def _deliver_remote(self, node_id, msg_id, data, usernames, everyone):
         d = defer.ensureDeferred(
-            self.node.peers.call(
-                node_id, cmd.Deliver, msgId=msg_id, data=data, usernames=list(usernames), everyone=everyone
-            )
+            self.node.peers.call(node_id, cmd.Deliver, msgId=msg_id, data=data, usernames=usernames, everyone=everyone)
         )
         return d.addCallback(lambda answer: (answer["delivered"], answer["missing"]))
 

@@ -39,3 +39,42 @@ def test_few_names_one_call():
     result = []
     Router(node, Clock()).deliver_to("n2", "m1", b"{}", ["a", "b"]).addCallback(result.append)
     assert node.peers.calls == [["a", "b"]] and result == [(1, ["a"])]
+
+
+class BatchPeers:
+    def __init__(self):
+        self.calls = []
+
+    async def call(self, node, command, **arguments):
+        self.calls.append((node, command.commandName, arguments))
+        return {"missing": [m for m, u in zip(arguments["msgIds"], arguments["usernames"]) if u == "gone"]}
+
+
+def test_direct_deliveries_of_one_turn_share_a_call():
+    node = Node()
+    node.peers = BatchPeers()
+    clock = Clock()
+    router = Router(node, clock)
+    results = []
+    for i, user in enumerate(["a", "b", "gone"]):
+        router.deliver_one("n2", f"m{i}", b"{}", user).addCallback(results.append)
+    router.deliver_one("n3", "m9", b"{}", "c").addCallback(results.append)
+    assert node.peers.calls == []
+    clock.advance(0)
+    assert [(n, c, a["msgIds"]) for n, c, a in node.peers.calls] == [
+        ("n2", b"DeliverMany", ["m0", "m1", "m2"]), ("n3", b"DeliverMany", ["m9"])]
+    assert results == [True, True, False, True]
+
+
+def test_a_batch_is_cut_to_fit_amp_values():
+    node = Node()
+    node.peers = BatchPeers()
+    clock = Clock()
+    router = Router(node, clock)
+    for i in range(10):
+        router.deliver_one("n2", f"m{i}", b"x" * 20000, "a")
+    clock.advance(0)
+    sizes = [len(a["msgIds"]) for _, _, a in node.peers.calls]
+    assert sum(sizes) == 10 and max(sizes) <= 2
+    for _, _, a in node.peers.calls:
+        amp.ListOf(amp.String()).toStringProto(a["datas"], None)

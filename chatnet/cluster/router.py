@@ -61,6 +61,10 @@ class RecentDeliveries:
 NAMES_PER_CALL = 100
 
 
+# bytes of message data per DeliverMany call (each list is one AMP value)
+BATCH_BYTES = 48 * 1024
+
+
 class NoLeader(Exception):
     pass
 
@@ -86,6 +90,7 @@ class Router:
         self.clock = clock
         self.deadline = deadline
         self.retry_interval = retry_interval
+        self._batches = {}  # node id -> direct deliveries waiting for this turn's end
 
     def deliver_to(self, node_id, msg_id, data, usernames, everyone=False):
         """Deliver on node C{node_id}; fires with C{(delivered, missing)}:
@@ -110,6 +115,52 @@ class Router:
         )
         return d.addCallback(lambda answer: (answer["delivered"], answer["missing"]))
 
+    def deliver_one(self, node_id, msg_id, data, username):
+        """Deliver a direct message on node C{node_id}; fires with C{True}
+        if the user got it there. Remote ones accepted in the same reactor
+        turn go in one L{cmd.DeliverMany} call."""
+        if node_id == self.node.node_id:
+            return defer.succeed(not self.node.deliver_local(msg_id, data, [username], False)[1])
+        batch = self._batches.get(node_id)
+        if batch is None:
+            batch = self._batches[node_id] = []
+            self.clock.callLater(0, self._send_batch, node_id)
+        d = defer.Deferred()
+        batch.append((msg_id, data, username, d))
+        return d
+
+    def _send_batch(self, node_id):
+        batch = self._batches.pop(node_id, [])
+        # each list is one AMP value (< 64 KiB): cut the batch by size
+        chunk, size = [], 0
+        for item in batch:
+            if chunk and size + len(item[1]) + 600 > BATCH_BYTES:
+                self._send_chunk(node_id, chunk)
+                chunk, size = [], 0
+            chunk.append(item)
+            size += len(item[1]) + 600
+        if chunk:
+            self._send_chunk(node_id, chunk)
+
+    def _send_chunk(self, node_id, chunk):
+        d = defer.ensureDeferred(
+            self.node.peers.call(
+                node_id, cmd.DeliverMany,
+                msgIds=[c[0] for c in chunk], datas=[c[1] for c in chunk], usernames=[c[2] for c in chunk],
+            )
+        )
+
+        def answered(answer):
+            missing = set(answer["missing"])
+            for msg_id, _, _, waiter in chunk:
+                waiter.callback(msg_id not in missing)
+
+        def failed(failure):
+            for *_, waiter in chunk:
+                waiter.errback(failure)
+
+        d.addCallbacks(answered, failed)
+
     async def direct(self, message, data, record):
         """Deliver direct C{message} to its recipient, following them if
         their node dies or they log in elsewhere meanwhile."""
@@ -123,8 +174,7 @@ class Router:
                     record = self.node.directory.cached(message.to)
             if record is not None:
                 try:
-                    _, missing = await self.deliver_to(record.nodeId, message.msgId, data, [message.to])
-                    if not missing:
+                    if await self.deliver_one(record.nodeId, message.msgId, data, message.to):
                         return True
                 except PeerUnavailable:
                     pass

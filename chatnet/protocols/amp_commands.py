@@ -88,6 +88,21 @@ class Deliver(amp.Command):
     errors = COMMON_ERRORS
 
 
+class DeliverMany(amp.Command):
+    """Several direct messages for users of the receiving node, sent in one
+    call (those accepted in the same reactor turn). C{msgIds}, C{datas} and
+    C{usernames} are parallel lists. Answers the ids of the messages whose
+    recipient is not connected there."""
+
+    arguments = [
+        (b"msgIds", amp.ListOf(amp.Unicode())),
+        (b"datas", amp.ListOf(amp.String())),
+        (b"usernames", amp.ListOf(amp.Unicode())),
+    ]
+    response = [(b"missing", amp.ListOf(amp.Unicode()))]
+    errors = COMMON_ERRORS
+
+
 class RoomPost(amp.Command):
     """To the leader: fan an accepted room message out to the members' nodes.
 

@@ -114,6 +114,15 @@ class InternalProtocol(amp.AMP):
         delivered, missing = self.handler.deliver(msgId, data, usernames, everyone)
         return {"delivered": delivered, "missing": missing}
 
+    @cmd.DeliverMany.responder
+    def deliver_many(self, msgIds, datas, usernames):
+        missing = [
+            msg_id
+            for msg_id, data, username in zip(msgIds, datas, usernames)
+            if self.handler.deliver(msg_id, data, [username], False)[1]
+        ]
+        return {"missing": missing}
+
     @cmd.RoomPost.responder
     def room_post(self, roomName, msgId, seq, data):
         return self._call(self.handler.room_post(roomName, msgId, seq, data)).addCallback(lambda n: {"nodes": n})

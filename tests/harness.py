@@ -50,11 +50,7 @@ class ChatCluster:
 
     def start(self, users=20, rooms=5):
         _redis_flush(self.redis_server.port, self.redis_db)
-        zk = KazooClient(f"127.0.0.1:{self.zookeeper_server.port}", timeout=5)
-        zk.start(timeout=10)
-        zk.ensure_path(self.chroot)
-        zk.stop()
-        zk.close()
+        make_chroot(self.zookeeper_server.port, self.chroot)
         seed(self.mongo_url, users, rooms, passwords=[("secret1", "pw-secret1")])
         self.start_gateway()
         for i in range(1, self.node_count + 1):
@@ -156,6 +152,17 @@ class ChatCluster:
         if username:
             client.login(username)
         return client
+
+
+def make_chroot(zookeeper_port, chroot=None):
+    """Create a ZooKeeper chroot (a fresh one by default) and return it."""
+    chroot = chroot or f"/t-{uuid.uuid4().hex[:8]}"
+    zk = KazooClient(f"127.0.0.1:{zookeeper_port}", timeout=5)
+    zk.start(timeout=10)
+    zk.ensure_path(chroot)
+    zk.stop()
+    zk.close()
+    return chroot
 
 
 def _redis_flush(port, db):

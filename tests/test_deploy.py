@@ -11,7 +11,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from kazoo.client import KazooClient
 
 from chatnet.localservices import REPO_ROOT, free_port, redis_command
 from tests import harness
@@ -41,12 +40,7 @@ def wait_for(predicate, timeout, what, processes):
 
 
 def test_deploy_scripts_run_a_node_and_a_gateway(tmp_path, redis_server, zookeeper_server, mongo_server):
-    chroot = f"/t-{uuid.uuid4().hex[:8]}"
-    zk = KazooClient(f"127.0.0.1:{zookeeper_server.port}", timeout=5)
-    zk.start(timeout=10)
-    zk.ensure_path(chroot)
-    zk.stop()
-    zk.close()
+    chroot = harness.make_chroot(zookeeper_server.port)
     db = next(harness._redis_dbs)  # a database no other running cluster uses
     redis_command(redis_server.port, "EVAL", "redis.call('SELECT', ARGV[1]) return redis.call('FLUSHDB')", "0", str(db))
     base, internal, metrics = free_port(), free_port(), free_port()

@@ -10,11 +10,10 @@ import uuid
 
 import pika
 import pytest
-from kazoo.client import KazooClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatnet.localservices import ChatProcess, free_port
-from tests.harness import ChatCluster
+from tests.harness import ChatCluster, make_chroot
 
 FLAKY_PLUGIN = '''
 from chatnet.events import ChatEventPlugin
@@ -268,12 +267,7 @@ def test_logs_are_json_lines(ops):
 def test_health_fails_without_the_stores(tmp_path, zookeeper_server, mongo_server):
     """A node whose Redis is gone answers 503 on /health; so does a gateway."""
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    chroot = f"/t-{uuid.uuid4().hex[:8]}"
-    zk = KazooClient(f"127.0.0.1:{zookeeper_server.port}", timeout=5)
-    zk.start(timeout=10)
-    zk.ensure_path(chroot)
-    zk.stop()
-    zk.close()
+    chroot = make_chroot(zookeeper_server.port)
     port, metrics_port, gateway_port = free_port(), free_port(), free_port()
     node = ChatProcess(
         "chatnode",

@@ -91,7 +91,7 @@ def test_chat_across_nodes_over_tls(cluster):
         bob.close()
     # the delivery went through the internal port, counted and timed
     status, body = _get(cluster.metrics_ports["node1"], "/metrics")
-    assert b'chatnet_internal_calls_total{command="Deliver",outcome="ok"}' in body
+    assert b'chatnet_internal_calls_total{command="DeliverMany",outcome="ok"}' in body
     assert b"chatnet_internal_call_seconds_bucket" in body
 
 

@@ -16,25 +16,21 @@ nothing and answers -1; the counter is restored as before
 import orjson
 
 from chatnet.errors import StoreUnavailable
-from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING
+from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua
 from chatnet.stores.redis import history_key, seq_key
 
 # KEYS: seq, history, ranking, buckets, bucket of this second
 # ARGV: frame data up to the seq, history size, this second, words...
-ACCEPT = """
+ACCEPT = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], ARGV[1] .. string.format('%d', seq) .. '}')
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-if #ARGV > 3 then
-  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[3])
-  for i = 4, #ARGV do
-    redis.call('ZINCRBY', KEYS[3], 1, ARGV[i])
-    redis.call('HINCRBY', KEYS[5], ARGV[i], 1)
-  end
-end
-return seq
 """
+    + count_words_lua(ranking=3, buckets=4, bucket=5, second=3, first_word=4)
+    + "return seq\n"
+)
 
 
 def frame_data_head(message):
@@ -59,7 +55,7 @@ class Acceptor:
         @raise StoreUnavailable: Redis did not answer; nothing was accepted.
         """
         head = frame_data_head(message)
-        sec = self.popular._second()
+        sec = self.popular.second()
         keys = [
             seq_key(message.channel),
             history_key(message.channel),

@@ -79,10 +79,3 @@ class ChatMessage:
             str(doc["_id"]), doc.get("from", ""), doc.get("message", ""), doc.get("ts", 0),
             doc.get("format", "text"), doc.get("to", ""), doc.get("roomName", ""), doc.get("seq", 0),
         )
-
-    @classmethod
-    def from_frame_data(cls, data, to=""):
-        return cls(
-            data["msgId"], data["from"], data["message"], data["ts"], data.get("format", "text"),
-            to, data.get("roomName", ""), data.get("seq", 0),
-        )

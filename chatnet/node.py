@@ -27,7 +27,7 @@ from chatnet.history import History
 from chatnet.messages import now_ms
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
-from chatnet.protocols.amp_commands import NotLeader
+from chatnet.protocols.amp_commands import NotLeader, SessionChanged
 from chatnet.protocols.codec import frame_id
 from chatnet.rooms import RoomHost
 from chatnet.sequences import Sequences
@@ -186,7 +186,7 @@ class ChatNode(MultiService):
                 log.warn("some clients did not close in time")
         for port in self._ports:
             await port.stopListening()
-        await defer.ensureDeferred(_maybe(super().stopService()))
+        await super().stopService()
         if self.peers is not None:
             self.peers.close()
         await self.redis.disconnect()
@@ -374,8 +374,6 @@ class ChatNode(MultiService):
 
     def announce(self, record, online):
         """Tell every peer that C{record} logged in or out."""
-        from chatnet.protocols.amp_commands import SessionChanged
-
         for node in self.members:
             if node != self.node_id:
                 self.peers.send(
@@ -389,10 +387,3 @@ class ChatNode(MultiService):
     def emit(self, event, *args):
         """Tell the listeners (chatnet.events): never raises, never waits."""
         self.events.emit(event, *args)
-
-
-def _maybe(result):
-    if isinstance(result, defer.Deferred):
-        return result
-    return defer.succeed(result)
-

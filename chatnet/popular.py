@@ -13,14 +13,26 @@ RANKING = PREFIX + "popular:ranking"
 BUCKETS = PREFIX + "popular:buckets"
 BUCKET_PREFIX = PREFIX + "popular:b:"
 
-ADD = """
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
-for i = 2, #ARGV do
-  redis.call('ZINCRBY', KEYS[1], 1, ARGV[i])
-  redis.call('HINCRBY', KEYS[3], ARGV[i], 1)
+
+
+def count_words_lua(ranking, buckets, bucket, second, first_word):
+    """The Lua that counts words into the window, for a script whose KEYS
+    and ARGV hold them at the given (1-based) positions: the words are
+    ARGV[first_word] to the end. Shared by L{ADD} and the accept script
+    (L{chatnet.accept}), so the window is fed one way only."""
+    return f"""
+if #ARGV >= {first_word} then
+  redis.call('ZADD', KEYS[{buckets}], ARGV[{second}], ARGV[{second}])
+  for i = {first_word}, #ARGV do
+    redis.call('ZINCRBY', KEYS[{ranking}], 1, ARGV[i])
+    redis.call('HINCRBY', KEYS[{bucket}], ARGV[i], 1)
+  end
 end
-return 1
 """
+
+
+# KEYS: ranking, buckets, bucket of this second; ARGV: this second, words...
+ADD = count_words_lua(ranking=1, buckets=2, bucket=3, second=1, first_word=2) + "return 1\n"
 
 # KEYS: ranking, buckets; ARGV: cutoff second, bucket prefix, n (0: no read)
 EXPIRE_AND_TOP = """
@@ -47,25 +59,25 @@ class PopularWords:
         self.clock = clock
         self.window = int(window)
 
-    def _second(self):
+    def second(self):
         return int(self.clock.seconds())
 
     async def count(self, words):
         """Count the words of one accepted message."""
         if not words:
             return
-        sec = self._second()
+        sec = self.second()
         await self.redis.eval(ADD, [RANKING, BUCKETS, f"{BUCKET_PREFIX}{sec}"], [sec, *words])
 
     async def top(self, n):
         """The C{n} most used words of the window: C{[w1, c1, w2, c2, ...]},
         each count a string (the shape of C{ZREVRANGE ... WITHSCORES})."""
-        cutoff = self._second() - self.window
+        cutoff = self.second() - self.window
         result = await self.redis.eval(EXPIRE_AND_TOP, [RANKING, BUCKETS], [cutoff, BUCKET_PREFIX, n])
         return [x.decode() if isinstance(x, bytes) else str(x) for x in result or ()]
 
     async def sweep(self):
         """Drop the buckets that left the window (run periodically)."""
         await self.redis.eval(
-            EXPIRE_AND_TOP, [RANKING, BUCKETS], [self._second() - self.window, BUCKET_PREFIX, 0]
+            EXPIRE_AND_TOP, [RANKING, BUCKETS], [self.second() - self.window, BUCKET_PREFIX, 0]
         )

@@ -102,11 +102,6 @@ class RoomHost:
         rooms += [{"roomName": name, "members": len(m)} for name, m in sorted(self.rooms.items())]
         return rooms
 
-    async def exists(self, room):
-        if is_automatic(room):
-            return True
-        return await self._members(room) is not None
-
     async def post(self, room, msgId, seq, data):
         """Deliver room message C{data} (JSON bytes) to every online member,
         in seq order; returns the number of nodes it went to."""

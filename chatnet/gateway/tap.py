@@ -38,7 +38,6 @@ class RedisService(service.Service):
 
 def makeService(options):
     from twisted.internet import reactor
-    from twisted.web import server
 
     from chatnet.gateway.resource import Root
     from chatnet.logs import with_log_format

@@ -1,8 +1,9 @@
 # Sourced by scripts/run-tests and scripts/run-cluster (bash).
 #
 # Makes sure this machine has what chatnet needs, installing only what is
-# missing: the Debian packages redis-server, zookeeper, default-jre-headless,
-# rabbitmq-server and python3-venv, and the repo's .venv with chatnet installed in editable
+# missing: the Debian packages redis-server, redis-sentinel, zookeeper,
+# default-jre-headless, rabbitmq-server, chromium, nodejs, npm and
+# python3-venv, and the repo's .venv with chatnet installed in editable
 # "compat" mode (so that twistd finds the repo's twisted/plugins). The package
 # is reinstalled only when setup.cfg or pyproject.toml changed since the last
 # install. Prints nothing unless a step fails; then it shows that step's output.
@@ -37,6 +38,12 @@ _chatnet_bootstrap() {
     command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
     # the broker the message-export plugin is tested against
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+    # the real clients of the end-to-end tests: a browser and Node.js (ws)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    # Redis Sentinel, for the tests of a Redis without a single point of failure
+    command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
     # a dictionary with place names and inflections: the profanity filter's allow-list
     [ -f /usr/share/dict/british-english-huge ] || missing+=(wbritish-huge)
     if ! command -v "$py" >/dev/null 2>&1; then

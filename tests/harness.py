@@ -252,10 +252,21 @@ class WsClient:
         self.username = username
         return frame["data"]
 
-    def chats(self, timeout=0.5):
-        """Every chat frame arriving within C{timeout} seconds."""
+    def chats(self, timeout=0.5, count=None, settle=0.2):
+        """The chat frames that arrived.
+
+        Without C{count}: every chat frame arriving within C{timeout}
+        seconds. With C{count}: as soon as C{count} chat frames are in (at
+        most C{timeout} seconds, 15 by default, so a loaded machine does not
+        fail the test), plus whatever arrives in the next C{settle} seconds,
+        so a duplicate still shows."""
+        if count is not None and timeout == 0.5:
+            timeout = 15.0
         end = time.monotonic() + timeout
         while time.monotonic() < end and not self.closed:
+            if count is not None and sum(f.get("action") == "chat" for f in self.frames) >= count:
+                end = min(end, time.monotonic() + settle)
+                count = None
             self._read(end - time.monotonic())
         chats = [f for f in self.frames if f.get("action") == "chat"]
         self.frames = [f for f in self.frames if f.get("action") != "chat"]

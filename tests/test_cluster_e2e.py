@@ -43,7 +43,7 @@ def test_direct_and_room_chat_across_nodes(cluster):
     b = cluster.client("node2", "user2")
     c = cluster.client("node3", "user3")
     a.send("chat", {"to": "user2", "message": "from node1"})
-    [got] = b.chats(3)
+    [got] = b.chats(count=1)
     assert got["data"]["message"] == "from node1" and got["data"]["from"] == "user1"
     for client in (a, b, c):
         assert client.request("joinRoom", {"roomName": "room1"})["action"] == "joinRoom"
@@ -52,7 +52,7 @@ def test_direct_and_room_chat_across_nodes(cluster):
         client.chats(0.1)
     c.send("chat", {"roomName": "room1", "isGroup": True, "message": "room across nodes"})
     for client in (a, b, c):
-        messages = [f["data"]["message"] for f in client.chats(2)]
+        messages = [f["data"]["message"] for f in client.chats(count=1)]
         assert messages == ["room across nodes"], (client.username, messages)
     info = a.request("userInfo", {"username": "user3"})
     assert info["data"]["nodeId"] == "node3"
@@ -65,7 +65,7 @@ def test_login_on_another_node_replaces_session(cluster):
     assert first.wait_closed(5)
     other = cluster.client("node3", "user5")
     other.send("chat", {"to": "user4", "message": "which one?"})
-    assert [f["data"]["message"] for f in second.chats(3)] == ["which one?"]
+    assert [f["data"]["message"] for f in second.chats(count=1)] == ["which one?"]
     assert other.request("userInfo", {"username": "user4"})["data"]["nodeId"] == "node2"
 
 
@@ -207,7 +207,7 @@ def test_redis_restart_empty(tmp_path, services, zookeeper_server, mongo_server)
         a, b = c.client("node1", "user1"), c.client("node2", "user2")
         a.request("joinRoom", {"roomName": "room1"})
         a.send("chat", {"roomName": "room1", "isGroup": True, "message": "before the restart"})
-        assert [f["data"]["message"] for f in a.chats(1)] == ["before the restart"]
+        assert [f["data"]["message"] for f in a.chats(count=1)] == ["before the restart"]
         time.sleep(0.5)  # written to MongoDB (batches every 50 ms)
         redis.restart(empty=True)
         c.wait_for_nodes(2, timeout=15)

@@ -33,7 +33,7 @@ def test_old_client_sees_no_extension(cluster):
     answer = old.request("login", {"username": "user1"})
     assert "features" not in answer["data"]
     old.send("chat", {"to": "user2", "message": "plain"})
-    assert [f["data"]["message"] for f in peer.chats(2)] == ["plain"]
+    assert [f["data"]["message"] for f in peer.chats(count=1)] == ["plain"]
     assert old.quiet(0.3) == []
     old.send("chat", {"to": "user40", "message": "anyone?"})
     old.error(404)
@@ -51,7 +51,7 @@ def test_ack_ids_and_gap_free_seqs(cluster):
         ack = a.answer(request_id)
         assert ack["action"] == "ack" and ack["re"] == request_id
         acks.append(ack["data"])
-    got = b.chats(2)
+    got = b.chats(count=5)
     assert [f["data"]["msgId"] for f in got] == [ack["msgId"] for ack in acks]
     seqs = [f["data"]["seq"] for f in got]
     assert seqs == list(range(seqs[0], seqs[0] + 5))
@@ -69,7 +69,7 @@ def test_offline_messages_queued_and_delivered_once(cluster):
     a.error(404)
     b = cluster.client("node2")
     login(b, "user6", ["offline"])
-    got = b.chats(2)
+    got = b.chats(count=2)
     assert [f["data"]["message"] for f in got] == ["while away 0", "while away 1"]
     assert all(f["data"]["from"] == "user5" for f in got)
     b.close()
@@ -84,7 +84,7 @@ def test_offline_queue_is_bounded(cluster):
         assert a.request("chat", {"to": "user8", "message": f"q{i}"})["action"] == "queued"
     b = cluster.client("node3")
     login(b, "user8", ["offline"])
-    assert [f["data"]["message"] for f in b.chats(2)] == ["q2", "q3", "q4"]
+    assert [f["data"]["message"] for f in b.chats(count=3)] == ["q2", "q3", "q4"]
     notice = b.expect(action="offline", timeout=2)
     assert notice["data"] == {"delivered": 3, "dropped": 2}
 

@@ -207,8 +207,12 @@ def test_redis_restart_empty(tmp_path, services, zookeeper_server, mongo_server)
         a, b = c.client("node1", "user1"), c.client("node2", "user2")
         a.request("joinRoom", {"roomName": "room1"})
         a.send("chat", {"roomName": "room1", "isGroup": True, "message": "before the restart"})
-        assert [f["data"]["message"] for f in a.chats(count=1)] == ["before the restart"]
-        time.sleep(0.5)  # written to MongoDB (batches every 50 ms)
+        [before] = a.chats(count=1)
+        assert before["data"]["message"] == "before the restart"
+        mongo = pymongo.MongoClient(c.mongo_url, serverSelectionTimeoutMS=5000)
+        wait_until(lambda: mongo.get_default_database().messages.count_documents(
+            {"_id": ObjectId(before["data"]["msgId"])}) == 1, 15, "the message written to MongoDB")
+        mongo.close()
         redis.restart(empty=True)
         c.wait_for_nodes(2, timeout=15)
 
@@ -222,8 +226,8 @@ def test_redis_restart_empty(tmp_path, services, zookeeper_server, mongo_server)
         wait_until(chat_works, 15, "chat after redis restart", interval=0.2)
         assert b.request("userInfo", {"username": "user1"})["data"]["nodeId"] == "node1"
         # the room's history, lost with Redis, comes from MongoDB
-        b.send("joinRoom", {"roomName": "room1"})
-        history = [f["data"]["message"] for f in b.chats(2)]
+        assert b.request("joinRoom", {"roomName": "room1"})["action"] == "joinRoom"
+        history = [f["data"]["message"] for f in b.chats(0.1)]
         assert history == ["before the restart"], history
     finally:
         c.stop()

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import websocket
 from kazoo.client import KazooClient
@@ -52,9 +53,11 @@ class ChatCluster:
         _redis_flush(self.redis_server.port, self.redis_db)
         make_chroot(self.zookeeper_server.port, self.chroot)
         seed(self.mongo_url, users, rooms, passwords=[("secret1", "pw-secret1")])
-        self.start_gateway()
-        for i in range(1, self.node_count + 1):
-            self.start_node(f"node{i}")
+        # node1 first, so that it is the leader; the others together
+        with ThreadPoolExecutor(max_workers=self.node_count + 1) as pool:
+            first = [pool.submit(self.start_gateway), pool.submit(self.start_node, "node1")]
+            _results(first)
+            _results([pool.submit(self.start_node, f"node{i}") for i in range(2, self.node_count + 1)])
         self.wait_for_nodes(self.node_count)
         return self
 
@@ -103,12 +106,10 @@ class ChatCluster:
         self.gateway.start(timeout=60)
 
     def stop(self):
-        for process in list(self.nodes.values()) + [self.gateway]:
-            if process is not None and process.running:
-                try:
-                    process.stop()
-                except Exception:
-                    process.kill()
+        running = [p for p in list(self.nodes.values()) + [self.gateway] if p is not None and p.running]
+        if running:
+            with ThreadPoolExecutor(max_workers=len(running)) as pool:
+                list(pool.map(_stop, running))
 
     # -- looking ---------------------------------------------------------------
 
@@ -152,6 +153,21 @@ class ChatCluster:
         if username:
             client.login(username)
         return client
+
+
+def _stop(process):
+    try:
+        process.stop()
+    except Exception:
+        process.kill()
+
+
+def _results(futures):
+    """Wait for every future; raise the first failure."""
+    errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 def make_chroot(zookeeper_port, chroot=None):

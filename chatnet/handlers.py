@@ -12,6 +12,7 @@ from twisted.logger import Logger
 
 from chatnet import words
 from chatnet.errors import ProtocolError, StoreUnavailable, not_online, unknown_room
+from chatnet.history import RESUME_LIMIT
 from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, room_channel
 from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols import codec
@@ -27,7 +28,6 @@ INTERNAL_ACTIONS = frozenset(
 MAX_NAME = 128
 # Extensions a client switches on with login's "features" (docs/protocol.md)
 FEATURES = ("ack", "offline", "resume")
-RESUME_LIMIT = 500
 # names (rooms and conversations together) one resume may ask about
 RESUME_NAMES = 100
 RESUME_WAIT = 3.0
@@ -156,7 +156,8 @@ class ChatHandlers:
                 continue
             connection.push(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)), data["msgId"])
         if "offline" in connection.features and (docs or dropped):
-            connection.sendMessage(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
+            # after the queued messages, also while a resume holds them back
+            connection.push(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
         try:
             await self.node.offline.remove([doc["_id"] for doc in docs])
         except StoreUnavailable:
@@ -303,11 +304,14 @@ class ChatHandlers:
         channels = [(room_channel(r), seq, {"roomName": r}) for r, seq in rooms.items()]
         channels += [(dm_channel(username, u), seq, {"with": u}) for u, seq in conversations.items()]
         connection.hold()
-        replayed, too_old = 0, []
         try:
-            for channel, seq, name in channels:
-                missed = await self.node.history.after(channel, seq, RESUME_LIMIT + 1)
-                if missed is None or len(missed) > RESUME_LIMIT or (missed and missed[0].get("seq", 0) != seq + 1):
+            # every channel is read before anything is replayed: a store
+            # that fails meanwhile (503) leaves nothing half done
+            found = [(name, await self.node.history.after(channel, seq, RESUME_LIMIT))
+                     for channel, seq, name in channels]
+            replayed, too_old = 0, []
+            for name, missed in found:
+                if missed is None:
                     too_old.append(name)
                     continue
                 for data in missed:

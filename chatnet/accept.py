@@ -20,15 +20,17 @@ from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua
 from chatnet.stores.redis import history_key, seq_key
 
 # KEYS: seq, history, ranking, buckets, bucket of this second
-# ARGV: frame data up to the seq, history size, this second, words...
+# ARGV: frame data up to the seq, history length, history expiry (s, 0: none),
+#       this second, words...
 ACCEPT = (
     """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], ARGV[1] .. string.format('%d', seq) .. '}')
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 """
-    + count_words_lua(ranking=3, buckets=4, bucket=5, second=3, first_word=4)
+    + count_words_lua(ranking=3, buckets=4, bucket=5, second=4, first_word=5)
     + "return seq\n"
 )
 
@@ -63,7 +65,7 @@ class Acceptor:
             BUCKETS,
             f"{BUCKET_PREFIX}{sec}",
         ]
-        args = [head, self.history.size, sec, *words]
+        args = [head, self.history.keep, self.history.ttl(message.channel), sec, *words]
         seq = int(await self.redis.eval(ACCEPT, keys, args))
         tries = 0
         while seq == -1:

@@ -12,10 +12,11 @@ from twisted.logger import Logger
 
 from chatnet import words
 from chatnet.errors import ProtocolError, StoreUnavailable, not_online, unknown_room
+from chatnet.history import RESUME_LIMIT
 from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, room_channel
 from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols import codec
-from chatnet.protocols.codec import frame_id
+from chatnet.protocols.codec import INT64_MAX, frame_id
 from chatnet.rooms import ALLIANCE_PREFIX, WORLD, automatic_rooms, is_automatic
 from chatnet.sessions import SessionRecord
 
@@ -27,7 +28,8 @@ INTERNAL_ACTIONS = frozenset(
 MAX_NAME = 128
 # Extensions a client switches on with login's "features" (docs/protocol.md)
 FEATURES = ("ack", "offline", "resume")
-RESUME_LIMIT = 500
+# names (rooms and conversations together) one resume may ask about
+RESUME_NAMES = 100
 RESUME_WAIT = 3.0
 FORMATS = 32
 _hasher = PasswordHasher()
@@ -154,7 +156,8 @@ class ChatHandlers:
                 continue
             connection.push(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)), data["msgId"])
         if "offline" in connection.features and (docs or dropped):
-            connection.sendMessage(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
+            # after the queued messages, also while a resume holds them back
+            connection.push(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
         try:
             await self.node.offline.remove([doc["_id"] for doc in docs])
         except StoreUnavailable:
@@ -170,7 +173,7 @@ class ChatHandlers:
         text = request.string("message", max_length=self.config.max_message_chars)
         fmt = request.string("format", required=False, default="text", max_length=FORMATS)
         is_group = request.boolean("isGroup", default=False)
-        ts = request.integer("ts")
+        ts = request.timestamp("ts", now_ms(self.node.reactor))
         room = request.string("roomName", required=False, max_length=MAX_NAME)
         if is_group or room:
             if not room:
@@ -184,8 +187,7 @@ class ChatHandlers:
                 raise not_online(to)
         masked = self.node.profanity.mask(text)
         message = ChatMessage(
-            new_message_id(), record.username, masked, ts if ts is not None else now_ms(self.node.reactor),
-            fmt, to, room or "",
+            new_message_id(), record.username, masked, ts, fmt, to, room or "",
         )
         data = await self._accept(message)
         if not room and target is None:
@@ -292,6 +294,9 @@ class ChatHandlers:
         messages are held back until the replay is done."""
         rooms = _seq_map(request, "rooms")
         conversations = _seq_map(request, "conversations")
+        if len(rooms) + len(conversations) > RESUME_NAMES:
+            raise ProtocolError(
+                400, f"at most {RESUME_NAMES} rooms and conversations in one resume", request.action)
         username = connection.record.username
         for room in rooms:
             if is_automatic(room) and room not in automatic_rooms(connection.record.alliance):
@@ -299,11 +304,14 @@ class ChatHandlers:
         channels = [(room_channel(r), seq, {"roomName": r}) for r, seq in rooms.items()]
         channels += [(dm_channel(username, u), seq, {"with": u}) for u, seq in conversations.items()]
         connection.hold()
-        replayed, too_old = 0, []
         try:
-            for channel, seq, name in channels:
-                missed = await self.node.history.after(channel, seq, RESUME_LIMIT + 1)
-                if missed is None or len(missed) > RESUME_LIMIT or (missed and missed[0].get("seq", 0) != seq + 1):
+            # every channel is read before anything is replayed: a store
+            # that fails meanwhile (503) leaves nothing half done
+            found = [(name, await self.node.history.after(channel, seq, RESUME_LIMIT))
+                     for channel, seq, name in channels]
+            replayed, too_old = 0, []
+            for name, missed in found:
+                if missed is None:
                     too_old.append(name)
                     continue
                 for data in missed:
@@ -319,11 +327,13 @@ class ChatHandlers:
 
 
 def _seq_map(request, key):
-    """C{data[key]}: an object of name -> last seen seq (a non-negative integer)."""
+    """C{data[key]}: an object of name -> last seen seq (a non-negative
+    integer of at most 64 bits)."""
     value = request.data.get(key) or {}
-    if not isinstance(value, dict) or len(value) > 1000:
-        raise ProtocolError(400, f"field {key!r} must be an object of name: seq", request.action)
+    if not isinstance(value, dict) or len(value) > RESUME_NAMES:
+        raise ProtocolError(400, f"field {key!r} must be an object of at most {RESUME_NAMES} name: seq",
+                            request.action)
     for name, seq in value.items():
-        if len(name) > MAX_NAME or isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        if len(name) > MAX_NAME or isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= INT64_MAX:
             raise ProtocolError(400, f"field {key!r} must map names to seq numbers", request.action)
     return value

@@ -1,30 +1,70 @@
-"""Room and conversation history: the last 50 messages in Redis, all in MongoDB.
+"""Room and conversation history: the last messages in Redis, all in MongoDB.
 
-Redis keeps a list per channel, capped at ``size``. When it holds fewer than
-``size`` messages (a new channel, or Redis lost its data in a restart), the
-read is completed from MongoDB and merged by message id, so a restart never
-shows a user a shortened history; messages not yet written to MongoDB are
-still in the Redis list.
+Redis keeps a list per channel of its last ``keep`` messages (``RESUME_LIMIT
++ 1``, so that a resume is served from Redis alone; a joinRoom shows the last
+``size``). The list is written in the same script that gives the seq
+(:mod:`chatnet.accept`), so it always ends with the channel's current seq.
+The list of a direct conversation expires ``DM_HISTORY_TTL`` after its last
+message (there can be very many conversations; rooms are few): its messages
+are in MongoDB long before.
+
+When Redis holds fewer messages than asked for (a new channel, an expired
+conversation, or Redis lost its data in a restart), the read is completed
+from MongoDB and from the messages still waiting in this node's write-behind
+log (not yet in MongoDB), merged by seq, so a restart never shows a user a
+shortened history.
 """
 import orjson
 from twisted.logger import Logger
 
 from chatnet.errors import StoreUnavailable
 from chatnet.messages import ChatMessage
-from chatnet.stores.redis import history_key
+from chatnet.stores.redis import history_key, seq_key
 
 log = Logger()
+
+#: A resume replays at most this many messages of a channel; more missed:
+#: the channel is "too old".
+RESUME_LIMIT = 500
+#: Seconds a direct conversation's Redis list lives after its last message.
+DM_HISTORY_TTL = 7 * 24 * 3600
+
+# KEYS: seq, history; ARGV: last seen seq, limit. Reads the channel's
+# current seq and what follows the last seen one in one go:
+# {current seq, the list's last (current - last seen) entries}, or
+# {current seq, {}} when nothing or more than `limit` were missed, or
+# {false, the whole list} when the counter is gone.
+READ_AFTER = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return {false, redis.call('LRANGE', KEYS[2], 0, -1)} end
+local n = tonumber(cur) - tonumber(ARGV[1])
+if n <= 0 or n > tonumber(ARGV[2]) then return {cur, {}} end
+return {cur, redis.call('LRANGE', KEYS[2], -n, -1)}
+"""
 
 
 def _order(data):
     return (data.get("seq") or 0, data.get("ts") or 0)
 
 
+def _no_log(channel, after):
+    return []
+
+
 class History:
-    def __init__(self, redis, mongo, size=50):
+    def __init__(self, redis, mongo, size=50, keep=RESUME_LIMIT + 1, waiting=_no_log):
         self.redis = redis
         self.mongo = mongo
         self.size = size
+        self.keep = max(keep, size)
+        # the documents of a channel after a seq still in this node's message log
+        self.waiting = waiting
+
+    @staticmethod
+    def ttl(channel):
+        """Seconds the Redis list of C{channel} lives after its last
+        message (0: for ever)."""
+        return DM_HISTORY_TTL if channel.startswith("dm:") else 0
 
     async def recent(self, channel, limit=None):
         """The last C{limit} messages of C{channel}, oldest first, as chat
@@ -49,20 +89,50 @@ class History:
             merged[d["msgId"]] = d
         return sorted(merged.values(), key=_order)[-limit:]
 
-    async def after(self, channel, seq, limit):
-        """Messages of C{channel} with a seq above C{seq}, oldest first, at
-        most C{limit}; C{None} when they cannot all be found any more."""
-        cached = []
-        try:
-            raw = await self.redis.call("lrange", history_key(channel), 0, -1)
-            cached = [orjson.loads(r) for r in raw or ()]
-        except StoreUnavailable:
-            pass
-        if cached and (cached[0].get("seq") or 0) <= seq + 1:
-            return [d for d in cached if (d.get("seq") or 0) > seq][:limit]
-        docs = await self.mongo.messages_after(channel, seq, limit)
-        found = {d["msgId"]: d for d in (ChatMessage.from_document(doc).frame_data() for doc in docs)}
-        for d in cached:
-            if (d.get("seq") or 0) > seq:
-                found[d["msgId"]] = d
-        return sorted(found.values(), key=_order)[:limit]
+    async def after(self, channel, seq, limit=RESUME_LIMIT):
+        """Every message of C{channel} with a seq above C{seq}, oldest
+        first: all of them, without a gap, up to the channel's current seq
+        when it was read; C{None} ("too old") when more than C{limit} were
+        missed or they cannot all be found any more.
+
+        @raise StoreUnavailable: Redis (or MongoDB, when needed) did not
+            answer.
+        """
+        current, raw = await self.redis.eval(READ_AFTER, [seq_key(channel), history_key(channel)], [seq, limit])
+        cached = [orjson.loads(r) for r in raw or ()]
+        if current is not None:
+            current = int(current)
+            if current - seq > limit:
+                return None
+            if current <= seq:
+                return []
+            if _gap_free(cached, seq, current):
+                return cached
+        # Redis does not have them all: add MongoDB and this node's message
+        # log. The log is read first: a batch written meanwhile is in one
+        # of the two.
+        waiting = self.waiting(channel, seq)
+        stored = await self.mongo.messages_after(channel, seq, limit + 1)
+        found = {}
+        for doc in waiting + stored:
+            data = ChatMessage.from_document(doc).frame_data()
+            found.setdefault(data["seq"], data)
+        for data in cached:
+            found[data.get("seq") or 0] = data
+        if current is None:
+            # no counter: nothing was accepted since Redis lost it, and the
+            # highest seq stored is the current one
+            current = max(found, default=seq)
+        if current - seq > limit:
+            return None
+        missed = [found.get(s) for s in range(seq + 1, current + 1)]
+        if None in missed:
+            return None
+        return missed
+
+
+def _gap_free(entries, seq, current):
+    """C{entries} are exactly the seqs C{seq + 1} to C{current}, in order."""
+    return len(entries) == current - seq and all(
+        (d.get("seq") or 0) == s for s, d in zip(range(seq + 1, current + 1), entries)
+    )

@@ -113,6 +113,8 @@ class NodeMetrics(Metrics):
                    lambda: node.message_log.pending, kind="gauge")
         self.track("chatnet_message_log_failures", "Failed MongoDB writes of the message log.",
                    lambda: node.message_log.failures)
+        self.track("chatnet_messages_dead_lettered", "Messages MongoDB refused as invalid, set aside in dead_letters.",
+                   lambda: node.message_log.dead_lettered)
         self.track("chatnet_plugin_dropped_events", "Events not given to a plugin that was too far behind.",
                    lambda: [((s.name,), s.dropped) for s in self._plugins()], labels=("plugin",))
         self.track("chatnet_plugin_failures", "Plugin calls that raised, failed or timed out.",

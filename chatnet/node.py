@@ -54,7 +54,7 @@ class ChatNode(MultiService):
         self.mongo = MongoStore(config.mongo, timeout=config.store_timeout, reactor=reactor)
         self.message_log = MessageLog(self.mongo, reactor)
         self.message_log.setServiceParent(self)
-        self.history = History(self.redis, self.mongo)
+        self.history = History(self.redis, self.mongo, waiting=self.message_log.waiting)
         self.offline = OfflineStore(self.mongo)
         self.sequences = Sequences(self.redis, self.mongo, self._pending_seq)
         self.popular = PopularWords(self.redis, reactor, config.popular_window)

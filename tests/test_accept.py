@@ -35,7 +35,7 @@ async def test_accept_counts_stores_history_and_words(redis):
     clock = Clock()
     clock.advance(1_000_000)
     mongo = NoMongo()
-    history = History(redis, mongo, size=3)
+    history = History(redis, mongo, size=3, keep=3)
     popular = PopularWords(redis, clock, window=60)
     acceptor = Acceptor(redis, Sequences(redis, mongo), history, popular)
 

@@ -13,6 +13,15 @@ import orjson
 
 from chatnet.errors import ProtocolError
 
+# Every integer a client sends must fit a signed 64-bit integer: the widest
+# that MongoDB (BSON int64), Redis and every other store take. (orjson reads
+# a JSON integer beyond 64 bits as a float, which is no integer either.)
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+#: A client timestamp further than this from the server clock is replaced by
+#: the server time (docs/protocol.md).
+TS_TOLERANCE_MS = 24 * 3600 * 1000
+
 
 class Request:
     __slots__ = ("id", "action", "data")
@@ -38,15 +47,29 @@ class Request:
         return value
 
     def integer(self, key, *, default=None, minimum=None, maximum=None):
+        """The integer field C{key} of C{data} (C{default} if missing),
+        clipped to C{maximum}; a 400 for a non-integer, one below C{minimum}
+        and one outside the signed 64-bit range."""
         value = self.data.get(key, None)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
             raise ProtocolError(400, f"field {key!r} must be an integer", self.action)
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ProtocolError(400, f"field {key!r} must be an integer of at most 64 bits", self.action)
         if minimum is not None and value < minimum:
             raise ProtocolError(400, f"field {key!r} must be at least {minimum}", self.action)
         if maximum is not None and value > maximum:
             value = maximum
+        return value
+
+    def timestamp(self, key, now):
+        """The ms timestamp C{key} of C{data}: C{now} (the server's) when it
+        is missing or further than a day from C{now}; a 400 when it is not
+        an integer of at most 64 bits."""
+        value = self.integer(key)
+        if value is None or abs(value - now) > TS_TOLERANCE_MS:
+            return now
         return value
 
     def boolean(self, key, default=False):
@@ -82,7 +105,9 @@ def decode(payload, isBinary=False):
         raise ProtocolError(400, "frame is not a JSON object")
     request_id = frame.get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, (int, str, type(None))):
-        request_id = None
+        request_id = None  # not echoed: only a number or a string is an id
+    elif isinstance(request_id, int) and not INT64_MIN <= request_id < 2**64:
+        request_id = None  # (orjson never reads one: it could not write it back)
     action = frame.get("action")
     if action is None:
         raise ProtocolError(400, "missing 'action'", re=request_id)

@@ -2,17 +2,37 @@
 
 Accepted messages are queued in memory and written in batches
 (``insert_many``, unordered) at most ``interval`` seconds after they were
-accepted. A batch that fails stays at the head of the queue and is retried
-with backoff until MongoDB answers again; the message id is the document
-``_id``, so a batch written twice stores each message once.
+accepted. Two kinds of failure are told apart:
+
+* MongoDB is unavailable (down, a timeout, a failover): the batch stays at
+  the head of the queue and is retried with backoff until MongoDB answers
+  again; the message id is the document ``_id``, so a batch written twice
+  stores each message once.
+* a document is invalid (MongoDB refuses it, or the driver cannot encode
+  it): writing it again cannot help, and it must not hold up the messages
+  behind it. MongoDB names the refused ones of an unordered insert; a batch
+  the driver cannot encode is split in halves until the bad documents are
+  alone. Those are set aside in the ``dead_letters`` collection
+  (``{"_id", "msgId", "reason", "at", "document"}``, the document as JSON
+  text, its first MiB), counted (``dead_lettered``) and logged; the rest is stored. If
+  MongoDB refuses the dead letter too, it is logged as one JSON line.
 """
+import datetime
 from collections import deque
 
+import orjson
+from bson import ObjectId
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from chatnet.stores.mongo import Refused
+
 log = Logger()
+
+_INT64 = 2**63
+# (a refused document may be too large for MongoDB itself)
+DEAD_LETTER_CHARS = 1 << 20
 
 
 class MessageLog(Service):
@@ -29,6 +49,7 @@ class MessageLog(Service):
         self._flushed = []
         self.stored = 0
         self.failures = 0
+        self.dead_lettered = 0
 
     def append(self, doc):
         self.queue.append(doc)
@@ -38,6 +59,11 @@ class MessageLog(Service):
     @property
     def pending(self):
         return len(self.queue)
+
+    def waiting(self, channel, after=0):
+        """The documents of C{channel} with a seq above C{after} that are
+        still waiting here (accepted, maybe not yet in MongoDB)."""
+        return [d for d in self.queue if d["channel"] == channel and d["seq"] > after]
 
     def _schedule(self, delay):
         if self._writing is not None:
@@ -53,14 +79,47 @@ class MessageLog(Service):
         if not self.queue or self._writing is not None:
             return
         docs = [self.queue[i] for i in range(min(self.batch, len(self.queue)))]
-        self._writing = defer.ensureDeferred(self.mongo.insert_messages(docs))
+        self._writing = defer.ensureDeferred(self._store(docs))
         self._writing.addCallbacks(self._written, self._failed, callbackArgs=(len(docs),))
 
-    def _written(self, _, count):
+    async def _store(self, docs):
+        """Store C{docs}, setting aside those MongoDB refuses as invalid;
+        returns how many were set aside.
+
+        @raise StoreUnavailable: MongoDB is unavailable: write them all again
+            later (what was stored or set aside is not stored twice).
+        """
+        try:
+            refused = await self.mongo.insert_messages(docs)
+        except Refused as e:
+            if len(docs) == 1:
+                refused = {0: e.reason}
+            else:
+                half = len(docs) // 2
+                return await self._store(docs[:half]) + await self._store(docs[half:])
+        for index, reason in sorted(refused.items()):
+            await self._dead_letter(docs[index], reason)
+        return len(refused)
+
+    async def _dead_letter(self, doc, reason):
+        entry = dead_letter_entry(doc, reason, self.clock.seconds())
+        log.warn("message {msgId} refused by mongodb ({reason}): set aside in dead_letters",
+                 msgId=entry["msgId"], reason=reason)
+        try:
+            if not await self.mongo.dead_letter(entry):
+                return  # set aside before, by an earlier try of this batch
+        except Refused as e:
+            entry["at"] = entry["at"].isoformat()
+            entry["_id"] = str(entry["_id"])
+            log.error("message {msgId} could not be set aside ({why}); it was: {entry}",
+                      msgId=entry["msgId"], why=e.reason, entry=orjson.dumps(entry).decode())
+        self.dead_lettered += 1
+
+    def _written(self, dead, count):
         self._writing = None
         for _ in range(count):
             self.queue.popleft()
-        self.stored += count
+        self.stored += count - dead
         if self._backoff:
             log.info("mongodb is back: message log resumed, {n} queued", n=len(self.queue))
         self._backoff = 0.0
@@ -102,3 +161,36 @@ class MessageLog(Service):
             lambda f: log.error("{n} messages not stored at shutdown", n=len(self.queue))
         )
         return d
+
+
+def dead_letter_entry(doc, reason, now):
+    """The C{dead_letters} document of C{doc}, refused for C{reason} at
+    C{now} (seconds): C{doc} itself as JSON text, made storable."""
+    msg_id = doc.get("_id")
+    text = orjson.dumps(_plain(doc)).decode()
+    entry = {
+        "_id": msg_id if isinstance(msg_id, ObjectId) else ObjectId(),
+        "msgId": str(msg_id),
+        "reason": _plain(reason),
+        "at": datetime.datetime.fromtimestamp(now, datetime.timezone.utc),
+        "document": text[:DEAD_LETTER_CHARS],
+    }
+    if len(text) > DEAD_LETTER_CHARS:
+        entry["truncated"] = len(text)
+    return entry
+
+
+def _plain(value):
+    """C{value} with only what JSON and BSON both take: integers beyond 64
+    bits, ids and unknown types become strings, bad UTF-8 is escaped."""
+    if isinstance(value, dict):
+        return {_plain(str(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _plain(str(value))

@@ -10,7 +10,8 @@ from urllib.parse import urlparse
 import txmongo
 from txmongo.errors import TimeExceeded
 from bson import ObjectId
-from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, PyMongoError
+from bson.errors import BSONError
+from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, PyMongoError, WriteError
 from twisted.internet import defer, error as netError, reactor as default_reactor
 from twisted.logger import Logger
 from txmongo import filter as qf
@@ -28,6 +29,26 @@ UNAVAILABLE = (
     netError.ConnectionDone,
     TimeExceeded,
 )
+
+
+# What the driver raises for a document it cannot encode (BSON errors, an
+# integer beyond 64 bits, a string that is no valid UTF-8, a wrong type).
+ENCODING = (BSONError, OverflowError, ValueError, TypeError)
+
+# Write errors that say "not now" (a failover, a timeout, a conflict), not
+# "not this document": the batch is written again later.
+TRANSIENT_CODES = frozenset({
+    6, 7, 24, 46, 50, 64, 89, 91, 112, 133, 189, 262, 9001, 10058, 10107, 11600, 11601, 11602, 13435, 13436,
+})
+
+
+class Refused(Exception):
+    """MongoDB (or the driver) refuses the documents themselves: writing the
+    same ones again cannot help."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def parse_mongo_url(url):
@@ -140,14 +161,76 @@ class MongoStore:
 
     async def insert_messages(self, docs):
         """Insert C{docs} (with C{_id} = message id); duplicates are skipped,
-        so retrying a batch stores each message once."""
+        so retrying a batch stores each message once.
+
+        @return: C{{index: reason}} of the documents MongoDB refused as
+            invalid; all the others are stored.
+        @raise StoreUnavailable: MongoDB did not take the batch now (down, a
+            timeout, a failover): write it again later.
+        @raise Refused: the batch cannot be encoded: a document in it is
+            invalid, which one is not known (none of them was stored).
+        """
+        if self.db is None:
+            raise StoreUnavailable("mongodb", "store")
         try:
-            await self._run("store", self.db.messages.insert_many(docs, ordered=False))
-        except (DuplicateKeyError, BulkWriteError) as e:
-            details = getattr(e, "details", None) or {}
-            errors = details.get("writeErrors") or []
-            if any(err.get("code") != 11000 for err in errors):
-                raise
+            d = self.db.messages.insert_many(docs, ordered=False)
+            d.addTimeout(self.timeout, self.reactor)
+            await d
+        except BulkWriteError as e:
+            return self._refused(e.details or {})
+        except DuplicateKeyError:
+            return {}
+        except ENCODING as e:
+            raise Refused(f"{type(e).__name__}: {e}")
+        except Exception as e:
+            self.errors += 1
+            log.warn("mongodb store failed: {e!r}", e=e)
+            raise StoreUnavailable("mongodb", "store")
+        return {}
+
+    def _refused(self, details):
+        refused = {}
+        for error in details.get("writeErrors") or ():
+            code = error.get("code")
+            if code == 11000:
+                continue  # stored before: a batch written again
+            if code in TRANSIENT_CODES:
+                refused = None
+                break
+            refused[error.get("index")] = f"code {code}: {str(error.get('errmsg'))[:500]}"
+        if refused is None or details.get("writeConcernErrors"):
+            self.errors += 1
+            log.warn("mongodb store failed: {e}", e=details.get("writeConcernErrors") or "a transient write error")
+            raise StoreUnavailable("mongodb", "store")
+        return refused
+
+    async def dead_letter(self, entry):
+        """Keep C{entry} (a message MongoDB refused, see
+        L{chatnet.stores.message_log}) in C{dead_letters}; C{False} if it
+        was there already.
+
+        @raise StoreUnavailable: not now.
+        @raise Refused: MongoDB refuses this entry too.
+        """
+        if self.db is None:
+            raise StoreUnavailable("mongodb", "dead letter")
+        try:
+            d = self.db.dead_letters.insert_one(entry)
+            d.addTimeout(self.timeout, self.reactor)
+            await d
+        except DuplicateKeyError:
+            return False
+        except WriteError as e:
+            if e.code in TRANSIENT_CODES:
+                raise StoreUnavailable("mongodb", "dead letter")
+            raise Refused(f"code {e.code}: {e}")
+        except ENCODING as e:
+            raise Refused(f"{type(e).__name__}: {e}")
+        except Exception as e:
+            self.errors += 1
+            log.warn("mongodb dead letter failed: {e!r}", e=e)
+            raise StoreUnavailable("mongodb", "dead letter")
+        return True
 
     async def last_messages(self, channel, limit=50):
         docs = await self._run(

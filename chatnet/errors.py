@@ -31,3 +31,7 @@ def not_online(username, ext="chat"):
 
 def unknown_room(room, ext="chat"):
     return ProtocolError(404, f"room {room} does not exist", ext)
+
+
+def not_member(room, ext="chat"):
+    return ProtocolError(403, f"you are not a member of room {room}; join it first", ext)

@@ -11,8 +11,9 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from chatnet import words
-from chatnet.errors import ProtocolError, StoreUnavailable, not_online, unknown_room
+from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_online, unknown_room
 from chatnet.history import RESUME_LIMIT
+from chatnet.login_throttle import LoginThrottle
 from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, room_channel
 from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols import codec
@@ -54,7 +55,7 @@ class ChatHandlers:
     def __init__(self, node):
         self.node = node
         self.config = node.config
-        self.known_rooms = set()
+        self.login_throttle = LoginThrottle(node.redis, node.reactor)
         self.actions = {
             "login": self.login,
             "chat": self.chat,
@@ -93,15 +94,19 @@ class ChatHandlers:
                 connection.answer("login", self._login_data(connection.record), request)
                 return
             raise ProtocolError(400, "already logged in; open another connection for another user", "login")
+        address = _peer_address(connection)
+        await self.login_throttle.check(username, address)
         user = await self.node.mongo.find_user(username)
         if user is None:
-            raise ProtocolError(401, "unknown user or wrong password", "login")
+            await self._login_failed(username, address, "unknown user or wrong password")
         stored = user.get("passwordHash")
         if stored:
             if password is None or not await threads.deferToThread(check_password, stored, password):
-                raise ProtocolError(401, "unknown user or wrong password", "login")
+                await self._login_failed(username, address, "unknown user or wrong password")
         elif not self.config.open_login:
-            raise ProtocolError(401, "this user has no password and open login is off", "login")
+            await self._login_failed(username, address, "this user has no password and open login is off")
+        if stored:
+            await self.login_throttle.succeeded(username)
         alliance = user.get("alliance") if isinstance(user.get("alliance"), str) else ""
         if connection.closed:
             return
@@ -139,6 +144,14 @@ class ChatHandlers:
         self.node.emit("user_online", username, self.node.node_id)
         log.info("{user} logged in on {node}", user=username, node=self.node.node_id)
         await self._deliver_queued(connection, username)
+
+    async def _login_failed(self, username, address, why):
+        """Count the failed login (L{LoginThrottle}), then refuse it (401)."""
+        try:
+            await self.login_throttle.failed(username, address)
+        except StoreUnavailable:
+            log.warn("failed login of {user} not counted: redis unavailable", user=username)
+        raise ProtocolError(401, why, "login")
 
     async def _deliver_queued(self, connection, username):
         """Send what was queued for C{username} while they were offline,
@@ -178,7 +191,7 @@ class ChatHandlers:
         if is_group or room:
             if not room:
                 raise ProtocolError(400, "missing field 'roomName'", "chat")
-            await self._check_room(record, room)
+            await self._check_member(connection, [room], "chat")
             to, target = "", None
         else:
             to = request.string("to", max_length=MAX_NAME)
@@ -222,18 +235,34 @@ class ChatHandlers:
         self.node.emit("message_accepted", message)
         return data
 
-    async def _check_room(self, record, room):
-        if room == WORLD:
+    async def _check_member(self, connection, rooms, action):
+        """Refuse C{action} unless the connection's user is a member of every
+        room of C{rooms}: 404 for a room that does not exist for them (an
+        unknown room, another alliance's, C{alliance:} without one), 403 for
+        one they have not joined. Costs no store call for automatic rooms and
+        for rooms already known to include the user (L{_joined}); one MongoDB
+        look-up for the others."""
+        record = connection.record
+        joined = _joined(connection)
+        unknown = []
+        for room in rooms:
+            if room == WORLD or room in joined:
+                continue
+            if room.startswith(ALLIANCE_PREFIX):
+                if not record.alliance or room != ALLIANCE_PREFIX + record.alliance:
+                    raise unknown_room(room, action)
+                continue
+            unknown.append(room)
+        if not unknown:
             return
-        if room.startswith(ALLIANCE_PREFIX):
-            if room != ALLIANCE_PREFIX + record.alliance:
-                raise unknown_room(room)
-            return
-        if room in self.known_rooms:
-            return
-        if not await self.node.mongo.room_exists(room):
-            raise unknown_room(room)
-        self.known_rooms.add(room)
+        member, existing = await self.node.mongo.membership(record.username, unknown)
+        joined.update(member)
+        for room in unknown:
+            if room not in existing:
+                raise unknown_room(room, action)
+        for room in unknown:
+            if room not in member:
+                raise not_member(room, action)
 
     # -- rooms -----------------------------------------------------------------
 
@@ -247,7 +276,8 @@ class ChatHandlers:
         )
         if isinstance(members, dict):
             members = members["members"]
-        self.known_rooms.add(room)
+        if not is_automatic(room):
+            _joined(connection).add(room)
         history = await self.node.history.recent(room_channel(room))
         for data in history:
             connection.sendMessage(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
@@ -257,6 +287,7 @@ class ChatHandlers:
     async def leave_room(self, connection, request):
         room = request.string("roomName", max_length=MAX_NAME)
         username = connection.record.username
+        _joined(connection).discard(room)
         await self.node.router.to_leader(
             lambda host: host.leave(room, username), cmd.RoomLeave, roomName=room, username=username
         )
@@ -298,9 +329,7 @@ class ChatHandlers:
             raise ProtocolError(
                 400, f"at most {RESUME_NAMES} rooms and conversations in one resume", request.action)
         username = connection.record.username
-        for room in rooms:
-            if is_automatic(room) and room not in automatic_rooms(connection.record.alliance):
-                raise unknown_room(room, "resume")
+        await self._check_member(connection, rooms, "resume")
         channels = [(room_channel(r), seq, {"roomName": r}) for r, seq in rooms.items()]
         channels += [(dm_channel(username, u), seq, {"with": u}) for u, seq in conversations.items()]
         connection.hold()
@@ -324,6 +353,24 @@ class ChatHandlers:
     async def popular(self, connection, request):
         n = request.integer("n", default=1, minimum=0, maximum=1000) or 1
         connection.answer("popular", {"words": await self.node.popular.top(n)}, request)
+
+
+def _peer_address(connection):
+    """The client's IP address ("" if the transport has none)."""
+    transport = getattr(connection, "transport", None)
+    return getattr(transport.getPeer(), "host", "") if transport is not None else ""
+
+
+def _joined(connection):
+    """The ordinary rooms known to include the user of C{connection}: filled
+    by joinRoom and by the look-ups of L{ChatHandlers._check_member},
+    emptied by leaveRoom. A user has one session at a time, so a set per
+    connection is a set per user (made on first use: most connections never
+    need it)."""
+    joined = getattr(connection, "joined_rooms", None)
+    if joined is None:
+        joined = connection.joined_rooms = set()
+    return joined
 
 
 def _seq_map(request, key):

@@ -25,6 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from chatnet.gateway.http import GuardedSite, PlainResource
 from chatnet.gateway.resource import NotFound
 
 log = Logger()
@@ -228,7 +229,7 @@ def healthy(checks):
 # -- HTTP ---------------------------------------------------------------------
 
 
-class MetricsResource(resource.Resource):
+class MetricsResource(PlainResource):
     isLeaf = True
 
     def __init__(self, metrics):
@@ -240,7 +241,7 @@ class MetricsResource(resource.Resource):
         return self.metrics.render()
 
 
-class HealthResource(resource.Resource):
+class HealthResource(PlainResource):
     """C{GET}: 200 when C{check()} (async, -> dict of name -> value) has only
     true values, 503 otherwise; the answer is JSON."""
 
@@ -276,13 +277,18 @@ class MetricsRoot(resource.Resource):
         super().__init__()
         self.putChild(b"metrics", MetricsResource(metrics))
         self.putChild(b"health", HealthResource(metrics.health))
-        self.putChild(b"", NotFound(b"not found: try /metrics or /health\n"))
+        self.not_found = NotFound(b"not found: try /metrics or /health\n")
 
-    def getChild(self, path, request):
-        return NotFound(b"not found: try /metrics or /health\n")
+    def getChildWithDefault(self, path, request):
+        # only the exact paths: /metrics/x is not found
+        child = self.children.get(path) if not request.postpath else None
+        return child if child is not None else self.not_found
+
+    def render(self, request):
+        return self.not_found.render(request)
 
 
-class CountingSite(server.Site):
+class CountingSite(GuardedSite):
     """A Site that counts every answered request (L{GatewayMetrics.request_done})."""
 
     noisy = False
@@ -298,7 +304,7 @@ class CountingSite(server.Site):
 
 def service(endpoint, metrics):
     """The listener of ``--metrics ENDPOINT``: /metrics and /health."""
-    site = server.Site(MetricsRoot(metrics))
+    site = GuardedSite(MetricsRoot(metrics))
     site.noisy = False
     site.log = lambda request: None
     return strports.service(endpoint, site)

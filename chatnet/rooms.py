@@ -74,6 +74,8 @@ class RoomHost:
         if room == WORLD:
             return [r.username for r in self.directory.online()]
         alliance = room[len(ALLIANCE_PREFIX):]
+        if not alliance:
+            return []  # "alliance:" is nobody's room, not that of everyone without one
         return [r.username for r in self.directory.online() if r.alliance == alliance]
 
     async def join(self, room, username):

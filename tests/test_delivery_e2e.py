@@ -101,6 +101,7 @@ def test_resume_after_node_kill(cluster):
     assert reader.request("joinRoom", {"roomName": "room4"})["action"] == "joinRoom"
     reader.chats(0.2)
     sender = cluster.client(sender_node, "user10")
+    assert sender.request("joinRoom", {"roomName": "room4"})["action"] == "joinRoom"  # only members post
     sent, seqs = 0, []
     for i in range(30):
         sender.send("chat", {"roomName": "room4", "isGroup": True, "message": f"stream {i}"})
@@ -138,6 +139,7 @@ def test_resume_after_node_kill(cluster):
 def test_resume_with_nothing_missed(cluster):
     client = cluster.client("node1")
     login(client, "user11", ["resume"])
+    assert client.request("joinRoom", {"roomName": "room5"})["action"] == "joinRoom"  # only members resume
     answer = client.request("resume", {"rooms": {"room5": 10**6}, "conversations": {"user12": 0}})
     assert answer["data"] == {"replayed": 0, "tooOld": []}
     client.send("resume", {"rooms": {"room5": "x"}})

@@ -259,6 +259,7 @@ def test_two_users_chat_through_failover(cluster, terminals):
     survivor = next(n for n in cluster.nodes if n != node_a)
     away_poster = cluster.client(survivor)
     away_poster.login("user4", features=["ack"])
+    assert away_poster.request("joinRoom", {"roomName": "room1"})["action"] == "joinRoom"  # only members post
     marks = {t.user: t.mark() for t in (a, b)}
     killed = time.monotonic()
     cluster.nodes[node_a].kill()

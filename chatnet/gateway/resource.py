@@ -5,6 +5,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from chatnet.errors import StoreUnavailable
+from chatnet.gateway.http import PlainResource, plain
 
 log = Logger()
 
@@ -19,7 +20,7 @@ def _json(request, code, body):
     return orjson.dumps(body)
 
 
-class ServerResource(resource.Resource):
+class ServerResource(PlainResource):
     isLeaf = True
 
     def __init__(self, servers, policy):
@@ -65,7 +66,7 @@ class ServerResource(resource.Resource):
 
 
 class NotFound(resource.Resource):
-    """A plain-text 404 for every path below."""
+    """A plain-text 404 for every path below, whatever the method."""
 
     isLeaf = True
 
@@ -74,9 +75,7 @@ class NotFound(resource.Resource):
         self.text = text
 
     def render(self, request):
-        request.setResponseCode(404)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return self.text
+        return plain(request, 404, self.text)
 
 
 class Root(resource.Resource):
@@ -85,10 +84,13 @@ class Root(resource.Resource):
         self.server = ServerResource(servers, policy)
         self.not_found = NotFound()
 
-    def getChild(self, path, request):
-        if path == b"server" and len(request.postpath) == 0:
+    def getChildWithDefault(self, path, request):
+        # only the exact paths: /server, /health; /server/x is not found
+        if request.postpath:
+            return self.not_found
+        if path == b"server":
             return self.server
-        return self.not_found
+        return self.children.get(path, self.not_found)
 
     def render(self, request):
         return self.not_found.render(request)

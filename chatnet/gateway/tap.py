@@ -14,6 +14,8 @@ class Options(usage.Options):
         ["balance", None, "least-connections", "least-connections, round-robin or random."],
         ["metrics", None, "", "Endpoint serving /metrics (Prometheus) and /health, e.g. tcp:9401."],
         ["log-format", None, "text", "text or json (one JSON object per line)."],
+        ["request-timeout", None, 10.0, "Seconds a request's head and body may take to arrive (then 408).", float],
+        ["idle-timeout", None, 30.0, "Seconds a connection may send nothing before it is closed.", float],
     ]
 
     def postOptions(self):
@@ -21,6 +23,9 @@ class Options(usage.Options):
             raise usage.UsageError(f"--balance must be one of {', '.join(POLICIES)}")
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format must be text or json")
+        for name in ("request-timeout", "idle-timeout"):
+            if not self[name] > 0:
+                raise usage.UsageError(f"--{name} must be a number of seconds above 0")
 
 
 class RedisService(service.Service):
@@ -50,7 +55,10 @@ def makeService(options):
     RedisService(redis).setServiceParent(top)
     servers = ServerList(redis, reactor)
     metrics = gateway_metrics(top, redis, servers, reactor, options["metrics"])  # and /health on both ports
-    site = CountingSite(Root(servers, POLICIES[options["balance"]]()), metrics)
+    site = CountingSite(
+        Root(servers, POLICIES[options["balance"]]()), metrics,
+        request_timeout=options["request-timeout"], idle_timeout=options["idle-timeout"],
+    )
     site.resource.putChild(b"health", HealthResource(metrics.health))
     strports.service(options["listen"], site).setServiceParent(top)
     return with_log_format(top, options)

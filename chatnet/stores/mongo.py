@@ -153,6 +153,22 @@ class MongoStore:
         )
         return result.matched_count > 0
 
+    async def membership(self, username, rooms):
+        """Of C{rooms} (ordinary room names): those that have C{username}
+        among their members, and those that exist (a second query, only when
+        some are not the user's)."""
+        rooms = list(rooms)
+        docs = await self._run(
+            "room", self.db.rooms.find({"roomName": {"$in": rooms}, "members": username}, {"roomName": 1})
+        )
+        member = {d.get("roomName") for d in docs}
+        existing = set(member)
+        others = [r for r in rooms if r not in member]
+        if others:
+            docs = await self._run("room", self.db.rooms.find({"roomName": {"$in": others}}, {"roomName": 1}))
+            existing.update(d.get("roomName") for d in docs)
+        return member, existing
+
     async def room_exists(self, room):
         doc = await self._run("room", self.db.rooms.find_one({"roomName": room}, {"_id": 1}))
         return doc is not None

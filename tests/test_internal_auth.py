@@ -1,9 +1,11 @@
 """The internal AMP port: nothing but the handshake before authentication, a
 peer is the member it claims to be, and what anybody may send is bounded."""
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, connectedServerAndClient
 
@@ -169,6 +171,25 @@ def test_session_changed_only_for_the_peers_own_node():
     assert [s[1] for s in p.handler.sessions] == ["node2"]
 
 
+@pytest.fixture
+def failures_logged():
+    """Events logged with a traceback during the test."""
+    events = []
+    observer = events.append
+    globalLogPublisher.addObserver(observer)
+    yield lambda: [e for e in events if "log_failure" in e]
+    globalLogPublisher.removeObserver(observer)
+
+
+def test_session_changed_for_a_foreign_node_without_answer_drops_the_link(failures_logged):
+    p = Pair()
+    p.login("node2")
+    p.client.callRemote(cmd.SessionChanged, **session("node3"))  # as nodes send it: no answer asked
+    p.pump.flush()
+    assert p.handler.sessions == [] and p.closed()
+    assert failures_logged() == []
+
+
 class _AskedSessionChanged(cmd.SessionChanged):
     commandName = b"SessionChanged"
     requiresAnswer = True
@@ -229,20 +250,22 @@ def test_authenticated_link_outlives_the_pre_auth_time():
     assert p.clock.getDelayedCalls() == []
 
 
-def test_garbage_before_auth_closes_quietly():
+def test_garbage_before_auth_closes_quietly(failures_logged):
     for garbage in (box([(b"_answer", b"1"), (b"x", b"y")]), box([(b"hello", b"world")]),
                     box([(b"_error", b"7")])):
         protocol, transport, _ = listening()
         protocol.dataReceived(garbage)
         assert transport.disconnecting
+    assert failures_logged() == []
 
 
-def test_malformed_handshake_is_refused():
+def test_malformed_handshake_is_refused(failures_logged):
     protocol, transport, _ = listening()
     protocol.dataReceived(box([(b"_command", b"Challenge"), (b"_ask", b"1")]))
     protocol.dataReceived(box([(b"_command", b"Authenticate"), (b"_ask", b"2"), (b"nodeId", b"\xff\xfe")]))
     assert b"AUTH_FAILED" in transport.value()
     assert transport.disconnecting and not protocol.authenticated
+    assert failures_logged() == []
 
 
 def authenticated_link():

@@ -71,7 +71,7 @@ class MemberIdentity:
             raise NotAuthenticated("not connecting from the member's internal host")
 
     async def _is_host(self, host, source):
-        source = _ip(source)
+        source = _ip(source) if isinstance(source, str) else None
         if source is None or not host:
             return False
         literal = _ip(host)

@@ -166,6 +166,13 @@ class InternalProtocol(amp.AMP):
             # an answer to nothing asked, a box that is no command, ...
             self._drop(f"malformed box ({e.__class__.__name__})")
 
+    def unhandledError(self, failure):
+        if failure.check(amp.RemoteAmpError):
+            # a refused command that asked for no answer (SessionChanged)
+            self._drop(f"refused {failure.value.errorCode.decode(errors='replace')}, no answer asked")
+            return
+        super().unhandledError(failure)
+
     def connectionLost(self, reason):
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 @dataclass
 class NodeConfig:
     zookeeper: str = "127.0.0.1:2181"
+    zookeeper_auth: str = ""  # USER:PASSWORD, ZooKeeper digest auth and ACLs on chatnet's znodes
     redis: str = "redis://127.0.0.1:6379/0"
     mongo: str = "mongodb://127.0.0.1:27017/chat"
     listen: str = "tcp:0:interface=127.0.0.1"

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from chatnet import operations, tls, words
 from chatnet.accept import Acceptor
+from chatnet.cluster.identity import MemberIdentity
 from chatnet.cluster.membership import Membership
 from chatnet.cluster.peers import Peers
 from chatnet.cluster.router import RecentDeliveries, Router
@@ -101,7 +102,9 @@ class ChatNode(MultiService):
         secret = config.secret()
         if not secret:
             raise ValueError("a cluster secret is needed: --cluster-secret or CHATNET_CLUSTER_SECRET")
-        internal = await serverFromString(self.reactor, config.internal).listen(InternalFactory(self, secret))
+        identity = MemberIdentity(lambda: self.members, self.wait_for_leader, self.reactor)
+        internal = await serverFromString(self.reactor, config.internal).listen(
+            InternalFactory(self, secret, self.reactor, identity))
         self._ports.append(internal)
         client = await serverFromString(self.reactor, config.listen).listen(self.factory)
         self._ports.append(client)
@@ -112,7 +115,8 @@ class ChatNode(MultiService):
         if not self.node_id:
             self.node_id = f"{host}:{port}"
         self.factory.setSessionParameters(url=f"{config.tls_scheme}://{host}:{port}/")
-        self.peers = Peers(self.reactor, self.node_id, secret, self, tls_options=tls.client_options(config))
+        self.peers = Peers(self.reactor, self.node_id, secret, self, tls_options=tls.client_options(config),
+                           bind_host=endpoint_interface(config.internal, default=None))
         self.info = {
             "host": host,
             "port": port,
@@ -133,6 +137,7 @@ class ChatNode(MultiService):
             self._membership_changed,
             self.reactor,
             session_timeout=config.zk_session_timeout,
+            auth=config.zookeeper_auth,
         )
         await self.membership.start()
         self._loop(HEARTBEAT, self._heartbeat)

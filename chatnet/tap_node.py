@@ -21,6 +21,8 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["zookeeper", None, "127.0.0.1:2181", "ZooKeeper ensemble, HOST:PORT[,HOST:PORT...]."],
+        ["zookeeper-auth", None, "", "ZooKeeper digest credentials USER:PASSWORD; only they may change chatnet's "
+         "znodes (default: env CHATNET_ZOOKEEPER_AUTH)."],
         ["redis", None, "redis://127.0.0.1:6379/0", "Redis URL, redis://host:port/db."],
         ["mongo", None, "mongodb://127.0.0.1:27017/chat", "MongoDB URL, mongodb://host:port/dbname."],
         ["listen", None, "tcp:0:interface=127.0.0.1", "Client WebSocket endpoint (Twisted endpoint string; port 0 = dynamic)."],
@@ -57,6 +59,12 @@ class Options(usage.Options):
             self["cluster-secret"] = os.environ.get("CHATNET_CLUSTER_SECRET", "")
         if not self["cluster-secret"]:
             raise usage.UsageError("a cluster secret is needed: --cluster-secret or CHATNET_CLUSTER_SECRET")
+        if not self["zookeeper-auth"]:
+            self["zookeeper-auth"] = os.environ.get("CHATNET_ZOOKEEPER_AUTH", "")
+        if self["zookeeper-auth"]:
+            user, _, password = self["zookeeper-auth"].partition(":")
+            if not user or not password:
+                raise usage.UsageError("--zookeeper-auth must be USER:PASSWORD")
         for name in ("popular-window", "max-message-chars", "max-frame-bytes"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
@@ -72,6 +80,7 @@ class Options(usage.Options):
     def config(self):
         return NodeConfig(
             zookeeper=self["zookeeper"],
+            zookeeper_auth=self["zookeeper-auth"],
             redis=self["redis"],
             mongo=self["mongo"],
             listen=self["listen"],

@@ -14,6 +14,7 @@ from twisted.internet.endpoints import serverFromString
 
 from chatnet import tls
 from chatnet.cluster.peers import PeerUnavailable, Peers
+from chatnet.cluster.identity import MemberIdentity
 from chatnet.factories.internal import InternalFactory
 from chatnet.localservices import free_port
 from chatnet.protocols import amp_commands as cmd
@@ -114,7 +115,8 @@ class Handler:
 async def test_internal_tls_checks_the_peer_certificate(tmp_path, certs):
     """Peers connect only to a node whose certificate the --internal-ca signed."""
     other = tls.make_self_signed(tmp_path / "other", ("127.0.0.1",))
-    port = await serverFromString(reactor, endpoint(0, certs)).listen(InternalFactory(Handler(), b"s"))
+    identity = MemberIdentity(lambda: {n: {"internalHost": "127.0.0.1"} for n in "ab"}, None, reactor)
+    port = await serverFromString(reactor, endpoint(0, certs)).listen(InternalFactory(Handler(), b"s", reactor, identity))
     trusting = Peers(reactor, "a", b"s", Handler(), timeout=3,
                      tls_options=tls.client_options(_Config(certs[1])))
     stranger = Peers(reactor, "b", b"s", Handler(), timeout=3,

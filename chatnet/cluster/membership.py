@@ -26,6 +26,8 @@ from kazoo.retry import KazooRetry
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from chatnet.cluster import zkacl
+
 log = Logger()
 
 ROOT = "/chatnet"
@@ -34,8 +36,9 @@ ELECTION = ROOT + "/election"
 
 
 class Membership:
-    def __init__(self, hosts, node_id, info, listener, reactor, session_timeout=10.0):
+    def __init__(self, hosts, node_id, info, listener, reactor, session_timeout=10.0, auth=""):
         self.hosts = hosts
+        self.auth = auth  # "USER:PASSWORD": digest auth, ACLs on our znodes (chatnet.cluster.zkacl)
         self.node_id = node_id
         self.info = dict(info, nodeId=node_id)
         self.listener = listener
@@ -62,6 +65,7 @@ class Membership:
             timeout=self.session_timeout,
             connection_retry=KazooRetry(max_tries=-1, delay=0.2, max_delay=1.0),
             command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
+            **zkacl.client_options(self.auth),
         )
         self.zk.add_listener(self._state_changed)
         await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.zk.start, 15)
@@ -98,8 +102,7 @@ class Membership:
         data = orjson.dumps(self.info)
 
         def register():
-            zk.ensure_path(NODES)
-            zk.ensure_path(ELECTION)
+            zkacl.ensure_paths(zk, (NODES, ELECTION))
             path = f"{NODES}/{self.node_id}"
             try:
                 zk.create(path, data, ephemeral=True)

@@ -3,14 +3,21 @@
 Connections are opened on first use and dropped when a node leaves the
 membership. A call to a node that cannot be reached raises
 :class:`PeerUnavailable`; callers decide whether to retry elsewhere.
+
+Outgoing connections leave from C{bind_host} (the node's internal
+interface), the address the other nodes check against the
+C{internalHost} we registered. A node that does not know us yet (it has not
+seen our registration in ZooKeeper) answers C{UNKNOWN_NODE}: the link is
+tried again every C{retry_interval} seconds for C{join_grace} seconds.
 """
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionClosed
 from twisted.logger import Logger
 from twisted.protocols.amp import RemoteAmpError
 
 from chatnet.factories.internal import InternalFactory
+from chatnet.protocols import amp_commands as cmd
 
 log = Logger()
 
@@ -20,12 +27,16 @@ class PeerUnavailable(Exception):
 
 
 class Peers:
-    def __init__(self, reactor, node_id, secret, handler, timeout=5.0, tls_options=None):
+    def __init__(self, reactor, node_id, secret, handler, timeout=5.0, tls_options=None, bind_host=None,
+                 join_grace=10.0, retry_interval=0.5):
         self.reactor = reactor
         self.node_id = node_id
         self.timeout = timeout
-        self.factory = InternalFactory(handler, secret)
+        self.factory = InternalFactory(handler, secret, reactor)
         self.tls_options = tls_options
+        self.bind_host = bind_host
+        self.join_grace = join_grace
+        self.retry_interval = retry_interval
         self.metrics = getattr(handler, "metrics", None)  # chatnet.metrics.NodeMetrics
         self.addresses = {}
         self.links = {}
@@ -64,12 +75,19 @@ class Peers:
         return await waiter
 
     async def _establish(self, node):
-        try:
-            protocol = await self._connect(node)
-        except PeerUnavailable:
-            for waiter in self.connecting.pop(node):
-                waiter.errback(PeerUnavailable(node))
-            return
+        give_up = self.reactor.seconds() + self.join_grace
+        while True:
+            try:
+                protocol = await self._connect(node)
+                break
+            except PeerUnavailable as e:
+                not_yet = isinstance(e.__cause__, cmd.UnknownNode)
+                if not_yet and node in self.addresses and self.reactor.seconds() < give_up:
+                    await task.deferLater(self.reactor, self.retry_interval, lambda: None)
+                    continue
+                for waiter in self.connecting.pop(node):
+                    waiter.errback(PeerUnavailable(node))
+                return
         if node in self.addresses:
             self.links[node] = protocol
         for waiter in self.connecting.pop(node):
@@ -77,7 +95,8 @@ class Peers:
 
     async def _connect(self, node):
         host, port = self.addresses[node]
-        endpoint = HostnameEndpoint(self.reactor, host, port, timeout=self.timeout)
+        bind = (self.bind_host, 0) if self.bind_host else None
+        endpoint = HostnameEndpoint(self.reactor, host, port, timeout=self.timeout, bindAddress=bind)
         if self.tls_options is not None:
             endpoint = wrapClientTLS(self.tls_options(host), endpoint)
         try:
@@ -110,7 +129,7 @@ class Peers:
             protocol.transport.loseConnection()
             raise PeerUnavailable(node) from e
         except Exception as e:
-            if isinstance(e, ConnectionClosed) or (
+            if isinstance(e, (ConnectionClosed, cmd.NotAuthenticated)) or (
                 isinstance(e, RemoteAmpError) and e.errorCode == b"NOT_AUTHENTICATED"
             ):
                 raise PeerUnavailable(node) from e

@@ -5,15 +5,23 @@ from chatnet.protocols.internal import InternalProtocol
 
 
 class InternalFactory(Factory):
-    """Builds an L{InternalProtocol} bound to the node's cluster handler."""
+    """Builds an L{InternalProtocol} bound to the node's cluster handler.
+
+    @param clock: the reactor (pre-authentication deadline).
+    @param identity: on the listening side, what checks the node id a peer
+        claims (L{chatnet.cluster.identity.MemberIdentity}); without it no
+        peer is admitted. None for outgoing links.
+    """
 
     noisy = False
 
-    def __init__(self, handler, secret):
+    def __init__(self, handler, secret, clock, identity=None):
         self.handler = handler
         self.secret = secret
+        self.clock = clock
+        self.identity = identity
 
     def buildProtocol(self, addr):
-        protocol = InternalProtocol(self.handler, self.secret)
+        protocol = InternalProtocol(self.handler, self.secret, self.clock, self.identity)
         protocol.factory = self
         return protocol

@@ -1,7 +1,9 @@
 """The commands nodes send each other on the internal AMP port.
 
 Nothing but :class:`Challenge` and :class:`Authenticate` is answered before
-the peer has proved that it knows the cluster secret.
+the peer has proved that it knows the cluster secret and that it is the
+cluster member whose node id it claims (see ``chatnet/protocols/internal.py``
+for the limits on what a peer may send).
 """
 from twisted.protocols import amp
 
@@ -22,11 +24,21 @@ class NotLeader(Exception):
     pass
 
 
+class UnknownNode(Exception):
+    """The node id given in L{Authenticate} is not (yet) a member in
+    ZooKeeper: the connecting node retries shortly."""
+
+
+class WrongNode(Exception):
+    """A command speaks for a node id other than the sending peer's own."""
+
+
 COMMON_ERRORS = {
     NotAuthenticated: b"NOT_AUTHENTICATED",
     NoSuchRoom: b"NO_SUCH_ROOM",
     StoreDown: b"STORE_DOWN",
     NotLeader: b"NOT_LEADER",
+    WrongNode: b"WRONG_NODE",
 }
 
 
@@ -38,21 +50,28 @@ class Challenge(amp.Command):
 
 
 class Authenticate(amp.Command):
-    """Prove knowledge of the cluster secret.
+    """Prove knowledge of the cluster secret, as node C{nodeId}.
 
     C{mac} = HMAC-SHA256(secret, b"client|" + server nonce + b"|" + nodeId);
     the answer proves the server knows it too: HMAC-SHA256(secret,
-    b"server|" + C{nonce}).
+    b"server|" + C{nonce}). C{nodeId} must be a current member whose
+    C{internalHost} in ZooKeeper is the connection's source address
+    (C{AUTH_FAILED} otherwise); a node id the server does not know even
+    after waiting briefly for its membership view is C{UNKNOWN_NODE}. Both
+    close the connection.
     """
 
     arguments = [(b"nodeId", amp.Unicode()), (b"nonce", amp.String()), (b"mac", amp.String())]
     response = [(b"mac", amp.String())]
     errors = COMMON_ERRORS
-    fatalErrors = {NotAuthenticated: b"AUTH_FAILED"}
+    fatalErrors = {NotAuthenticated: b"AUTH_FAILED", UnknownNode: b"UNKNOWN_NODE"}
 
 
 class SessionChanged(amp.Command):
-    """A user logged in (C{online}) or out on the sending node."""
+    """A user logged in (C{online}) or out on the sending node.
+
+    C{nodeId} must be the sending peer's own node id (C{WRONG_NODE}
+    otherwise): a node speaks for its own sessions only."""
 
     arguments = [
         (b"username", amp.Unicode()),

@@ -1,9 +1,24 @@
 """The internal AMP protocol between chat nodes.
 
 Both ends speak the same protocol. The connecting node authenticates first
-(challenge-response, HMAC-SHA256 over a fresh nonce with the cluster secret);
-until then every command but the two of the handshake is refused and the
-connection closed. A peer that fails the handshake is disconnected.
+(challenge-response, HMAC-SHA256 over a fresh nonce with the cluster secret)
+as the node id that ZooKeeper lists for its source address (see
+L{chatnet.cluster.identity}); until then every command but the two of the
+handshake is refused and the connection closed. A peer that fails the
+handshake is disconnected.
+
+What a peer may send is bounded, so that nobody can make a node hold on to
+memory it sends:
+
+* before authentication: L{PRE_AUTH_BYTES} bytes in all and
+  L{PRE_AUTH_SECONDS} seconds (the handshake takes well under 1 KiB); past
+  either the connection is dropped;
+* after it: one box of at most L{MAX_BOX_KEYS} keys and L{MAX_BOX_BYTES}
+  bytes. Every AMP value is below 64 KiB, and the largest legitimate box
+  (L{cmd.DeliverMany}: three list values the router cuts to at most
+  C{BATCH_BYTES} of data and C{NAMES_PER_CALL} names, each below 64 KiB,
+  plus a few small fields) is below 200 KiB. A larger box drops the
+  connection.
 """
 import hashlib
 import hmac
@@ -20,6 +35,11 @@ from chatnet.protocols import amp_commands as cmd
 log = Logger()
 
 HANDSHAKE = {cmd.Challenge.commandName, cmd.Authenticate.commandName}
+
+PRE_AUTH_BYTES = 4096
+PRE_AUTH_SECONDS = 5.0
+MAX_BOX_KEYS = 32
+MAX_BOX_BYTES = 256 * 1024
 
 
 def client_mac(secret, server_nonce, node_id):
@@ -39,33 +59,152 @@ def _translate(exc):
     return exc
 
 
-class InternalProtocol(amp.AMP):
-    """One authenticated link between two nodes.
+def _refusal(code, why):
+    return amp.RemoteAmpError(code, why, fatal=True)
 
-    @ivar handler: the node's cluster handler (see L{chatnet.cluster.handler}).
+
+class InternalProtocol(amp.AMP):
+    """One link between two nodes.
+
+    @ivar handler: the node's cluster handler (see L{chatnet.node.ChatNode}).
+    @ivar clock: an L{IReactorTime} for the pre-authentication deadline.
+    @ivar identity: checks the node id an accepted peer claims (see
+        L{chatnet.cluster.identity.MemberIdentity}); None on the connecting
+        side, which never answers L{cmd.Authenticate}.
     @ivar peerNodeId: the authenticated node id of the other end.
     """
 
-    def __init__(self, handler, secret):
+    preAuthBytes = PRE_AUTH_BYTES
+    preAuthSeconds = PRE_AUTH_SECONDS
+    maxBoxKeys = MAX_BOX_KEYS
+    maxBoxBytes = MAX_BOX_BYTES
+
+    def __init__(self, handler, secret, clock, identity=None):
         super().__init__()
         self.handler = handler
         self.secret = secret
+        self.clock = clock
+        self.identity = identity
         self.authenticated = False
         self.peerNodeId = None
         self._nonce = None
+        self._received = 0  # bytes before authentication
+        self._box_keys = 0
+        self._box_bytes = 0
+        self._dropped = False
+        self._deadline = None
+
+    # -- limits -----------------------------------------------------------
+
+    def connectionMade(self):
+        super().connectionMade()
+        self._deadline = self.clock.callLater(self.preAuthSeconds, self._drop, "did not authenticate in time")
+
+    def _drop(self, why):
+        """Close at once: a peer breaking the limits gets no answer."""
+        if self._dropped:
+            return
+        self._dropped = True
+        self.paused = True  # parse nothing more of what is buffered
+        log.warn("internal peer {peer} ({node}) dropped: {why}", peer=self._peer(), node=self.peerNodeId, why=why)
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def _peer(self):
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return getattr(peer, "host", peer)
+
+    def _authenticated(self, node_id=None):
+        self.authenticated = True
+        if node_id is not None:
+            self.peerNodeId = node_id
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+
+    def dataReceived(self, data):
+        if self._dropped:
+            return
+        if not self.authenticated:
+            self._received += len(data)
+            if self._received > self.preAuthBytes:
+                self._drop(f"sent more than {self.preAuthBytes} bytes before authenticating")
+                return
+        super().dataReceived(data)
+
+    def proto_init(self, string):
+        self._box_keys = self._box_bytes = 0
+        return super().proto_init(string)
+
+    def proto_key(self, string):
+        self._box_bytes += 2 + len(string)
+        if string:
+            self._box_keys += 1
+            if self._box_keys > self.maxBoxKeys:
+                return self._too_big(f"a box of more than {self.maxBoxKeys} keys")
+        return super().proto_key(string)
+
+    def proto_value(self, string):
+        self._box_bytes += 2 + len(string)
+        if self._box_bytes > self.maxBoxBytes:
+            return self._too_big(f"a box of more than {self.maxBoxBytes} bytes")
+        return super().proto_value(string)
+
+    def _too_big(self, what):
+        self._currentBox = None
+        self._drop(what)
+        return "dropped"
+
+    def proto_dropped(self, string):
+        return "dropped"
+
+    def ampBoxReceived(self, box):
+        if self._dropped:
+            return
+        try:
+            super().ampBoxReceived(box)
+        except Exception as e:
+            # an answer to nothing asked, a box that is no command, ...
+            self._drop(f"malformed box ({e.__class__.__name__})")
+
+    def unhandledError(self, failure):
+        if failure.check(amp.RemoteAmpError):
+            # a refused command that asked for no answer (SessionChanged)
+            self._drop(f"refused {failure.value.errorCode.decode(errors='replace')}, no answer asked")
+            return
+        super().unhandledError(failure)
+
+    def connectionLost(self, reason):
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        super().connectionLost(reason)
+        if self.onLost is not None:
+            self.onLost()
 
     # -- gatekeeping ------------------------------------------------------
 
     def locateResponder(self, name):
-        if not self.authenticated and name not in HANDSHAKE:
-            log.warn("unauthenticated internal command {name!r} from {peer}; closing", name=name, peer=self.transport.getPeer())
-            self.transport.loseConnection()
+        if self.authenticated:
+            return super().locateResponder(name)
+        if name not in HANDSHAKE:
+            log.warn("unauthenticated internal command {name!r} from {peer}; closing", name=name, peer=self._peer())
 
             def refuse(box):
-                return defer.fail(cmd.NotAuthenticated())
+                return defer.fail(_refusal(b"NOT_AUTHENTICATED", "authenticate first"))
 
             return refuse
-        return super().locateResponder(name)
+        responder = super().locateResponder(name)
+
+        def guarded(box):
+            # a malformed handshake closes the connection, with no traceback
+            def malformed(failure):
+                if failure.check(amp.RemoteAmpError):
+                    return failure
+                log.warn("malformed {name!r} from {peer}: {e}", name=name, peer=self._peer(), e=failure.value)
+                return defer.fail(_refusal(b"AUTH_FAILED", "malformed handshake"))
+
+            return defer.maybeDeferred(responder, box).addErrback(malformed)
+
+        return guarded
 
     @cmd.Challenge.responder
     def challenge(self):
@@ -76,12 +215,18 @@ class InternalProtocol(amp.AMP):
     def authenticate(self, nodeId, nonce, mac):
         expected = self._nonce and client_mac(self.secret, self._nonce, nodeId)
         self._nonce = None
-        if not expected or not hmac.compare_digest(expected, mac):
-            log.warn("internal peer {peer} failed authentication", peer=self.transport.getPeer())
+        if self.identity is None or not expected or not hmac.compare_digest(expected, mac):
+            log.warn("internal peer {peer} failed authentication", peer=self._peer())
             raise cmd.NotAuthenticated()
-        self.authenticated = True
-        self.peerNodeId = nodeId
-        return {"mac": server_mac(self.secret, nonce)}
+        d = defer.ensureDeferred(self.identity.verify(nodeId, self._peer()))
+
+        def admitted(_):
+            if self._dropped:
+                raise cmd.NotAuthenticated()
+            self._authenticated(nodeId)
+            return {"mac": server_mac(self.secret, nonce)}
+
+        return d.addCallback(admitted)
 
     async def login(self, node_id):
         """Authenticate this (client) end; raises if the server is not a
@@ -94,7 +239,7 @@ class InternalProtocol(amp.AMP):
         if not hmac.compare_digest(reply["mac"], server_mac(self.secret, nonce)):
             self.transport.loseConnection()
             raise cmd.NotAuthenticated()
-        self.authenticated = True
+        self._authenticated()
 
     # -- cluster commands -------------------------------------------------
 
@@ -106,6 +251,9 @@ class InternalProtocol(amp.AMP):
 
     @cmd.SessionChanged.responder
     def session_changed(self, username, nodeId, sessionId, loginTime, alliance, version, online):
+        if nodeId != self.peerNodeId:
+            log.warn("{peer} announced a session of node {node!r}: refused", peer=self.peerNodeId, node=nodeId)
+            raise cmd.WrongNode(nodeId)
         self.handler.session_changed(username, nodeId, sessionId, loginTime, alliance, version, online)
         return {}
 
@@ -140,8 +288,3 @@ class InternalProtocol(amp.AMP):
         return self._call(self.handler.room_list()).addCallback(lambda rooms: {"rooms": orjson.dumps(rooms)})
 
     onLost = None
-
-    def connectionLost(self, reason):
-        super().connectionLost(reason)
-        if self.onLost is not None:
-            self.onLost()

@@ -37,10 +37,15 @@ class Request:
             )
         return value
 
-    def integer(self, key, *, default=None, minimum=None, maximum=None):
+    def integer(self, key, *, default=None, minimum=None, maximum=None, digits=False):
+        """The integer field C{key} of C{data} (with C{digits}, also a
+        string of decimal digits), clamped to C{maximum}, or raise a 400."""
         value = self.data.get(key, None)
         if value is None:
             return default
+        if digits and isinstance(value, str) and value.isascii() and value.isdigit():
+            # longer than any maximum we use, and safe from int()'s digit limit
+            value = int(value) if len(value) <= 18 else 10**18
         if isinstance(value, bool) or not isinstance(value, int):
             raise ProtocolError(400, f"field {key!r} must be an integer", self.action)
         if minimum is not None and value < minimum:

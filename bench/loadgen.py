@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     traffic.add_argument("--room", default="room1", help="room: room name (default room1)")
     traffic.add_argument("--rate", type=float, default=0.0,
                          help="messages/s per sender, 0 = as fast as the window allows")
+    traffic.add_argument("--compression", choices=("off", "deflate"), default="off",
+                         help="deflate: every client offers permessage-deflate and accepts it "
+                              "(the nodes need --compression deflate to take it)")
     traffic.add_argument("--size", type=int, default=0, metavar="CHARS",
                          help="pad each message text to this many characters")
     conns = p.add_argument_group("connections")
@@ -657,6 +660,15 @@ def _cheap_connection_debug_log() -> None:
         ab_protocol.pformat = repr
 
 
+def _accept_deflate(response):
+    """Accept the node's permessage-deflate answer as it is."""
+    from autobahn.websocket.compress import PerMessageDeflateResponse, PerMessageDeflateResponseAccept
+
+    if isinstance(response, PerMessageDeflateResponse):
+        return PerMessageDeflateResponseAccept(response)
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def _protocol_class():
     from autobahn.twisted.websocket import WebSocketClientProtocol
@@ -702,6 +714,7 @@ class BenchClient:
         self.pending: "collections.OrderedDict[int, Tuple[str, Any]]" = collections.OrderedDict()
         self._open_d = None
         self.login_latency: Optional[float] = None
+        self.compressed = False  # permessage-deflate negotiated
 
     # connection -----------------------------------------------------------
     def connect(self):
@@ -748,6 +761,7 @@ class BenchClient:
 
     def _opened(self, proto):
         self.connected = True
+        self.compressed = proto._perMessageCompress is not None
         if self._open_d is not None and not self._open_d.called:
             self._open_d.callback(None)
 
@@ -929,6 +943,13 @@ class BenchRun:
                 autoPingInterval=0,
                 tcpNoDelay=True,
             )
+            if self.opts.compression == "deflate":
+                from autobahn.websocket.compress import PerMessageDeflateOffer
+
+                f.setProtocolOptions(
+                    perMessageCompressionOffers=[PerMessageDeflateOffer()],
+                    perMessageCompressionAccept=_accept_deflate,
+                )
             f.noisy = False
             self._factories[node.url] = f
         return f
@@ -1232,6 +1253,11 @@ class BenchRun:
             r["error_messages"] = {str(k): v for k, v in self.error_messages.items()}
         r["run"] = self.token
         r["wall_seconds"] = round(time.perf_counter() - self.t_start, 3)
+        if self.clients:
+            r["compression"] = self.opts.compression
+            r["compressed_connections"] = sum(1 for c in self.clients if c.compressed)
+            if self.opts.compression == "deflate" and r["compressed_connections"] < len(self.clients):
+                self.note("some nodes declined permessage-deflate: start them with --compression deflate")
         r["notes"] = list(self.notes)
         r["command"] = command_line(self.argv)
         return r

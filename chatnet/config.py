@@ -2,6 +2,9 @@
 import os
 from dataclasses import dataclass, field
 
+#: values of --compression: off, or permessage-deflate (chatnet.factories.websocket)
+COMPRESSION = ("off", "deflate")
+
 
 @dataclass
 class NodeConfig:
@@ -33,6 +36,7 @@ class NodeConfig:
     plugin_max_pending: int = 1000
     metrics: str = ""  # endpoint of /metrics and /health
     log_format: str = "text"
+    compression: str = "off"  # --compression: off or deflate (permessage-deflate)
 
     def secret(self):
         secret = self.cluster_secret or os.environ.get("CHATNET_CLUSTER_SECRET", "")

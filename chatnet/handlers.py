@@ -351,7 +351,8 @@ class ChatHandlers:
             connection.release()
 
     async def popular(self, connection, request):
-        n = request.integer("n", default=1, minimum=0, maximum=1000) or 1
+        # old clients send n as typed: a string of digits
+        n = request.integer("n", default=1, minimum=0, maximum=1000, digits=True) or 1
         connection.answer("popular", {"words": await self.node.popular.top(n)}, request)
 
 

@@ -4,7 +4,7 @@ import os
 from twisted.python import usage
 
 from chatnet import tls
-from chatnet.config import NodeConfig
+from chatnet.config import COMPRESSION, NodeConfig
 from chatnet.logs import with_log_format
 from chatnet.operations import check_options as check_operations
 
@@ -44,6 +44,7 @@ class Options(usage.Options):
         ["metrics", None, "", "Endpoint serving /metrics (Prometheus) and /health, e.g. tcp:9400."],
         ["log-format", None, "text", "text or json (one JSON object per line)."],
         ["internal-ca", None, "", "PEM trust root of the peers' certificates: the internal port over TLS."],
+        ["compression", None, "off", "off or deflate: accept clients' permessage-deflate offers."],
     ]
 
     def __init__(self):
@@ -75,6 +76,8 @@ class Options(usage.Options):
             raise usage.UsageError(f"--max-message-chars can be at most {MAX_MESSAGE_CHARS}")
         if self["zk-session-timeout"] < 1:
             raise usage.UsageError("--zk-session-timeout must be at least 1 second")
+        if self["compression"] not in COMPRESSION:
+            raise usage.UsageError(f"--compression must be one of {', '.join(COMPRESSION)}")
         check_operations(self)
 
     def config(self):
@@ -105,6 +108,7 @@ class Options(usage.Options):
             internal_tls={"ca": self["internal-ca"]} if self["internal-ca"] else {},
             metrics=self["metrics"],
             log_format=self["log-format"],
+            compression=self["compression"],
         )
 
 

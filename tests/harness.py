@@ -1,6 +1,7 @@
 """End-to-end harness: real ``twistd chatnode``/``chatgateway`` processes and a
 plain WebSocket client that speaks PROTOCOL.md byte for byte, as an old
-client would (no password, no extensions unless asked).
+client would (no password, no protocol extensions unless asked; its
+handshake offers permessage-deflate as every real client's does).
 
 Each :class:`ChatCluster` lives in its own namespace of the shared stores (a
 ZooKeeper chroot, a Redis database, a MongoDB database), so clusters of
@@ -187,16 +188,28 @@ def _redis_flush(port, db):
     redis_command(port, "EVAL", "redis.call('SELECT', ARGV[1]) return redis.call('FLUSHDB')", "0", str(db))
 
 
+#: what browsers, Node's ws and Python's websockets offer in their handshake
+DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
+
+
 class WsClient:
     """A blocking WebSocket client of one connection; frames are kept in
-    arrival order and looked up with :meth:`expect`."""
+    arrival order and looked up with :meth:`expect`.
+
+    Its handshake offers permessage-deflate, as real clients do; it cannot
+    decompress, so it needs a node that declines (``--compression off``, the
+    default)."""
 
     _ids = itertools.count(int(time.time() * 1000) * 1000)
 
-    def __init__(self, port, host="127.0.0.1", timeout=10.0):
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, offer_deflate=True):
         self.port = port
         self.timeout = timeout
-        self.ws = websocket.create_connection(f"ws://{host}:{port}/", timeout=timeout)
+        header = [DEFLATE_OFFER] if offer_deflate else []
+        self.ws = websocket.create_connection(f"ws://{host}:{port}/", timeout=timeout, header=header)
+        # a node that accepted the offer would send frames this client cannot read
+        extensions = (self.ws.getheaders() or {}).get("sec-websocket-extensions")
+        assert not extensions, f"the node accepted {extensions!r}: run it with --compression off"
         self.frames = []
         self.closed = None
 

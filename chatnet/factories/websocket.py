@@ -7,11 +7,27 @@ pretty-prints the list for a debug log line even when debug logging is off:
 about 1 ms of CPU and a few KB of instance dictionary per connection. The
 factory therefore hands out a protocol class that carries the options as
 class attributes (rebuilt whenever they change), so a connection copies
-nothing and has nothing to print.
+nothing and has nothing to print. An option that is a function (such as
+``perMessageCompressionAccept``) goes there as a static method: a plain
+function as a class attribute would become a method of each connection,
+called with the connection as an extra first argument.
 """
 from autobahn.twisted.websocket import WebSocketServerFactory
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 
 from chatnet.protocols.websocket import ChatServerProtocol
+
+def decline_compression(offers):
+    """No compression: the handshake answer names no extension."""
+    return None
+
+
+def accept_deflate(offers):
+    """Accept the first C{permessage-deflate} offer as the client made it."""
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
 
 
 class ChatServerFactory(WebSocketServerFactory):
@@ -21,7 +37,8 @@ class ChatServerFactory(WebSocketServerFactory):
         super().__init__()
         self.node = node
         self.connections = set()
-        limit = node.config.max_frame_bytes
+        config = node.config
+        limit = config.max_frame_bytes
         self.setProtocolOptions(
             maxFramePayloadSize=limit,
             maxMessagePayloadSize=limit,
@@ -30,7 +47,10 @@ class ChatServerFactory(WebSocketServerFactory):
             closeHandshakeTimeout=3,
             autoPingInterval=30,
             autoPingTimeout=20,
-            perMessageCompressionAccept=lambda offers: None,
+            # a frame too big or not UTF-8 gets its close code (1009, 1007)
+            # and a closing handshake instead of a TCP reset
+            failByDrop=False,
+            perMessageCompressionAccept=accept_deflate if config.compression == "deflate" else decline_compression,
         )
 
     def setProtocolOptions(self, *args, **kwargs):
@@ -43,5 +63,10 @@ class ChatServerFactory(WebSocketServerFactory):
 
     def _options_on_protocol(self):
         base = type(self).protocol
-        options = {name: getattr(self, name) for name in base.CONFIG_ATTRS}
+        options = {name: _as_class_attribute(getattr(self, name)) for name in base.CONFIG_ATTRS}
         self.protocol = type(base.__name__, (base,), {**options, "CONFIG_ATTRS": ()})
+
+
+def _as_class_attribute(value):
+    """C{value} such that reading it from an instance gives C{value} itself."""
+    return staticmethod(value) if callable(value) else value

@@ -46,13 +46,17 @@ class Request:
             )
         return value
 
-    def integer(self, key, *, default=None, minimum=None, maximum=None):
-        """The integer field C{key} of C{data} (C{default} if missing),
-        clipped to C{maximum}; a 400 for a non-integer, one below C{minimum}
-        and one outside the signed 64-bit range."""
+    def integer(self, key, *, default=None, minimum=None, maximum=None, digits=False):
+        """The integer field C{key} of C{data} (C{default} if missing; with
+        C{digits}, also a string of decimal digits), clipped to C{maximum};
+        a 400 for a non-integer, one below C{minimum} and one outside the
+        signed 64-bit range."""
         value = self.data.get(key, None)
         if value is None:
             return default
+        if digits and isinstance(value, str) and value.isascii() and value.isdigit():
+            # longer than any maximum we use, and safe from int()'s digit limit
+            value = int(value) if len(value) <= 18 else 10**18
         if isinstance(value, bool) or not isinstance(value, int):
             raise ProtocolError(400, f"field {key!r} must be an integer", self.action)
         if not INT64_MIN <= value <= INT64_MAX:

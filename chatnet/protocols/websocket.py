@@ -8,6 +8,7 @@ can raise past this class or affect another connection.
 from collections import deque
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -21,6 +22,10 @@ log = Logger()
 GOING_AWAY = 4001  # the node is stopping: reconnect through the gateway
 REPLACED = 4009  # a newer login of the same user took this session over
 LOGIN_TIMEOUT = 4008  # no login within --login-timeout
+
+OPEN = WebSocketProtocol.STATE_OPEN
+#: how long a closed connection's second logout waits for the request in hand
+LOGOUT_WAIT = 10.0
 
 
 class _Unlimited:
@@ -40,7 +45,6 @@ class ChatServerProtocol(WebSocketServerProtocol):
     # Defaults as class attributes: an idle connection keeps none of them in
     # its own dictionary (memory per connection, see bench/RESULTS.md).
     record = None
-    closed = False
     features = frozenset()
     # while a resume replays history: live chat frames wait here
     held = None
@@ -51,6 +55,15 @@ class ChatServerProtocol(WebSocketServerProtocol):
     _busy = False
     _login_timer = None
     _gone = None
+    _lost = False  # onClose ran
+    _request_done = None  # after onClose: fires when the request in hand is done
+    _ended = False  # logged out after the close
+
+    @property
+    def closed(self):
+        """True once no frame can be sent any more: a closing handshake has
+        begun (either side) or the connection is lost."""
+        return self._lost or self.state != OPEN
 
     def onConnect(self, request):
         self.node = self.factory.node
@@ -64,7 +77,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         session removed (made on first use: most connections never need it)."""
         if self._gone is None:
             self._gone = defer.Deferred()
-            if self.closed and self._queue is None:
+            if self._ended:
                 self._gone.callback(None)
         return self._gone
 
@@ -120,7 +133,12 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def _done(self, _):
         self._busy = False
-        self._next()
+        if self._request_done is not None:
+            done, self._request_done = self._request_done, None
+            if not done.called:
+                done.callback(None)
+        elif not self._lost:
+            self._next()
 
     def _failed(self, failure, request):
         if failure.check(ProtocolError):
@@ -144,7 +162,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
         elif msg_id is not None and msg_id in self._replayed:
             return
         elif prepared is not None:
-            self.sendPreparedMessage(prepared)
+            if self.state == OPEN:
+                self.sendPreparedMessage(prepared)
         else:
             self.sendMessage(payload)
 
@@ -177,6 +196,13 @@ class ChatServerProtocol(WebSocketServerProtocol):
             if msg_id is None or msg_id not in self._replayed:
                 self.sendMessage(payload)
 
+    def sendMessage(self, payload, isBinary=False, *args, **kwargs):
+        """autobahn's, except that a frame for a connection that is closing
+        is dropped instead of raising (a request in hand may still answer,
+        a delivery may still arrive)."""
+        if self.state == OPEN:
+            super().sendMessage(payload, isBinary, *args, **kwargs)
+
     def send_error(self, error, re=None):
         self.node.metrics.error_sent(error.code)
         if not self.closed:
@@ -200,17 +226,37 @@ class ChatServerProtocol(WebSocketServerProtocol):
     # -- end -----------------------------------------------------------------
 
     def onClose(self, wasClean, code, reason):
-        self.closed = True
+        self._lost = True
         self._queue = ()
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self.factory.connections.discard(self)
-        d = defer.ensureDeferred(self.logout())
+        d = defer.ensureDeferred(self._end(self._busy))
         d.addErrback(lambda f: log.failure("logout failed", f))
         d.addBoth(self._logged_out)
 
+    async def _end(self, busy):
+        """Log out at once; if a request was in hand, once more when it is
+        done: a login that was publishing the session when the client left
+        puts it back after the first logout."""
+        record = self.record
+        if busy:
+            done = self._request_done = defer.Deferred()
+        await self.logout()
+        if not busy:
+            return
+        if not done.called:
+            timer = self.node.reactor.callLater(LOGOUT_WAIT, done.callback, None)
+            await done
+            if timer.active():
+                timer.cancel()
+        record, self.record = self.record or record, None
+        if record is not None:
+            self.node.announce(record, False)
+            await self.node.directory.unpublish(record)
+
     def _logged_out(self, _):
-        self._queue = None  # from now on, a new `gone` fires at once
+        self._ended = True  # from now on, a new `gone` fires at once
         if self._gone is not None and not self._gone.called:
             self._gone.callback(None)
 

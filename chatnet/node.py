@@ -27,6 +27,7 @@ from chatnet.history import History
 from chatnet.messages import now_ms
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
+from chatnet.rescue import rescue_recent
 from chatnet.protocols.amp_commands import NotLeader, SessionChanged
 from chatnet.protocols.codec import frame_id
 from chatnet.rooms import RoomHost
@@ -42,6 +43,7 @@ HEARTBEAT = 2.0
 LEADER_SWEEP = 3.0
 STALE_SWEEP_EVERY = 10
 REPUBLISH_BATCH = 100
+RESCUE_TRIES = 60
 
 
 class ChatNode(MultiService):
@@ -231,7 +233,10 @@ class ChatNode(MultiService):
         if leader != was:
             log.info("leader is now {leader}", leader=leader)
         if self.room_host is not None:
+            self.room_host.unsettled()
             defer.ensureDeferred(self._leader_sweep(stale_sessions=True))
+            if departed:
+                defer.ensureDeferred(self._rescue(departed))
         waiters, self._leader_waiters = self._leader_waiters, []
         for waiter in waiters:
             if not waiter.called:
@@ -289,6 +294,20 @@ class ChatNode(MultiService):
             await self.popular.sweep()
         except StoreUnavailable:
             pass
+
+    async def _rescue(self, departed):
+        """Store what the departed nodes acked but may not have stored
+        (chatnet.rescue); retried while a store is down."""
+        since = self.reactor.seconds()
+        for attempt in range(RESCUE_TRIES):
+            try:
+                n = await rescue_recent(self.redis, self.mongo, since)
+                log.info("{nodes} left: {n} recent messages checked into mongodb", nodes=", ".join(departed), n=n)
+                return
+            except StoreUnavailable:
+                await task.deferLater(self.reactor, 1.0, lambda: None)
+        log.warn("{nodes} left: recent messages not checked into mongodb (stores unavailable)",
+                 nodes=", ".join(departed))
 
     async def publish_servers(self):
         nodes = [
@@ -358,6 +377,8 @@ class ChatNode(MultiService):
             record = SessionRecord(username, nodeId, sessionId, loginTime, alliance, version)
             if not self.directory.apply(record):
                 return  # an older login announced late
+            if self.room_host is not None:
+                self.room_host.session_known(record)
             local = self.sessions.get(username)
             # (version 0: that login is still being published; it checks itself)
             if local is not None and local.record is not None and 0 < local.record.version < version:

@@ -35,7 +35,7 @@ from chatnet.sequences import Sequences
 from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
-from chatnet.stores.redis import LOAD, SERVERS, SESSIONS, RedisStore, marker_key
+from chatnet.stores.redis import LOAD, SERVERS, RedisStore, marker_key
 
 log = Logger()
 

@@ -25,7 +25,6 @@ import itertools
 import json
 import threading
 import time
-import urllib.request
 from collections import Counter
 
 import pymongo

@@ -280,6 +280,7 @@ class ManagedProcess:
         timeout = self.stop_timeout if timeout is None else timeout
         if self.process.poll() is None:
             self._signal(signal.SIGTERM)
+            self._signal(signal.SIGCONT)  # a paused process must see it
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -289,7 +290,7 @@ class ManagedProcess:
         return self.process.returncode
 
     def kill(self):
-        """SIGKILL, as a crash would. Returns the exit code."""
+        """SIGKILL, as a crash would (a paused process too). Returns the exit code."""
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -302,6 +303,18 @@ class ManagedProcess:
         """Stop (if running) and start again on the same port with the same data."""
         self.stop()
         return self.start(timeout)
+
+    def pause(self):
+        """SIGSTOP: the process stays, its sockets stay open, it answers
+        nothing (a stalled server: connections are accepted by the kernel,
+        requests hang)."""
+        if self.running:
+            self._signal(signal.SIGSTOP)
+
+    def resume(self):
+        """SIGCONT after :meth:`pause`."""
+        if self.process is not None and self.process.poll() is None:
+            self._signal(signal.SIGCONT)
 
     def log_paths(self):
         """The log, and the raw output if it is another file."""

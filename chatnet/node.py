@@ -28,6 +28,7 @@ from chatnet.history import History
 from chatnet.messages import now_ms
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
+from chatnet.rescue import rescue_recent
 from chatnet.protocols.amp_commands import NotLeader, SessionChanged
 from chatnet.protocols.codec import frame_id
 from chatnet.rooms import RoomHost
@@ -35,13 +36,15 @@ from chatnet.sequences import Sequences
 from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
-from chatnet.stores.redis import LOAD, SERVERS, SESSIONS, RedisStore, marker_key
+from chatnet.stores.redis import LOAD, SERVERS, RedisStore, marker_key
 
 log = Logger()
 
 HEARTBEAT = 2.0
 LEADER_SWEEP = 3.0
 STALE_SWEEP_EVERY = 10
+REPUBLISH_BATCH = 100
+RESCUE_TRIES = 60
 
 
 class ChatNode(MultiService):
@@ -77,6 +80,8 @@ class ChatNode(MultiService):
         self.peers = None
         self.membership = None
         self._leader_waiters = []
+        self._registrations = 0  # of self.membership, as last seen
+        self._republish_pending = False
         self._ports = []
         self._loops = []
         self._stopping = False
@@ -204,11 +209,26 @@ class ChatNode(MultiService):
 
     def _membership_changed(self, members, leader):
         departed = [n for n in self.members if n not in members]
+        joined = [n for n in members if n not in self.members and n != self.node_id]
         self.members = members
         self.peers.update(members)
         for node in departed:
             log.info("node {node} left the cluster", node=node)
             self.directory.forget_node(node)
+        registrations = self.membership.registrations if self.membership is not None else 0
+        if registrations != self._registrations:
+            self._registrations = registrations
+            if registrations > 1:
+                # Registered again after our ZooKeeper session was lost: the
+                # others saw us leave, forgot our users, and the leader may
+                # have deleted their sessions.
+                defer.ensureDeferred(self._republish("registered again in zookeeper")).addErrback(
+                    lambda f: log.warn("re-publishing sessions failed ({why}); the heartbeat tries again",
+                                       why=f.getErrorMessage()))
+        elif joined:
+            # A node that (re)appears may have forgotten our users while it
+            # did not see us.
+            self._announce_local(joined)
         was = self.leader
         self.leader = leader
         if leader == self.node_id and self.room_host is None:
@@ -218,7 +238,10 @@ class ChatNode(MultiService):
         if leader != was:
             log.info("leader is now {leader}", leader=leader)
         if self.room_host is not None:
+            self.room_host.unsettled()
             defer.ensureDeferred(self._leader_sweep(stale_sessions=True))
+            if departed:
+                defer.ensureDeferred(self._rescue(departed))
         waiters, self._leader_waiters = self._leader_waiters, []
         for waiter in waiters:
             if not waiter.called:
@@ -277,6 +300,20 @@ class ChatNode(MultiService):
         except StoreUnavailable:
             pass
 
+    async def _rescue(self, departed):
+        """Store what the departed nodes acked but may not have stored
+        (chatnet.rescue); retried while a store is down."""
+        since = self.reactor.seconds()
+        for attempt in range(RESCUE_TRIES):
+            try:
+                n = await rescue_recent(self.redis, self.mongo, since)
+                log.info("{nodes} left: {n} recent messages checked into mongodb", nodes=", ".join(departed), n=n)
+                return
+            except StoreUnavailable:
+                await task.deferLater(self.reactor, 1.0, lambda: None)
+        log.warn("{nodes} left: recent messages not checked into mongodb (stores unavailable)",
+                 nodes=", ".join(departed))
+
     async def publish_servers(self):
         nodes = [
             {
@@ -296,20 +333,43 @@ class ChatNode(MultiService):
 
     async def _heartbeat(self):
         """Report our connection count; re-publish our sessions if Redis lost
-        them (restarted empty)."""
+        them (restarted empty, or the leader removed them as stale while it
+        did not see us: either way our marker key is gone)."""
         if self.membership is None or not self.membership.registered:
             return
         await self.redis.call(
             "hset", LOAD, self.node_id, orjson.dumps({"connections": len(self.factory.connections), "ts": now_ms(self.reactor)})
         )
         fresh = await self.redis.call("execute_command", "SET", marker_key(self.node_id), "1", "NX")
-        if fresh and len(self.sessions):
-            log.warn("redis lost its data: re-publishing {n} sessions", n=len(self.sessions))
-            for connection in self.sessions:
-                if connection.record is not None:
-                    await self.redis.call("hset", SESSIONS, connection.record.username, connection.record.to_json())
+        if fresh or self._republish_pending:
+            await self._republish("our sessions are gone from redis")
             if self.room_host is not None:
                 await self.publish_servers()
+
+    async def _republish(self, why):
+        """Write every session of this node to Redis again (keeping its
+        version, so it never takes over from a newer login) and announce it
+        to every peer, whose caches and automatic rooms may have lost it.
+        Tried again at every heartbeat until it went through."""
+        self._republish_pending = True
+        records = [c.record for c in self.sessions if c.record is not None and c.record.version]
+        if records:
+            log.warn("{why}: re-publishing {n} sessions", why=why, n=len(records))
+        peers = [n for n in self.members if n != self.node_id]
+        for start in range(0, len(records), REPUBLISH_BATCH):
+            batch = records[start:start + REPUBLISH_BATCH]
+            await defer.gatherResults(
+                [defer.ensureDeferred(self.directory.restore(r)) for r in batch], consumeErrors=True
+            ).addErrback(lambda f: f.value.subFailure.raiseException())
+            for record in batch:
+                self.announce(record, True, peers)
+        self._republish_pending = False
+
+    def _announce_local(self, nodes):
+        for connection in self.sessions:
+            record = connection.record
+            if record is not None and record.version:
+                self.announce(record, True, nodes)
 
     def _pending_seq(self, channel):
         """The highest seq of C{channel} still waiting in the message log."""
@@ -322,6 +382,8 @@ class ChatNode(MultiService):
             record = SessionRecord(username, nodeId, sessionId, loginTime, alliance, version)
             if not self.directory.apply(record):
                 return  # an older login announced late
+            if self.room_host is not None:
+                self.room_host.session_known(record)
             local = self.sessions.get(username)
             # (version 0: that login is still being published; it checks itself)
             if local is not None and local.record is not None and 0 < local.record.version < version:
@@ -377,10 +439,10 @@ class ChatNode(MultiService):
 
     # -- sessions ------------------------------------------------------------
 
-    def announce(self, record, online):
-        """Tell every peer that C{record} logged in or out."""
-        for node in self.members:
-            if node != self.node_id:
+    def announce(self, record, online, nodes=None):
+        """Tell every peer (or those of C{nodes}) that C{record} logged in or out."""
+        for node in self.members if nodes is None else nodes:
+            if node != self.node_id and node in self.members:
                 self.peers.send(
                     node, SessionChanged, username=record.username, nodeId=record.nodeId,
                     sessionId=record.sessionId, loginTime=record.loginTime,

@@ -27,6 +27,13 @@ HOLD = 0.5
 # wherever they log in again
 FOLLOW_FOR = 10.0
 FOLLOW_EVERY = 0.25
+# Right after a membership change the leader may not know some online users
+# (their node is registering again and announcing them): a message fanned out
+# within SETTLE seconds of a change remembers for MISSED_FOR seconds which
+# members it did not reach, and goes to those announced meanwhile who were
+# logged in before it.
+SETTLE = 10.0
+MISSED_FOR = 30.0
 ALLIANCE_PREFIX = "alliance:"
 
 
@@ -54,6 +61,8 @@ class RoomHost:
         self.ready = defer.Deferred()
         self.expected = {}  # room -> the next seq to fan out
         self.held = {}  # room -> {seq: Deferred released when it is its turn}
+        self.unsettled_until = 0.0
+        self.missed = []  # [until, ms, room, msgId, data, nodes reached, usernames reached]
 
     async def load(self):
         self.rooms = await self.mongo.all_rooms()
@@ -122,6 +131,11 @@ class RoomHost:
             self.deliver(node, msgId, data, names, everyone) for node, (names, everyone) in targets.items()
         ]
         self._advance(room, seq)
+        now = self.clock.seconds()
+        if now < self.unsettled_until:
+            reached = {name for names, _ in targets.values() for name in names}
+            nodes = {node for node, (_, everyone) in targets.items() if everyone}
+            self.missed.append([now + MISSED_FOR, int(now * 1000), room, msgId, data, nodes, reached])
         results = await defer.DeferredList(deliveries, consumeErrors=True)
         lost = {}
         for (node, (names, everyone)), (ok, result) in zip(targets.items(), results):
@@ -147,6 +161,30 @@ class RoomHost:
                     continue
                 if not missing:
                     del lost[name]
+
+    def unsettled(self):
+        """The membership changed: some online users may be unknown for a while."""
+        self.unsettled_until = self.clock.seconds() + SETTLE
+
+    def session_known(self, record):
+        """C{record} was announced: it gets the messages of its rooms fanned
+        out, while we did not know it, after it logged in."""
+        now = self.clock.seconds()
+        self.missed = [m for m in self.missed if m[0] > now]
+        for _, at, room, msgId, data, nodes, reached in self.missed:
+            if record.loginTime > at or record.username in reached or record.nodeId in nodes:
+                continue
+            if not self._is_member(room, record):
+                continue
+            reached.add(record.username)
+            self.deliver(record.nodeId, msgId, data, [record.username], False).addErrback(lambda f: None)
+
+    def _is_member(self, room, record):
+        if room == WORLD:
+            return True
+        if room.startswith(ALLIANCE_PREFIX):
+            return record.alliance == room[len(ALLIANCE_PREFIX):]
+        return record.username in self.rooms.get(room, ())
 
     def _advance(self, room, seq):
         expected = self.expected.get(room)

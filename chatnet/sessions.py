@@ -14,7 +14,9 @@ import orjson
 from twisted.logger import Logger
 
 from chatnet.errors import StoreUnavailable
-from chatnet.stores.redis import DELETE_SESSION, SESSIONS, SET_SESSION
+from chatnet.stores.redis import (
+    DELETE_SESSION, REMOVE_STALE_SESSIONS, RESTORE_SESSION, SESSIONS, SET_SESSION, marker_key,
+)
 
 log = Logger()
 
@@ -183,21 +185,22 @@ class SessionDirectory:
             records.setdefault(username, record)
         self.records = records
 
+    async def restore(self, record):
+        """Write C{record} (a session this node holds) to Redis again, with
+        its own version: it never looks like a newer login and never replaces
+        one; C{True} if written."""
+        self.apply(record)
+        written = await self.redis.eval(
+            RESTORE_SESSION, [SESSIONS], [record.username, record.to_json(), str(record.version)]
+        )
+        return bool(int(written))
+
     async def remove_stale(self, live_nodes):
-        """Delete from Redis every session whose node is not live (leader)."""
-        raw = await self.redis.call("hgetall", SESSIONS)
-        stale = []
-        for username, value in (raw or {}).items():
-            try:
-                record = SessionRecord.from_json(username, value)
-            except (ValueError, KeyError):
-                stale.append((username, None))
-                continue
-            if record.nodeId not in live_nodes:
-                stale.append((username, record.sessionId))
-        for username, sessionId in stale:
-            if sessionId is None:
-                await self.redis.call("hdel", SESSIONS, username)
-            else:
-                await self.redis.eval(DELETE_SESSION, [SESSIONS], [username, sessionId])
-        return len(stale)
+        """Delete from Redis every session whose node is not live (leader),
+        and the marker of each such node in the same step (see
+        L{chatnet.stores.redis.REMOVE_STALE_SESSIONS}): a node that is alive
+        after all publishes its sessions again at its next heartbeat."""
+        removed = await self.redis.eval(
+            REMOVE_STALE_SESSIONS, [SESSIONS], [marker_key("")] + sorted(live_nodes)
+        )
+        return int(removed)

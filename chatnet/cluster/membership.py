@@ -12,7 +12,10 @@ kazoo runs its own thread: every watch and state callback is handed to the
 reactor with ``callFromThread``, and every blocking kazoo call runs in a
 thread with ``deferToThread``. The reactor side sees one thing only: the
 ``listener`` is called with ``(members, leaderId)`` after every change,
-``members`` being node id -> info of every live node.
+``members`` being node id -> info of every live node. It is also called
+after every registration (the first one, and each one after the session was
+lost), changed or not: :attr:`registrations` counts them, so the listener can
+tell that the cluster may have forgotten this node meanwhile.
 
 Leadership is dropped (the listener sees ``leaderId=None``) as soon as the
 session is lost, and also when the connection has been suspended for the
@@ -49,6 +52,7 @@ class Membership:
         self.leader = None
         self.connected = False
         self.registered = False
+        self.registrations = 0
         self._election_path = None
         self._suspended_call = None
         self._refreshing = False
@@ -56,6 +60,7 @@ class Membership:
         self._stopping = False
         self._session_lost = False
         self._watching = False
+        self._tell = False
 
     # -- life cycle (reactor thread) -------------------------------------
 
@@ -122,6 +127,8 @@ class Membership:
 
         self._election_path = await self._thread(register)
         self.registered = True
+        self.registrations += 1
+        self._tell = True
         log.info("registered in zookeeper as {node} ({path})", node=self.node_id, path=self._election_path)
         if not self._watching:
             # kazoo's watches survive a new session by themselves
@@ -210,7 +217,8 @@ class Membership:
     def _read(self, result):
         self._refreshing = False
         members, leader = result
-        changed = members != self.members or leader != self.leader
+        changed = members != self.members or leader != self.leader or self._tell
+        self._tell = False
         self.members, self.leader = members, leader
         if changed:
             self.listener(dict(members), leader)

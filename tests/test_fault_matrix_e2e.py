@@ -258,6 +258,8 @@ def probe(cluster, node):
         frame = client.request("login", {"username": f"user{20 - int(node[-1])}", "features": ["ack"]}, timeout=3)
         if frame["action"] != "login":
             return False
+        if client.request("joinRoom", {"roomName": "room2"}, timeout=3)["action"] != "joinRoom":
+            return False
         frame = client.request("chat", {"roomName": "room2", "isGroup": True, "message": "probe"}, timeout=3)
         return frame["action"] == "ack"
     except (AssertionError, OSError, websocket.WebSocketException):
@@ -362,7 +364,11 @@ class Matrix:
             def stored():
                 return {str(d["_id"]) for d in db.messages.find({"_id": {"$in": ids}}, {"_id": 1})}
 
-            wait_until(lambda: len(stored()) == len(ids), 30, f"{name}: acked messages stored in MongoDB")
+            try:
+                wait_until(lambda: len(stored()) == len(ids), 30, f"{name}: acked messages stored in MongoDB")
+            except AssertionError:
+                lost = sorted(m.msg_id for m in acked if m.msg_id not in stored())
+                raise AssertionError(f"{name}: {len(lost)} of {len(ids)} acked messages not in MongoDB: {lost[:10]}")
             in_mongo = len(stored())
         finally:
             client.close()

@@ -103,3 +103,31 @@ async def test_unavailable_mongodb_is_waited_for_not_dead_lettered(services):
         assert log.dead_lettered == 0
     finally:
         await mongo.disconnect()
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_the_log_stored_survives_a_killed_mongodb(services):
+    """A message leaves the log only once it is in MongoDB's journal: a
+    MongoDB killed right after the write keeps it (acknowledged writes
+    without the journal are lost with the process)."""
+    server = services.mongo()
+    mongo = store(server.port)
+    log = MessageLog(mongo, reactor, batch=50)
+    stored = []
+    try:
+        for round_ in range(20):
+            docs = [document(round_ * 50 + i) for i in range(50)]
+            for doc in docs:
+                log.append(doc)
+            await flushed(log)
+            stored += [d["_id"] for d in docs]
+        server.kill()
+    finally:
+        await mongo.disconnect()
+    server.start()
+    client = server.client()
+    try:
+        kept = client.get_database(mongo.dbname).messages.count_documents({"_id": {"$in": stored}})
+    finally:
+        client.close()
+    assert kept == len(stored)

@@ -12,6 +12,7 @@ from txmongo.errors import TimeExceeded
 from bson import ObjectId
 from bson.errors import BSONError
 from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, PyMongoError, WriteError
+from pymongo.write_concern import WriteConcern
 from twisted.internet import defer, error as netError, reactor as default_reactor
 from twisted.logger import Logger
 from txmongo import filter as qf
@@ -40,6 +41,12 @@ ENCODING = (BSONError, OverflowError, ValueError, TypeError)
 TRANSIENT_CODES = frozenset({
     6, 7, 24, 46, 50, 64, 89, 91, 112, 133, 189, 262, 9001, 10058, 10107, 11600, 11601, 11602, 13435, 13436,
 })
+
+
+# An accepted message leaves the write-behind log only once it is in the
+# journal: acknowledged without it, a server killed a moment later can lose
+# it (mongod's default w:1 is acknowledged in memory).
+JOURNALED = WriteConcern(w=1, j=True)
 
 
 class Refused(Exception):
@@ -189,7 +196,7 @@ class MongoStore:
         if self.db is None:
             raise StoreUnavailable("mongodb", "store")
         try:
-            d = self.db.messages.insert_many(docs, ordered=False)
+            d = self.db.messages.with_options(write_concern=JOURNALED).insert_many(docs, ordered=False)
             d.addTimeout(self.timeout, self.reactor)
             await d
         except BulkWriteError as e:
@@ -231,7 +238,7 @@ class MongoStore:
         if self.db is None:
             raise StoreUnavailable("mongodb", "dead letter")
         try:
-            d = self.db.dead_letters.insert_one(entry)
+            d = self.db.dead_letters.with_options(write_concern=JOURNALED).insert_one(entry)
             d.addTimeout(self.timeout, self.reactor)
             await d
         except DuplicateKeyError:
@@ -290,7 +297,8 @@ class OfflineStore:
     async def put(self, msg_id, to, data, limit):
         """Queue one message; drops the oldest beyond C{limit}."""
         db = self.mongo.db
-        await self.mongo._run("offline", db.offline.insert_one({"_id": ObjectId(msg_id), "to": to, "data": data}))
+        await self.mongo._run("offline", db.offline.with_options(write_concern=JOURNALED).insert_one(
+            {"_id": ObjectId(msg_id), "to": to, "data": data}))
         count = await self.mongo._run("offline", db.offline.count_documents({"to": to}))
         if count > limit:
             oldest = await self.mongo._run(

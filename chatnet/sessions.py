@@ -9,6 +9,7 @@
   record says) and, on a miss, by a look-up in Redis.
 """
 import uuid
+from collections import OrderedDict
 
 import orjson
 from twisted.logger import Logger
@@ -90,11 +91,18 @@ class LocalSessions:
 
 
 class SessionDirectory:
+    """C{ended} remembers the last C{ENDED} sessions that ended (logged out,
+    replaced): a look-up whose Redis answer was read just before the session
+    was deleted, or a late announcement, can then never bring one back."""
+
+    ENDED = 100_000
+
     def __init__(self, redis, members=lambda: ()):
         self.redis = redis
         self.records = {}
         # callable: the node ids that are members of the cluster right now
         self.members = members
+        self.ended = OrderedDict()  # sessionId -> None, oldest first
 
     # -- reading ----------------------------------------------------------
 
@@ -121,6 +129,8 @@ class SessionDirectory:
             self.records.pop(username, None)
             return None
         record = SessionRecord.from_json(username, raw)
+        if record.sessionId in self.ended:
+            return None
         self.records[username] = record
         if record.nodeId not in self.members():
             return None
@@ -153,7 +163,10 @@ class SessionDirectory:
             log.warn("session of {user} left in redis; the leader removes it", user=record.username)
 
     def apply(self, record):
-        """A peer announced C{record}; C{False} if we know a newer login."""
+        """A peer announced C{record}; C{False} if we know a newer login
+        (or that session ended already)."""
+        if record.sessionId in self.ended:
+            return False
         current = self.records.get(record.username)
         if current is not None and current.version > record.version:
             return False
@@ -161,6 +174,10 @@ class SessionDirectory:
         return True
 
     def forget(self, username, sessionId):
+        """Session C{sessionId} of C{username} ended."""
+        self.ended[sessionId] = None
+        if len(self.ended) > self.ENDED:
+            self.ended.popitem(last=False)
         record = self.records.get(username)
         if record is not None and record.sessionId == sessionId:
             del self.records[username]
@@ -177,9 +194,11 @@ class SessionDirectory:
             if isinstance(username, bytes):
                 username = username.decode()
             try:
-                records[username] = SessionRecord.from_json(username, value)
+                record = SessionRecord.from_json(username, value)
             except (ValueError, KeyError):
                 continue
+            if record.sessionId not in self.ended:
+                records[username] = record
         # sessions announced while the snapshot was read stay
         for username, record in self.records.items():
             records.setdefault(username, record)

@@ -1073,3 +1073,18 @@ def test_entry_points_run_the_client(args):
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage: chatnet-client")
+
+
+def test_without_urwid_the_client_says_what_to_install():
+    """A plain ``pip install .`` has no urwid (it is the ``client`` extra)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; sys.modules['urwid'] = None\n"
+            "from chatnet.client.app import main\n"
+            "sys.exit(main(['--user', 'alice']))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "chatnet-client needs urwid: pip install 'chatnet[client]'"

@@ -8,7 +8,6 @@ import sys
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-import urwid
 from twisted.internet import defer
 
 from chatnet.client.commands import (
@@ -27,17 +26,25 @@ from chatnet.client.requests import Request
 from chatnet.client.text import clean_text, fmt_time, one_line
 from chatnet.client.transcript import Transcript
 from chatnet.client.transport import Attempt, GatewayClient, connect_websocket, describe_exception
-from chatnet.client.widgets import (
-    PALETTE,
-    ChatScreen,
-    InputLine,
-    MessagePane,
-    chat_entry,
-    pane_line,
-    prompt_caption,
-    state_text,
-    status_markup,
-)
+
+try:
+    import urwid
+
+    from chatnet.client.widgets import (
+        PALETTE,
+        ChatScreen,
+        InputLine,
+        MessagePane,
+        chat_entry,
+        pane_line,
+        prompt_caption,
+        state_text,
+        status_markup,
+    )
+except ImportError as exc:  # installed without the "client" extra
+    if exc.name != "urwid":
+        raise
+    urwid = None
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8888"
 
@@ -402,6 +409,9 @@ def _start_logging(path: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    if urwid is None:
+        print("chatnet-client needs urwid: pip install 'chatnet[client]'", file=sys.stderr)
+        return 2
     transcript = None
     if args.log:
         try:

@@ -1,4 +1,4 @@
-"""Widget-level tests of the terminal client (clients/urwid_client.py).
+"""Widget-level tests of the terminal client (chatnet/client/).
 
 No servers: the gateway lookup and the WebSocket are fakes, time is a
 ``twisted.internet.task.Clock``, keys go in with ``widget.keypress`` and the
@@ -15,21 +15,19 @@ import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from clients.urwid_client import (
+from chatnet.client.app import ChatApp
+from chatnet.client.commands import (
     POPULAR_DEFAULT,
-    ChatApp,
     Command,
-    GatewayError,
-    Transcript,
     UsageError,
-    fmt_time,
     format_duration,
     format_popular,
     format_stats,
     parse_command,
-    server_url,
-    text_matches,
 )
+from chatnet.client.text import fmt_time, text_matches
+from chatnet.client.transcript import Transcript
+from chatnet.client.transport import GatewayError, server_url
 
 SIZE = (100, 30)
 T0 = 1_700_000_000.0  # the fake clock's start
@@ -997,6 +995,16 @@ def test_resume_too_old_joins_the_room_again_for_its_history():
     assert app.conn.last_seq["room:room1"] == 700
 
 
+def test_resume_too_old_automatic_rooms_are_joined_again_but_not_an_empty_alliance():
+    """Automatic rooms are joined without a join, yet too old ones are joined again for their history;
+    ``alliance:`` without a name is no room, nor is a room the user is not in."""
+    app, net, clock, t1, a1 = connected_app(features=FEATURES)
+    t2, a2 = reconnect(app, net, clock, a1)
+    too_old = [{"roomName": r} for r in ("world", "alliance:", "alliance:red", "elsewhere")]
+    a2.message(frame("resume", {"replayed": 0, "tooOld": too_old}, t2.last("resume")["id"]))
+    assert [f["data"]["roomName"] for f in t2.frames("joinRoom")] == ["world", "alliance:red"]
+
+
 def test_resume_refused_or_unanswered_falls_back_to_joining():
     app, net, clock, t1, a1 = connected_app(features=FEATURES)
     join(app, t1, a1, "room1")
@@ -1043,3 +1051,40 @@ def test_own_messages_in_the_replay_are_not_sent_again(tmp_path):
     log = (tmp_path / "log.txt").read_text()
     assert log.count("said to bob") == 1 and log.count("#room1 <alice> said in the room") == 1
     assert app.conn.last_seq == {"dm:bob": 2, "room:room1": 1}
+
+
+# ---------------------------------------------------------------------------
+# entry points
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["clients/urwid_client.py"],
+    ["-m", "clients.urwid_client"],
+    ["-m", "chatnet.client"],
+])
+def test_entry_points_run_the_client(args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, *args, "--help"], cwd=repo, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: chatnet-client")
+
+
+def test_without_urwid_the_client_says_what_to_install():
+    """A plain ``pip install .`` has no urwid (it is the ``client`` extra)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; sys.modules['urwid'] = None\n"
+            "from chatnet.client.app import main\n"
+            "sys.exit(main(['--user', 'alice']))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "chatnet-client needs urwid: pip install 'chatnet[client]'"

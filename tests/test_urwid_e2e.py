@@ -1,6 +1,6 @@
 """The terminal client against a real three-node cluster, in pseudo terminals.
 
-Two users run ``python -m clients.urwid_client`` under pexpect (TERM=xterm,
+Two users run ``python -m chatnet.client`` under pexpect (TERM=xterm,
 100x30), type commands, and the test reads what they see from the ``--log``
 transcript (and, where useful, from the terminal output): direct chat both
 ways, a room joined with its history, room chat, ``/stats``, ``/popular``,
@@ -42,7 +42,7 @@ def cluster(three_nodes):
 
 
 class TerminalClient:
-    """One ``urwid_client`` in a pseudo terminal.
+    """One terminal client in a pseudo terminal.
 
     A thread keeps reading the terminal (so that the client never blocks on
     a full pty) into ``output``; the transcript file is read back with
@@ -59,7 +59,7 @@ class TerminalClient:
         env.pop("CHATNET_PASSWORD", None)
         self.child = pexpect.spawn(
             sys.executable,
-            ["-m", "clients.urwid_client", "--gateway", f"http://127.0.0.1:{gateway_port}",
+            ["-m", "chatnet.client", "--gateway", f"http://127.0.0.1:{gateway_port}",
              "--user", user, "--log", str(self.log), "--debug-log", str(self.debug_log)],
             cwd=str(REPO), env=env, dimensions=(ROWS, COLS), encoding="utf-8", codec_errors="replace",
             timeout=5,

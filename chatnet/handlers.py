@@ -18,7 +18,7 @@ from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, ro
 from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols import codec
 from chatnet.protocols.codec import INT64_MAX, frame_id
-from chatnet.rooms import ALLIANCE_PREFIX, WORLD, automatic_rooms, is_automatic
+from chatnet.protocols.constants import ALLIANCE_PREFIX, FEATURES, WORLD, automatic_rooms, is_automatic, online_for
 from chatnet.sessions import SessionRecord
 
 log = Logger()
@@ -27,21 +27,11 @@ INTERNAL_ACTIONS = frozenset(
     {"leaderConnect", "syncServers", "serverList", "registerServer", "heartbeat", "deliver", "relay"}
 )
 MAX_NAME = 128
-# Extensions a client switches on with login's "features" (docs/protocol.md)
-FEATURES = ("ack", "offline", "resume")
 # names (rooms and conversations together) one resume may ask about
 RESUME_NAMES = 100
 RESUME_WAIT = 3.0
 FORMATS = 32
 _hasher = PasswordHasher()
-
-
-def online_for(login_ms, now_ms_):
-    seconds = max(0, (now_ms_ - login_ms) // 1000)
-    days, seconds = divmod(seconds, 86400)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{days:02d}d {hours:02d}h {minutes:02d}m {seconds:02d}s"
 
 
 def check_password(stored_hash, password):

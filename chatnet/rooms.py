@@ -18,10 +18,10 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from chatnet.errors import ProtocolError, unknown_room
+from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic
 
 log = Logger()
 
-WORLD = "world"
 HOLD = 0.5
 # how long a member whose node failed during a fan-out is followed to
 # wherever they log in again
@@ -34,16 +34,6 @@ FOLLOW_EVERY = 0.25
 # logged in before it.
 SETTLE = 10.0
 MISSED_FOR = 30.0
-ALLIANCE_PREFIX = "alliance:"
-
-
-def is_automatic(room):
-    return room == WORLD or room.startswith(ALLIANCE_PREFIX)
-
-
-def automatic_rooms(alliance):
-    """The automatic rooms of a user with C{alliance} ("" for none)."""
-    return [WORLD, ALLIANCE_PREFIX + alliance] if alliance else [WORLD]
 
 
 class RoomHost:

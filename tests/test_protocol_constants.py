@@ -7,10 +7,8 @@ import sys
 
 import pytest
 
-from chatnet.protocols import constants
 from chatnet.protocols.constants import (
     ALLIANCE_PREFIX,
-    FEATURES,
     WORLD,
     automatic_rooms,
     format_duration,
@@ -48,21 +46,6 @@ def test_online_for_format():
     assert online_for(login, login + (2 * 86400 + 5) * 1000) == "02d 00h 00m 05s"
     assert online_for(login, login - 5000) == "00d 00h 00m 00s"  # clocks a little apart
     assert format_duration(3723.9) == "00d 01h 02m 03s"
-
-
-def test_the_server_says_the_same_until_it_uses_this_module():
-    """The server's own copies (chatnet/handlers.py, rooms.py, protocols/websocket.py) agree."""
-    from chatnet import handlers, rooms
-    from chatnet.protocols import websocket
-
-    assert handlers.FEATURES == FEATURES
-    assert (rooms.WORLD, rooms.ALLIANCE_PREFIX) == (WORLD, ALLIANCE_PREFIX)
-    assert rooms.automatic_rooms("red") == automatic_rooms("red") and rooms.automatic_rooms("") == [WORLD]
-    assert (websocket.GOING_AWAY, websocket.LOGIN_TIMEOUT, websocket.REPLACED) == \
-        (constants.GOING_AWAY, constants.LOGIN_TIMEOUT, constants.REPLACED)
-    for delta in (0, 999, 1000, 3_723_000, 90_061_000, 10 * 86_400_000 + 1, -5000):
-        assert handlers.online_for(1_700_000_000_000, 1_700_000_000_000 + delta) \
-            == online_for(1_700_000_000_000, 1_700_000_000_000 + delta)
 
 
 def test_imports_nothing_heavy():

@@ -6,7 +6,8 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from chatnet.rescue import document
-from chatnet.rooms import MISSED_FOR, SETTLE, WORLD, RoomHost
+from chatnet.protocols.constants import WORLD
+from chatnet.rooms import MISSED_FOR, SETTLE, RoomHost
 from chatnet.sessions import SessionDirectory, SessionRecord
 
 NODES = {"n1": {}, "n2": {}}

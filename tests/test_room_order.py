@@ -2,7 +2,8 @@
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from chatnet.rooms import HOLD, WORLD, RoomHost
+from chatnet.protocols.constants import WORLD
+from chatnet.rooms import HOLD, RoomHost
 from chatnet.sessions import SessionDirectory, SessionRecord
 
 

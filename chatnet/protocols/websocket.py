@@ -14,14 +14,12 @@ from twisted.logger import Logger
 
 from chatnet.errors import ProtocolError
 from chatnet.protocols import codec
+from chatnet.protocols.constants import GOING_AWAY, LOGIN_TIMEOUT, REPLACED
 from chatnet.ratelimit import TokenBucket
 
 log = Logger()
 
 # Close codes (RFC 6455 lets applications use 4000-4999 only):
-GOING_AWAY = 4001  # the node is stopping: reconnect through the gateway
-REPLACED = 4009  # a newer login of the same user took this session over
-LOGIN_TIMEOUT = 4008  # no login within --login-timeout
 
 OPEN = WebSocketProtocol.STATE_OPEN
 #: how long a closed connection's second logout waits for the request in hand

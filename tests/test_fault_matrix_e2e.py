@@ -258,6 +258,10 @@ def probe(cluster, node):
         frame = client.request("login", {"username": f"user{20 - int(node[-1])}", "features": ["ack"]}, timeout=3)
         if frame["action"] != "login":
             return False
+        # (only members post to a room)
+        frame = client.request("joinRoom", {"roomName": "room2"}, timeout=3)
+        if frame["action"] != "joinRoom":
+            return False
         frame = client.request("chat", {"roomName": "room2", "isGroup": True, "message": "probe"}, timeout=3)
         return frame["action"] == "ack"
     except (AssertionError, OSError, websocket.WebSocketException):

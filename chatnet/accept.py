@@ -9,6 +9,14 @@ is also always in seq order. The history entry needs the seq inside its JSON:
 the caller sends the frame data without it (``...,"seq":``) and the script
 appends the number and the closing brace.
 
+The script also notes, per accepting node, which channels it accepted into
+and when (``chatnet:accepted:<nodeId>``, :mod:`chatnet.rescue`), so that the
+leader can store again what a node acked and may not have written to
+MongoDB when it died. The entries older than the rescue window are trimmed
+at most once a second (when the node's second changes), which is also when
+the key's expiry is renewed and the node is added to the set of accepting
+nodes; the other calls only add one ZADD.
+
 If Redis lost the channel's counter (restarted empty), the script changes
 nothing and answers -1; the counter is restored as before
 (:meth:`chatnet.sequences.Sequences.restore`) and the script runs again.
@@ -17,11 +25,15 @@ import orjson
 
 from chatnet.errors import StoreUnavailable
 from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua
+from chatnet.rescue import ACCEPTING, WINDOW, accepted_key
 from chatnet.stores.redis import history_key, seq_key
 
-# KEYS: seq, history, ranking, buckets, bucket of this second
+# KEYS: seq, history, ranking, buckets, bucket of this second, accepted
+#       channels of this node, accepting nodes
 # ARGV: frame data up to the seq, history length, history expiry (s, 0: none),
-#       this second, words...
+#       this second, channel, trim: drop the accepted channels this many
+#       seconds old or older (0: not now), accepted expiry (s), node id,
+#       words...
 ACCEPT = (
     """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -29,8 +41,14 @@ local seq = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], ARGV[1] .. string.format('%d', seq) .. '}')
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+redis.call('ZADD', KEYS[6], ARGV[4], ARGV[5])
+if tonumber(ARGV[6]) > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[6]))
+  redis.call('EXPIRE', KEYS[6], ARGV[7])
+  redis.call('SADD', KEYS[7], ARGV[8])
+end
 """
-    + count_words_lua(ranking=3, buckets=4, bucket=5, second=4, first_word=5)
+    + count_words_lua(ranking=3, buckets=4, bucket=5, second=4, first_word=9)
     + "return seq\n"
 )
 
@@ -44,11 +62,15 @@ def frame_data_head(message):
 
 
 class Acceptor:
-    def __init__(self, redis, sequences, history, popular):
+    def __init__(self, redis, sequences, history, popular, node_id, window=WINDOW):
         self.redis = redis
         self.sequences = sequences
         self.history = history
         self.popular = popular
+        self.node_id = node_id
+        self.window = window
+        self._accepted = accepted_key(node_id)
+        self._trimmed = None  # the second of the last trim
 
     async def accept(self, message, words):
         """Give C{message} its seq (set on it), append it to its channel's
@@ -64,8 +86,15 @@ class Acceptor:
             RANKING,
             BUCKETS,
             f"{BUCKET_PREFIX}{sec}",
+            self._accepted,
+            ACCEPTING,
         ]
-        args = [head, self.history.keep, self.history.ttl(message.channel), sec, *words]
+        trim = 0
+        if sec != self._trimmed:
+            self._trimmed = sec
+            trim = self.window + 1
+        args = [head, self.history.keep, self.history.ttl(message.channel), sec,
+                message.channel, trim, self.window * 2 + 2, self.node_id, *words]
         seq = int(await self.redis.eval(ACCEPT, keys, args))
         tries = 0
         while seq == -1:

@@ -28,7 +28,7 @@ from chatnet.history import History
 from chatnet.messages import now_ms
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
-from chatnet.rescue import rescue_recent
+from chatnet.rescue import Rescuer
 from chatnet.protocols.amp_commands import NotLeader, SessionChanged
 from chatnet.protocols.codec import frame_id
 from chatnet.rooms import RoomHost
@@ -62,7 +62,8 @@ class ChatNode(MultiService):
         self.offline = OfflineStore(self.mongo)
         self.sequences = Sequences(self.redis, self.mongo, self._pending_seq)
         self.popular = PopularWords(self.redis, reactor, config.popular_window)
-        self.acceptor = Acceptor(self.redis, self.sequences, self.history, self.popular)
+        self.acceptor = None  # knows the node id: made in _start
+        self.rescuer = Rescuer(self.redis, self.mongo)
         if config.profanity_file:
             self.profanity = ProfanityFilter.from_file(config.profanity_file)
         else:
@@ -82,6 +83,7 @@ class ChatNode(MultiService):
         self._leader_waiters = []
         self._registrations = 0  # of self.membership, as last seen
         self._republish_pending = False
+        self._rescuing = set()
         self._ports = []
         self._loops = []
         self._stopping = False
@@ -119,6 +121,7 @@ class ChatNode(MultiService):
         internal_port = internal.getHost().port
         if not self.node_id:
             self.node_id = f"{host}:{port}"
+        self.acceptor = Acceptor(self.redis, self.sequences, self.history, self.popular, self.node_id)
         self.factory.setSessionParameters(url=f"{config.tls_scheme}://{host}:{port}/")
         self.peers = Peers(self.reactor, self.node_id, secret, self, tls_options=tls.client_options(config),
                            bind_host=endpoint_interface(config.internal, default=None))
@@ -135,6 +138,13 @@ class ChatNode(MultiService):
             await self.directory.load()
         except StoreUnavailable:
             log.warn("session cache starts empty: redis unavailable")
+        try:
+            # a process of ours killed and restarted before the leader saw it leave
+            n = await self.rescuer.node(self.node_id)
+            if n:
+                log.info("{n} recent messages of our previous process checked into mongodb", n=n)
+        except StoreUnavailable:
+            log.warn("recent messages of our previous process not checked: a store is unavailable")
         self.membership = Membership(
             config.zookeeper,
             self.node_id,
@@ -231,7 +241,8 @@ class ChatNode(MultiService):
             self._announce_local(joined)
         was = self.leader
         self.leader = leader
-        if leader == self.node_id and self.room_host is None:
+        became_leader = leader == self.node_id and self.room_host is None
+        if became_leader:
             self._start_leading()
         elif leader != self.node_id and self.room_host is not None:
             self._stop_leading()
@@ -240,7 +251,9 @@ class ChatNode(MultiService):
         if self.room_host is not None:
             self.room_host.unsettled()
             defer.ensureDeferred(self._leader_sweep(stale_sessions=True))
-            if departed:
+            if departed or became_leader:
+                # (a new leader also rescues what the old one did not: the
+                # old leader itself, nodes that left while it led)
                 defer.ensureDeferred(self._rescue(departed))
         waiters, self._leader_waiters = self._leader_waiters, []
         for waiter in waiters:
@@ -296,23 +309,35 @@ class ChatNode(MultiService):
             await self.publish_servers()
             if stale_sessions or self._sweeps % STALE_SWEEP_EVERY == 0:
                 await self.directory.remove_stale(set(self.members))
+            if self._sweeps % STALE_SWEEP_EVERY == 0:
+                defer.ensureDeferred(self._rescue([]))
             await self.popular.sweep()
         except StoreUnavailable:
             pass
 
     async def _rescue(self, departed):
-        """Store what the departed nodes acked but may not have stored
-        (chatnet.rescue); retried while a store is down."""
-        since = self.reactor.seconds()
+        """Store what the nodes that left (C{departed}, and any other one
+        Redis knows as accepting) acked but may not have stored
+        (chatnet.rescue); retried while a store is down, as long as this
+        node leads (a new leader starts again)."""
         for attempt in range(RESCUE_TRIES):
+            if self.room_host is None or self._stopping:
+                return
             try:
-                n = await rescue_recent(self.redis, self.mongo, since)
-                log.info("{nodes} left: {n} recent messages checked into mongodb", nodes=", ".join(departed), n=n)
+                nodes = set(departed) | set(await self.rescuer.departed(self.members))
+                nodes -= set(self.members) | {self.node_id} | self._rescuing
+                for node in sorted(nodes):
+                    self._rescuing.add(node)
+                    try:
+                        n = await self.rescuer.node(node)
+                    finally:
+                        self._rescuing.discard(node)
+                    log.info("{node} left: {n} recent messages checked into mongodb", node=node, n=n)
                 return
             except StoreUnavailable:
                 await task.deferLater(self.reactor, 1.0, lambda: None)
-        log.warn("{nodes} left: recent messages not checked into mongodb (stores unavailable)",
-                 nodes=", ".join(departed))
+        log.warn("{nodes} left: recent messages not checked into mongodb yet (stores unavailable); "
+                 "the leader tries again later", nodes=", ".join(departed) or "nodes")
 
     async def publish_servers(self):
         nodes = [

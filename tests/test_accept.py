@@ -37,7 +37,7 @@ async def test_accept_counts_stores_history_and_words(redis):
     mongo = NoMongo()
     history = History(redis, mongo, size=3, keep=3)
     popular = PopularWords(redis, clock, window=60)
-    acceptor = Acceptor(redis, Sequences(redis, mongo), history, popular)
+    acceptor = Acceptor(redis, Sequences(redis, mongo), history, popular, "n1")
 
     sent = []
     for i in range(5):

@@ -30,7 +30,7 @@ class Chat:
         clock = Clock()
         clock.advance(1_000_000)
         self.acceptor = Acceptor(redis, Sequences(redis, mongo, self._pending), self.history,
-                                 PopularWords(redis, clock, window=60))
+                                 PopularWords(redis, clock, window=60), "n1")
 
     def _pending(self, channel):
         return max((d["seq"] for d in self.log.waiting(channel)), default=0)

@@ -17,6 +17,7 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 
 from chatnet.protocols.websocket import ChatServerProtocol
 
+
 def decline_compression(offers):
     """No compression: the handshake answer names no extension."""
     return None

@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pymongo
 import websocket
 from kazoo.client import KazooClient
 
@@ -60,7 +61,38 @@ class ChatCluster:
             _results(first)
             _results([pool.submit(self.start_node, f"node{i}") for i in range(2, self.node_count + 1)])
         self.wait_for_nodes(self.node_count)
+        self.wait_until_meshed()
         return self
+
+    def wait_until_meshed(self, timeout=30.0):
+        """Wait until every node sees a user logged in on every other node:
+        the gateway shows the leader's view of the cluster, and another
+        node may learn of a new member a moment later."""
+        if len(self.nodes) < 2:
+            return
+        names = {node: f"probe-{node}" for node in self.nodes}
+        client = pymongo.MongoClient(self.mongo_url, serverSelectionTimeoutMS=10000)
+        try:
+            users = client.get_default_database().users
+            for name in names.values():
+                users.update_one({"username": name}, {"$setOnInsert": {"username": name}}, upsert=True)
+        finally:
+            client.close()
+        probes = {node: self.client(node, name) for node, name in names.items()}
+        try:
+            pending = {(a, b) for a in names for b in names if a != b}
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                for a, b in sorted(pending):
+                    if probes[a].request("userInfo", {"username": names[b]})["action"] == "userInfo":
+                        pending.discard((a, b))
+                if pending:
+                    time.sleep(0.05)
+            if pending:
+                raise AssertionError(f"nodes that do not see each other's users after {timeout}s: {sorted(pending)}")
+        finally:
+            for probe in probes.values():
+                probe.close()
 
     def node_args(self, node_id, port, internal_port):
         return [

@@ -78,7 +78,7 @@ class ChatCluster:
                 users.update_one({"username": name}, {"$setOnInsert": {"username": name}}, upsert=True)
         finally:
             client.close()
-        probes = {node: self.client(node, name) for node, name in names.items()}
+        probes = {node: self.client(node, name, offer_deflate=False) for node, name in names.items()}
         try:
             pending = {(a, b) for a in names for b in names if a != b}
             deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from chatnet import operations, tls, words
 from chatnet.accept import Acceptor
+from chatnet.catchup import CatchUp
 from chatnet.cluster.identity import MemberIdentity
 from chatnet.cluster.membership import Membership
 from chatnet.cluster.peers import Peers
@@ -44,6 +45,8 @@ HEARTBEAT = 2.0
 LEADER_SWEEP = 3.0
 STALE_SWEEP_EVERY = 10
 REPUBLISH_BATCH = 100
+# seconds after registering again at which missed room messages are caught up
+CATCH_UP_AFTER = (3.0, 10.0)
 RESCUE_TRIES = 60
 
 
@@ -71,6 +74,7 @@ class ChatNode(MultiService):
         self.sessions = LocalSessions()
         self.directory = SessionDirectory(self.redis, self._live_nodes)
         self.recent = RecentDeliveries()
+        self.catchup = CatchUp(self.sessions, self.mongo, self.history, self.deliver_local)
         self.router = Router(self, reactor, deadline=max(20.0, config.zk_session_timeout * 2 + 5))
         self.handlers = ChatHandlers(self)
         self.factory = ChatServerFactory(self)
@@ -235,6 +239,7 @@ class ChatNode(MultiService):
                 defer.ensureDeferred(self._republish("registered again in zookeeper")).addErrback(
                     lambda f: log.warn("re-publishing sessions failed ({why}); the heartbeat tries again",
                                        why=f.getErrorMessage()))
+                self._catch_up(self.membership.take_outage())
         elif joined:
             # A node that (re)appears may have forgotten our users while it
             # did not see us.
@@ -389,6 +394,15 @@ class ChatNode(MultiService):
             for record in batch:
                 self.announce(record, True, peers)
         self._republish_pending = False
+
+    def _catch_up(self, started):
+        """Room messages fanned out while the others did not see us skipped
+        our users: deliver them once the cluster has settled, and again a
+        little later for posts that were still in flight (see
+        L{chatnet.catchup})."""
+        for delay in CATCH_UP_AFTER:
+            d = task.deferLater(self.reactor, delay, lambda: defer.ensureDeferred(self.catchup.since(started)))
+            d.addErrback(lambda f: log.failure("catching up after an outage failed", f))
 
     def _announce_local(self, nodes):
         for connection in self.sessions:

@@ -176,6 +176,16 @@ class MongoStore:
             existing.update(d.get("roomName") for d in docs)
         return member, existing
 
+    async def rooms_of(self, usernames):
+        """The ordinary rooms that have any of C{usernames} among their
+        members: room name -> those of C{usernames} that are members."""
+        usernames = list(usernames)
+        docs = await self._run(
+            "room", self.db.rooms.find({"members": {"$in": usernames}}, {"roomName": 1, "members": 1})
+        )
+        wanted = set(usernames)
+        return {d["roomName"]: wanted & set(d.get("members") or ()) for d in docs if isinstance(d.get("roomName"), str)}
+
     async def room_exists(self, room):
         doc = await self._run("room", self.db.rooms.find_one({"roomName": room}, {"_id": 1}))
         return doc is not None

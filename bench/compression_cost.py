@@ -36,7 +36,7 @@ def cluster_of(directory):
 
 
 def devcluster(*args):
-    subprocess.run([sys.executable, "-m", "chatnet.devcluster", *args], check=True,
+    subprocess.run([sys.executable, "-m", "devtools.devcluster", *args], check=True,
                    stdout=subprocess.DEVNULL)
 
 

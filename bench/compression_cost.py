@@ -1,7 +1,7 @@
 """CPU and memory cost of --compression deflate, measured with chatnet-bench.
 
 For each mode (off, deflate) it starts a fresh three-node cluster with
-``chatnet-devcluster --bench`` (plus ``--compression MODE`` on the nodes),
+``python -m devtools.devcluster --bench`` (plus ``--compression MODE`` on the nodes),
 runs ``chatnet-bench`` with the same ``--compression`` (so its clients offer
 and accept permessage-deflate), reads the nodes' CPU time (utime + stime from
 /proc/PID/stat) around every run, and prints one JSON line per run with the
@@ -9,6 +9,9 @@ nodes' CPU per delivery. The ``connections`` run gives the memory per
 connection. Linux only.
 
     python -m bench.compression_cost [--dir /tmp/cc] [--runs 3] [--clients 2000] [--connections-only]
+
+Run it from the repo root (it starts the cluster with devtools, which is not
+installed).
 """
 import argparse
 import json
@@ -36,12 +39,12 @@ def cluster_of(directory):
 
 
 def devcluster(*args):
-    subprocess.run([sys.executable, "-m", "chatnet.devcluster", *args], check=True,
+    subprocess.run([sys.executable, "-m", "devtools.devcluster", *args], check=True,
                    stdout=subprocess.DEVNULL)
 
 
 def bench(argv):
-    out = subprocess.run([sys.executable, "-m", "bench.loadgen", *argv, "--json", "--quiet"],
+    out = subprocess.run([sys.executable, "-m", "chatnet.bench", *argv, "--json", "--quiet"],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

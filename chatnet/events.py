@@ -108,7 +108,13 @@ class ChatEventPlugin:
         self.description = description
 
     def listener(self, node, options):
-        return namedAny(self.factory)(node, options)
+        try:
+            factory = namedAny(self.factory)
+        except ImportError as e:
+            raise ValueError(
+                f"plugin {self.name!r} needs a package that is not installed ({e}); "
+                f"see the install section of the README (extras)") from None
+        return factory(node, options)
 
 
 def available():

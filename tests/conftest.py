@@ -13,7 +13,7 @@ Asynchronous tests run on the default reactor through pytest-twisted, with
 import pytest
 import pytest_twisted  # noqa: F401  (the plugin runs the reactor for the tests)
 
-from chatnet.localservices import (
+from devtools.localservices import (
     ChatProcess,
     RabbitMQServer,
     RedisServer,
@@ -70,7 +70,7 @@ def redis(redis_server):
 
 @pytest.fixture
 def free_port():
-    """A TCP port that is free on 127.0.0.1 (call ``chatnet.localservices.free_port()`` for more)."""
+    """A TCP port that is free on 127.0.0.1 (call ``devtools.localservices.free_port()`` for more)."""
     return _free_port()
 
 

@@ -20,7 +20,7 @@ import pymongo
 import websocket
 from kazoo.client import KazooClient
 
-from chatnet.localservices import ChatProcess, free_port
+from devtools.localservices import ChatProcess, free_port
 from chatnet.seed import seed
 
 _redis_dbs = itertools.cycle(range(1, 16))
@@ -215,7 +215,7 @@ def make_chroot(zookeeper_port, chroot=None):
 
 
 def _redis_flush(port, db):
-    from chatnet.localservices import redis_command
+    from devtools.localservices import redis_command
 
     redis_command(port, "EVAL", "redis.call('SELECT', ARGV[1]) return redis.call('FLUSHDB')", "0", str(db))
 

@@ -5,7 +5,7 @@ import json
 import socket
 import time
 
-from chatnet.localservices import ChatProcess, free_port, redis_command
+from devtools.localservices import ChatProcess, free_port, redis_command
 from chatnet.stores.redis import SERVERS
 from tests.harness import _redis_dbs
 

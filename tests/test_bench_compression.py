@@ -4,7 +4,7 @@ every message still arrives exactly once; nodes with compression off decline
 and the run says so."""
 import pytest
 
-from bench.loadgen import run_subprocess
+from chatnet.bench.cli import run_subprocess
 from tests.harness import ChatCluster
 
 

@@ -1,9 +1,9 @@
-"""A short run of the load generator (bench/loadgen.py) against a real
+"""A short run of the load generator (chatnet/bench/) against a real
 three-node cluster: every message arrives, exactly once. Speed is not
 asserted here (see bench/RESULTS.md for the figures)."""
 import pytest
 
-from bench.loadgen import run_subprocess
+from chatnet.bench.cli import run_subprocess
 from tests.harness import ChatCluster
 
 

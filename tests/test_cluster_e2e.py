@@ -9,7 +9,7 @@ import pymongo
 import pytest
 from bson import ObjectId
 
-from chatnet.localservices import redis_command
+from devtools.localservices import redis_command
 from tests.harness import ChatCluster
 
 SESSION_TIMEOUT = 2.0

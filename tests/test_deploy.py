@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 
-from chatnet.localservices import REPO_ROOT, free_port, redis_command
+from devtools.localservices import REPO_ROOT, free_port, redis_command
 from tests import harness
 
 DEPLOY = REPO_ROOT / "deploy"

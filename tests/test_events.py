@@ -159,3 +159,25 @@ def test_shipped_plugins_are_found():
 
 def test_every_event_is_in_the_interface():
     assert set(events.EVENTS) == set(events.IChatEventListener.names())
+
+
+def test_a_plugin_whose_package_is_missing_is_a_clear_option_error(tmp_path, monkeypatch):
+    """A plugin whose module imports a package that is not installed (its
+    extra, such as chatnet[export] for pika) stops the node with a
+    ValueError that says so, as wrong options do."""
+    (tmp_path / "chatnet_test_needs_missing.py").write_text(
+        "import chatnet_test_missing_dependency\n\nclass Listener:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin = events.ChatEventPlugin("needs", "chatnet_test_needs_missing.Listener")
+    with pytest.raises(ValueError, match="plugin 'needs' needs a package that is not installed"):
+        plugin.listener(None, {})
+
+
+def test_eventlog_does_not_need_the_export_extra():
+    import sys
+
+    from chatnet import eventlog
+
+    assert "pika" not in eventlog.__dict__
+    assert events.available()["eventlog"].factory == "chatnet.eventlog.EventLog"
+    assert sys.modules["chatnet.eventlog"] is eventlog

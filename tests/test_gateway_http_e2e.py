@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from chatnet.localservices import free_port
+from devtools.localservices import free_port
 from tests.rawhttp import closed_within, read_answer, send, start_gateway
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "FOO"]

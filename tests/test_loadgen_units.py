@@ -13,8 +13,8 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from twisted.internet import reactor
 from twisted.web import resource, server
 
-from bench import loadgen
-from bench.loadgen import (
+from chatnet.bench import cli, client, options, report, targets
+from chatnet.bench.tracker import (
     DUPLICATE,
     NEW,
     UNEXPECTED,
@@ -100,10 +100,10 @@ def test_message_text_has_no_letters_a_filter_could_mask():
 
 
 def test_spread_round_robin():
-    assert loadgen.spread(7, 3) == [0, 1, 2, 0, 1, 2, 0]
-    assert loadgen.spread(3, 3, offset=1) == [1, 2, 0]
+    assert options.spread(7, 3) == [0, 1, 2, 0, 1, 2, 0]
+    assert options.spread(3, 3, offset=1) == [1, 2, 0]
     with pytest.raises(ValueError):
-        loadgen.spread(1, 0)
+        options.spread(1, 0)
 
 
 # ---------------------------------------------------------------------------
@@ -269,39 +269,39 @@ def test_summary_without_measure_window():
 
 def test_parse_args_requires_a_cluster():
     with pytest.raises(SystemExit):
-        loadgen.parse_args(["direct"])
-    opts = loadgen.parse_args(["direct", "--gateway", "http://127.0.0.1:1"])
+        options.parse_args(["direct"])
+    opts = options.parse_args(["direct", "--gateway", "http://127.0.0.1:1"])
     assert opts.pairs == 20 and opts.window == 5 and opts.duration == 10.0
     assert opts.drain == 5.0
 
 
 def test_parse_args_checks():
     with pytest.raises(SystemExit):
-        loadgen.parse_args(["room", "--nodes", "ws://h:1/", "--members", "2", "--senders", "3"])
+        options.parse_args(["room", "--nodes", "ws://h:1/", "--members", "2", "--senders", "3"])
     with pytest.raises(SystemExit):
-        loadgen.parse_args(["direct", "--nodes", "ws://h:1/", "--window", "0"])
+        options.parse_args(["direct", "--nodes", "ws://h:1/", "--window", "0"])
     with pytest.raises(SystemExit):
-        loadgen.parse_args(["connections", "--nodes", "ws://h:1/", "--create-users"])
-    opts = loadgen.parse_args(["direct", "--nodes", "ws://h:1/", "--window", "0", "--rate", "10"])
+        options.parse_args(["connections", "--nodes", "ws://h:1/", "--create-users"])
+    opts = options.parse_args(["direct", "--nodes", "ws://h:1/", "--window", "0", "--rate", "10"])
     assert opts.window == 0
 
 
 def test_user_prefix_default():
-    small = loadgen.parse_args(["direct", "--nodes", "ws://h:1/", "--pairs", "20"])
-    assert loadgen.user_prefix(small) == "user"
-    big = loadgen.parse_args(["connections", "--nodes", "ws://h:1/", "--clients", "10000"])
-    assert loadgen.user_prefix(big) == "bench"
-    own = loadgen.parse_args(["direct", "--nodes", "ws://h:1/", "--user-prefix", "x"])
-    assert loadgen.user_prefix(own) == "x"
-    assert loadgen.user_names("bench", 1, 3) == ["bench1", "bench2", "bench3"]
+    small = options.parse_args(["direct", "--nodes", "ws://h:1/", "--pairs", "20"])
+    assert options.user_prefix(small) == "user"
+    big = options.parse_args(["connections", "--nodes", "ws://h:1/", "--clients", "10000"])
+    assert options.user_prefix(big) == "bench"
+    own = options.parse_args(["direct", "--nodes", "ws://h:1/", "--user-prefix", "x"])
+    assert options.user_prefix(own) == "x"
+    assert options.user_names("bench", 1, 3) == ["bench1", "bench2", "bench3"]
 
 
 def test_node_urls():
-    n = loadgen.node_from_url("127.0.0.1:9001")
+    n = targets.node_from_url("127.0.0.1:9001")
     assert (n.url, n.host, n.port, n.secure) == ("ws://127.0.0.1:9001/", "127.0.0.1", 9001, False)
-    n = loadgen.node_from_url("wss://example.org/chat")
+    n = targets.node_from_url("wss://example.org/chat")
     assert (n.port, n.secure, n.path) == (443, True, "/chat")
-    nodes = loadgen.nodes_from_gateway_answer(
+    nodes = targets.nodes_from_gateway_answer(
         [
             {"host": "10.0.0.5", "port": 9001, "nodeId": "a", "isLeader": True, "connections": 3},
             {"host": "0.0.0.0", "port": 9002, "nodeId": "b", "isLeader": False, "connections": 0},
@@ -313,54 +313,54 @@ def test_node_urls():
         ("ws://gw.local:9002/", "b"),
     ]
     assert nodes[0].extra == {"isLeader": True, "connections": 3}
-    assert loadgen.gateway_base("127.0.0.1:8080/server") == "http://127.0.0.1:8080"
+    assert targets.gateway_base("127.0.0.1:8080/server") == "http://127.0.0.1:8080"
     with pytest.raises(ValueError):
-        loadgen.nodes_from_gateway_answer({"host": "x"}, "http://gw")
+        targets.nodes_from_gateway_answer({"host": "x"}, "http://gw")
 
 
 def test_pick_node():
-    nodes = loadgen.nodes_from_gateway_answer(
+    nodes = targets.nodes_from_gateway_answer(
         [{"host": "h", "port": 1, "nodeId": "a"}, {"host": "h", "port": 2, "nodeId": "b"}],
         "http://gw",
     )
-    assert loadgen.pick_node(nodes, None).nodeId == "a"
-    assert loadgen.pick_node(nodes, "b").port == 2
-    assert loadgen.pick_node(nodes, "1").nodeId == "b"
+    assert targets.pick_node(nodes, None).nodeId == "a"
+    assert targets.pick_node(nodes, "b").port == 2
+    assert targets.pick_node(nodes, "1").nodeId == "b"
     with pytest.raises(RuntimeError):
-        loadgen.pick_node(nodes, "zzz")
+        targets.pick_node(nodes, "zzz")
 
 
 def test_read_rss_and_listening_pid():
-    assert loadgen.read_rss_kb(os.getpid()) > 0
-    assert loadgen.read_rss_kb(2**22 + 12345) is None
+    assert targets.read_rss_kb(os.getpid()) > 0
+    assert targets.read_rss_kb(2**22 + 12345) is None
     import socket
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen(1)
     try:
-        assert loadgen.find_listening_pid(s.getsockname()[1]) == os.getpid()
+        assert targets.find_listening_pid(s.getsockname()[1]) == os.getpid()
     finally:
         s.close()
 
 
 def test_filter_scenario_calls_filter_bench(monkeypatch):
     calls = []
-    fake = types.ModuleType("bench.filter_bench")
+    fake = types.ModuleType("chatnet.bench.filter_bench")
 
     def run_filter_bench(seconds):
         calls.append(seconds)
         return {"mb_per_s": 12.5, "msgs_per_s": 1000.0}
 
     fake.run_filter_bench = run_filter_bench
-    monkeypatch.setitem(sys.modules, "bench.filter_bench", fake)
-    r = loadgen.run(["filter", "--duration", "0.5"])
+    monkeypatch.setitem(sys.modules, "chatnet.bench.filter_bench", fake)
+    r = cli.run(["filter", "--duration", "0.5"])
     assert calls == [0.5]
     assert r["scenario"] == "filter"
     assert r["mb_per_s"] == 12.5
     assert r["msgs_per_s"] == 1000.0
     assert r["command"] == "chatnet-bench filter --duration 0.5"
-    for k in loadgen.RESULT_KEYS:
+    for k in report.RESULT_KEYS:
         assert k in r
 
 
@@ -500,7 +500,7 @@ SHORT = ["--duration", "1", "--warmup", "0.2", "--drain", "1", "--settle", "0.05
 @pytest_twisted.ensureDeferred
 async def test_direct_against_fake_cluster(fake_cluster):
     c = fake_cluster(nodes=2)
-    r = await loadgen.run_async(["direct", "--gateway", c.gateway, "--pairs", "4",
+    r = await cli.run_async(["direct", "--gateway", c.gateway, "--pairs", "4",
                                  "--window", "3", *SHORT])
     assert "error" not in r, r
     assert r["scenario"] == "direct"
@@ -512,7 +512,7 @@ async def test_direct_against_fake_cluster(fake_cluster):
     assert r["pairs"] == 4 and r["same_node_pairs"] == 0
     assert r["nodes"] == {"node0": 4, "node1": 4}
     assert r["command"].startswith("chatnet-bench direct --gateway ")
-    for k in loadgen.RESULT_KEYS:
+    for k in report.RESULT_KEYS:
         assert k in r
 
 
@@ -520,7 +520,7 @@ async def test_direct_against_fake_cluster(fake_cluster):
 async def test_room_ignores_history_and_counts_fan_out(fake_cluster):
     c = fake_cluster(nodes=3)
     nodes = ",".join(f"ws://127.0.0.1:{port}/" for _, port in c.ports)
-    r = await loadgen.run_async(["room", "--nodes", nodes, "--members", "6",
+    r = await cli.run_async(["room", "--nodes", nodes, "--members", "6",
                                  "--senders", "2", "--window", "2", *SHORT])
     assert "error" not in r, r
     assert r["members"] == 6 and r["senders"] == 2
@@ -533,7 +533,7 @@ async def test_room_ignores_history_and_counts_fan_out(fake_cluster):
 @pytest_twisted.ensureDeferred
 async def test_losses_and_duplicates_are_reported(fake_cluster):
     c = fake_cluster(nodes=2, drop_every=7, dup_every=5)
-    r = await loadgen.run_async(["direct", "--gateway", c.gateway, "--pairs", "2",
+    r = await cli.run_async(["direct", "--gateway", c.gateway, "--pairs", "2",
                                  "--window", "4", "--msg-timeout", "0.1", *SHORT])
     assert "error" not in r, r
     assert r["lost"] > 0
@@ -545,7 +545,7 @@ async def test_losses_and_duplicates_are_reported(fake_cluster):
 @pytest_twisted.ensureDeferred
 async def test_rate_limit_hint(fake_cluster):
     c = fake_cluster(nodes=2, refuse=429)
-    r = await loadgen.run_async(["direct", "--gateway", c.gateway, "--pairs", "1",
+    r = await cli.run_async(["direct", "--gateway", c.gateway, "--pairs", "1",
                                  "--window", "1", *SHORT])
     assert r["errors"].get("429", 0) > 0
     assert r["rejected"] > 0
@@ -556,7 +556,7 @@ async def test_rate_limit_hint(fake_cluster):
 @pytest_twisted.ensureDeferred
 async def test_rate_mode(fake_cluster):
     c = fake_cluster(nodes=2)
-    r = await loadgen.run_async(["direct", "--gateway", c.gateway, "--pairs", "2",
+    r = await cli.run_async(["direct", "--gateway", c.gateway, "--pairs", "2",
                                  "--rate", "50", "--window", "0", *SHORT])
     assert "error" not in r, r
     # 2 senders x 50/s x 1 s, with some slack for timer granularity
@@ -567,7 +567,7 @@ async def test_rate_mode(fake_cluster):
 @pytest_twisted.ensureDeferred
 async def test_login_failure_hint(fake_cluster):
     c = fake_cluster(nodes=2, known_users={"user1", "user2"})
-    r = await loadgen.run_async(["room", "--gateway", c.gateway, "--members", "4",
+    r = await cli.run_async(["room", "--gateway", c.gateway, "--members", "4",
                                  "--senders", "1", *SHORT])
     assert r["members"] == 2
     assert any("--create-users" in n for n in r["notes"])
@@ -576,7 +576,7 @@ async def test_login_failure_hint(fake_cluster):
 @pytest_twisted.ensureDeferred
 async def test_connections_against_fake_node(fake_cluster):
     c = fake_cluster(nodes=2)
-    r = await loadgen.run_async(["connections", "--gateway", c.gateway, "--clients", "50",
+    r = await cli.run_async(["connections", "--gateway", c.gateway, "--clients", "50",
                                  "--node", "node1", "--duration", "0.2",
                                  "--connect-concurrency", "10", "--progress", "0", "--quiet"])
     assert "error" not in r, r
@@ -591,7 +591,7 @@ async def test_connections_against_fake_node(fake_cluster):
 
 @pytest_twisted.ensureDeferred
 async def test_no_node_is_an_error_line():
-    r = await loadgen.run_async(["direct", "--nodes", "ws://127.0.0.1:1/", "--pairs", "1",
+    r = await cli.run_async(["direct", "--nodes", "ws://127.0.0.1:1/", "--pairs", "1",
                                  "--connect-timeout", "2", *SHORT])
     assert r["error"]
     assert r["lost"] is None or r["lost"] == 0
@@ -636,14 +636,14 @@ def test_create_users_inserts_missing_users_once():
                     pytest.skip("secantusd-py did not start")
                 time.sleep(0.1)
         url = f"mongodb://127.0.0.1:{port}/chatnet"
-        assert loadgen.create_users(url, ["bench1", "bench2", "bench3"]) == 3
-        assert loadgen.create_users(url, ["bench2", "bench3", "bench4"]) == 1
-        client = pymongo.MongoClient(url)
+        assert targets.create_users(url, ["bench1", "bench2", "bench3"]) == 3
+        assert targets.create_users(url, ["bench2", "bench3", "bench4"]) == 1
+        mongo = pymongo.MongoClient(url)
         try:
-            names = sorted(d["username"] for d in client.chatnet.users.find())
-            doc = client.chatnet.users.find_one({"username": "bench1"})
+            names = sorted(d["username"] for d in mongo.chatnet.users.find())
+            doc = mongo.chatnet.users.find_one({"username": "bench1"})
         finally:
-            client.close()
+            mongo.close()
         assert names == ["bench1", "bench2", "bench3", "bench4"]
         assert "passwordHash" not in doc
     finally:
@@ -653,9 +653,9 @@ def test_create_users_inserts_missing_users_once():
 
 def test_chat_frame_ids_carry_the_key():
     for key in [(0, 0), (3, 17), (1000, (1 << 26) - 1), ((1 << 26) - 1, 5)]:
-        fid = loadgen.chat_frame_id(key)
+        fid = client.chat_frame_id(key)
         assert fid < 2**53
-        assert loadgen.key_of_chat_frame_id(fid) == key
-    assert loadgen.key_of_chat_frame_id(int(1.8e15)) is None
-    assert loadgen.key_of_chat_frame_id(None) is None
-    assert loadgen.key_of_chat_frame_id("12") is None
+        assert client.key_of_chat_frame_id(fid) == key
+    assert client.key_of_chat_frame_id(int(1.8e15)) is None
+    assert client.key_of_chat_frame_id(None) is None
+    assert client.key_of_chat_frame_id("12") is None

@@ -6,8 +6,8 @@ import urllib.request
 import pytest
 from kazoo.client import KazooClient
 
-from chatnet import devcluster
-from chatnet.localservices import (
+from devtools import devcluster
+from devtools.localservices import (
     ChatProcess,
     ServiceError,
     free_port,

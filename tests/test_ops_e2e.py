@@ -12,7 +12,7 @@ import pika
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatnet.localservices import ChatProcess, free_port
+from devtools.localservices import ChatProcess, free_port
 from tests.harness import ChatCluster, make_chroot
 
 FLAKY_PLUGIN = '''

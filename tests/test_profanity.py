@@ -323,7 +323,7 @@ def test_default_dictionary_has_english_words():
 
 
 def test_filter_bench_runs():
-    from bench.filter_bench import build_corpus, run_filter_bench
+    from chatnet.bench.filter_bench import build_corpus, run_filter_bench
 
     assert build_corpus(50) == build_corpus(50)
     result = run_filter_bench(0.1)

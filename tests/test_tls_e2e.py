@@ -16,7 +16,7 @@ from chatnet import tls
 from chatnet.cluster.peers import PeerUnavailable, Peers
 from chatnet.cluster.identity import MemberIdentity
 from chatnet.factories.internal import InternalFactory
-from chatnet.localservices import free_port
+from devtools.localservices import free_port
 from chatnet.protocols import amp_commands as cmd
 from tests.harness import ChatCluster, WsClient
 

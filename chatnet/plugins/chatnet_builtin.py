@@ -10,6 +10,6 @@ export = ChatEventPlugin(
 
 eventlog = ChatEventPlugin(
     "eventlog",
-    "chatnet.export.EventLog",
+    "chatnet.eventlog.EventLog",
     "Log every event of the node (one structured log line each).",
 )

@@ -5,7 +5,7 @@ characters (about 85% clean English, 5% English with a listed word, 10%
 Chinese; some clean English lines hold ordinary words that contain a listed
 word, such as "hello" or "class") and pushes it through
 `ProfanityFilter.mask`, one call per message, for a given time.
-``python -m bench.filter_bench [seconds]`` prints the result as one JSON line.
+``python -m chatnet.bench.filter_bench [seconds]`` prints the result as one JSON line.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Real Redis, ZooKeeper, MongoDB (SecantusDB) and chatnet processes on this host.
 
-Used by the test suite (``tests/conftest.py``) and by ``chatnet-devcluster``.
+Used by the test suite (``tests/conftest.py``) and by ``devtools.devcluster`` (``scripts/run-cluster``).
 Each class starts the real server as a child process on a free loopback port,
 keeps its data and its log in one directory, and waits until the server really
 answers. Every wait is bounded: on timeout, or when the process exits early,
@@ -370,7 +370,7 @@ class ManagedProcess:
             time.sleep(0.05)
 
     def describe(self):
-        """What ``chatnet-devcluster`` records about this process."""
+        """What ``devtools.devcluster`` records about this process."""
         return {
             "name": self.name,
             "pid": self.pid,

@@ -1,6 +1,7 @@
-"""``chatnet-devcluster``: a whole chatnet cluster on this machine, in the background.
+"""A whole chatnet cluster on this machine, in the background: ``scripts/run-cluster``
+(``python -m devtools.devcluster`` from the repo root).
 
-``chatnet-devcluster start [--dir .cluster] [--nodes 3] [--gateway-port 8888]``
+``scripts/run-cluster start [--dir .cluster] [--nodes 3] [--gateway-port 8888]``
 starts Redis, ZooKeeper and SecantusDB (MongoDB) on free loopback ports, seeds
 the stores, then starts the gateway and the chat nodes. Every process is
 detached (its own session), keeps its data and log under the directory, and
@@ -22,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from chatnet.localservices import (
+from devtools.localservices import (
     REPO_ROOT,
     ChatProcess,
     RedisServer,
@@ -130,7 +131,7 @@ class ClusterState:
         except FileNotFoundError:
             return False
         except ValueError as e:
-            raise SystemExit(f"chatnet-devcluster: {self.path} is not valid JSON: {e}")
+            raise SystemExit(f"run-cluster: {self.path} is not valid JSON: {e}")
         return True
 
     @property
@@ -244,15 +245,15 @@ def start(args):
     state = ClusterState(directory)
     if state.load():
         if any(is_alive(e) for e in state.processes):
-            print(f"chatnet-devcluster: a cluster is already running in {directory}; "
-                  f"stop it first (chatnet-devcluster stop --dir {args.dir})", file=sys.stderr)
+            print(f"run-cluster: a cluster is already running in {directory}; "
+                  f"stop it first (scripts/run-cluster stop --dir {args.dir})", file=sys.stderr)
             return 1
         state = ClusterState(directory)
     if not args.stores_only and args.nodes < 1:
-        print("chatnet-devcluster: --nodes must be at least 1", file=sys.stderr)
+        print("run-cluster: --nodes must be at least 1", file=sys.stderr)
         return 1
     if not args.stores_only and not port_is_free(args.gateway_port):
-        print(f"chatnet-devcluster: port {args.gateway_port} is in use; pick another "
+        print(f"run-cluster: port {args.gateway_port} is in use; pick another "
               "with --gateway-port", file=sys.stderr)
         return 1
 
@@ -306,7 +307,7 @@ def start(args):
         chat = [p for p in started if isinstance(p, ChatProcess)]
         listed = wait_for_nodes(gateway_url, args.nodes, chat, args.timeout)
     except (ServiceError, OSError) as e:
-        print(f"chatnet-devcluster: start failed: {e}", file=sys.stderr)
+        print(f"run-cluster: start failed: {e}", file=sys.stderr)
         print("stopping what was started ...", file=sys.stderr)
         for process in reversed(started):
             try:
@@ -352,7 +353,7 @@ def _print_ready(data, listed, args):
     example = listed[0] if listed else {"host": "127.0.0.1", "port": "PORT"}
     print(f"  websocat ws://{example.get('host')}:{example.get('port')}/")
     print('  then send: {"id": 1, "action": "login", "data": {"username": "user1"}}')
-    print(f"\nStop it with: scripts/run-cluster stop   (or chatnet-devcluster stop --dir {args.dir})")
+    print(f"\nStop it with: scripts/run-cluster stop --dir {args.dir}")
 
 
 # --------------------------------------------------------------------------
@@ -370,7 +371,7 @@ def stop(args):
     survivors = stop_entries(state.processes)
     if survivors:
         names = ", ".join(f"{e['name']} (pid {e['pid']})" for e in survivors)
-        print(f"chatnet-devcluster: could not stop {names}", file=sys.stderr)
+        print(f"run-cluster: could not stop {names}", file=sys.stderr)
         return 1
     state.remove()
     print("stopped" if running else "nothing was running")
@@ -411,7 +412,7 @@ def status(args):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="chatnet-devcluster",
+        prog="scripts/run-cluster",
         description="Run a whole chatnet cluster (stores, gateway, nodes) on this machine.")
     sub = parser.add_subparsers(dest="command")
 

@@ -1,0 +1,120 @@
+"""The command line of ``chatnet-bench``: its options, their checks, and
+what they imply (user names, how clients spread over the nodes)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import List, Optional, Sequence
+
+SCENARIOS = ("direct", "room", "connections", "filter")
+
+
+def spread(count: int, nodes: int, offset: int = 0) -> List[int]:
+    """Round-robin node index for ``count`` clients over ``nodes`` nodes."""
+    if nodes <= 0:
+        raise ValueError("no nodes")
+    return [(i + offset) % nodes for i in range(count)]
+
+
+def user_names(prefix: str, start: int, count: int) -> List[str]:
+    return [f"{prefix}{start + i}" for i in range(count)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chatnet-bench",
+        description="Load generator for a chatnet cluster. Prints one JSON line "
+        "with sent, delivered, lost, duplicated, msgs_per_s, p50_ms, p99_ms, "
+        "seconds. Traffic scenarios need the nodes started with --rate-limit 0.",
+    )
+    p.add_argument("scenario", choices=SCENARIOS)
+    where = p.add_argument_group("cluster")
+    where.add_argument("--gateway", help="gateway base URL, e.g. http://127.0.0.1:8080")
+    where.add_argument(
+        "--nodes",
+        help="comma-separated node WebSocket URLs (ws://h:p/,ws://h:p/) instead of --gateway",
+    )
+    where.add_argument("--connect-timeout", type=float, default=30.0, metavar="S")
+    traffic = p.add_argument_group("traffic")
+    traffic.add_argument("--duration", type=float, default=10.0, metavar="S",
+                         help="seconds of sending (connections: seconds to hold the clients idle)")
+    traffic.add_argument("--warmup", type=float, default=1.0, metavar="S",
+                         help="seconds of sending left out of latency and throughput (default 1)")
+    traffic.add_argument("--drain", type=float, default=5.0, metavar="S",
+                         help="seconds to wait for deliveries after sending stops (default 5)")
+    traffic.add_argument("--msg-timeout", type=float, default=5.0, metavar="S",
+                         help="a message still in flight after S seconds frees its window slot")
+    traffic.add_argument("--settle", type=float, default=0.5, metavar="S",
+                         help="pause between logins/joins and the first message")
+    traffic.add_argument("--pairs", type=int, default=20, help="direct: sender/receiver pairs")
+    traffic.add_argument("--window", type=int, default=5,
+                         help="messages in flight per sender (0 with --rate: no limit)")
+    traffic.add_argument("--members", type=int, default=30, help="room: members")
+    traffic.add_argument("--senders", type=int, default=3, help="room: senders among the members")
+    traffic.add_argument("--room", default="room1", help="room: room name (default room1)")
+    traffic.add_argument("--rate", type=float, default=0.0,
+                         help="messages/s per sender, 0 = as fast as the window allows")
+    traffic.add_argument("--compression", choices=("off", "deflate"), default="off",
+                         help="deflate: every client offers permessage-deflate and accepts it "
+                              "(the nodes need --compression deflate to take it)")
+    traffic.add_argument("--size", type=int, default=0, metavar="CHARS",
+                         help="pad each message text to this many characters")
+    conns = p.add_argument_group("connections")
+    conns.add_argument("--clients", type=int, default=1000, help="connections: idle clients")
+    conns.add_argument("--node", help="connections: nodeId (or index in the node list, or URL)")
+    conns.add_argument("--node-pid", type=int, help="connections: pid of the node process")
+    conns.add_argument("--connect-concurrency", type=int, default=500, metavar="N",
+                       help="connections opened at a time (default 500)")
+    users = p.add_argument_group("users")
+    users.add_argument("--user-prefix",
+                       help="user names are PREFIX<N>; default 'user' (demo users) when "
+                       "99 or fewer are needed, else 'bench'")
+    users.add_argument("--user-start", type=int, default=1, metavar="N")
+    users.add_argument("--create-users", action="store_true",
+                       help="insert the users into MongoDB first (needs --mongo)")
+    users.add_argument("--mongo", metavar="URL", help="MongoDB URL, e.g. mongodb://127.0.0.1:27017/chatnet")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="stdout is exactly one JSON line")
+    out.add_argument("--progress", type=float, default=2.0, metavar="S",
+                     help="progress line on stderr every S seconds for long runs (0: none)")
+    out.add_argument("--quiet", action="store_true", help="no progress or notes on stderr")
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    opts = build_parser().parse_args(list(argv) if argv is not None else None)
+    if opts.scenario in ("direct", "room", "connections") and not (opts.gateway or opts.nodes):
+        build_parser().error(f"{opts.scenario} needs --gateway URL or --nodes URLS")
+    if opts.scenario == "direct" and opts.pairs < 1:
+        build_parser().error("--pairs must be at least 1")
+    if opts.scenario == "room":
+        if opts.members < 1 or opts.senders < 1:
+            build_parser().error("--members and --senders must be at least 1")
+        if opts.senders > opts.members:
+            build_parser().error("--senders cannot exceed --members")
+    if opts.window < 0 or (opts.window == 0 and opts.rate <= 0):
+        build_parser().error("--window must be at least 1 (0 only with --rate)")
+    if opts.create_users and not opts.mongo:
+        build_parser().error("--create-users needs --mongo URL")
+    return opts
+
+
+def command_line(argv: Sequence[str]) -> str:
+    return shlex.join(["chatnet-bench", *argv])
+
+
+def users_needed(opts) -> int:
+    if opts.scenario == "direct":
+        return 2 * opts.pairs
+    if opts.scenario == "room":
+        return opts.members
+    if opts.scenario == "connections":
+        return opts.clients
+    return 0
+
+
+def user_prefix(opts) -> str:
+    if opts.user_prefix:
+        return opts.user_prefix
+    return "user" if opts.user_start + users_needed(opts) - 1 <= 99 else "bench"

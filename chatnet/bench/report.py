@@ -1,0 +1,37 @@
+"""What a run prints: the result dict (one JSON line) and its short human
+form."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+#: keys every result line carries (``None`` where a scenario has no value)
+RESULT_KEYS = (
+    "scenario",
+    "sent",
+    "delivered",
+    "lost",
+    "duplicated",
+    "msgs_per_s",
+    "p50_ms",
+    "p99_ms",
+    "seconds",
+)
+
+
+def empty_result(scenario: str) -> Dict[str, Any]:
+    """A result with every key of `RESULT_KEYS`, all ``None`` but the scenario."""
+    r: Dict[str, Any] = {k: None for k in RESULT_KEYS}
+    r["scenario"] = scenario
+    return r
+
+
+def human_summary(r: Dict[str, Any]) -> str:
+    lines = [f"scenario     {r.get('scenario')}"]
+    for k in ("sent", "delivered", "lost", "duplicated", "msgs_per_s", "p50_ms", "p99_ms",
+              "seconds", "rss_per_conn_kb", "error"):
+        if r.get(k) is not None:
+            lines.append(f"{k:<12} {r[k]}")
+    for n in r.get("notes") or ():
+        lines.append(f"note         {n}")
+    return "\n".join(lines)

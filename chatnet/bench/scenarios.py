@@ -1,0 +1,215 @@
+"""The scenarios of ``chatnet-bench``: each sets up its clients on a
+`BenchRun`, runs, and returns the result dict (bench/README.md says what each
+measures)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from typing import Any, Dict
+
+from chatnet.bench.options import command_line, spread
+from chatnet.bench.report import empty_result
+from chatnet.bench.run import BenchRun
+from chatnet.bench.targets import (
+    find_listening_pid,
+    pick_node,
+    raise_nofile,
+    read_rss_kb,
+    resolve,
+)
+from chatnet.bench.tracker import _round, percentile
+from chatnet.bench.traffic import Sender
+
+
+async def scenario_direct(run: BenchRun) -> Dict[str, Any]:
+    opts = run.opts
+    nodes = await run.discover()
+    k = len(nodes)
+    if k < 2:
+        run.note("only one node: the pairs share it")
+    # sender of pair i on node i % k, its receiver on the next node
+    idx = []
+    for i in range(opts.pairs):
+        idx.append(i % k)
+        idx.append((i + 1) % k)
+    clients = run.make_clients(idx)
+    await run.maybe_create_users()
+    run.progress.start()
+    run.phase = "login"
+    await run.login_all(clients)
+    pairs = []
+    same_node = 0
+    for i in range(opts.pairs):
+        snd, rcv = clients[2 * i], clients[2 * i + 1]
+        if snd.logged_in and rcv.logged_in:
+            pairs.append((snd, rcv))
+            if snd.nodeId and snd.nodeId == rcv.nodeId and k > 1:
+                same_node += 1
+    if not pairs:
+        return await run.fail("no pair could log in")
+    await run.sleep(opts.settle)
+    senders = [
+        Sender(snd, frozenset((rcv.index,)), {"to": rcv.username, "format": "text"})
+        for snd, rcv in pairs
+    ]
+    await run.traffic.run_senders(senders)
+    return await run.traffic_result({
+        "pairs": len(pairs),
+        "pairs_requested": opts.pairs,
+        "same_node_pairs": same_node,
+    })
+
+
+async def scenario_room(run: BenchRun) -> Dict[str, Any]:
+    from twisted.internet import defer
+
+    opts = run.opts
+    nodes = await run.discover()
+    clients = run.make_clients(spread(opts.members, len(nodes)))
+    await run.maybe_create_users()
+    run.progress.start()
+    run.phase = "login"
+    await run.login_all(clients)
+    members = [c for c in clients if c.logged_in]
+    if not members:
+        return await run.fail("no member could log in")
+    run.phase = "join"
+    join_failures: collections.Counter = collections.Counter()
+
+    def join_failed(f):
+        join_failures[str(f.value)[:120]] += 1
+        return False
+
+    results = await defer.gatherResults([
+        c.request("joinRoom", {"roomName": opts.room, "username": c.username})
+        .addCallbacks(lambda _data: True, join_failed)
+        for c in members
+    ])
+    joined = [c for c, ok in zip(members, results) if ok and c.connected]
+    if join_failures:
+        run.note(f"{sum(join_failures.values())} joinRoom failures: "
+                 + ", ".join(f"{n}x {w}" for w, n in join_failures.most_common(3)))
+    if not joined:
+        return await run.fail(f"no member could join {opts.room}")
+    await run.sleep(opts.settle)
+    recipients = frozenset(c.index for c in joined)
+    # the first members are on different nodes (round-robin)
+    sending = joined[: opts.senders]
+    senders = [Sender(c, recipients, {"roomName": opts.room, "isGroup": True, "format": "text"})
+               for c in sending]
+    run.traffic.release_on_own_echo = True
+    await run.traffic.run_senders(senders)
+    return await run.traffic_result({
+        "members": len(joined),
+        "members_requested": opts.members,
+        "senders": len(senders),
+        "room": opts.room,
+    })
+
+
+async def scenario_connections(run: BenchRun) -> Dict[str, Any]:
+    opts = run.opts
+    nodes = await run.discover()
+    node = pick_node(nodes, opts.node)
+    if node.ip is None:
+        resolve(node)
+    run.nodes = [node]
+    soft, hard = raise_nofile(opts.clients + 256)
+    if 0 <= soft < opts.clients + 64:
+        run.note(f"file descriptor limit {soft} (hard {hard}) is below {opts.clients} "
+                 "clients: raise it with ulimit -n")
+    pid = opts.node_pid
+    if pid is None:
+        pid = find_listening_pid(node.port)
+        if pid is None:
+            run.note(f"could not find the process listening on port {node.port}: "
+                     "pass --node-pid PID for the memory figure")
+    if pid is not None and pid == os.getpid():
+        run.note("the node runs in this process: its RSS includes the load generator")
+    clients = run.make_clients([0] * opts.clients)
+    await run.maybe_create_users()
+    rss_before = read_rss_kb(pid) if pid else None
+    run.progress.start()
+    run.phase = "connect"
+    t0 = time.perf_counter()
+    ok, failures = await run.login_all(clients)
+    t1 = time.perf_counter()
+    if ok < opts.clients and not any(w.startswith("error 401") for w in failures):
+        run.note("some connections failed: the node may be out of file descriptors "
+                 "(raise its ulimit -n) or its accept backlog is full")
+    run.phase = "idle"
+    await run.send_phase(opts.duration)
+    rss_after = read_rss_kb(pid) if pid else None
+    alive = sum(1 for c in clients if c.logged_in and c.connected)
+    run.progress.stop()
+    lat = sorted(c.login_latency * 1000.0 for c in clients if c.login_latency is not None)
+    r = run.base_result()
+    per_conn = None
+    if rss_before is not None and rss_after is not None and alive > 0:
+        per_conn = round((rss_after - rss_before) / alive, 2)
+    r.update({
+        "sent": len(clients),
+        "delivered": ok,
+        "lost": len(clients) - ok,
+        "duplicated": 0,
+        "msgs_per_s": round(ok / (t1 - t0), 1) if t1 > t0 else None,
+        "p50_ms": _round(percentile(lat, 50), 3),
+        "p99_ms": _round(percentile(lat, 99), 3),
+        "max_ms": _round(lat[-1] if lat else None, 3),
+        "seconds": round(t1 - t0, 3),
+        "clients": opts.clients,
+        "logged_in": ok,
+        "alive": alive,
+        "failures": dict(failures.most_common(10)),
+        "node": node.name,
+        "node_url": node.url,
+        "node_pid": pid,
+        "rss_before_kb": rss_before,
+        "rss_after_kb": rss_after,
+        "rss_per_conn_kb": per_conn,
+        "hold_seconds": opts.duration,
+        "nodes": run.node_counts(),
+        "nofile_limit": soft,
+    })
+    if alive < ok:
+        run.note(f"{ok - alive} clients were disconnected while idle")
+    already = node.extra.get("connections")
+    if isinstance(already, int) and already > 0:
+        run.note(f"the node already had {already} connections: for a clean memory "
+                 "figure use a freshly started node")
+    if per_conn is not None and per_conn <= 0:
+        run.note("the node's RSS did not grow: it is reusing memory freed earlier; "
+                 "measure on a freshly started node")
+    await run.close_all(timeout=5.0)
+    return run.finish(r)
+
+
+def scenario_filter(opts, argv) -> Dict[str, Any]:
+    """The profanity filter alone (`chatnet.bench.filter_bench`): no cluster, no reactor."""
+    r = empty_result("filter")
+    r["command"] = command_line(argv)
+    try:
+        from chatnet.bench.filter_bench import run_filter_bench  # imported only for this scenario
+    except ImportError as e:
+        r["error"] = f"the filter benchmark is not available: {e}"
+        return r
+    t0 = time.perf_counter()
+    res = run_filter_bench(opts.duration)
+    r["seconds"] = round(time.perf_counter() - t0, 3)
+    if isinstance(res, dict):
+        r.update(res)
+    if r.get("msgs_per_s") is None and r.get("messages") and r.get("seconds"):
+        r["msgs_per_s"] = round(r["messages"] / r["seconds"], 1)
+    r["scenario"] = "filter"
+    r["command"] = command_line(argv)
+    return r
+
+
+#: the scenarios that run on a `BenchRun` in the reactor
+SCENARIO_FUNCS = {
+    "direct": scenario_direct,
+    "room": scenario_room,
+    "connections": scenario_connections,
+}

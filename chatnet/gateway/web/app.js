@@ -165,7 +165,7 @@
 
   function transmit(action, data) {
     const id = nextId();
-    S.ws.send(JSON.stringify({id, action, data}));
+    if (S.ws && S.ws.readyState === WebSocket.OPEN) S.ws.send(JSON.stringify({id, action, data}));
     return id;
   }
 
@@ -242,6 +242,9 @@
       ws.close();
     }
     if (S.state === "replaced") return;
+    for (const entry of [...S.unacked, ...S.outbox]) if (entry.item) setItemState(entry.item, "unconfirmed");
+    S.unacked = [];
+    S.outbox = [];
     setState("replaced", "a newer login of the same user took this session over");
     note("This session was replaced by a newer login of the same user elsewhere. Not reconnecting.", "error");
     showBanner("Replaced: you logged in somewhere else. This page will not reconnect by itself.", "Reconnect here", () => {
@@ -445,6 +448,7 @@
       note(Number.isInteger(d.members) ? `joined #${room} (${plural(d.members, "member")}${more})` : `joined #${room}${more}`,
         "system", c);
       switchTo(c);
+      sendNow("listRooms", {}, null, true);
     }
     renderSidebar();
     if (c === S.current) renderHeader();
@@ -463,6 +467,7 @@
     S.convs.delete(c.key);
     if (S.current === c) switchTo(conv("room", WORLD));
     note(`left #${room}`, "system");
+    sendNow("listRooms", {}, null, true);
     renderSidebar();
   }
 
@@ -481,6 +486,7 @@
       lines.push(`  #${r.roomName}  ${count}${c && c.joined ? "  (joined)" : ""}`);
     }
     renderSidebar();
+    if (S.current) renderHeader();
     if (entry && entry.conv) note(lines.length ? [`rooms (${lines.length}):`, ...lines.sort()] : ["no rooms yet: /join <room> creates one"], "answer", entry.conv);
   }
 
@@ -526,7 +532,9 @@
       if (index >= 0) S.unacked.splice(index, 1);
       if (entry.item) setItemState(entry.item, "failed");
       const d2 = entry.data;
-      note(`not delivered to ${d2.isGroup ? "#" + d2.roomName : d2.to}: ${message}`, "error", entry.conv);
+      const text = `not delivered to ${d2.isGroup ? "#" + d2.roomName : d2.to}: ${message}`;
+      note(text, "error", entry.conv);
+      if (entry.conv !== S.current) note(text, "error");
       return undefined;
     }
     if (entry && entry.action === "joinRoom") {
@@ -762,13 +770,18 @@
   }
 
   function hue(name) {
-    let h = 0;
-    for (const ch of name) h = (h * 31 + ch.codePointAt(0)) % 360;
-    return h;
+    let h = 2166136261;
+    for (const ch of name) h = Math.imul(h ^ ch.codePointAt(0), 16777619) >>> 0;
+    return (h % 24) * 15;
+  }
+
+  function initials(name) {
+    const digits = /\d{1,2}$/.exec(name);
+    return ((name[0] || "?").toUpperCase() + (digits && digits.index > 0 ? digits[0] : "")).slice(0, 3);
   }
 
   function avatar(name) {
-    const a = el("span", "avatar", (name[0] || "?").toUpperCase());
+    const a = el("span", "avatar", initials(name));
     a.setAttribute("aria-hidden", "true");
     a.style.setProperty("--hue", hue(name));
     return a;
@@ -787,7 +800,8 @@
     return span;
   }
 
-  const STATE_TEXT = {sending: "sending…", waiting: "waiting for the connection", failed: "not delivered", queued: "delivered when they log in"};
+  const STATE_TEXT = {sending: "sending…", waiting: "waiting for the connection", failed: "not delivered",
+    queued: "delivered when they log in", unconfirmed: "not confirmed"};
 
   function renderItem(item) {
     const li = el("li");
@@ -821,7 +835,7 @@
   function setItemState(item, state) {
     item.state = state;
     if (!item.el) return;
-    item.el.classList.remove("sending", "waiting", "failed", "queued");
+    item.el.classList.remove(...Object.keys(STATE_TEXT));
     if (state !== "sent") item.el.classList.add(state);
     const stateEl = item.el.querySelector(".state");
     if (stateEl) stateEl.textContent = STATE_TEXT[state] || "";
@@ -909,7 +923,7 @@
       const b = el("button", "conv joinable");
       b.type = "button";
       b.append(el("span", "sigil", "#"), el("span", "name", name));
-      if (Number.isInteger(members)) b.append(el("span", "count", String(members)));
+      if (Number.isInteger(members)) b.append(el("span", "count", plural(members, "member")));
       b.append(el("span", "join", "Join"));
       b.setAttribute("aria-label", `Join #${name}`);
       b.addEventListener("click", () => joinRoom(name));
@@ -1047,6 +1061,12 @@
     S.state = "closed";
     if (S.ws) S.ws.close(1000);
     location.reload();
+  });
+  document.querySelector(".conversation").addEventListener("click", (event) => {
+    if (document.body.classList.contains("show-sidebar") && !$("menu").contains(event.target)) {
+      document.body.classList.remove("show-sidebar");
+      $("menu").setAttribute("aria-expanded", "false");
+    }
   });
   $("menu").addEventListener("click", () => {
     const shown = document.body.classList.toggle("show-sidebar");

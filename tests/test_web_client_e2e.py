@@ -138,6 +138,10 @@ class WebUser:
         expect(line.locator(".from")).to_have_text(sender)
         return line
 
+    def texts(self):
+        """The texts of the chat lines of the current conversation, top to bottom."""
+        return self.log.locator(".msg .text").all_inner_texts()
+
     def count(self, text):
         return self.line(text).count()
 
@@ -309,10 +313,53 @@ def test_the_page_reconnects_after_its_node_is_killed_and_catches_up(web, peers,
              "typed while the node was down"]
     assert {t: frank.count(t) for t in texts} == {t: 1 for t in texts}
     assert [f["data"]["message"] for f in grace.chats(timeout=1.0)].count("typed while the node was down") == 0
+    shown = [t for t in frank.texts() if t in texts]
+    theirs = ["before the crash", *during, "after the reconnect"]
+    assert [t for t in shown if t in theirs] == theirs, shown  # in the order sent
     room_shot = frank.shot("04-after-kill-room")
     frank.open_conversation("user7")
     for text in ["a direct one before", "a direct one while away"]:
         frank.expect_line("user7", text)
         assert frank.count(text) == 1
+    assert frank.texts() == ["a direct one before", "a direct one while away"]
     assert room_shot.exists()
     frank.shot("04-after-kill-direct")
+
+
+def test_login_with_a_password_and_refusals_shown_on_the_form(browser, cluster, screenshots):
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{cluster.gateway_port}/")
+        error = page.get_by_role("alert")
+        page.get_by_label("User name").fill("secret1")
+        # wrong passwords: 401, then the user name is locked out for a while (429, said with its message)
+        for attempt in range(1, 30):
+            page.get_by_label("Password").fill(f"wrong-{attempt}")
+            page.get_by_role("button", name="Log in").click()
+            expect(error).not_to_have_text("")
+            expect(page.get_by_role("button", name="Log in")).to_be_enabled()
+            if "too many failed logins" in error.inner_text():
+                break
+            expect(error).to_contain_text("cannot log in")
+            page.evaluate("() => { document.getElementById('login-error').textContent = ''; }")
+        else:
+            raise AssertionError(f"never locked out: {error.inner_text()}")
+        expect(error).to_contain_text(re.compile(r"too many failed logins; try again in \d+ s"))
+        page.screenshot(path=str(screenshots / "05-login-throttled.png"))
+        # the right password, once the lock-out is over
+        deadline = time.monotonic() + 60
+        while True:
+            page.evaluate("() => { document.getElementById('login-error').textContent = ''; }")
+            page.get_by_label("Password").fill("pw-secret1")
+            page.get_by_role("button", name="Log in").click()
+            status = page.get_by_role("status")
+            try:
+                expect(status).to_contain_text("online", timeout=5000)
+                break
+            except AssertionError:
+                assert "too many failed logins" in error.inner_text(), error.inner_text()
+                assert time.monotonic() < deadline, "still locked out after 60 s"
+        expect(page.get_by_role("log", name="Messages")).to_contain_text("connected to")
+    finally:
+        context.close()

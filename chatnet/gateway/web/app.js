@@ -99,10 +99,19 @@
     } catch (e) { /* private mode: not remembered */ }
   }
 
+  // Messages of a conversation are shown in seq order, however they came (live,
+  // replayed, queued while offline): a late one goes before those numbered after it.
   function add(c, item) {
-    c.items.push(item);
+    let at = c.items.length;
+    if (item.type === "msg" && Number.isInteger(item.seq)) {
+      while (at > 0 && c.items[at - 1].type === "msg" && Number.isInteger(c.items[at - 1].seq) &&
+             c.items[at - 1].seq > item.seq) at -= 1;
+    }
+    c.items.splice(at, 0, item);
     if (c.items.length > 2000) c.items.splice(0, c.items.length - 2000);
-    if (c === S.current) appendItem(item, true);
+    if (c !== S.current) return;
+    if (at === c.items.length - 1) appendItem(item, true);
+    else redraw();
   }
 
   function note(text, level = "info", c = S.current) {
@@ -866,16 +875,20 @@
     if (!live || nearBottom || (item.type === "msg" && item.own) || item.type === "note") log.scrollTop = log.scrollHeight;
   }
 
+  function redraw() {
+    const log = $("messages");
+    log.replaceChildren();
+    renderedDay = null;
+    for (const item of S.current.items) appendItem(item, false);
+    log.scrollTop = log.scrollHeight;
+  }
+
   function switchTo(c) {
     if (!c) return;
     S.current = c;
     c.unread = 0;
     c.mention = false;
-    const log = $("messages");
-    log.replaceChildren();
-    renderedDay = null;
-    for (const item of c.items) appendItem(item, false);
-    log.scrollTop = log.scrollHeight;
+    redraw();
     renderHeader();
     renderSidebar();
     document.body.classList.remove("show-sidebar");

@@ -4,7 +4,8 @@
 Random methods, paths (unicode, %-escapes, very long), query strings,
 headers (odd, duplicate, huge), bodies and malformed request lines. Every
 request gets a well-formed HTTP answer with a documented status
-(docs/protocol.md, "Finding a node") and never an HTML page or a traceback;
+(docs/protocol.md, "Finding a node") and never a traceback, nor an HTML page
+other than the web client's;
 and after every example a normal ``GET /server`` still answers 200.
 Bounded and deterministic: a fixed number of examples, derandomized.
 """
@@ -20,9 +21,12 @@ from chatnet.gateway.http import MAX_HEAD
 from tests.rawhttp import send, start_gateway
 
 DOCUMENTED = {200, 400, 404, 405, 408, 413, 431, 503}
+#: the web client's page and files (GET / and /static/<file>), the only answers of other types
+WEB_CLIENT_TYPES = ("text/html", "text/css", "text/javascript")
 TCHAR = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
 PATHS = ["/server", "/server/", "/health", "/metrics", "/", "", "*", "//server", "/server/x", "/./server",
-         "/%73erver", "http://127.0.0.1/server", "/server;x"]
+         "/%73erver", "http://127.0.0.1/server", "/server;x", "/static/app.js", "/static/app.css", "/static/x",
+         "/static/app.js/x"]
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +120,14 @@ def check_answer(answer, raw):
         return
     assert answer.status in DOCUMENTED, (answer, raw[:300])
     lowered = answer.body.lower()
-    assert b"<html" not in lowered and b"traceback" not in lowered, (answer, raw[:300])
-    if answer.body:
-        content_type = answer.headers.get("content-type", "")
+    content_type = answer.headers.get("content-type", "")
+    web_client = answer.status == 200 and content_type.startswith(WEB_CLIENT_TYPES)
+    assert b"traceback" not in lowered, (answer, raw[:300])
+    assert b"<html" not in lowered or web_client, (answer, raw[:300])
+    if answer.body and not web_client:
         assert content_type.startswith(("text/plain", "application/json")), (answer, raw[:300])
+    if web_client:
+        assert answer.headers.get("content-security-policy"), answer
     if answer.status == 405:
         assert answer.headers.get("allow"), answer
 

@@ -1,4 +1,4 @@
-"""The gateway's HTTP answers (PROTOCOL.md section 1)."""
+"""The gateway's HTTP answers (docs/protocol.md, "Finding a node"), and the web client."""
 import orjson
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -6,6 +6,7 @@ from twisted.web import resource, server
 
 from chatnet.errors import StoreUnavailable
 from chatnet.gateway.http import PlainResource, plain
+from chatnet.gateway.web import WebClient
 
 log = Logger()
 
@@ -79,15 +80,21 @@ class NotFound(resource.Resource):
 
 
 class Root(resource.Resource):
-    def __init__(self, servers, policy):
+    def __init__(self, servers, policy, web=None):
         super().__init__()
         self.server = ServerResource(servers, policy)
+        self.web = web if web is not None else WebClient()
         self.not_found = NotFound()
 
     def getChildWithDefault(self, path, request):
-        # only the exact paths: /server, /health; /server/x is not found
+        # only the exact paths: /, /static/<file>, /server, /health; /server/x is not found
+        if path == b"static" and len(request.postpath) == 1:
+            found = self.web.static(request.postpath.pop())
+            return found if found is not None else self.not_found
         if request.postpath:
             return self.not_found
+        if path == b"":
+            return self.web.page
         if path == b"server":
             return self.server
         return self.children.get(path, self.not_found)

@@ -1,4 +1,4 @@
-"""What each client action means (PROTOCOL.md section 3).
+"""What each client action means (docs/protocol.md, "What a client can ask").
 
 A handler gets the connection and a decoded, type-checked :class:`Request`
 and either answers through the connection or raises :class:`ProtocolError`.
@@ -15,9 +15,8 @@ from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_onli
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
 from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, room_channel
-from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols import codec
-from chatnet.protocols.codec import INT64_MAX, frame_id
+from chatnet.protocols.codec import INT64_MAX
 from chatnet.protocols.constants import ALLIANCE_PREFIX, FEATURES, WORLD, automatic_rooms, is_automatic, online_for
 from chatnet.sessions import SessionRecord
 
@@ -157,7 +156,7 @@ class ChatHandlers:
             data = doc["data"]
             if not self.node.recent.new_for(data["msgId"], [connection], False):
                 continue
-            connection.push(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)), data["msgId"])
+            connection.push(codec.chat_frame(orjson.dumps(data)), data["msgId"])
         if "offline" in connection.features and (docs or dropped):
             # after the queued messages, also while a resume holds them back
             connection.push(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
@@ -261,16 +260,12 @@ class ChatHandlers:
         username = connection.record.username
         if is_automatic(room) and room not in automatic_rooms(connection.record.alliance):
             raise unknown_room(room, "joinRoom")
-        members = await self.node.router.to_leader(
-            lambda host: host.join(room, username), cmd.RoomJoin, roomName=room, username=username
-        )
-        if isinstance(members, dict):
-            members = members["members"]
+        members = await self.node.router.join(room, username)
         if not is_automatic(room):
             _joined(connection).add(room)
         history = await self.node.history.recent(room_channel(room))
         for data in history:
-            connection.sendMessage(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
+            connection.sendMessage(codec.chat_frame(orjson.dumps(data)))
         connection.answer("joinRoom", {"roomName": room, "members": members}, request)
         self.node.emit("room_joined", room, username)
 
@@ -278,16 +273,12 @@ class ChatHandlers:
         room = request.string("roomName", max_length=MAX_NAME)
         username = connection.record.username
         _joined(connection).discard(room)
-        await self.node.router.to_leader(
-            lambda host: host.leave(room, username), cmd.RoomLeave, roomName=room, username=username
-        )
+        await self.node.router.leave(room, username)
         connection.answer("leaveRoom", {"roomName": room}, request)
         self.node.emit("room_left", room, username)
 
     async def list_rooms(self, connection, request):
-        rooms = await self.node.router.to_leader(lambda host: host.list(), cmd.RoomList)
-        if isinstance(rooms, dict):
-            rooms = orjson.loads(rooms["rooms"])
+        rooms = await self.node.router.list_rooms()
         connection.answer("listRooms", {"rooms": rooms}, request)
 
     # -- information -------------------------------------------------------------
@@ -334,7 +325,7 @@ class ChatHandlers:
                     too_old.append(name)
                     continue
                 for data in missed:
-                    connection.replay(data["msgId"], b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
+                    connection.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
                     replayed += 1
             connection.answer("resume", {"replayed": replayed, "tooOld": too_old}, request)
         finally:

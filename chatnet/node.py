@@ -30,7 +30,7 @@ from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
 from chatnet.rescue import Rescuer
 from chatnet.protocols.amp_commands import NotLeader, SessionChanged
-from chatnet.protocols.codec import frame_id
+from chatnet.protocols import codec
 from chatnet.rooms import RoomHost
 from chatnet.sequences import Sequences
 from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
@@ -432,7 +432,7 @@ class ChatNode(MultiService):
                     targets.append(connection)
         targets = self.recent.new_for(msg_id, [c for c in targets if c.record is not None], everyone)
         if targets:
-            payload = b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), data)
+            payload = codec.chat_frame(data)
             prepared = self.factory.prepareMessage(payload) if len(targets) > 1 else None
             for connection in targets:
                 connection.push(payload, msg_id, prepared)

@@ -12,6 +12,8 @@ on the receiving node, so a retry reaches nobody twice.
 """
 from collections import OrderedDict
 
+import orjson
+
 from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.protocols.amp import RemoteAmpError
@@ -187,9 +189,45 @@ class Router:
             refresh = True
             await task.deferLater(self.clock, self.retry_interval, lambda: None)
 
-    async def to_leader(self, local, command, **arguments):
-        """Run a room operation on the leader: C{local(room_host)} if we lead,
-        else C{command} over AMP; retried while there is no reachable
+    async def join(self, room, username):
+        """Add C{username} to C{room} on the leader; the room's member count."""
+        return await self._on_leader(
+            lambda host: host.join(room, username), cmd.RoomJoin, lambda answer: answer["members"],
+            roomName=room, username=username,
+        )
+
+    async def leave(self, room, username):
+        """Remove C{username} from C{room} on the leader; the member count."""
+        return await self._on_leader(
+            lambda host: host.leave(room, username), cmd.RoomLeave, lambda answer: answer["members"],
+            roomName=room, username=username,
+        )
+
+    async def list_rooms(self):
+        """The leader's room list: C{[{"roomName", "members"}, ...]}."""
+        return await self._on_leader(
+            lambda host: host.list(), cmd.RoomList, lambda answer: orjson.loads(answer["rooms"]))
+
+    async def room(self, message, data):
+        """Have the leader fan room C{message} out; retried on failover."""
+        try:
+            await self._on_leader(
+                lambda host: host.post(message.roomName, message.msgId, message.seq, data),
+                cmd.RoomPost,
+                lambda answer: answer["nodes"],
+                roomName=message.roomName,
+                msgId=message.msgId,
+                seq=message.seq,
+                data=data,
+            )
+        except (ProtocolError, StoreUnavailable) as e:
+            log.warn("room message {id} to {room} not fanned out: {why}", id=message.msgId, room=message.roomName,
+                     why=e.message)
+
+    async def _on_leader(self, local, command, unpack, **arguments):
+        """Run a room operation on the leader: C{local(room_host)} if we
+        lead, else C{command} over AMP, whose answer C{unpack} turns into
+        the same value as C{local}'s; retried while there is no reachable
         leader, until the deadline."""
         give_up = self.clock.seconds() + self.deadline
         while True:
@@ -201,24 +239,10 @@ class Router:
                     if self.node.room_host is None:
                         raise NoLeader()
                     return await local(self.node.room_host)
-                return await self.node.peers.call(leader, command, **arguments)
+                return unpack(await self.node.peers.call(leader, command, **arguments))
             except (NoLeader, PeerUnavailable, cmd.NotLeader):
                 if self.clock.seconds() >= give_up:
                     raise ProtocolError(503, "no leader reachable right now, try again")
             except (cmd.NoSuchRoom, cmd.StoreDown, RemoteAmpError) as e:
                 raise remote_error(e)
             await self.node.wait_for_leader(self.retry_interval)
-
-    async def room(self, message, data):
-        """Have the leader fan room C{message} out; retried on failover."""
-        try:
-            await self.to_leader(
-                lambda host: host.post(message.roomName, message.msgId, message.seq, data),
-                cmd.RoomPost,
-                roomName=message.roomName,
-                msgId=message.msgId,
-                seq=message.seq,
-                data=data,
-            )
-        except ProtocolError as e:
-            log.warn("room message {id} to {room} not fanned out: {why}", id=message.msgId, room=message.roomName, why=e.message)

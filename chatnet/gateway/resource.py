@@ -1,4 +1,4 @@
-"""The gateway's HTTP answers (PROTOCOL.md section 1)."""
+"""The gateway's HTTP answers (docs/protocol.md, "Finding a node")."""
 import orjson
 from twisted.internet import defer
 from twisted.logger import Logger

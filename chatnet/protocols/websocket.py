@@ -2,7 +2,7 @@
 
 Requests of a connection are handled one after the other, in the order they
 arrived, so that answers and messages keep the client's order. Every failure
-becomes an ``error`` frame (PROTOCOL.md section 5); nothing a client sends
+becomes an ``error`` frame (docs/protocol.md, "Errors"); nothing a client sends
 can raise past this class or affect another connection.
 """
 from collections import deque
@@ -12,7 +12,7 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from chatnet.errors import ProtocolError
+from chatnet.errors import ProtocolError, as_protocol_error
 from chatnet.protocols import codec
 from chatnet.protocols.constants import GOING_AWAY, LOGIN_TIMEOUT, REPLACED
 from chatnet.ratelimit import TokenBucket
@@ -139,9 +139,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self._next()
 
     def _failed(self, failure, request):
-        if failure.check(ProtocolError):
-            error = failure.value
-        else:
+        error = as_protocol_error(failure.value)  # a store that is down: 503
+        if error is None:
             log.failure("request {action} failed", failure, action=request.action)
             error = ProtocolError(500, "internal error; the request was not carried out", request.action)
         if not self.closed:

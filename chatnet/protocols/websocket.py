@@ -64,10 +64,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
         return self._lost or self.state != OPEN
 
     def onConnect(self, request):
-        self.node = self.factory.node
-        config = self.node.config
+        config = self.factory.config
         if config.rate_limit > 0:
-            self.bucket = TokenBucket(config.rate_limit, config.rate_burst, self.node.reactor)
+            self.bucket = TokenBucket(config.rate_limit, config.rate_burst, self.factory.clock)
 
     @property
     def gone(self):
@@ -81,9 +80,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def onOpen(self):
         self.factory.connections.add(self)
-        timeout = self.node.config.login_timeout
+        timeout = self.factory.config.login_timeout
         if timeout > 0:
-            self._login_timer = self.node.reactor.callLater(timeout, self._login_timed_out)
+            self._login_timer = self.factory.clock.callLater(timeout, self._login_timed_out)
 
     def _login_timed_out(self):
         self._login_timer = None
@@ -121,7 +120,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         while self._queue and not self.closed:
             request = self._queue.popleft()
             self._busy = True
-            d = defer.ensureDeferred(self.node.handlers.handle(self, request))
+            d = defer.ensureDeferred(self.factory.handlers.handle(self, request))
             d.addErrback(self._failed, request)
             if not d.called:
                 d.addBoth(self._done)
@@ -174,7 +173,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self._hold_timer.cancel()
         self._hold_timer = None
         if at_most is not None:
-            self._hold_timer = self.node.reactor.callLater(at_most, self.release)
+            self._hold_timer = self.factory.clock.callLater(at_most, self.release)
 
     def replay(self, msg_id, payload):
         self._replayed.add(msg_id)
@@ -201,7 +200,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
             super().sendMessage(payload, isBinary, *args, **kwargs)
 
     def send_error(self, error, re=None):
-        self.node.metrics.error_sent(error.code)
+        self.factory.metrics.error_sent(error.code)
         if not self.closed:
             self.sendMessage(codec.encode_error(error, re))
 
@@ -212,7 +211,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self.send_error(ProtocolError(409, "this session was replaced by a newer login of the same user", "login"))
         record, self.record = self.record, None
         if record is not None:
-            self.node.sessions.remove(record.username, self)
+            self.factory.sessions.remove(record.username, self)
         self.sendClose(REPLACED, "session replaced")
 
     def going_away(self):
@@ -243,14 +242,14 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if not busy:
             return
         if not done.called:
-            timer = self.node.reactor.callLater(LOGOUT_WAIT, done.callback, None)
+            timer = self.factory.clock.callLater(LOGOUT_WAIT, done.callback, None)
             await done
             if timer.active():
                 timer.cancel()
         record, self.record = self.record or record, None
         if record is not None:
-            self.node.announce(record, False)
-            await self.node.directory.unpublish(record)
+            self.factory.presence.announce(record, False)
+            await self.factory.directory.unpublish(record)
 
     def _logged_out(self, _):
         self._ended = True  # from now on, a new `gone` fires at once
@@ -259,8 +258,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     async def logout(self):
         record, self.record = self.record, None
-        if record is None or not self.node.sessions.remove(record.username, self):
+        factory = self.factory
+        if record is None or not factory.sessions.remove(record.username, self):
             return
-        self.node.announce(record, False)
-        await self.node.directory.unpublish(record)
-        self.node.emit("user_offline", record.username, self.node.node_id)
+        factory.presence.announce(record, False)
+        await factory.directory.unpublish(record)
+        factory.emit("user_offline", record.username, factory.view.node_id)

@@ -1,10 +1,11 @@
-"""Errors a client can be told about (PROTOCOL.md section 5)."""
+"""Errors a client can be told about (docs/protocol.md, "Errors"), and the
+store error the protocol layer maps to one."""
 
 
 class ProtocolError(Exception):
     """A request that is answered with an C{error} frame.
 
-    @ivar code: the PROTOCOL.md error code (400, 401, 403, 404, 409, 413,
+    @ivar code: the docs/protocol.md error code (400, 401, 403, 404, 409, 413,
         429, 503).
     @ivar ext: extra context for the client, the action concerned.
     """
@@ -17,12 +18,33 @@ class ProtocolError(Exception):
         self.re = re
 
 
-class StoreUnavailable(ProtocolError):
-    """A backing store did not answer: the request was not carried out."""
+class StoreUnavailable(Exception):
+    """A backing store did not answer: the request was not carried out.
+
+    A store error, not a client error: the client protocol tells the client
+    a 503 (L{as_protocol_error}), the internal protocol sends
+    C{StoreDown}.
+
+    @ivar store: C{"redis"} or C{"mongodb"}.
+    @ivar ext: what was being done (a MongoDB operation), or "".
+    """
 
     def __init__(self, store, ext=""):
-        super().__init__(503, f"{store} is unavailable right now, try again", ext)
+        super().__init__(store, ext)
         self.store = store
+        self.ext = ext or ""
+        self.message = f"{store} is unavailable right now, try again"
+
+
+def as_protocol_error(error):
+    """The L{ProtocolError} a client is told for C{error} (a
+    L{ProtocolError} itself or a L{StoreUnavailable}), or None for an
+    unexpected one."""
+    if isinstance(error, ProtocolError):
+        return error
+    if isinstance(error, StoreUnavailable):
+        return ProtocolError(503, error.message, error.ext)
+    return None
 
 
 def not_online(username, ext="chat"):

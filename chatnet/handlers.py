@@ -1,4 +1,4 @@
-"""What each client action means (PROTOCOL.md section 3).
+"""What each client action means (docs/protocol.md, "What a client can ask").
 
 A handler gets the connection and a decoded, type-checked :class:`Request`
 and either answers through the connection or raises :class:`ProtocolError`.
@@ -15,9 +15,8 @@ from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_onli
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
 from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, room_channel
-from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols import codec
-from chatnet.protocols.codec import INT64_MAX, frame_id
+from chatnet.protocols.codec import INT64_MAX
 from chatnet.protocols.constants import ALLIANCE_PREFIX, FEATURES, WORLD, automatic_rooms, is_automatic, online_for
 from chatnet.sessions import SessionRecord
 
@@ -42,10 +41,50 @@ def check_password(stored_hash, password):
 
 
 class ChatHandlers:
-    def __init__(self, node):
-        self.node = node
-        self.config = node.config
-        self.login_throttle = LoginThrottle(node.redis, node.reactor)
+    """The client actions of one node. Collaborators (keyword arguments; a
+    test gives only those its actions use):
+
+    @param config: the L{chatnet.config.NodeConfig}.
+    @param clock: an C{IReactorTime} (and C{callLater}).
+    @param view: the L{chatnet.cluster.view.ClusterView} (this node's id).
+    @param redis: the L{chatnet.stores.redis.RedisStore} (the login throttle).
+    @param mongo: the L{chatnet.stores.mongo.MongoStore} (users, rooms).
+    @param offline: the L{chatnet.stores.mongo.OfflineStore}.
+    @param history: the L{chatnet.history.History}.
+    @param popular: the L{chatnet.popular.PopularWords}.
+    @param profanity: the L{chatnet.profanity.ProfanityFilter}.
+    @param acceptor: the L{chatnet.accept.Acceptor}.
+    @param message_log: the L{chatnet.stores.message_log.MessageLog}.
+    @param directory: the L{chatnet.sessions.SessionDirectory}.
+    @param sessions: the L{chatnet.sessions.LocalSessions}.
+    @param presence: the L{chatnet.cluster.presence.Presence} (announces).
+    @param router: the L{chatnet.cluster.router.Router} (direct messages).
+    @param rooms: the L{chatnet.cluster.router.RoomRouter}.
+    @param delivery: the L{chatnet.service.delivery.LocalDelivery}.
+    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    """
+
+    def __init__(self, *, config, clock, view=None, redis=None, mongo=None, offline=None, history=None,
+                 popular=None, profanity=None, acceptor=None, message_log=None, directory=None, sessions=None,
+                 presence=None, router=None, rooms=None, delivery=None, emit=lambda event, *args: None):
+        self.config = config
+        self.clock = clock
+        self.view = view
+        self.mongo = mongo
+        self.offline = offline
+        self.history = history
+        self.popular_words = popular
+        self.profanity = profanity
+        self.acceptor = acceptor
+        self.message_log = message_log
+        self.directory = directory
+        self.sessions = sessions
+        self.presence = presence
+        self.router = router
+        self.rooms = rooms
+        self.delivery = delivery
+        self.emit = emit
+        self.login_throttle = LoginThrottle(redis, clock)
         self.actions = {
             "login": self.login,
             "chat": self.chat,
@@ -86,7 +125,7 @@ class ChatHandlers:
             raise ProtocolError(400, "already logged in; open another connection for another user", "login")
         address = _peer_address(connection)
         await self.login_throttle.check(username, address)
-        user = await self.node.mongo.find_user(username)
+        user = await self.mongo.find_user(username)
         if user is None:
             await self._login_failed(username, address, "unknown user or wrong password")
         stored = user.get("passwordHash")
@@ -100,25 +139,25 @@ class ChatHandlers:
         alliance = user.get("alliance") if isinstance(user.get("alliance"), str) else ""
         if connection.closed:
             return
-        record = SessionRecord.new(username, self.node.node_id, now_ms(self.node.reactor), alliance)
+        record = SessionRecord.new(username, self.view.node_id, now_ms(self.clock), alliance)
         connection.features = frozenset(f for f in wanted if f in FEATURES)
-        previous_local = self.node.sessions.add(username, connection)
+        previous_local = self.sessions.add(username, connection)
         connection.record = record
         try:
-            await self.node.directory.publish(record)
+            await self.directory.publish(record)
         except StoreUnavailable:
-            self.node.sessions.remove(username, connection)
+            self.sessions.remove(username, connection)
             if previous_local is not None:
-                self.node.sessions.add(username, previous_local)
+                self.sessions.add(username, previous_local)
             connection.record = None
             raise
         if previous_local is not None and previous_local is not connection:
             previous_local.replaced()
-        if self.node.directory.records.get(username) is not record:
+        if self.directory.records.get(username) is not record:
             # a newer login of this user on another node won meanwhile
             connection.replaced()
             return
-        self.node.announce(record, True)
+        self.presence.announce(record, True)
         if connection.closed:
             # the client left while we were logging it in
             await connection.logout()
@@ -131,8 +170,8 @@ class ChatHandlers:
             # that they follow it in seq order
             connection.hold(at_most=RESUME_WAIT)
         connection.answer("login", data, request)
-        self.node.emit("user_online", username, self.node.node_id)
-        log.info("{user} logged in on {node}", user=username, node=self.node.node_id)
+        self.emit("user_online", username, self.view.node_id)
+        log.info("{user} logged in on {node}", user=username, node=self.view.node_id)
         await self._deliver_queued(connection, username)
 
     async def _login_failed(self, username, address, why):
@@ -147,7 +186,7 @@ class ChatHandlers:
         """Send what was queued for C{username} while they were offline,
         oldest first, then forget it."""
         try:
-            docs, dropped = await self.node.offline.take(username)
+            docs, dropped = await self.offline.take(username)
         except StoreUnavailable:
             log.warn("offline messages of {user} not delivered now: mongodb unavailable", user=username)
             return
@@ -155,14 +194,12 @@ class ChatHandlers:
             return
         for doc in docs:
             data = doc["data"]
-            if not self.node.recent.new_for(data["msgId"], [connection], False):
-                continue
-            connection.push(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)), data["msgId"])
+            self.delivery.deliver_queued(connection, data["msgId"], orjson.dumps(data))
         if "offline" in connection.features and (docs or dropped):
             # after the queued messages, also while a resume holds them back
             connection.push(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
         try:
-            await self.node.offline.remove([doc["_id"] for doc in docs])
+            await self.offline.remove([doc["_id"] for doc in docs])
         except StoreUnavailable:
             log.warn("offline messages of {user} delivered but not removed", user=username)
 
@@ -176,7 +213,7 @@ class ChatHandlers:
         text = request.string("message", max_length=self.config.max_message_chars)
         fmt = request.string("format", required=False, default="text", max_length=FORMATS)
         is_group = request.boolean("isGroup", default=False)
-        ts = request.timestamp("ts", now_ms(self.node.reactor))
+        ts = request.timestamp("ts", now_ms(self.clock))
         room = request.string("roomName", required=False, max_length=MAX_NAME)
         if is_group or room:
             if not room:
@@ -185,19 +222,19 @@ class ChatHandlers:
             to, target = "", None
         else:
             to = request.string("to", max_length=MAX_NAME)
-            target = await self.node.directory.lookup(to)
-            if target is None and not ("offline" in connection.features and await self.node.mongo.user_exists(to)):
+            target = await self.directory.lookup(to)
+            if target is None and not ("offline" in connection.features and await self.mongo.user_exists(to)):
                 raise not_online(to)
-        masked = self.node.profanity.mask(text)
+        masked = self.profanity.mask(text)
         message = ChatMessage(
             new_message_id(), record.username, masked, ts, fmt, to, room or "",
         )
         data = await self._accept(message)
         if not room and target is None:
-            await self.node.offline.put(message.msgId, to, message.frame_data(), self.config.offline_limit)
+            await self.offline.put(message.msgId, to, message.frame_data(), self.config.offline_limit)
             connection.answer("queued", {"to": to, "msgId": message.msgId, "seq": message.seq, "ts": message.ts}, request)
             # they may have logged in meanwhile, after their queue was read
-            target = await self.node.directory.lookup(to, refresh=True)
+            target = await self.directory.lookup(to, refresh=True)
             if target is not None:
                 defer.ensureDeferred(self._deliver_late(message, data, target))
             return
@@ -208,21 +245,21 @@ class ChatHandlers:
                 request,
             )
         if room:
-            defer.ensureDeferred(self.node.router.room(message, data))
+            defer.ensureDeferred(self.rooms.room(message, data))
         else:
-            defer.ensureDeferred(self.node.router.direct(message, data, target))
+            defer.ensureDeferred(self.router.direct(message, data, target))
 
     async def _deliver_late(self, message, data, target):
-        if await self.node.router.direct(message, data, target):
-            await self.node.offline.remove([ObjectId(message.msgId)])
+        if await self.router.direct(message, data, target):
+            await self.offline.remove([ObjectId(message.msgId)])
 
     async def _accept(self, message):
         """Accept the message: its seq, history entry and word counts (one
         Redis call, see chatnet.accept), then store it; returns the chat
         frame data (JSON bytes)."""
-        data = await self.node.acceptor.accept(message, words.tokenize(message.message))
-        self.node.message_log.append(message.document())
-        self.node.emit("message_accepted", message)
+        data = await self.acceptor.accept(message, words.tokenize(message.message))
+        self.message_log.append(message.document())
+        self.emit("message_accepted", message)
         return data
 
     async def _check_member(self, connection, rooms, action):
@@ -245,7 +282,7 @@ class ChatHandlers:
             unknown.append(room)
         if not unknown:
             return
-        member, existing = await self.node.mongo.membership(record.username, unknown)
+        member, existing = await self.mongo.membership(record.username, unknown)
         joined.update(member)
         for room in unknown:
             if room not in existing:
@@ -261,40 +298,32 @@ class ChatHandlers:
         username = connection.record.username
         if is_automatic(room) and room not in automatic_rooms(connection.record.alliance):
             raise unknown_room(room, "joinRoom")
-        members = await self.node.router.to_leader(
-            lambda host: host.join(room, username), cmd.RoomJoin, roomName=room, username=username
-        )
-        if isinstance(members, dict):
-            members = members["members"]
+        members = await self.rooms.join(room, username)
         if not is_automatic(room):
             _joined(connection).add(room)
-        history = await self.node.history.recent(room_channel(room))
+        history = await self.history.recent(room_channel(room))
         for data in history:
-            connection.sendMessage(b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
+            connection.sendMessage(codec.chat_frame(orjson.dumps(data)))
         connection.answer("joinRoom", {"roomName": room, "members": members}, request)
-        self.node.emit("room_joined", room, username)
+        self.emit("room_joined", room, username)
 
     async def leave_room(self, connection, request):
         room = request.string("roomName", max_length=MAX_NAME)
         username = connection.record.username
         _joined(connection).discard(room)
-        await self.node.router.to_leader(
-            lambda host: host.leave(room, username), cmd.RoomLeave, roomName=room, username=username
-        )
+        await self.rooms.leave(room, username)
         connection.answer("leaveRoom", {"roomName": room}, request)
-        self.node.emit("room_left", room, username)
+        self.emit("room_left", room, username)
 
     async def list_rooms(self, connection, request):
-        rooms = await self.node.router.to_leader(lambda host: host.list(), cmd.RoomList)
-        if isinstance(rooms, dict):
-            rooms = orjson.loads(rooms["rooms"])
+        rooms = await self.rooms.list_rooms()
         connection.answer("listRooms", {"rooms": rooms}, request)
 
     # -- information -------------------------------------------------------------
 
     async def user_info(self, connection, request):
         username = request.string("username", max_length=MAX_NAME)
-        record = await self.node.directory.lookup(username)
+        record = await self.directory.lookup(username)
         if record is None:
             raise not_online(username, "userInfo")
         connection.answer(
@@ -304,7 +333,7 @@ class ChatHandlers:
                 "loginTime": record.loginTime,
                 "nodeId": record.nodeId,
                 "isOnline": True,
-                "onlineFor": online_for(record.loginTime, now_ms(self.node.reactor)),
+                "onlineFor": online_for(record.loginTime, now_ms(self.clock)),
             },
             request,
         )
@@ -326,7 +355,7 @@ class ChatHandlers:
         try:
             # every channel is read before anything is replayed: a store
             # that fails meanwhile (503) leaves nothing half done
-            found = [(name, await self.node.history.after(channel, seq, RESUME_LIMIT))
+            found = [(name, await self.history.after(channel, seq, RESUME_LIMIT))
                      for channel, seq, name in channels]
             replayed, too_old = 0, []
             for name, missed in found:
@@ -334,7 +363,7 @@ class ChatHandlers:
                     too_old.append(name)
                     continue
                 for data in missed:
-                    connection.replay(data["msgId"], b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), orjson.dumps(data)))
+                    connection.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
                     replayed += 1
             connection.answer("resume", {"replayed": replayed, "tooOld": too_old}, request)
         finally:
@@ -343,7 +372,7 @@ class ChatHandlers:
     async def popular(self, connection, request):
         # old clients send n as typed: a string of digits
         n = request.integer("n", default=1, minimum=0, maximum=1000, digits=True) or 1
-        connection.answer("popular", {"words": await self.node.popular.top(n)}, request)
+        connection.answer("popular", {"words": await self.popular_words.top(n)}, request)
 
 
 def _peer_address(connection):

@@ -76,14 +76,38 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class NodeGauges:
+    """What L{NodeMetrics} reads from a chat node when scraped: functions
+    of no argument, given by the node's wiring (L{chatnet.node.ChatNode})."""
+
+    def __init__(self, connections, sessions, leading, nodes, registered):
+        self.connections = connections  # -> open client connections
+        self.sessions = sessions  # -> users logged in here
+        self.leading = leading  # -> true while this node leads
+        self.nodes = nodes  # -> live nodes, as this node sees them
+        self.registered = registered  # -> true while registered in ZooKeeper
+
+
 class NodeMetrics(Metrics):
     """The metrics of a chat node; an event listener of the node (see
-    L{chatnet.events.IChatEventListener})."""
+    L{chatnet.events.IChatEventListener}).
 
-    def __init__(self, node):
+    @param gauges: L{NodeGauges}, what is read from the node when scraped.
+    @param redis: the L{chatnet.stores.redis.RedisStore} (errors, health).
+    @param mongo: the L{chatnet.stores.mongo.MongoStore} (errors, health).
+    @param message_log: the L{chatnet.stores.message_log.MessageLog}.
+    @param events: the node's L{chatnet.events.EventBus} (its plugins).
+    """
+
+    def __init__(self, gauges, redis, mongo, message_log, events, clock):
         super().__init__()
         r = self.registry
-        self.node = node
+        self.gauges = gauges
+        self.redis = redis
+        self.mongo = mongo
+        self.events = events
+        self.clock = clock
+        g = gauges
         self.logins = Counter("chatnet_logins", "Successful logins.", registry=r)
         self.accepted = Counter("chatnet_messages_accepted", "Chat messages accepted.", ["kind"], registry=r)
         self.delivered = Counter(
@@ -99,23 +123,23 @@ class NodeMetrics(Metrics):
             buckets=LATENCY_BUCKETS, registry=r)
         self.leaderships = Counter("chatnet_leader_elections", "Times this node became the leader.", registry=r)
         self.track("chatnet_connections", "Open client WebSocket connections.",
-                   lambda: len(node.factory.connections), kind="gauge")
-        self.track("chatnet_sessions", "Users logged in on this node.", lambda: len(node.sessions), kind="gauge")
+                   lambda: g.connections(), kind="gauge")
+        self.track("chatnet_sessions", "Users logged in on this node.", lambda: g.sessions(), kind="gauge")
         self.track("chatnet_leader", "1 while this node is the cluster leader.",
-                   lambda: int(node.room_host is not None), kind="gauge")
+                   lambda: int(bool(g.leading())), kind="gauge")
         self.track("chatnet_cluster_nodes", "Live nodes of the cluster, as this node sees them.",
-                   lambda: len(node.members), kind="gauge")
+                   lambda: g.nodes(), kind="gauge")
         self.track("chatnet_zookeeper_registered", "1 while this node is registered in ZooKeeper.",
-                   lambda: int(bool(node.membership is not None and node.membership.registered)), kind="gauge")
+                   lambda: int(bool(g.registered())), kind="gauge")
         self.track("chatnet_store_errors", "Store calls that failed or timed out, by store.",
-                   lambda: [(("redis",), getattr(node.redis, "errors", 0)),
-                            (("mongodb",), getattr(node.mongo, "errors", 0))], labels=("store",))
+                   lambda: [(("redis",), getattr(redis, "errors", 0)),
+                            (("mongodb",), getattr(mongo, "errors", 0))], labels=("store",))
         self.track("chatnet_message_log_pending", "Accepted messages not yet stored in MongoDB.",
-                   lambda: node.message_log.pending, kind="gauge")
+                   lambda: message_log.pending, kind="gauge")
         self.track("chatnet_message_log_failures", "Failed MongoDB writes of the message log.",
-                   lambda: node.message_log.failures)
+                   lambda: message_log.failures)
         self.track("chatnet_messages_dead_lettered", "Messages MongoDB refused as invalid, set aside in dead_letters.",
-                   lambda: node.message_log.dead_lettered)
+                   lambda: message_log.dead_lettered)
         self.track("chatnet_plugin_dropped_events", "Events not given to a plugin that was too far behind.",
                    lambda: [((s.name,), s.dropped) for s in self._plugins()], labels=("plugin",))
         self.track("chatnet_plugin_failures", "Plugin calls that raised, failed or timed out.",
@@ -124,7 +148,7 @@ class NodeMetrics(Metrics):
                    lambda: [((s.name,), s.pending) for s in self._plugins()], labels=("plugin",), kind="gauge")
 
     def _plugins(self):
-        events = getattr(self.node, "events", None)
+        events = self.events
         return [s for s in events.slots if s.listener is not self] if events is not None else []
 
     # -- hooks called by the code being measured ------------------------------
@@ -171,11 +195,10 @@ class NodeMetrics(Metrics):
     # -- health ------------------------------------------------------------------
 
     async def health(self):
-        node = self.node
-        checks = {"zookeeper": bool(node.membership is not None and node.membership.registered)}
+        checks = {"zookeeper": bool(self.gauges.registered())}
         checks["redis"], checks["mongodb"] = await defer.gatherResults(
-            [defer.ensureDeferred(_answers(node.redis.ping(), node.reactor)),
-             defer.ensureDeferred(_answers(node.mongo.ping(), node.reactor))])
+            [defer.ensureDeferred(_answers(self.redis.ping(), self.clock)),
+             defer.ensureDeferred(_answers(self.mongo.ping(), self.clock))])
         return checks
 
 

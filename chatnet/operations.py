@@ -4,15 +4,17 @@ L{chatnet.node.ChatNode.__init__}."""
 from chatnet import events, metrics
 
 
-def attach(node):
-    """Give C{node} C{.metrics} (L{metrics.NodeMetrics}, also the first event
-    listener) and C{.events} (L{events.EventBus}); make the listeners of
-    C{node.config.plugins}; serve C{node.config.metrics} if set."""
+def attach(node, gauges):
+    """Give C{node} C{.metrics} (L{metrics.NodeMetrics} reading C{gauges},
+    also the first event listener) and C{.events} (L{events.EventBus}); make
+    the listeners of C{node.config.plugins} (a plugin is given the node:
+    its C{config}, C{reactor}, C{node_id}, C{metrics}); serve
+    C{node.config.metrics} if set."""
     config = node.config
-    node.metrics = metrics.NodeMetrics(node)
     node.events = events.EventBus(
         node.reactor, max_pending=getattr(config, "plugin_max_pending", 1000),
         timeout=getattr(config, "plugin_timeout", 30.0))
+    node.metrics = metrics.NodeMetrics(gauges, node.redis, node.mongo, node.message_log, node.events, node.reactor)
     node.events.add(node.metrics, "metrics")
     events.load(node, getattr(config, "plugins", ()), node.events)
     if getattr(config, "metrics", ""):

@@ -1,5 +1,5 @@
 """De-duplication of retried deliveries on a node: by message and user."""
-from chatnet.cluster.router import RecentDeliveries
+from chatnet.service.delivery import RecentDeliveries
 
 
 class Connection:

@@ -56,7 +56,7 @@ async def code(handlers, conn, rooms):
 async def test_members_only_and_known_rooms_cost_nothing(mongo):
     from twisted.internet import reactor
 
-    handlers = ChatHandlers(SimpleNamespace(config=NodeConfig(), redis=None, reactor=reactor, mongo=mongo))
+    handlers = ChatHandlers(config=NodeConfig(), clock=reactor, mongo=mongo)
     member, stranger = connection("user1"), connection("user2")
     assert await code(handlers, member, ["room1"]) is None
     assert mongo.lookups == 1
@@ -77,7 +77,7 @@ async def test_members_only_and_known_rooms_cost_nothing(mongo):
 async def test_automatic_rooms(mongo):
     from twisted.internet import reactor
 
-    handlers = ChatHandlers(SimpleNamespace(config=NodeConfig(), redis=None, reactor=reactor, mongo=mongo))
+    handlers = ChatHandlers(config=NodeConfig(), clock=reactor, mongo=mongo)
     red, loner = connection("user1", "red"), connection("user4", "")
     assert await code(handlers, red, ["world", "alliance:red"]) is None
     assert await code(handlers, red, ["alliance:blue"]) == 404

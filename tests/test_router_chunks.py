@@ -18,6 +18,8 @@ class Peers:
 
 
 class Node:
+    """The cluster view of node n1 (and its peer links)."""
+
     node_id = "n1"
 
     def __init__(self):
@@ -28,7 +30,7 @@ def test_many_names_are_split():
     node = Node()
     names = ["\U0001d11e" * 125 + f"{i:03d}" for i in range(NAMES_PER_CALL * 2 + 5)]  # 128 characters, 503 bytes
     result = []
-    Router(node, Clock()).deliver_to("n2", "m1", b"{}", names).addCallback(result.append)
+    Router(node, node.peers, None, None, Clock()).deliver_to("n2", "m1", b"{}", names).addCallback(result.append)
     delivered, missing = result[0]
     assert [len(c) for c in node.peers.calls] == [NAMES_PER_CALL, NAMES_PER_CALL, 5]
     assert delivered == len(names) - 3 and len(missing) == 3
@@ -37,7 +39,7 @@ def test_many_names_are_split():
 def test_few_names_one_call():
     node = Node()
     result = []
-    Router(node, Clock()).deliver_to("n2", "m1", b"{}", ["a", "b"]).addCallback(result.append)
+    Router(node, node.peers, None, None, Clock()).deliver_to("n2", "m1", b"{}", ["a", "b"]).addCallback(result.append)
     assert node.peers.calls == [["a", "b"]] and result == [(1, ["a"])]
 
 
@@ -54,7 +56,7 @@ def test_direct_deliveries_of_one_turn_share_a_call():
     node = Node()
     node.peers = BatchPeers()
     clock = Clock()
-    router = Router(node, clock)
+    router = Router(node, node.peers, None, None, clock)
     results = []
     for i, user in enumerate(["a", "b", "gone"]):
         router.deliver_one("n2", f"m{i}", b"{}", user).addCallback(results.append)
@@ -70,7 +72,7 @@ def test_a_batch_is_cut_to_fit_amp_values():
     node = Node()
     node.peers = BatchPeers()
     clock = Clock()
-    router = Router(node, clock)
+    router = Router(node, node.peers, None, None, clock)
     for i in range(10):
         router.deliver_one("n2", f"m{i}", b"x" * 20000, "a")
     clock.advance(0)

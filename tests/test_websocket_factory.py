@@ -17,16 +17,8 @@ from chatnet.tap_node import Options
 OFFER = "permessage-deflate; client_max_window_bits"
 
 
-class Node:
-    """What the factory and a connection use of a node before login."""
-
-    def __init__(self, config):
-        self.config = config
-        self.reactor = Clock()
-
-
 def handshake(compression, extensions=OFFER):
-    factory = ChatServerFactory(Node(NodeConfig(compression=compression)))
+    factory = ChatServerFactory(NodeConfig(compression=compression), Clock(), None)
     protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     protocol.makeConnection(transport)

@@ -28,7 +28,7 @@ class PeerUnavailable(Exception):
 
 class Peers:
     def __init__(self, reactor, node_id, secret, handler, timeout=5.0, tls_options=None, bind_host=None,
-                 join_grace=10.0, retry_interval=0.5):
+                 join_grace=10.0, retry_interval=0.5, metrics=None):
         self.reactor = reactor
         self.node_id = node_id
         self.timeout = timeout
@@ -37,7 +37,7 @@ class Peers:
         self.bind_host = bind_host
         self.join_grace = join_grace
         self.retry_interval = retry_interval
-        self.metrics = getattr(handler, "metrics", None)  # chatnet.metrics.NodeMetrics
+        self.metrics = metrics  # chatnet.metrics.NodeMetrics
         self.addresses = {}
         self.links = {}
         self.connecting = {}

@@ -10,7 +10,7 @@ is retried to the new owner (the recipient's new node, the new leader) until
 ``deadline`` seconds have passed; deliveries are de-duplicated by message id
 on the receiving node, so a retry reaches nobody twice.
 """
-from collections import OrderedDict
+import orjson
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -21,39 +21,6 @@ from chatnet.errors import ProtocolError, StoreUnavailable
 from chatnet.protocols import amp_commands as cmd
 
 log = Logger()
-
-
-class RecentDeliveries:
-    """Who got which of the last C{size} messages delivered on this node:
-    message id -> the usernames, or L{EVERYONE}."""
-
-    EVERYONE = object()
-
-    def __init__(self, size=50_000):
-        self.size = size
-        self.ids = OrderedDict()
-
-    def new_for(self, msg_id, connections, everyone):
-        """The connections among C{connections} that have not had
-        C{msg_id} yet; they are remembered as having it now."""
-        seen = self.ids.get(msg_id)
-        if seen is self.EVERYONE:
-            return []
-        if everyone:
-            fresh = [c for c in connections if seen is None or c.record.username not in seen]
-            self._remember(msg_id, self.EVERYONE)
-            return fresh
-        if seen is None:
-            seen = set()
-            self._remember(msg_id, seen)
-        fresh = [c for c in connections if c.record.username not in seen]
-        seen.update(c.record.username for c in fresh)
-        return fresh
-
-    def _remember(self, msg_id, value):
-        self.ids[msg_id] = value
-        if len(self.ids) > self.size:
-            self.ids.popitem(last=False)
 
 
 # usernames per Deliver call: 100 names of up to 128 characters (at most
@@ -81,12 +48,17 @@ def remote_error(e):
 
 
 class Router:
-    """C{node} provides: C{node_id}, C{peers}, C{directory},
-    C{leader}, C{room_host}, C{deliver_local(msgId, data, usernames,
-    everyone)} and C{wait_for_leader(seconds)}."""
+    """Delivers accepted messages: on this node through C{local} (a
+    L{chatnet.service.delivery.LocalDelivery}), on others over C{peers}
+    (L{chatnet.cluster.peers.Peers}); C{directory} (a
+    L{chatnet.sessions.SessionDirectory}) says where a user is now, C{view}
+    (L{chatnet.cluster.view.ClusterView}) which node is this one."""
 
-    def __init__(self, node, clock, deadline=20.0, retry_interval=0.25):
-        self.node = node
+    def __init__(self, view, peers, directory, local, clock, deadline=20.0, retry_interval=0.25):
+        self.view = view
+        self.peers = peers
+        self.directory = directory
+        self.local = local
         self.clock = clock
         self.deadline = deadline
         self.retry_interval = retry_interval
@@ -95,8 +67,8 @@ class Router:
     def deliver_to(self, node_id, msg_id, data, usernames, everyone=False):
         """Deliver on node C{node_id}; fires with C{(delivered, missing)}:
         how many got it, and which of C{usernames} are not connected there."""
-        if node_id == self.node.node_id:
-            return defer.succeed(self.node.deliver_local(msg_id, data, usernames, everyone))
+        if node_id == self.view.node_id:
+            return defer.succeed(self.local.deliver(msg_id, data, usernames, everyone))
         usernames = list(usernames)
         if len(usernames) <= NAMES_PER_CALL:
             return self._deliver_remote(node_id, msg_id, data, usernames, everyone)
@@ -111,7 +83,7 @@ class Router:
 
     def _deliver_remote(self, node_id, msg_id, data, usernames, everyone):
         d = defer.ensureDeferred(
-            self.node.peers.call(node_id, cmd.Deliver, msgId=msg_id, data=data, usernames=usernames, everyone=everyone)
+            self.peers.call(node_id, cmd.Deliver, msgId=msg_id, data=data, usernames=usernames, everyone=everyone)
         )
         return d.addCallback(lambda answer: (answer["delivered"], answer["missing"]))
 
@@ -119,8 +91,8 @@ class Router:
         """Deliver a direct message on node C{node_id}; fires with C{True}
         if the user got it there. Remote ones accepted in the same reactor
         turn go in one L{cmd.DeliverMany} call."""
-        if node_id == self.node.node_id:
-            return defer.succeed(not self.node.deliver_local(msg_id, data, [username], False)[1])
+        if node_id == self.view.node_id:
+            return defer.succeed(not self.local.deliver(msg_id, data, [username], False)[1])
         batch = self._batches.get(node_id)
         if batch is None:
             batch = self._batches[node_id] = []
@@ -144,7 +116,7 @@ class Router:
 
     def _send_chunk(self, node_id, chunk):
         d = defer.ensureDeferred(
-            self.node.peers.call(
+            self.peers.call(
                 node_id, cmd.DeliverMany,
                 msgIds=[c[0] for c in chunk], datas=[c[1] for c in chunk], usernames=[c[2] for c in chunk],
             )
@@ -169,9 +141,9 @@ class Router:
         while True:
             if refresh:
                 try:
-                    record = await self.node.directory.lookup(message.to, refresh=True)
+                    record = await self.directory.lookup(message.to, refresh=True)
                 except StoreUnavailable:
-                    record = self.node.directory.cached(message.to)
+                    record = self.directory.cached(message.to)
             if record is not None:
                 try:
                     if await self.deliver_one(record.nodeId, message.msgId, data, message.to):
@@ -187,38 +159,77 @@ class Router:
             refresh = True
             await task.deferLater(self.clock, self.retry_interval, lambda: None)
 
-    async def to_leader(self, local, command, **arguments):
-        """Run a room operation on the leader: C{local(room_host)} if we lead,
-        else C{command} over AMP; retried while there is no reachable
-        leader, until the deadline."""
-        give_up = self.clock.seconds() + self.deadline
-        while True:
-            leader = self.node.leader
-            try:
-                if leader is None:
-                    raise NoLeader()
-                if leader == self.node.node_id:
-                    if self.node.room_host is None:
-                        raise NoLeader()
-                    return await local(self.node.room_host)
-                return await self.node.peers.call(leader, command, **arguments)
-            except (NoLeader, PeerUnavailable, cmd.NotLeader):
-                if self.clock.seconds() >= give_up:
-                    raise ProtocolError(503, "no leader reachable right now, try again")
-            except (cmd.NoSuchRoom, cmd.StoreDown, RemoteAmpError) as e:
-                raise remote_error(e)
-            await self.node.wait_for_leader(self.retry_interval)
+
+class RoomRouter:
+    """Room operations carried out by the leader (its
+    L{chatnet.rooms.RoomHost}): locally when this node leads
+    (C{leadership.room_host}), else over C{peers}; they answer the same
+    values either way. Retried to the new leader on failover until
+    C{deadline} seconds have passed (then a 503)."""
+
+    def __init__(self, view, peers, leadership, clock, deadline=20.0, retry_interval=0.25):
+        self.view = view
+        self.peers = peers
+        self.leadership = leadership
+        self.clock = clock
+        self.deadline = deadline
+        self.retry_interval = retry_interval
+
+    async def join(self, room, username):
+        """Add C{username} to C{room} on the leader; the room's member count."""
+        return await self._on_leader(
+            lambda host: host.join(room, username), cmd.RoomJoin, lambda answer: answer["members"],
+            roomName=room, username=username,
+        )
+
+    async def leave(self, room, username):
+        """Remove C{username} from C{room} on the leader; the member count."""
+        return await self._on_leader(
+            lambda host: host.leave(room, username), cmd.RoomLeave, lambda answer: answer["members"],
+            roomName=room, username=username,
+        )
+
+    async def list_rooms(self):
+        """The leader's room list: C{[{"roomName", "members"}, ...]}."""
+        return await self._on_leader(
+            lambda host: host.list(), cmd.RoomList, lambda answer: orjson.loads(answer["rooms"]))
 
     async def room(self, message, data):
         """Have the leader fan room C{message} out; retried on failover."""
         try:
-            await self.to_leader(
+            await self._on_leader(
                 lambda host: host.post(message.roomName, message.msgId, message.seq, data),
                 cmd.RoomPost,
+                lambda answer: answer["nodes"],
                 roomName=message.roomName,
                 msgId=message.msgId,
                 seq=message.seq,
                 data=data,
             )
-        except ProtocolError as e:
-            log.warn("room message {id} to {room} not fanned out: {why}", id=message.msgId, room=message.roomName, why=e.message)
+        except (ProtocolError, StoreUnavailable) as e:
+            log.warn("room message {id} to {room} not fanned out: {why}", id=message.msgId, room=message.roomName,
+                     why=e.message)
+
+    async def _on_leader(self, local, command, unpack, **arguments):
+        """Run a room operation on the leader: C{local(room_host)} if we
+        lead, else C{command} over AMP, whose answer C{unpack} turns into
+        the same value as C{local}'s; retried while there is no reachable
+        leader, until the deadline."""
+        give_up = self.clock.seconds() + self.deadline
+        while True:
+            leader = self.view.leader
+            try:
+                if leader is None:
+                    raise NoLeader()
+                if leader == self.view.node_id:
+                    host = self.leadership.room_host
+                    if host is None:
+                        raise NoLeader()
+                    return await local(host)
+                return unpack(await self.peers.call(leader, command, **arguments))
+            except (NoLeader, PeerUnavailable, cmd.NotLeader):
+                if self.clock.seconds() >= give_up:
+                    raise ProtocolError(503, "no leader reachable right now, try again")
+            except (cmd.NoSuchRoom, cmd.StoreDown, RemoteAmpError) as e:
+                raise remote_error(e)
+            await self.view.wait_for_leader(self.retry_interval)

@@ -34,11 +34,23 @@ def accept_deflate(offers):
 class ChatServerFactory(WebSocketServerFactory):
     protocol = ChatServerProtocol
 
-    def __init__(self, node):
+    """The connections' collaborators, all read by the protocol from here:
+
+    @ivar config: the L{chatnet.config.NodeConfig}.
+    @ivar clock: the reactor (timers).
+    @ivar metrics: the L{chatnet.metrics.NodeMetrics} (error frames sent).
+    @ivar handlers, sessions, directory, presence, view, emit: given by
+        L{serve} (see there).
+    """
+
+    handlers = sessions = directory = presence = view = emit = None
+
+    def __init__(self, config, clock, metrics):
         super().__init__()
-        self.node = node
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
         self.connections = set()
-        config = node.config
         limit = config.max_frame_bytes
         self.setProtocolOptions(
             maxFramePayloadSize=limit,
@@ -53,6 +65,23 @@ class ChatServerFactory(WebSocketServerFactory):
             failByDrop=False,
             perMessageCompressionAccept=accept_deflate if config.compression == "deflate" else decline_compression,
         )
+
+    def serve(self, handlers, sessions, directory, presence, view, emit):
+        """The services of the connections: the L{chatnet.handlers.ChatHandlers},
+        the L{chatnet.sessions.LocalSessions} and
+        L{chatnet.sessions.SessionDirectory}, the
+        L{chatnet.cluster.presence.Presence}, the
+        L{chatnet.cluster.view.ClusterView} and the event bus's C{emit}.
+        Given once the node knows its id, which may be made of the port
+        this factory listens on: by L{chatnet.node.ChatNode._start} right
+        after the port is bound, before the reactor runs again, hence
+        before any connection."""
+        self.handlers = handlers
+        self.sessions = sessions
+        self.directory = directory
+        self.presence = presence
+        self.view = view
+        self.emit = emit
 
     def setProtocolOptions(self, *args, **kwargs):
         super().setProtocolOptions(*args, **kwargs)

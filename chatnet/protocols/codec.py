@@ -1,10 +1,11 @@
 """The client frame codec: one JSON object per WebSocket text frame.
 
 ``decode`` turns a payload into a :class:`Request` or raises
-:class:`ProtocolError` carrying the PROTOCOL.md error code; ``encode`` builds a
-server frame. Field validation (types of ``data`` members) happens here too, so
-nothing but well-typed values ever reaches a handler, a Redis key or a Mongo
-query.
+:class:`ProtocolError` carrying the docs/protocol.md error code; ``encode``
+builds a server frame, ``chat_frame`` a chat frame of already encoded data:
+every client frame is built here. Field validation (types of ``data``
+members) happens here too, so nothing but well-typed values ever reaches a
+handler, a Redis key or a Mongo query.
 """
 import itertools
 import time
@@ -131,6 +132,14 @@ _counter = itertools.count()
 def frame_id():
     """A server frame id in the old client's shape: ms timestamp * 1000 + n."""
     return int(time.time() * 1000) * 1000 + next(_counter) % 1000
+
+
+def chat_frame(data):
+    """The C{chat} frame of C{data}, the frame's data already as JSON bytes
+    (L{chatnet.accept}, the history and the message log keep it so): the
+    node encodes it once for every recipient (see
+    L{chatnet.service.delivery})."""
+    return b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), data)
 
 
 def encode(action, data, re=None):

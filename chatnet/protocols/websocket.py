@@ -2,7 +2,7 @@
 
 Requests of a connection are handled one after the other, in the order they
 arrived, so that answers and messages keep the client's order. Every failure
-becomes an ``error`` frame (PROTOCOL.md section 5); nothing a client sends
+becomes an ``error`` frame (docs/protocol.md, "Errors"); nothing a client sends
 can raise past this class or affect another connection.
 """
 from collections import deque
@@ -12,7 +12,7 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from chatnet.errors import ProtocolError
+from chatnet.errors import ProtocolError, as_protocol_error
 from chatnet.protocols import codec
 from chatnet.protocols.constants import GOING_AWAY, LOGIN_TIMEOUT, REPLACED
 from chatnet.ratelimit import TokenBucket
@@ -64,10 +64,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
         return self._lost or self.state != OPEN
 
     def onConnect(self, request):
-        self.node = self.factory.node
-        config = self.node.config
+        config = self.factory.config
         if config.rate_limit > 0:
-            self.bucket = TokenBucket(config.rate_limit, config.rate_burst, self.node.reactor)
+            self.bucket = TokenBucket(config.rate_limit, config.rate_burst, self.factory.clock)
 
     @property
     def gone(self):
@@ -81,9 +80,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def onOpen(self):
         self.factory.connections.add(self)
-        timeout = self.node.config.login_timeout
+        timeout = self.factory.config.login_timeout
         if timeout > 0:
-            self._login_timer = self.node.reactor.callLater(timeout, self._login_timed_out)
+            self._login_timer = self.factory.clock.callLater(timeout, self._login_timed_out)
 
     def _login_timed_out(self):
         self._login_timer = None
@@ -121,7 +120,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         while self._queue and not self.closed:
             request = self._queue.popleft()
             self._busy = True
-            d = defer.ensureDeferred(self.node.handlers.handle(self, request))
+            d = defer.ensureDeferred(self.factory.handlers.handle(self, request))
             d.addErrback(self._failed, request)
             if not d.called:
                 d.addBoth(self._done)
@@ -139,9 +138,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self._next()
 
     def _failed(self, failure, request):
-        if failure.check(ProtocolError):
-            error = failure.value
-        else:
+        error = as_protocol_error(failure.value)  # a store that is down: 503
+        if error is None:
             log.failure("request {action} failed", failure, action=request.action)
             error = ProtocolError(500, "internal error; the request was not carried out", request.action)
         if not self.closed:
@@ -175,7 +173,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self._hold_timer.cancel()
         self._hold_timer = None
         if at_most is not None:
-            self._hold_timer = self.node.reactor.callLater(at_most, self.release)
+            self._hold_timer = self.factory.clock.callLater(at_most, self.release)
 
     def replay(self, msg_id, payload):
         self._replayed.add(msg_id)
@@ -202,7 +200,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
             super().sendMessage(payload, isBinary, *args, **kwargs)
 
     def send_error(self, error, re=None):
-        self.node.metrics.error_sent(error.code)
+        self.factory.metrics.error_sent(error.code)
         if not self.closed:
             self.sendMessage(codec.encode_error(error, re))
 
@@ -213,7 +211,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self.send_error(ProtocolError(409, "this session was replaced by a newer login of the same user", "login"))
         record, self.record = self.record, None
         if record is not None:
-            self.node.sessions.remove(record.username, self)
+            self.factory.sessions.remove(record.username, self)
         self.sendClose(REPLACED, "session replaced")
 
     def going_away(self):
@@ -244,14 +242,14 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if not busy:
             return
         if not done.called:
-            timer = self.node.reactor.callLater(LOGOUT_WAIT, done.callback, None)
+            timer = self.factory.clock.callLater(LOGOUT_WAIT, done.callback, None)
             await done
             if timer.active():
                 timer.cancel()
         record, self.record = self.record or record, None
         if record is not None:
-            self.node.announce(record, False)
-            await self.node.directory.unpublish(record)
+            self.factory.presence.announce(record, False)
+            await self.factory.directory.unpublish(record)
 
     def _logged_out(self, _):
         self._ended = True  # from now on, a new `gone` fires at once
@@ -260,8 +258,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     async def logout(self):
         record, self.record = self.record, None
-        if record is None or not self.node.sessions.remove(record.username, self):
+        factory = self.factory
+        if record is None or not factory.sessions.remove(record.username, self):
             return
-        self.node.announce(record, False)
-        await self.node.directory.unpublish(record)
-        self.node.emit("user_offline", record.username, self.node.node_id)
+        factory.presence.announce(record, False)
+        await factory.directory.unpublish(record)
+        factory.emit("user_offline", record.username, factory.view.node_id)

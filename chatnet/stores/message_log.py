@@ -60,6 +60,10 @@ class MessageLog(Service):
     def pending(self):
         return len(self.queue)
 
+    def pending_seq(self, channel):
+        """The highest seq of C{channel} still waiting to be stored."""
+        return max((d["seq"] for d in self.queue if d["channel"] == channel), default=0)
+
     def waiting(self, channel, after=0):
         """The documents of C{channel} with a seq above C{after} that are
         still waiting here (accepted, maybe not yet in MongoDB)."""

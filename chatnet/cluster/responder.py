@@ -1,0 +1,61 @@
+"""What this node does when another node calls it over the internal port
+(L{chatnet.protocols.internal.InternalProtocol} unpacks the AMP boxes and
+calls these methods with their arguments)."""
+from chatnet.protocols.amp_commands import NotLeader
+from chatnet.sessions import SessionRecord
+
+
+class Responder:
+    """The node's side of the internal commands.
+
+    @param directory: the L{chatnet.sessions.SessionDirectory}.
+    @param sessions: the L{chatnet.sessions.LocalSessions}.
+    @param leadership: the L{chatnet.cluster.leadership.Leadership}: room
+        commands go to its room host, or raise L{NotLeader}.
+    @param local: the L{chatnet.service.delivery.LocalDelivery}.
+    @param metrics: the node's L{chatnet.metrics.NodeMetrics} (the peer
+        links time their calls with it), or None.
+    """
+
+    def __init__(self, directory, sessions, leadership, local, metrics=None):
+        self.directory = directory
+        self.sessions = sessions
+        self.leadership = leadership
+        self.local = local
+        self.metrics = metrics
+
+    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, version, online):
+        if online:
+            record = SessionRecord(username, nodeId, sessionId, loginTime, alliance, version)
+            if not self.directory.apply(record):
+                return  # an older login announced late
+            host = self.leadership.room_host
+            if host is not None:
+                host.session_known(record)
+            local = self.sessions.get(username)
+            # (version 0: that login is still being published; it checks itself)
+            if local is not None and local.record is not None and 0 < local.record.version < version:
+                local.replaced()
+        else:
+            self.directory.forget(username, sessionId)
+
+    def deliver(self, msgId, data, usernames, everyone):
+        return self.local.deliver(msgId, data, usernames, everyone)
+
+    def _host(self):
+        host = self.leadership.room_host
+        if host is None:
+            raise NotLeader()
+        return host
+
+    async def room_post(self, roomName, msgId, seq, data):
+        return await self._host().post(roomName, msgId, seq, data)
+
+    async def room_join(self, roomName, username):
+        return await self._host().join(roomName, username)
+
+    async def room_leave(self, roomName, username):
+        return await self._host().leave(roomName, username)
+
+    async def room_list(self):
+        return await self._host().list()

@@ -1,0 +1,85 @@
+"""Delivery of chat frames to the connections of this node, each message at
+most once per user (a delivery retried after a failover reaches nobody
+twice)."""
+from collections import OrderedDict
+
+from chatnet.protocols import codec
+
+
+class RecentDeliveries:
+    """Who got which of the last C{size} messages delivered on this node:
+    message id -> the usernames, or L{EVERYONE}."""
+
+    EVERYONE = object()
+
+    def __init__(self, size=50_000):
+        self.size = size
+        self.ids = OrderedDict()
+
+    def new_for(self, msg_id, connections, everyone):
+        """The connections among C{connections} that have not had
+        C{msg_id} yet; they are remembered as having it now."""
+        seen = self.ids.get(msg_id)
+        if seen is self.EVERYONE:
+            return []
+        if everyone:
+            fresh = [c for c in connections if seen is None or c.record.username not in seen]
+            self._remember(msg_id, self.EVERYONE)
+            return fresh
+        if seen is None:
+            seen = set()
+            self._remember(msg_id, seen)
+        fresh = [c for c in connections if c.record.username not in seen]
+        seen.update(c.record.username for c in fresh)
+        return fresh
+
+    def _remember(self, msg_id, value):
+        self.ids[msg_id] = value
+        if len(self.ids) > self.size:
+            self.ids.popitem(last=False)
+
+
+class LocalDelivery:
+    """Sends chat frames to the logged-in connections of this node.
+
+    @param sessions: the L{chatnet.sessions.LocalSessions} of this node.
+    @param recent: the L{RecentDeliveries} of this node.
+    @param prepare: encodes a frame once for many connections (the client
+        factory's C{prepareMessage}).
+    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    """
+
+    def __init__(self, sessions, recent, prepare, emit):
+        self.sessions = sessions
+        self.recent = recent
+        self.prepare = prepare
+        self.emit = emit
+
+    def deliver(self, msg_id, data, usernames, everyone):
+        """Send chat C{data} (JSON of the frame's data) to local users who
+        have not had it yet; returns C{(delivered, missing)}: how many got
+        it now, and which of C{usernames} are not connected here."""
+        if everyone:
+            targets, missing = list(self.sessions), []
+        else:
+            targets, missing = [], []
+            for username in usernames:
+                connection = self.sessions.get(username)
+                if connection is None or connection.record is None:
+                    missing.append(username)
+                else:
+                    targets.append(connection)
+        targets = self.recent.new_for(msg_id, [c for c in targets if c.record is not None], everyone)
+        if targets:
+            payload = codec.chat_frame(data)
+            prepared = self.prepare(payload) if len(targets) > 1 else None
+            for connection in targets:
+                connection.push(payload, msg_id, prepared)
+            self.emit("message_delivered", msg_id, len(targets))
+        return len(targets), missing
+
+    def deliver_queued(self, connection, msg_id, data):
+        """Send a message queued while its recipient was offline (C{data}:
+        JSON bytes of the frame's data) to C{connection}, unless it had it."""
+        if self.recent.new_for(msg_id, [connection], False):
+            connection.push(codec.chat_frame(data), msg_id)

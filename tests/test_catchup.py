@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 
 from chatnet.accept import Acceptor
 from chatnet.catchup import CatchUp
-from chatnet.cluster.router import RecentDeliveries
+from chatnet.service.delivery import RecentDeliveries
 from chatnet.history import History
 from chatnet.messages import ChatMessage
 from chatnet.popular import PopularWords

@@ -144,6 +144,16 @@ class SentinelGroup:
         self.wait(lambda: self.master() is server and _role(server) == "master", timeout,
                   f"the sentinels do not name {server.name} (port {server.port}) as master")
 
+    def cut_replication(self, timeout=10.0):
+        """Stop the replica from receiving the primary's writes while both
+        stay up (its AUTH to the primary fails from now on): what the primary
+        takes from now on is lost at a failover, as the tail of an
+        asynchronous replication is."""
+        self.replica.execute("CONFIG", "SET", "masterauth", "not-the-password")
+        self.primary.execute("CLIENT", "KILL", "TYPE", "replica")
+        self.wait(lambda: _info(self.replica, "master_link_status") == "down", timeout,
+                  "the replica still replicates")
+
     def wait(self, condition, timeout, what):
         deadline = time.monotonic() + timeout
         last = None

@@ -19,8 +19,8 @@ the next accept of each channel restores its counter first
 (:mod:`chatnet.sequences`).
 """
 import txredisapi
-from twisted.internet import defer, error, reactor as default_reactor
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet import defer, error, protocol as twisted_protocol, reactor as default_reactor
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -196,7 +196,9 @@ class SentinelEndpoint:
         endpoint = HostnameEndpoint(self.reactor, host, port, timeout=self.timeout)
         protocol = txredisapi.RedisProtocol(replyTimeout=self.timeout, convertNumbers=False)
         protocol.callLater = self.reactor.callLater
-        await connectProtocol(endpoint, protocol)
+        factory = twisted_protocol.Factory.forProtocol(lambda: protocol)
+        factory.noisy = False
+        await endpoint.connect(factory)
         try:
             reply = await protocol.sentinel_get_master_addr_by_name(self.name)
         finally:

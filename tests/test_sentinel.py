@@ -187,3 +187,22 @@ async def test_a_counter_is_restored_when_the_server_changed_under_it(redis, mon
 async def _pool_renewed(store, old):
     pool = store._factory.pool
     return len(pool) == store.poolsize and not set(pool) & old
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_demoted_under_the_pool_is_left(services):
+    """A connection whose server became a replica gets -READONLY: that call
+    is a 503, and the pool connects again, using only a master."""
+    server, other = services.redis(), services.redis()
+    store = RedisStore(server.url, timeout=2.0).connect()
+    try:
+        await eventually(lambda: store.call("set", "k", "1"), what="the store answering")
+        server.execute("REPLICAOF", "127.0.0.1", str(other.port))
+        with pytest.raises(StoreUnavailable):
+            await store.call("set", "k", "2")
+        with pytest.raises(StoreUnavailable):  # no connection to a replica is used
+            await store.call("get", "k")
+        server.execute("REPLICAOF", "NO", "ONE")
+        await eventually(lambda: store.call("set", "k", "3"), what="the store answering again")
+    finally:
+        await store.disconnect()

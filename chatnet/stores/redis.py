@@ -26,12 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatnet.errors import StoreUnavailable
-from chatnet.stores.redis_url import (  # noqa: F401  (parse_redis_url, check_redis_url: imported from here too)
-    check_redis_url,
-    is_sentinel_url,
-    parse_redis_url,
-    parse_sentinel_url,
-)
+from chatnet.stores.redis_url import is_sentinel_url, parse_redis_url, parse_sentinel_url
 
 log = Logger()
 
@@ -98,7 +93,10 @@ return 1
 # the last increments; or a server restarted from a snapshot older than its
 # last writes), the set KEYS[2] of trusted channels is dropped, and each
 # channel's counter is restored before its next seq. Returns 1 then, else 0.
+# (replicate_commands: a write after INFO needs effects replication, the
+# default only from Redis 5 on.)
 CHECK_SERVER = """
+redis.replicate_commands()
 local id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
 if redis.call('GET', KEYS[1]) == id then return 0 end
 redis.call('SET', KEYS[1], id)
@@ -371,6 +369,7 @@ class RedisStore:
         return await self.call("ping")
 
 
-def _read_only(error):
-    text = str(error)
+def _read_only(reply):
+    """Is this error reply a replica's refusal of a write?"""
+    text = str(reply)
     return text.startswith("READONLY") or "-READONLY" in text or "READONLY You can't write" in text

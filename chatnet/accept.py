@@ -17,8 +17,10 @@ at most once a second (when the node's second changes), which is also when
 the key's expiry is renewed and the node is added to the set of accepting
 nodes; the other calls only add one ZADD.
 
-If Redis lost the channel's counter (restarted empty), the script changes
-nothing and answers -1; the counter is restored as before
+If Redis lost the channel's counter (restarted empty), or the counter is not
+trusted (not in ``chatnet:seq-trusted``: the data set changed under it, a
+Sentinel failover, see :mod:`chatnet.sequences`), the script changes nothing
+and answers -1; the counter is restored as before
 (:meth:`chatnet.sequences.Sequences.restore`) and the script runs again.
 """
 import orjson
@@ -26,17 +28,17 @@ import orjson
 from chatnet.errors import StoreUnavailable
 from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua
 from chatnet.rescue import ACCEPTING, WINDOW, accepted_key
-from chatnet.stores.redis import history_key, seq_key
+from chatnet.stores.redis import SEQ_TRUSTED, history_key, seq_key
 
 # KEYS: seq, history, ranking, buckets, bucket of this second, accepted
-#       channels of this node, accepting nodes
+#       channels of this node, accepting nodes, trusted counters
 # ARGV: frame data up to the seq, history length, history expiry (s, 0: none),
 #       this second, channel, trim: drop the accepted channels this many
 #       seconds old or older (0: not now), accepted expiry (s), node id,
 #       words...
 ACCEPT = (
     """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('SISMEMBER', KEYS[8], ARGV[5]) == 0 or redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], ARGV[1] .. string.format('%d', seq) .. '}')
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
@@ -88,6 +90,7 @@ class Acceptor:
             f"{BUCKET_PREFIX}{sec}",
             self._accepted,
             ACCEPTING,
+            SEQ_TRUSTED,
         ]
         trim = 0
         if sec != self._trimmed:

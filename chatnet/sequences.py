@@ -8,12 +8,19 @@ takes the same path once: its first seq costs one indexed MongoDB read.) If
 MongoDB is down at that moment, the channel counts on from what Redis and this
 node still know, and a warning is logged: only a Redis that lost its data
 while MongoDB is down can then give a seq twice.
+
+A counter that is there is not always right: after a Sentinel failover the
+promoted replica may lack the last increments (replication is asynchronous),
+and a server restarted from its snapshot may too. Each new Redis connection
+notices such a data set (:data:`chatnet.stores.redis.CHECK_SERVER`) and marks
+every counter untrusted; the accept script then answers as for a lost
+counter, and the counter is restored the same way, at most once per channel.
 """
 import orjson
 from twisted.logger import Logger
 
 from chatnet.errors import StoreUnavailable
-from chatnet.stores.redis import RESTORE_SEQ, history_key, seq_key
+from chatnet.stores.redis import RESTORE_SEQ, SEQ_TRUSTED, history_key, seq_key
 
 log = Logger()
 
@@ -37,4 +44,4 @@ class Sequences:
         last = await self.redis.call("lrange", history_key(channel), -1, -1)
         if last:
             floor = max(floor, orjson.loads(last[0]).get("seq") or 0)
-        await self.redis.eval(RESTORE_SEQ, [seq_key(channel)], [floor])
+        await self.redis.eval(RESTORE_SEQ, [seq_key(channel), SEQ_TRUSTED], [floor, channel])

@@ -7,6 +7,7 @@ from chatnet import tls
 from chatnet.config import COMPRESSION, NodeConfig
 from chatnet.logs import with_log_format
 from chatnet.operations import check_options as check_operations
+from chatnet.stores.redis_url import check_redis_url
 
 
 MAX_MESSAGE_CHARS = 10000
@@ -23,7 +24,8 @@ class Options(usage.Options):
         ["zookeeper", None, "127.0.0.1:2181", "ZooKeeper ensemble, HOST:PORT[,HOST:PORT...]."],
         ["zookeeper-auth", None, "", "ZooKeeper digest credentials USER:PASSWORD; only they may change chatnet's "
          "znodes (default: env CHATNET_ZOOKEEPER_AUTH)."],
-        ["redis", None, "redis://127.0.0.1:6379/0", "Redis URL, redis://host:port/db."],
+        ["redis", None, "redis://127.0.0.1:6379/0", "Redis URL: redis://host:port/db, or "
+         "redis+sentinel://host:port[,host:port...]/mastername/db for the master of a Redis Sentinel group."],
         ["mongo", None, "mongodb://127.0.0.1:27017/chat", "MongoDB URL, mongodb://host:port/dbname."],
         ["listen", None, "tcp:0:interface=127.0.0.1", "Client WebSocket endpoint (Twisted endpoint string; port 0 = dynamic)."],
         ["internal", None, "tcp:0:interface=127.0.0.1", "Internal AMP endpoint for the other nodes."],
@@ -76,6 +78,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"--max-message-chars can be at most {MAX_MESSAGE_CHARS}")
         if self["zk-session-timeout"] < 1:
             raise usage.UsageError("--zk-session-timeout must be at least 1 second")
+        try:
+            check_redis_url(self["redis"])
+        except ValueError as e:
+            raise usage.UsageError(f"--redis: {e}")
         if self["compression"] not in COMPRESSION:
             raise usage.UsageError(f"--compression must be one of {', '.join(COMPRESSION)}")
         check_operations(self)

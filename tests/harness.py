@@ -28,15 +28,22 @@ _redis_dbs = itertools.cycle(range(1, 16))
 
 class ChatCluster:
     def __init__(self, root, redis, zookeeper, mongo, nodes=1, session_timeout=3.0, extra_args=(),
-                 gateway_args=(), env=None):
+                 gateway_args=(), env=None, redis_url=None):
+        """C{redis_url}: the URL the nodes and the gateway are given instead
+        of a database of C{redis} (a C{redis+sentinel://} one, say); C{redis}
+        is then the server that is emptied at the start."""
         self.root = root
         self.redis_server = redis
         self.zookeeper_server = zookeeper
         self.mongo_server = mongo
         tag = uuid.uuid4().hex[:8]
         self.chroot = f"/t-{tag}"
-        self.redis_db = next(_redis_dbs)
-        self.redis_url = f"redis://127.0.0.1:{redis.port}/{self.redis_db}"
+        if redis_url is None:
+            self.redis_db = next(_redis_dbs)
+            self.redis_url = f"redis://127.0.0.1:{redis.port}/{self.redis_db}"
+        else:
+            self.redis_db = int(redis_url.rstrip("/").rsplit("/", 1)[1])
+            self.redis_url = redis_url
         self.mongo_url = f"mongodb://127.0.0.1:{mongo.port}/t{tag}"
         self.zk_hosts = f"127.0.0.1:{zookeeper.port}{self.chroot}"
         self.secret = secrets.token_hex(16)

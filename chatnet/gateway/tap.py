@@ -3,6 +3,7 @@ from twisted.application import service, strports
 from twisted.python import usage
 
 from chatnet.gateway.balance import POLICIES
+from chatnet.stores.redis_url import check_redis_url
 
 
 class Options(usage.Options):
@@ -10,7 +11,8 @@ class Options(usage.Options):
     longdesc = "Serve GET /server: the address of a live chat node, balanced by load."
     optParameters = [
         ["listen", None, "tcp:8888", "HTTP endpoint (Twisted endpoint string)."],
-        ["redis", None, "redis://127.0.0.1:6379/0", "Redis URL, redis://host:port/db."],
+        ["redis", None, "redis://127.0.0.1:6379/0", "Redis URL: redis://host:port/db, or "
+         "redis+sentinel://host:port[,host:port...]/mastername/db for the master of a Redis Sentinel group."],
         ["balance", None, "least-connections", "least-connections, round-robin or random."],
         ["metrics", None, "", "Endpoint serving /metrics (Prometheus) and /health, e.g. tcp:9401."],
         ["log-format", None, "text", "text or json (one JSON object per line)."],
@@ -21,6 +23,10 @@ class Options(usage.Options):
     def postOptions(self):
         if self["balance"] not in POLICIES:
             raise usage.UsageError(f"--balance must be one of {', '.join(POLICIES)}")
+        try:
+            check_redis_url(self["redis"])
+        except ValueError as e:
+            raise usage.UsageError(f"--redis: {e}")
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format must be text or json")
         for name in ("request-timeout", "idle-timeout"):

@@ -4,15 +4,29 @@ Every call is bounded: a Redis that does not answer within ``timeout`` seconds
 raises :class:`StoreUnavailable` (answered as 503) instead of hanging the
 request. The pool reconnects by itself, whatever the outage looked like (see
 :class:`_Factory`).
-"""
-from urllib.parse import urlparse
 
+Two kinds of URL: ``redis://host:port/db``, one server, and
+``redis+sentinel://host1:26379,host2:26379/mastername/db``, the master of a
+Redis Sentinel group: its address is asked of the sentinels before every
+connection (:class:`SentinelEndpoint`), and a connection is used only once the
+server says it is a master, so a failover is followed by reconnecting.
+
+Every new connection first checks which server it reached
+(:data:`CHECK_SERVER`): when the data set is no longer the one the seq
+counters were last written to (a promoted replica, which may lack the last
+increments, or a restarted server), every counter is marked untrusted, and
+the next accept of each channel restores its counter first
+(:mod:`chatnet.sequences`).
+"""
 import txredisapi
-from twisted.internet import defer, reactor as default_reactor
+from twisted.internet import defer, error, protocol as twisted_protocol, reactor as default_reactor
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from chatnet.errors import StoreUnavailable
+from chatnet.stores.redis_url import is_sentinel_url, parse_redis_url, parse_sentinel_url
 
 log = Logger()
 
@@ -20,6 +34,10 @@ PREFIX = "chatnet:"
 SESSIONS = PREFIX + "sessions"
 SERVERS = PREFIX + "servers"
 LOAD = PREFIX + "load"
+# the run id of the server the seq counters were last trusted on, and the set
+# of channels whose counter was restored since (see CHECK_SERVER)
+SEQ_SERVER = PREFIX + "seq-server"
+SEQ_TRUSTED = PREFIX + "seq-trusted"
 
 
 def history_key(channel):
@@ -32,15 +50,6 @@ def seq_key(channel):
 
 def marker_key(node_id):
     return f"{PREFIX}marker:{node_id}"
-
-
-def parse_redis_url(url):
-    """C{redis://host:port/db} -> (host, port, db)."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("redis", ""):
-        raise ValueError(f"not a redis:// URL: {url}")
-    db = parsed.path.strip("/")
-    return parsed.hostname or "127.0.0.1", parsed.port or 6379, int(db or 0)
 
 
 # Sets the session of KEYS[1]/ARGV[1], stamped with Redis's own clock in
@@ -69,9 +78,29 @@ return 0
 
 # Restores a seq counter to at least ARGV[1] (without counting; a missing
 # counter is always created).
+# KEYS[2]/ARGV[2]: the set of trusted counters and the channel, which this
+# marks trusted again.
 RESTORE_SEQ = """
 local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
 if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+redis.call('SADD', KEYS[2], ARGV[2])
+return 1
+"""
+
+# Run by every new connection before it is used. KEYS[1] holds the run id of
+# the server the seq counters were trusted on; if this server is another one
+# (a replica promoted by Sentinel: replication is asynchronous, it may lack
+# the last increments; or a server restarted from a snapshot older than its
+# last writes), the set KEYS[2] of trusted channels is dropped, and each
+# channel's counter is restored before its next seq. Returns 1 then, else 0.
+# (replicate_commands: a write after INFO needs effects replication, the
+# default only from Redis 5 on.)
+CHECK_SERVER = """
+redis.replicate_commands()
+local id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+if redis.call('GET', KEYS[1]) == id then return 0 end
+redis.call('SET', KEYS[1], id)
+redis.call('UNLINK', KEYS[2])
 return 1
 """
 
@@ -117,26 +146,121 @@ return 1
 """
 
 
+class MasterNotFound(error.ConnectError):
+    """No sentinel named a master (all down, or the name is unknown)."""
+
+
+@implementer(IStreamClientEndpoint)
+class SentinelEndpoint:
+    """Connects to the master of the Sentinel group C{name}: before every
+    attempt the sentinels are asked in turn (C{SENTINEL
+    get-master-addr-by-name}), the one that answered last first.
+
+    txredisapi's own C{Sentinel} is not used: it keeps one connection per
+    sentinel whose calls wait without a bound while that sentinel is down
+    (piling up with every attempt), gives no way to learn that the master
+    changed, and selects the database the way that stops a pool for good
+    (see L{_Protocol})."""
+
+    def __init__(self, reactor, sentinels, name, timeout):
+        self.reactor = reactor
+        self.sentinels = list(sentinels)
+        self.name = name
+        self.timeout = timeout
+        self.master = None  # the (host, port) last connected to
+
+    async def discover(self):
+        """The (host, port) of the master, from the first sentinel that
+        knows it.
+
+        @raise MasterNotFound: no sentinel answered with an address."""
+        why = []
+        for index, (host, port) in enumerate(list(self.sentinels)):
+            try:
+                address = await self._ask(host, port)
+            except Exception as e:
+                why.append(f"{host}:{port}: {e.__class__.__name__} {e}")
+                continue
+            if address is None:
+                why.append(f"{host}:{port}: does not know {self.name}")
+                continue
+            if index:
+                # ask this one first next time
+                self.sentinels.insert(0, self.sentinels.pop(index))
+            return address
+        raise MasterNotFound(f"no sentinel names the master {self.name}: {'; '.join(why)}")
+
+    async def _ask(self, host, port):
+        endpoint = HostnameEndpoint(self.reactor, host, port, timeout=self.timeout)
+        protocol = txredisapi.RedisProtocol(replyTimeout=self.timeout, convertNumbers=False)
+        protocol.callLater = self.reactor.callLater
+        factory = twisted_protocol.Factory.forProtocol(lambda: protocol)
+        factory.noisy = False
+        await endpoint.connect(factory)
+        try:
+            reply = await protocol.sentinel_get_master_addr_by_name(self.name)
+        finally:
+            protocol.transport.abortConnection()
+        if not reply:
+            return None
+        return reply[0], int(reply[1])
+
+    def connect(self, factory):
+        async def connect():
+            address = await self.discover()
+            if address != self.master:
+                if self.master is not None:
+                    log.warn("redis: sentinels name {new} as master of {name} (was {old})",
+                             new=_show(address), name=self.name, old=_show(self.master))
+                self.master = address
+            endpoint = HostnameEndpoint(self.reactor, address[0], address[1], timeout=self.timeout)
+            return await endpoint.connect(factory)
+
+        return defer.ensureDeferred(connect())
+
+
+def _show(address):
+    return f"{address[0]}:{address[1]}"
+
+
 class _Protocol(txredisapi.RedisProtocol):
     """Selects the database itself. txredisapi's own select stops the whole
     pool for good when it fails (Redis stalled, or killed while the SELECT of
     a new connection was in flight, or still loading its data): here only
-    this connection is dropped, and its pool slot connects again."""
+    this connection is dropped, and its pool slot connects again.
+
+    Before the connection is used, the server must also say it is a master
+    (a sentinel may still name a demoted one, which would refuse every
+    write), and :data:`CHECK_SERVER` runs."""
 
     @defer.inlineCallbacks
     def connectionMade(self):
         database = self.factory.database
         try:
+            role = yield self.role()
+            if role[0] != "master":
+                raise txredisapi.ConnectionError(f"the server is a {role[0]}, not a master")
             reply = yield self.select(database)
             if isinstance(reply, Exception):
                 raise reply
+            changed = yield self.eval(CHECK_SERVER, [SEQ_SERVER, SEQ_TRUSTED])
         except Exception as e:
-            log.warn("redis: could not select database {db}: {e}; connecting again", db=database, e=e)
+            log.warn("redis: could not use {peer} (database {db}): {e}; connecting again",
+                     peer=self._peer(), db=database, e=e)
             if self.transport is not None:
                 self.transport.abortConnection()
             return
+        if int(changed):
+            self.factory.server_changed()
         # (no password, no dbid: the base class only marks the connection usable)
         yield txredisapi.RedisProtocol.connectionMade(self)
+
+    def _peer(self):
+        try:
+            peer = self.transport.getPeer()
+            return f"{peer.host}:{peer.port}"
+        except Exception:
+            return "redis"
 
 
 class _Factory(txredisapi.RedisFactory):
@@ -148,26 +272,51 @@ class _Factory(txredisapi.RedisFactory):
     initialDelay = 0.2
     maxDelay = 1.0
 
-    def __init__(self, address, database, poolsize, reply_timeout):
+    def __init__(self, address, database, poolsize, reply_timeout, server_changed=lambda: None):
         super().__init__(address, None, poolsize, isLazy=True, replyTimeout=reply_timeout, convertNumbers=False)
         self.database = database
+        self.server_changed = server_changed
+
+    def drop_connections(self):
+        """Close every connection: each slot connects again (and asks the
+        sentinels again)."""
+        for conn in list(self.pool):
+            if conn.transport is not None:
+                conn.transport.abortConnection()
 
 
 class RedisStore:
     def __init__(self, url, timeout=3.0, reactor=None, poolsize=4):
         self.url = url
-        self.host, self.port, self.db = parse_redis_url(url)
+        if is_sentinel_url(url):
+            self.sentinels, self.master_name, self.db = parse_sentinel_url(url)
+            self.host = self.port = None
+        else:
+            self.host, self.port, self.db = parse_redis_url(url)
+            self.sentinels, self.master_name = [], None
         self.timeout = timeout
         self.reactor = reactor or default_reactor
         self.poolsize = poolsize
         self.client = None
         self.errors = 0  # calls that failed: a metric
+        self.server_changes = 0  # connections that found a new data set (CHECK_SERVER)
+
+    def _endpoint(self):
+        if self.sentinels:
+            return SentinelEndpoint(self.reactor, self.sentinels, self.master_name, self.timeout)
+        return HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.timeout)
 
     def connect(self):
-        self._factory = _Factory(f"{self.host}:{self.port}", self.db, self.poolsize, self.timeout)
-        self._factory.startConnecting(HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.timeout))
+        address = f"{self.master_name}@sentinels" if self.sentinels else f"{self.host}:{self.port}"
+        self._factory = _Factory(address, self.db, self.poolsize, self.timeout, self._server_changed)
+        self._factory.startConnecting(self._endpoint())
         self.client = self._factory.handler
         return self
+
+    def _server_changed(self):
+        self.server_changes += 1
+        log.warn("redis: a new data set (a promoted replica, or a restarted server): "
+                 "every seq counter is restored before its next use")
 
     def disconnect(self):
         if self.client is None:
@@ -203,6 +352,14 @@ class RedisStore:
             self.errors += 1
             log.warn("redis {method} failed: {why}", method=method, why=failure.getErrorMessage())
             raise StoreUnavailable("redis")
+        if failure.check(txredisapi.ResponseError) and _read_only(failure.value):
+            # the server was demoted to a replica under us (a failover): its
+            # connections are dropped, and made again to the new master
+            self.errors += 1
+            log.warn("redis {method} failed: {why}; connecting to the master again",
+                     method=method, why=failure.getErrorMessage())
+            self._factory.drop_connections()
+            raise StoreUnavailable("redis")
         return failure
 
     def eval(self, script, keys=(), args=()):
@@ -210,3 +367,9 @@ class RedisStore:
 
     async def ping(self):
         return await self.call("ping")
+
+
+def _read_only(reply):
+    """Is this error reply a replica's refusal of a write?"""
+    text = str(reply)
+    return text.startswith("READONLY") or "-READONLY" in text or "READONLY You can't write" in text

@@ -8,7 +8,7 @@ seconds. Every wait is bounded and says what it waited for.
 import shutil
 import time
 
-from chatnet.localservices import ManagedProcess, RedisServer, ServiceError, redis_command
+from devtools.localservices import ManagedProcess, RedisServer, ServiceError, redis_command
 
 
 class RedisReplica(RedisServer):

@@ -12,7 +12,7 @@ from twisted.internet import reactor, task
 from chatnet.accept import Acceptor
 from chatnet.errors import StoreUnavailable
 from chatnet.history import History
-from chatnet.localservices import free_port
+from devtools.localservices import free_port
 from chatnet.messages import ChatMessage, new_message_id
 from chatnet.popular import PopularWords
 from chatnet.sequences import Sequences

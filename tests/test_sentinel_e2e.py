@@ -237,7 +237,7 @@ def test_the_cluster_goes_on_after_the_primary_is_killed(tmp_path, zookeeper_ser
 
 
 def _log_since(process, mark):
-    from chatnet.localservices import _read_log_since
+    from devtools.localservices import _read_log_since
 
     return _read_log_since(process.log_path, mark).decode("utf-8", "replace")
 

@@ -37,6 +37,9 @@ class NodeConfig:
     metrics: str = ""  # endpoint of /metrics and /health
     log_format: str = "text"
     compression: str = "off"  # --compression: off or deflate (permessage-deflate)
+    # --allowed-origins: the origins (scheme://host[:port]) whose browser
+    # pages may open a connection; empty: any
+    allowed_origins: tuple = ()
 
     def secret(self):
         secret = self.cluster_secret or os.environ.get("CHATNET_CLUSTER_SECRET", "")

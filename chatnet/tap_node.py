@@ -47,6 +47,8 @@ class Options(usage.Options):
         ["log-format", None, "text", "text or json (one JSON object per line)."],
         ["internal-ca", None, "", "PEM trust root of the peers' certificates: the internal port over TLS."],
         ["compression", None, "off", "off or deflate: accept clients' permessage-deflate offers."],
+        ["allowed-origins", None, "", "Comma-separated origins (scheme://host[:port]) whose browser pages may "
+         "connect; another origin is refused with 403 at the handshake (default: any)."],
     ]
 
     def __init__(self):
@@ -115,7 +117,19 @@ class Options(usage.Options):
             metrics=self["metrics"],
             log_format=self["log-format"],
             compression=self["compression"],
+            allowed_origins=parse_origins(self["allowed-origins"]),
         )
+
+
+def parse_origins(value):
+    """C{--allowed-origins}: a tuple of normalised origins (lower case, no
+    trailing slash)."""
+    origins = tuple(o.strip().lower().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise usage.UsageError(f"--allowed-origins: {origin!r} is not an origin like https://chat.example.com")
+    return origins
 
 
 def raise_nofile_limit():

@@ -292,3 +292,52 @@ def test_chromium_logs_in_and_chats(cluster, peer, browser, page_url, compressio
     finally:
         page.close()
     assert_offline(python, username)
+
+
+# -- --allowed-origins ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_page_url():
+    """A second page, of another origin (another port)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_allowed_origins_refuse_a_page_of_another_origin(cluster, browser, page_url, other_page_url):
+    allowed = page_url.rstrip("/")
+    node = cluster.start_node("node3", extra=["--allowed-origins", f"https://chat.example, {allowed}"])
+    ws_url = f"ws://127.0.0.1:{node.ready_port}/"
+    try:
+        page = browser.new_page()
+        try:
+            page.goto(page_url)
+            state = page.evaluate(PAGE_SCRIPT, [ws_url, "user15"])
+            assert state["opened"] and state["frames"][0]["action"] == "login", state
+            page.evaluate("() => window.ws.close(1000)")
+            page.goto(other_page_url)
+            state = page.evaluate(PAGE_SCRIPT, [ws_url, "user16"])
+            assert not state["opened"] and state["errors"] == 1, state
+        finally:
+            page.close()
+
+        from websockets.exceptions import InvalidStatus
+        from websockets.sync.client import connect
+
+        def handshake(origin):
+            try:
+                with connect(ws_url, origin=origin, open_timeout=10):
+                    return 101
+            except InvalidStatus as e:
+                return e.response.status_code
+
+        assert handshake(other_page_url.rstrip("/")) == 403
+        assert handshake(allowed) == 101
+        assert handshake(None) == 101  # not a browser: no Origin
+    finally:
+        node.stop()

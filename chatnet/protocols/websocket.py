@@ -7,7 +7,7 @@ can raise past this class or affect another connection.
 """
 from collections import deque
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.twisted.websocket import ConnectionDeny, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -65,6 +65,11 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request):
         config = self.factory.config
+        if config.allowed_origins and request.headers.get("origin") is not None:
+            # a browser page (non-browser clients send no Origin)
+            origin = request.headers["origin"].strip().lower().rstrip("/")
+            if origin not in config.allowed_origins:
+                raise ConnectionDeny(403, "origin not allowed")
         if config.rate_limit > 0:
             self.bucket = TokenBucket(config.rate_limit, config.rate_burst, self.factory.clock)
 

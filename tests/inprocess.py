@@ -17,23 +17,28 @@ from chatnet.protocols import codec
 
 class FakeConnection:
     """What L{chatnet.handlers.ChatHandlers} uses of a client connection
-    (L{chatnet.protocols.websocket.ChatServerProtocol}): every frame it would
-    send is kept, decoded, in C{frames}; live chat frames wait in C{held}
-    while a resume replays, as on the real connection."""
+    (L{chatnet.protocols.websocket.ChatServerProtocol}), with its real
+    L{chatnet.service.session.Session} (made by C{service}, a
+    L{chatnet.service.session.SessionService}): every frame it would send
+    is kept, decoded, in C{frames}."""
 
     transport = None
 
-    def __init__(self, address=""):
-        self.address = address
-        self.record = None
-        self.features = frozenset()
-        self.held = None
+    def __init__(self, service):
         self.closed = False
         self.frames = []
         self.replaced_by_newer = False
-        self._replayed = set()
+        self.session = service.open(self)
 
-    # -- what the handlers call ---------------------------------------------
+    @property
+    def record(self):
+        return self.session.record
+
+    @property
+    def features(self):
+        return self.session.features
+
+    # -- what the handlers and the session call ---------------------------------
 
     def answer(self, action, data, request):
         self.sendMessage(codec.encode(action, data, request.id))
@@ -46,32 +51,17 @@ class FakeConnection:
         self.sendMessage(codec.encode_error(error, re))
 
     def push(self, payload, msg_id=None, prepared=None):
-        if self.held is not None:
-            self.held.append((msg_id, payload))
-        elif msg_id is None or msg_id not in self._replayed:
+        if not self.session.keeps(msg_id, payload):
             self.sendMessage(payload)
-
-    def hold(self, at_most=None):
-        if self.held is None:
-            self.held = []
-            self._replayed = set()
-
-    def replay(self, msg_id, payload):
-        self._replayed.add(msg_id)
-        self.sendMessage(payload)
-
-    def release(self):
-        held, self.held = self.held or [], None
-        for msg_id, payload in held:
-            if msg_id is None or msg_id not in self._replayed:
-                self.sendMessage(payload)
 
     def replaced(self):
         self.replaced_by_newer = True
-        self.record = None
+        self.session.replaced()
 
-    async def logout(self):
-        self.record = None
+    def close(self):
+        """The client leaves (no request in hand)."""
+        self.closed = True
+        self.session.closed(busy=False)
 
     # -- for the tests ---------------------------------------------------------
 

@@ -19,7 +19,7 @@ from chatnet.accept import Acceptor
 from chatnet.cluster.router import RoomRouter, Router
 from chatnet.cluster.view import ClusterView
 from chatnet.config import NodeConfig
-from chatnet.handlers import ChatHandlers
+from chatnet.handlers import RESUME_WAIT, ChatHandlers
 from chatnet.history import RESUME_LIMIT, History
 from chatnet.messages import ChatMessage, dm_channel, new_message_id, room_channel
 from chatnet.popular import PopularWords
@@ -28,6 +28,7 @@ from chatnet.rooms import RoomHost
 from chatnet.seed import seed
 from chatnet.sequences import Sequences
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
+from chatnet.service.session import CLOSED, CONNECTED, LOGGED_IN, SessionService
 from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
@@ -72,6 +73,7 @@ def node(redis, mongo_url):
     host = RoomHost(mongo, directory, router.deliver_to, view.live_nodes, clock)
     pytest_twisted.blockon(defer.ensureDeferred(host.load()))
     presence = Announcements()
+    session_service = SessionService(sessions, directory, presence, view, emit, clock)
     handlers = ChatHandlers(
         config=NodeConfig(), clock=clock, view=view, redis=redis, mongo=mongo, offline=OfflineStore(mongo),
         history=history, popular=popular, profanity=ProfanityFilter.default(),
@@ -82,12 +84,13 @@ def node(redis, mongo_url):
     yield SimpleNamespace(
         handlers=handlers, clock=clock, redis=redis, mongo=mongo, directory=directory, sessions=sessions,
         presence=presence, events=events, message_log=message_log, acceptor=handlers.acceptor,
+        connect=lambda: FakeConnection(session_service),
     )
     pytest_twisted.blockon(mongo.disconnect())
 
 
 async def logged_in(node, username, features=("ack",)):
-    client = FakeConnection()
+    client = node.connect()
     frames = await request(node.handlers, client, "login", username=username, password=PASSWORD,
                            features=list(features))
     assert [f["action"] for f in frames if f["action"] != "chat"][:1] == ["login"], frames
@@ -99,7 +102,7 @@ async def logged_in(node, username, features=("ack",)):
 
 @pytest_twisted.ensureDeferred
 async def test_login_publishes_the_session(node):
-    client = FakeConnection()
+    client = node.connect()
     frames = await request(node.handlers, client, "login", username="user1", password=PASSWORD,
                            features=["ack", "resume", "nonsense"])
     assert [f["action"] for f in frames] == ["login"]
@@ -115,7 +118,7 @@ async def test_login_publishes_the_session(node):
 
 @pytest_twisted.ensureDeferred
 async def test_login_refuses_unknown_user_and_wrong_password(node):
-    client = FakeConnection()
+    client = node.connect()
     assert error_code(await request(node.handlers, client, "login", username="nobody", password=PASSWORD)) == 401
     assert error_code(await request(node.handlers, client, "login", username="user1", password="wrong")) == 401
     assert error_code(await request(node.handlers, client, "login", username="user1")) == 401
@@ -127,7 +130,7 @@ async def test_login_refuses_unknown_user_and_wrong_password(node):
 
 @pytest_twisted.ensureDeferred
 async def test_login_throttled_after_failures_until_the_lockout_ends(node):
-    client = FakeConnection()
+    client = node.connect()
     for _ in range(node.handlers.login_throttle.user_after):
         assert error_code(await request(node.handlers, client, "login", username="user2", password="no")) == 401
     # locked out now, even with the right password
@@ -166,7 +169,7 @@ async def test_chat_to_an_offline_user(node):
     alice = await logged_in(node, "user1", features=("ack",))
     # without "offline": the user must be online
     assert error_code(await request(node.handlers, alice, "chat", to="user3", message="hi")) == 404
-    alice = FakeConnection()
+    alice = node.connect()
     await request(node.handlers, alice, "login", username="user1", password=PASSWORD, features=["ack", "offline"])
     frames = await request(node.handlers, alice, "chat", to="user3", message="while you were away")
     assert [f["action"] for f in frames] == ["queued"], frames
@@ -175,7 +178,7 @@ async def test_chat_to_an_offline_user(node):
     # an unknown user is not queued for
     assert error_code(await request(node.handlers, alice, "chat", to="nobody", message="hi")) == 404
     # user3 gets it at their next login, then the count
-    carol = FakeConnection()
+    carol = node.connect()
     frames = await request(node.handlers, carol, "login", username="user3", password=PASSWORD, features=["offline"])
     assert [f["action"] for f in frames] == ["login", "chat", "offline"], frames
     assert frames[1]["data"]["msgId"] == queued["msgId"]
@@ -241,3 +244,63 @@ async def test_resume_replays_without_a_gap_and_tells_what_is_too_old(node):
     assert [f["action"] for f in frames] == ["resume"] and frames[0]["data"]["replayed"] == 0
     # a room the user is not in: 403
     assert error_code(await request(node.handlers, alice, "resume", rooms={"room3": 0})) == 403
+
+
+# -- the session: holding live messages back, logout, replacement --------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_live_messages_wait_for_the_resume_replay_and_are_not_doubled(node):
+    alice = await logged_in(node, "user1", features=("ack", "resume"))
+    assert alice.session.holding  # a resume is likely next
+    bob = await logged_in(node, "user2")
+    await request(node.handlers, bob, "chat", to="user1", message="live")
+    assert alice.frames == []  # kept back
+    frames = await request(node.handlers, alice, "resume", conversations={"user2": 0})
+    # the replay has it: the live copy is dropped
+    assert [(f["action"], f["data"].get("message")) for f in frames] == [("chat", "live"), ("resume", None)]
+    assert not alice.session.holding
+    await request(node.handlers, bob, "chat", to="user1", message="after")
+    assert [c["message"] for c in alice.chats()] == ["after"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_other_than_resume_ends_the_hold(node):
+    alice = await logged_in(node, "user1", features=("resume",))
+    bob = await logged_in(node, "user2")
+    await request(node.handlers, bob, "chat", to="user1", message="waiting")
+    assert alice.frames == []
+    frames = await request(node.handlers, alice, "listRooms")
+    assert [f["action"] for f in frames] == ["chat", "listRooms"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_hold_ends_by_itself(node):
+    alice = await logged_in(node, "user1", features=("resume",))
+    bob = await logged_in(node, "user2")
+    await request(node.handlers, bob, "chat", to="user1", message="waiting")
+    node.clock.advance(RESUME_WAIT)
+    assert [c["message"] for c in alice.chats()] == ["waiting"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_logs_out(node):
+    alice = await logged_in(node, "user1")
+    assert alice.session.state == LOGGED_IN
+    alice.close()
+    await alice.session.gone
+    assert alice.session.state == CLOSED and alice.record is None
+    assert node.sessions.get("user1") is None
+    assert await node.directory.lookup("user1", refresh=True) is None
+    assert node.presence.announced == [("user1", True), ("user1", False)]
+    assert ("user_offline", "user1", NODE) in node.events
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_newer_login_replaces_the_session(node):
+    first = await logged_in(node, "user1")
+    second = await logged_in(node, "user1")
+    assert first.replaced_by_newer and first.session.state == CONNECTED and first.record is None
+    assert second.session.state == LOGGED_IN and node.sessions.get("user1") is second
+    record = await node.directory.lookup("user1", refresh=True)
+    assert record.sessionId == second.record.sessionId

@@ -32,6 +32,7 @@ from chatnet.service.session import CLOSED, CONNECTED, LOGGED_IN, SessionService
 from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
+from chatnet.stores.redis import SESSIONS
 from tests.inprocess import Announcements, FakeConnection, FakePeers, error_code, request, run_until
 
 NODE = "A"
@@ -304,3 +305,25 @@ async def test_a_newer_login_replaces_the_session(node):
     assert second.session.state == LOGGED_IN and node.sessions.get("user1") is second
     record = await node.directory.lookup("user1", refresh=True)
     assert record.sessionId == second.record.sessionId
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_leaving_while_its_login_is_published_ends_offline(node):
+    alice = node.connect()
+    publish = node.directory.publish
+
+    async def publish_as_the_client_leaves(record):
+        # the connection closes with the login in hand (the protocol's onClose)
+        alice.closed = True
+        alice.session.closed(busy=True)
+        await publish(record)
+
+    node.directory.publish = publish_as_the_client_leaves
+    frames = await request(node.handlers, alice, "login", username="user1", password=PASSWORD)
+    assert frames == []
+    alice.session.request_finished()  # the protocol, once the request is done
+    await alice.session.gone
+    assert alice.session.state == CLOSED and alice.record is None
+    assert node.sessions.get("user1") is None
+    # as the other nodes see it: the session is gone from Redis
+    assert await node.redis.call("hget", SESSIONS, "user1") is None

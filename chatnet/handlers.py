@@ -107,9 +107,9 @@ class ChatHandlers:
             raise ProtocolError(401, "log in first", action)
         if action == "resume" and "resume" not in connection.features:
             raise ProtocolError(400, f"unknown action {action!r}", action)
-        if connection.held is not None and action != "resume":
+        if connection.session.holding and action != "resume":
             # held after a login with "resume", but the client goes on without
-            connection.release()
+            connection.session.release()
         await handler(connection, request)
 
     # -- login ---------------------------------------------------------------
@@ -140,16 +140,16 @@ class ChatHandlers:
         if connection.closed:
             return
         record = SessionRecord.new(username, self.view.node_id, now_ms(self.clock), alliance)
-        connection.features = frozenset(f for f in wanted if f in FEATURES)
+        session = connection.session
         previous_local = self.sessions.add(username, connection)
-        connection.record = record
+        session.logged_in(record, frozenset(f for f in wanted if f in FEATURES))
         try:
             await self.directory.publish(record)
         except StoreUnavailable:
             self.sessions.remove(username, connection)
             if previous_local is not None:
                 self.sessions.add(username, previous_local)
-            connection.record = None
+            session.login_undone()
             raise
         if previous_local is not None and previous_local is not connection:
             previous_local.replaced()
@@ -160,7 +160,7 @@ class ChatHandlers:
         self.presence.announce(record, True)
         if connection.closed:
             # the client left while we were logging it in
-            await connection.logout()
+            await session.logout()
             return
         data = self._login_data(record)
         if "features" in request.data:
@@ -168,7 +168,7 @@ class ChatHandlers:
         if "resume" in connection.features:
             # a resume is likely next: live messages wait for its replay, so
             # that they follow it in seq order
-            connection.hold(at_most=RESUME_WAIT)
+            session.hold(at_most=RESUME_WAIT)
         connection.answer("login", data, request)
         self.emit("user_online", username, self.view.node_id)
         log.info("{user} logged in on {node}", user=username, node=self.view.node_id)
@@ -351,7 +351,8 @@ class ChatHandlers:
         await self._check_member(connection, rooms, "resume")
         channels = [(room_channel(r), seq, {"roomName": r}) for r, seq in rooms.items()]
         channels += [(dm_channel(username, u), seq, {"with": u}) for u, seq in conversations.items()]
-        connection.hold()
+        session = connection.session
+        session.hold()
         try:
             # every channel is read before anything is replayed: a store
             # that fails meanwhile (503) leaves nothing half done
@@ -363,11 +364,11 @@ class ChatHandlers:
                     too_old.append(name)
                     continue
                 for data in missed:
-                    connection.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
+                    session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
                     replayed += 1
             connection.answer("resume", {"replayed": replayed, "tooOld": too_old}, request)
         finally:
-            connection.release()
+            session.release()
 
     async def popular(self, connection, request):
         # old clients send n as typed: a string of digits

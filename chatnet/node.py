@@ -45,6 +45,7 @@ from chatnet.profanity import ProfanityFilter
 from chatnet.rescue import Rescuer
 from chatnet.sequences import Sequences
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
+from chatnet.service.session import SessionService
 from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
@@ -205,7 +206,9 @@ class ChatNode(MultiService):
             message_log=self.message_log, directory=self.directory, sessions=self.sessions,
             presence=self.presence, router=router, rooms=rooms, delivery=self.delivery, emit=self.emit,
         )
-        self.factory.serve(handlers, self.sessions, self.directory, self.presence, view, self.emit)
+        self.factory.serve(handlers, SessionService(
+            self.sessions, self.directory, self.presence, view, self.emit, clock,
+        ))
         return responder
 
     async def _ensure_indexes(self):
@@ -248,7 +251,7 @@ class ChatNode(MultiService):
             connection.going_away()
         if connections:
             # the close handshakes, and the sessions' removal from redis
-            gone = defer.DeferredList([c.gone for c in connections if hasattr(c, "gone")], consumeErrors=True)
+            gone = defer.DeferredList([c.gone for c in connections], consumeErrors=True)
             try:
                 await gone.addTimeout(4, self.reactor)
             except defer.TimeoutError:

@@ -39,11 +39,10 @@ class ChatServerFactory(WebSocketServerFactory):
     @ivar config: the L{chatnet.config.NodeConfig}.
     @ivar clock: the reactor (timers).
     @ivar metrics: the L{chatnet.metrics.NodeMetrics} (error frames sent).
-    @ivar handlers, sessions, directory, presence, view, emit: given by
-        L{serve} (see there).
+    @ivar handlers, session_service: given by L{serve} (see there).
     """
 
-    handlers = sessions = directory = presence = view = emit = None
+    handlers = session_service = None
 
     def __init__(self, config, clock, metrics):
         super().__init__()
@@ -66,22 +65,15 @@ class ChatServerFactory(WebSocketServerFactory):
             perMessageCompressionAccept=accept_deflate if config.compression == "deflate" else decline_compression,
         )
 
-    def serve(self, handlers, sessions, directory, presence, view, emit):
-        """The services of the connections: the L{chatnet.handlers.ChatHandlers},
-        the L{chatnet.sessions.LocalSessions} and
-        L{chatnet.sessions.SessionDirectory}, the
-        L{chatnet.cluster.presence.Presence}, the
-        L{chatnet.cluster.view.ClusterView} and the event bus's C{emit}.
-        Given once the node knows its id, which may be made of the port
-        this factory listens on: by L{chatnet.node.ChatNode._start} right
-        after the port is bound, before the reactor runs again, hence
-        before any connection."""
+    def serve(self, handlers, session_service):
+        """The services of the connections: the L{chatnet.handlers.ChatHandlers}
+        and the L{chatnet.service.session.SessionService}. Given once the
+        node knows its id, which may be made of the port this factory
+        listens on: by L{chatnet.node.ChatNode._start} right after the port
+        is bound, before the reactor runs again, hence before any
+        connection."""
         self.handlers = handlers
-        self.sessions = sessions
-        self.directory = directory
-        self.presence = presence
-        self.view = view
-        self.emit = emit
+        self.session_service = session_service
 
     def setProtocolOptions(self, *args, **kwargs):
         super().setProtocolOptions(*args, **kwargs)

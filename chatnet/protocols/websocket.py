@@ -3,7 +3,9 @@
 Requests of a connection are handled one after the other, in the order they
 arrived, so that answers and messages keep the client's order. Every failure
 becomes an ``error`` frame (docs/protocol.md, "Errors"); nothing a client sends
-can raise past this class or affect another connection.
+can raise past this class or affect another connection. The session of the
+connection (login, logout, replacement, the frames a resume holds back) is
+its L{chatnet.service.session.Session}.
 """
 from collections import deque
 
@@ -16,14 +18,13 @@ from chatnet.errors import ProtocolError, as_protocol_error
 from chatnet.protocols import codec
 from chatnet.protocols.constants import GOING_AWAY, LOGIN_TIMEOUT, REPLACED
 from chatnet.ratelimit import TokenBucket
+from chatnet.service.session import CLOSED
 
 log = Logger()
 
 # Close codes (RFC 6455 lets applications use 4000-4999 only):
 
 OPEN = WebSocketProtocol.STATE_OPEN
-#: how long a closed connection's second logout waits for the request in hand
-LOGOUT_WAIT = 10.0
 
 
 class _Unlimited:
@@ -40,28 +41,40 @@ UNLIMITED = _Unlimited()
 
 
 class ChatServerProtocol(WebSocketServerProtocol):
+    """Frames in and out of one connection; what its login means lives in
+    its L{chatnet.service.session.Session} (C{session}, made once the
+    opening handshake is done)."""
+
     # Defaults as class attributes: an idle connection keeps none of them in
     # its own dictionary (memory per connection, see bench/RESULTS.md).
-    record = None
-    features = frozenset()
-    # while a resume replays history: live chat frames wait here
-    held = None
-    _replayed = frozenset()
-    _hold_timer = None
+    session = None
     bucket = UNLIMITED
-    _queue = ()
+    _queue = ()  # the requests waiting their turn (a deque from the first one)
     _busy = False
     _login_timer = None
-    _gone = None
-    _lost = False  # onClose ran
-    _request_done = None  # after onClose: fires when the request in hand is done
-    _ended = False  # logged out after the close
+
+    @property
+    def record(self):
+        """The L{chatnet.sessions.SessionRecord} while logged in, else None."""
+        session = self.session
+        return session.record if session is not None else None
+
+    @property
+    def features(self):
+        session = self.session
+        return session.features if session is not None else frozenset()
 
     @property
     def closed(self):
         """True once no frame can be sent any more: a closing handshake has
         begun (either side) or the connection is lost."""
-        return self._lost or self.state != OPEN
+        return self.state != OPEN or (self.session is not None and self.session.state is CLOSED)
+
+    @property
+    def gone(self):
+        """A Deferred that fires once the connection is closed and its
+        session removed."""
+        return self.session.gone if self.session is not None else defer.succeed(None)
 
     def onConnect(self, request):
         config = self.factory.config
@@ -73,17 +86,8 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if config.rate_limit > 0:
             self.bucket = TokenBucket(config.rate_limit, config.rate_burst, self.factory.clock)
 
-    @property
-    def gone(self):
-        """A Deferred that fires once the connection is closed and its
-        session removed (made on first use: most connections never need it)."""
-        if self._gone is None:
-            self._gone = defer.Deferred()
-            if self._ended:
-                self._gone.callback(None)
-        return self._gone
-
     def onOpen(self):
+        self.session = self.factory.session_service.open(self)
         self.factory.connections.add(self)
         timeout = self.factory.config.login_timeout
         if timeout > 0:
@@ -135,11 +139,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     def _done(self, _):
         self._busy = False
-        if self._request_done is not None:
-            done, self._request_done = self._request_done, None
-            if not done.called:
-                done.callback(None)
-        elif not self._lost:
+        if self.session.request_finished():
             self._next()
 
     def _failed(self, failure, request):
@@ -157,45 +157,15 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self.sendMessage(codec.encode(action, data, request.id))
 
     def push(self, payload, msg_id=None, prepared=None):
-        """Send a chat frame, or keep it back while a resume replays."""
-        if self.held is not None:
-            self.held.append((msg_id, payload))
-        elif msg_id is not None and msg_id in self._replayed:
+        """Send a chat frame, unless the session keeps it back (a resume
+        replays) or the replay had it."""
+        if self.session.keeps(msg_id, payload):
             return
-        elif prepared is not None:
+        if prepared is not None:
             if self.state == OPEN:
                 self.sendPreparedMessage(prepared)
         else:
             self.sendMessage(payload)
-
-    def hold(self, at_most=None):
-        """Keep live chat frames back (until L{release}, or for C{at_most}
-        seconds)."""
-        if self.held is None:
-            self.held = []
-            self._replayed = set()
-        if self._hold_timer is not None and self._hold_timer.active():
-            self._hold_timer.cancel()
-        self._hold_timer = None
-        if at_most is not None:
-            self._hold_timer = self.factory.clock.callLater(at_most, self.release)
-
-    def replay(self, msg_id, payload):
-        self._replayed.add(msg_id)
-        self.sendMessage(payload)
-
-    def release(self):
-        """The replay is done: send what arrived meanwhile, minus what the
-        replay already had (also later: a delivery retried to this node)."""
-        timer, self._hold_timer = self._hold_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-        held, self.held = self.held or [], None
-        if self.closed:
-            return
-        for msg_id, payload in held:
-            if msg_id is None or msg_id not in self._replayed:
-                self.sendMessage(payload)
 
     def sendMessage(self, payload, isBinary=False, *args, **kwargs):
         """autobahn's, except that a frame for a connection that is closing
@@ -214,9 +184,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if self.closed:
             return
         self.send_error(ProtocolError(409, "this session was replaced by a newer login of the same user", "login"))
-        record, self.record = self.record, None
-        if record is not None:
-            self.factory.sessions.remove(record.username, self)
+        self.session.replaced()
         self.sendClose(REPLACED, "session replaced")
 
     def going_away(self):
@@ -227,45 +195,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
     # -- end -----------------------------------------------------------------
 
     def onClose(self, wasClean, code, reason):
-        self._lost = True
         self._queue = ()
         if self._login_timer is not None and self._login_timer.active():
             self._login_timer.cancel()
         self.factory.connections.discard(self)
-        d = defer.ensureDeferred(self._end(self._busy))
-        d.addErrback(lambda f: log.failure("logout failed", f))
-        d.addBoth(self._logged_out)
-
-    async def _end(self, busy):
-        """Log out at once; if a request was in hand, once more when it is
-        done: a login that was publishing the session when the client left
-        puts it back after the first logout."""
-        record = self.record
-        if busy:
-            done = self._request_done = defer.Deferred()
-        await self.logout()
-        if not busy:
-            return
-        if not done.called:
-            timer = self.factory.clock.callLater(LOGOUT_WAIT, done.callback, None)
-            await done
-            if timer.active():
-                timer.cancel()
-        record, self.record = self.record or record, None
-        if record is not None:
-            self.factory.presence.announce(record, False)
-            await self.factory.directory.unpublish(record)
-
-    def _logged_out(self, _):
-        self._ended = True  # from now on, a new `gone` fires at once
-        if self._gone is not None and not self._gone.called:
-            self._gone.callback(None)
-
-    async def logout(self):
-        record, self.record = self.record, None
-        factory = self.factory
-        if record is None or not factory.sessions.remove(record.username, self):
-            return
-        factory.presence.announce(record, False)
-        await factory.directory.unpublish(record)
-        factory.emit("user_offline", record.username, factory.view.node_id)
+        if self.session is not None:
+            self.session.closed(self._busy)

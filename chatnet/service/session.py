@@ -1,0 +1,234 @@
+"""The session of one client connection: its state, its login, its end, and
+the live messages it keeps back while a resume replays history.
+
+A session goes CONNECTED (no login yet, or no longer: replaced by a newer
+login of its user) → LOGGED_IN → CLOSED (the connection is gone; final).
+The client protocol (L{chatnet.protocols.websocket}) carries frames and
+tells the session when the connection closes; what being logged in means
+for the node (local sessions, the session directory, presence, events) is
+here.
+"""
+from twisted.internet import defer
+from twisted.logger import Logger
+
+log = Logger()
+
+CONNECTED = "connected"
+LOGGED_IN = "logged in"
+CLOSED = "closed"
+
+#: how long a closed connection's second logout waits for the request in hand
+LOGOUT_WAIT = 10.0
+
+
+class SessionService:
+    """What the sessions of this node share.
+
+    @param sessions: the L{chatnet.sessions.LocalSessions} of this node.
+    @param directory: the L{chatnet.sessions.SessionDirectory}.
+    @param presence: the L{chatnet.cluster.presence.Presence} (announces).
+    @param view: the L{chatnet.cluster.view.ClusterView} (this node's id).
+    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    @param clock: an C{IReactorTime}.
+    """
+
+    def __init__(self, sessions, directory, presence, view, emit, clock):
+        self.sessions = sessions
+        self.directory = directory
+        self.presence = presence
+        self.view = view
+        self.emit = emit
+        self.clock = clock
+
+    def open(self, connection):
+        """The L{Session} of a new C{connection}."""
+        return Session(self, connection)
+
+
+class HeldDeliveries:
+    """Live chat frames kept back while a resume replays history, so that
+    they follow the replay in seq order. A frame the replay already sent is
+    dropped, while holding and after (a delivery retried to this node)."""
+
+    __slots__ = ("frames", "replayed", "timer")
+
+    def __init__(self):
+        self.frames = []  # (msg_id, payload) while holding, else None
+        self.replayed = set()
+        self.timer = None
+
+    @property
+    def holding(self):
+        return self.frames is not None
+
+    def take(self, msg_id, payload):
+        """True if the frame is not to be sent now: kept back, or replayed
+        already."""
+        if self.frames is not None:
+            self.frames.append((msg_id, payload))
+            return True
+        return msg_id is not None and msg_id in self.replayed
+
+    def release(self):
+        """Stop holding; the payloads kept back that the replay did not have."""
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        frames, self.frames = self.frames or (), None
+        return [payload for msg_id, payload in frames if msg_id is None or msg_id not in self.replayed]
+
+
+class Session:
+    """The session of one connection (the client protocol's C{session}).
+
+    The connection gives: C{sendMessage(payload)}, C{closed} (no frame can
+    be sent any more).
+
+    @ivar state: L{CONNECTED}, L{LOGGED_IN} or L{CLOSED}.
+    @ivar record: the L{chatnet.sessions.SessionRecord} while logged in.
+    @ivar features: the protocol extensions the client asked for at login.
+    @ivar held: the L{HeldDeliveries} once a resume held frames back.
+    """
+
+    __slots__ = ("service", "connection", "state", "record", "features", "held", "_request_done", "_gone")
+
+    def __init__(self, service, connection):
+        self.service = service
+        self.connection = connection
+        self.state = CONNECTED
+        self.record = None
+        self.features = frozenset()
+        self.held = None
+        self._request_done = None  # after the close: fires when the request in hand is done
+        self._gone = None
+
+    # -- login and logout ----------------------------------------------------
+
+    def logged_in(self, record, features):
+        """C{record} is this connection's login (registered among the local
+        sessions by the caller, not yet published)."""
+        self.record = record
+        self.features = features
+        if self.state is CONNECTED:
+            self.state = LOGGED_IN
+
+    def login_undone(self):
+        """The login could not be published: not logged in after all."""
+        self.record = None
+        if self.state is LOGGED_IN:
+            self.state = CONNECTED
+
+    def replaced(self):
+        """A newer login of the same user took over this session."""
+        record, self.record = self.record, None
+        if self.state is LOGGED_IN:
+            self.state = CONNECTED
+        if record is not None:
+            self.service.sessions.remove(record.username, self.connection)
+
+    async def logout(self):
+        """End the login, if this connection still holds it: announced,
+        unpublished, and told to the event listeners."""
+        record, self.record = self.record, None
+        if self.state is LOGGED_IN:
+            self.state = CONNECTED
+        service = self.service
+        if record is None or not service.sessions.remove(record.username, self.connection):
+            return
+        service.presence.announce(record, False)
+        await service.directory.unpublish(record)
+        service.emit("user_offline", record.username, service.view.node_id)
+
+    # -- the end -------------------------------------------------------------
+
+    @property
+    def gone(self):
+        """A Deferred that fires once the connection is closed and its
+        session removed (made on first use: most connections never need it)."""
+        if self._gone is None:
+            self._gone = defer.Deferred()
+        return self._gone
+
+    def closed(self, busy):
+        """The connection is gone; C{busy}: a request was in hand (it calls
+        L{request_finished} when it is done)."""
+        self.state = CLOSED
+        d = defer.ensureDeferred(self._end(busy))
+        d.addErrback(lambda f: log.failure("logout failed", f))
+        d.addBoth(self._ended)
+
+    def request_finished(self):
+        """The request in hand is done; False once the connection is gone
+        (then nothing more is handled)."""
+        if self._request_done is not None:
+            done, self._request_done = self._request_done, None
+            if not done.called:
+                done.callback(None)
+        return self.state is not CLOSED
+
+    async def _end(self, busy):
+        """Log out at once; if a request was in hand, once more when it is
+        done: a login that was publishing the session when the client left
+        puts it back after the first logout."""
+        record = self.record
+        if busy:
+            done = self._request_done = defer.Deferred()
+        await self.logout()
+        if not busy:
+            return
+        if not done.called:
+            timer = self.service.clock.callLater(LOGOUT_WAIT, done.callback, None)
+            await done
+            if timer.active():
+                timer.cancel()
+        record, self.record = self.record or record, None
+        if record is not None:
+            self.service.presence.announce(record, False)
+            await self.service.directory.unpublish(record)
+
+    def _ended(self, _):
+        if self._gone is None:
+            self._gone = defer.succeed(None)
+        elif not self._gone.called:
+            self._gone.callback(None)
+
+    # -- holding live frames back during a resume ----------------------------
+
+    @property
+    def holding(self):
+        return self.held is not None and self.held.holding
+
+    def hold(self, at_most=None):
+        """Keep live chat frames back (until L{release}, or for C{at_most}
+        seconds)."""
+        held = self.held
+        if held is None:
+            held = self.held = HeldDeliveries()
+        elif not held.holding:
+            held.frames, held.replayed = [], set()
+        if held.timer is not None and held.timer.active():
+            held.timer.cancel()
+        held.timer = None
+        if at_most is not None:
+            held.timer = self.service.clock.callLater(at_most, self.release)
+
+    def keeps(self, msg_id, payload):
+        """True if a live chat frame is not to be sent now (see
+        L{HeldDeliveries.take})."""
+        return self.held is not None and self.held.take(msg_id, payload)
+
+    def replay(self, msg_id, payload):
+        """Send a replayed chat frame; a live copy of it is dropped."""
+        self.held.replayed.add(msg_id)
+        self.connection.sendMessage(payload)
+
+    def release(self):
+        """The replay is done: send what arrived meanwhile, minus what the
+        replay already had."""
+        if self.held is None:
+            return
+        payloads = self.held.release()
+        if self.connection.closed:
+            return
+        for payload in payloads:
+            self.connection.sendMessage(payload)

@@ -1,0 +1,154 @@
+"""Stand-ins for in-process tests of the server core (tests/test_*_inprocess.py).
+
+The stores are real (the ``redis`` and ``mongo_server`` fixtures); time is a
+fake L{twisted.internet.task.Clock}. What stands in here is what is not a
+store: a client connection that records its frames, the peer links (the
+other nodes, which these tests do not run) and presence announcements.
+"""
+import time
+
+import orjson
+from twisted.internet import reactor, task
+
+from chatnet.cluster.peers import PeerUnavailable
+from chatnet.errors import as_protocol_error
+from chatnet.protocols import codec
+
+
+class FakeConnection:
+    """What L{chatnet.handlers.ChatHandlers} uses of a client connection
+    (L{chatnet.protocols.websocket.ChatServerProtocol}), with its real
+    L{chatnet.service.session.Session} (made by C{service}, a
+    L{chatnet.service.session.SessionService}): every frame it would send
+    is kept, decoded, in C{frames}."""
+
+    transport = None
+
+    def __init__(self, service):
+        self.closed = False
+        self.frames = []
+        self.replaced_by_newer = False
+        self.session = service.open(self)
+
+    @property
+    def record(self):
+        return self.session.record
+
+    @property
+    def features(self):
+        return self.session.features
+
+    # -- what the handlers and the session call ---------------------------------
+
+    def answer(self, action, data, request):
+        self.sendMessage(codec.encode(action, data, request.id))
+
+    def sendMessage(self, payload):
+        if not self.closed:
+            self.frames.append(orjson.loads(payload))
+
+    def send_error(self, error, re=None):
+        self.sendMessage(codec.encode_error(error, re))
+
+    def push(self, payload, msg_id=None, prepared=None):
+        if not self.session.keeps(msg_id, payload):
+            self.sendMessage(payload)
+
+    def replaced(self):
+        self.replaced_by_newer = True
+        self.session.replaced()
+
+    def close(self):
+        """The client leaves (no request in hand)."""
+        self.closed = True
+        self.session.closed(busy=False)
+
+    # -- for the tests ---------------------------------------------------------
+
+    def actions(self):
+        return [f["action"] for f in self.frames]
+
+    def chats(self):
+        return [f["data"] for f in self.frames if f["action"] == "chat"]
+
+    def take(self):
+        frames, self.frames = self.frames, []
+        return frames
+
+
+_ids = iter(range(1, 1 << 62))
+
+
+async def request(handlers, connection, action, **data):
+    """Handle one request as the protocol does (a refusal becomes an error
+    frame); returns the frames it sent, which are taken from C{connection}."""
+    frame = codec.decode(orjson.dumps({"id": next(_ids), "action": action, "data": data}))
+    try:
+        await handlers.handle(connection, frame)
+    except Exception as e:
+        error = as_protocol_error(e)
+        if error is None:
+            raise
+        connection.send_error(error, frame.id)
+    return connection.take()
+
+
+def error_code(frames):
+    """The code of the error frame among C{frames} (None if there is none)."""
+    errors = [f["data"]["code"] for f in frames if f["action"] == "error"]
+    assert len(errors) <= 1, frames
+    return errors[0] if errors else None
+
+
+class FakePeers:
+    """The peer links (L{chatnet.cluster.peers.Peers}) to nodes these tests
+    do not run: C{call} answers what C{answers[command name]} gives (a
+    function of node and arguments), raises L{PeerUnavailable} for a node in
+    C{down}; every call is kept in C{calls} as (node, command name, arguments)."""
+
+    def __init__(self, answers=None):
+        self.answers = dict(answers or {})
+        self.down = set()
+        self.calls = []
+        self.sent = []
+
+    async def call(self, node, command, **arguments):
+        self.calls.append((node, command.__name__, arguments))
+        if node in self.down:
+            raise PeerUnavailable(node)
+        answer = self.answers[command.__name__]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer(node, **arguments)
+
+    def send(self, node, command, **arguments):
+        self.sent.append((node, command.__name__, arguments))
+
+
+class Announcements:
+    """Presence (L{chatnet.cluster.presence.Presence}): keeps what would be
+    announced to the peers."""
+
+    def __init__(self):
+        self.announced = []
+
+    def announce(self, record, online, nodes=None):
+        self.announced.append((record.username, online))
+
+
+async def run_until(clock, condition, what, timeout=10.0):
+    """Run until C{condition()} is true: the real reactor for the stores'
+    I/O, and fake C{clock} (unless None) to its next timed call whenever
+    nothing else is going on. Fails after C{timeout} real seconds."""
+    give_up = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        # a few turns of the real reactor: the stores' answers
+        await task.deferLater(reactor, 0.002, lambda: None)
+        if condition():
+            return
+        calls = clock.getDelayedCalls() if clock is not None else ()
+        if calls:
+            clock.advance(max(0.0, min(c.getTime() for c in calls) - clock.seconds()))
+

@@ -41,8 +41,11 @@ def check_password(stored_hash, password):
 
 
 class ChatHandlers:
-    """The client actions of one node. Collaborators (keyword arguments; a
-    test gives only those its actions use):
+    """The client actions of one node: one short method per action of
+    docs/protocol.md, with the checks they share (over 300 lines because
+    there are ten actions; each reads on its own, and splitting them by
+    action would scatter the one table a reader looks for). Collaborators
+    (keyword arguments; a test gives only those its actions use):
 
     @param config: the L{chatnet.config.NodeConfig}.
     @param clock: an C{IReactorTime} (and C{callLater}).

@@ -50,7 +50,9 @@ DEFAULT_GATEWAY = "http://127.0.0.1:8888"
 
 
 class ChatApp(ConnectionListener):
-    """The terminal client: widgets and the session glued together.
+    """The terminal client: widgets and the session glued together (a
+    little over 300 lines: one short method per listener event; commands
+    are in L{chatnet.client.dispatch}).
 
     ``clock`` is the reactor (or a ``task.Clock`` in tests); ``lookup`` and
     ``connector`` default to the real gateway and WebSocket.  ``widget`` is

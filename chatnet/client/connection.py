@@ -30,7 +30,9 @@ _ANSWERS = ("userInfo", "popular", "listRooms")
 
 
 class ChatConnection(LinkOwner):
-    """One session.
+    """One session (a little over 300 lines: the state machine below is
+    kept in one place; its parts, the link, the requests, the resume and
+    the membership, are classes of their own).
 
     States: ``idle`` (not started), ``gateway`` (asking for a node),
     ``connecting``, ``login``, ``resuming`` (waiting for the replay of what

@@ -195,6 +195,18 @@ class ChatCluster:
         return client
 
 
+def wait_until(predicate, timeout, what, interval=0.1):
+    """The first true value of C{predicate()}, tried every C{interval}
+    seconds; an AssertionError naming C{what} after C{timeout} seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def _stop(process):
     try:
         process.stop()

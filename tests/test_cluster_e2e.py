@@ -10,7 +10,7 @@ import pytest
 from bson import ObjectId
 
 from devtools.localservices import redis_command
-from tests.harness import ChatCluster
+from tests.harness import ChatCluster, wait_until
 
 SESSION_TIMEOUT = 2.0
 
@@ -18,16 +18,6 @@ SESSION_TIMEOUT = 2.0
 @pytest.fixture
 def cluster(three_nodes):
     return three_nodes
-
-
-def wait_until(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def stored(cluster, msg_ids):

@@ -31,7 +31,7 @@ import pymongo
 import websocket
 from bson import ObjectId
 
-from tests.harness import ChatCluster, WsClient
+from tests.harness import ChatCluster, WsClient, wait_until
 
 SESSION_TIMEOUT = 2.0
 STORE_TIMEOUT = 1.0
@@ -229,16 +229,6 @@ class Traffic(threading.Thread):
         for chatter in self.chatters:
             if chatter.client is not None:
                 chatter.client.close()
-
-
-def wait_until(predicate, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def gateway_ok(cluster):

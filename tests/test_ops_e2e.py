@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.localservices import ChatProcess, free_port
-from tests.harness import ChatCluster, make_chroot
+from tests.harness import ChatCluster, make_chroot, wait_until
 
 FLAKY_PLUGIN = '''
 from chatnet.events import ChatEventPlugin
@@ -91,16 +91,6 @@ def samples(port):
 
 def value(metrics, name, **labels):
     return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Consumer:

@@ -16,7 +16,7 @@ import pymongo
 import pytest
 from bson import ObjectId
 
-from tests.harness import ChatCluster, WsClient
+from tests.harness import ChatCluster, WsClient, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +39,6 @@ def login(client, username, features):
     frame = client.request("login", {"username": username, "features": features})
     assert frame["action"] == "login", frame
     return frame["data"]
-
-
-def wait_until(predicate, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def burst(client, room, count):

@@ -21,7 +21,7 @@ import pymongo
 import websocket
 
 from chatnet.messages import dm_channel, room_channel
-from tests.harness import ChatCluster, WsClient
+from tests.harness import ChatCluster, WsClient, wait_until
 from tests.sentinel import SentinelGroup
 
 ROOM = "room1"
@@ -128,16 +128,6 @@ class Traffic(threading.Thread):
         for user in self.users:
             if user.client is not None:
                 user.client.close()
-
-
-def wait_until(predicate, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def gateway_ok(cluster):

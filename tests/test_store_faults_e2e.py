@@ -6,16 +6,7 @@ import time
 
 import pymongo
 
-from tests.harness import ChatCluster
-
-
-def wait_until(predicate, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from tests.harness import ChatCluster, wait_until
 
 
 def test_zookeeper_brief_outage_changes_nothing(tmp_path, services, redis_server, mongo_server):

@@ -239,6 +239,11 @@ def page_url():
     """A page served from the loopback address, as a web app on the same
     network as its chat node (Chromium blocks a public origin, such as
     about:blank's, from opening connections to a local address)."""
+    yield from _serve_page()
+
+
+def _serve_page():
+    """Serve L{_Page} on a free loopback port while the caller's fixture lives."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -300,13 +305,7 @@ def test_chromium_logs_in_and_chats(cluster, peer, browser, page_url, compressio
 @pytest.fixture(scope="module")
 def other_page_url():
     """A second page, of another origin (another port)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    yield from _serve_page()
 
 
 def test_allowed_origins_refuse_a_page_of_another_origin(cluster, browser, page_url, other_page_url):

@@ -52,7 +52,9 @@ class RoomHost:
         self.expected = {}  # room -> the next seq to fan out
         self.held = {}  # room -> {seq: Deferred released when it is its turn}
         self.unsettled_until = 0.0
-        self.missed = []  # [until, ms, room, msgId, data, nodes reached, usernames reached]
+        # [until, ms, room, msgId, data, nodes reached, usernames reached,
+        #  the room's members then (None: an automatic room)]
+        self.missed = []
 
     async def load(self):
         self.rooms = await self.mongo.all_rooms()
@@ -125,7 +127,9 @@ class RoomHost:
         if now < self.unsettled_until:
             reached = {name for names, _ in targets.values() for name in names}
             nodes = {node for node, (_, everyone) in targets.items() if everyone}
-            self.missed.append([now + MISSED_FOR, int(now * 1000), room, msgId, data, nodes, reached])
+            # (who joins later must not get it: the members now are its recipients)
+            members = None if is_automatic(room) else set(self.rooms.get(room, ()))
+            self.missed.append([now + MISSED_FOR, int(now * 1000), room, msgId, data, nodes, reached, members])
         results = await defer.DeferredList(deliveries, consumeErrors=True)
         lost = {}
         for (node, (names, everyone)), (ok, result) in zip(targets.items(), results):
@@ -158,23 +162,25 @@ class RoomHost:
 
     def session_known(self, record):
         """C{record} was announced: it gets the messages of its rooms fanned
-        out, while we did not know it, after it logged in."""
+        out, while we did not know it, after it logged in and while it
+        was a member."""
         now = self.clock.seconds()
         self.missed = [m for m in self.missed if m[0] > now]
-        for _, at, room, msgId, data, nodes, reached in self.missed:
+        for _, at, room, msgId, data, nodes, reached, members in self.missed:
             if record.loginTime > at or record.username in reached or record.nodeId in nodes:
                 continue
-            if not self._is_member(room, record):
+            if not self._is_member(room, record, members):
                 continue
             reached.add(record.username)
             self.deliver(record.nodeId, msgId, data, [record.username], False).addErrback(lambda f: None)
 
-    def _is_member(self, room, record):
+    @staticmethod
+    def _is_member(room, record, members):
         if room == WORLD:
             return True
         if room.startswith(ALLIANCE_PREFIX):
             return record.alliance == room[len(ALLIANCE_PREFIX):]
-        return record.username in self.rooms.get(room, ())
+        return record.username in members
 
     def _advance(self, room, seq):
         expected = self.expected.get(room)

@@ -69,3 +69,17 @@ def test_rescued_documents():
     assert str(doc["_id"]) == data["msgId"]
     room = document("room:room1", dict(data, roomName="room1"))
     assert (room["channel"], room["to"], room["roomName"]) == ("room:room1", "", "room1")
+
+
+def test_who_joined_after_the_message_does_not_get_it():
+    """The members at the time of the message are its recipients: a user who
+    joins the room later and is announced then gets only the join's history."""
+    rooms, directory, sent, clock = host()
+    rooms.unsettled()
+    defer.ensureDeferred(rooms.post("room1", "m1", 1, b"{}"))
+    rooms.rooms["room1"].add("carol")  # joins after the message
+    clock.advance(1)
+    carol = SessionRecord("carol", "n2", "s3", 50_000)
+    directory.apply(carol)
+    rooms.session_known(carol)
+    assert [s for s in sent if "carol" in s[2]] == []

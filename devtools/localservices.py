@@ -6,12 +6,13 @@ keeps its data and its log in one directory, and waits until the server really
 answers. Every wait is bounded: on timeout, or when the process exits early,
 :class:`ServiceError` is raised with the end of the process's log.
 
-Only the standard library, ``pymongo`` and ``port_for`` are used here, so that
+Only the standard library and ``pymongo`` are used here, so that
 importing this module has no Twisted reactor side effects.
 """
 import atexit
 import codecs
 import os
+import random
 import re
 import shutil
 import signal
@@ -21,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import port_for
 
 __all__ = [
     "ServiceError",
@@ -65,10 +65,29 @@ def port_is_free(port, host="127.0.0.1"):
     return True
 
 
+# Ports are taken below the kernel's ephemeral range (32768 and up), so that
+# no outgoing connection takes the port of a server that is restarted on it;
+# parallel test workers (pytest-xdist) each take theirs from a slice of their
+# own, so that a server killed by one worker never has its port taken by
+# another's before it starts again.
+PORTS = (10000, 32000)
+
+
+def _port_slice():
+    low, high = PORTS
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    index = int(worker[2:]) if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    size = (high - low) // max(1, count)
+    return low + (index % max(1, count)) * size, low + (index % max(1, count) + 1) * size
+
+
 def free_port():
-    """A TCP port that is free on loopback and not handed out before by this process."""
+    """A TCP port that is free on loopback and not handed out before by this
+    process (see L{PORTS})."""
+    low, high = _port_slice()
     for _ in range(200):
-        port = port_for.select_random()
+        port = random.randrange(low, high)
         if port not in _handed_out and port_is_free(port):
             _handed_out.add(port)
             return port

@@ -142,22 +142,24 @@ class ChatHandlers:
         alliance = user.get("alliance") if isinstance(user.get("alliance"), str) else ""
         if connection.closed:
             return
-        record = SessionRecord.new(username, self.view.node_id, now_ms(self.clock), alliance)
+        features = frozenset(f for f in wanted if f in FEATURES)
+        record = SessionRecord.new(username, self.view.node_id, now_ms(self.clock), alliance, "multi" in features)
         session = connection.session
-        previous_local = self.sessions.add(username, connection)
-        session.logged_in(record, frozenset(f for f in wanted if f in FEATURES))
+        replaced = self.sessions.add(
+            username, connection, keep=lambda other: other.record is not None and other.record.coexists(record))
+        session.logged_in(record, features)
         try:
             await self.directory.publish(record)
         except StoreUnavailable:
             self.sessions.remove(username, connection)
-            if previous_local is not None:
-                self.sessions.add(username, previous_local)
+            for previous in replaced:
+                self.sessions.add(username, previous, keep=lambda other: True)
             session.login_undone()
             raise
-        if previous_local is not None and previous_local is not connection:
-            previous_local.replaced()
-        if self.directory.records.get(username) is not record:
-            # a newer login of this user on another node won meanwhile
+        for previous in replaced:
+            previous.replaced()
+        if not self.directory.has(record):
+            # a newer login of this user on another node took over meanwhile
             connection.replaced()
             return
         self.presence.announce(record, True)
@@ -225,7 +227,7 @@ class ChatHandlers:
             to, target = "", None
         else:
             to = request.string("to", max_length=MAX_NAME)
-            target = await self.directory.lookup(to)
+            target = await self.directory.lookup_all(to) or None
             if target is None and not ("offline" in connection.features and await self.mongo.user_exists(to)):
                 raise not_online(to)
         masked = self.profanity.mask(text)
@@ -237,7 +239,7 @@ class ChatHandlers:
             await self.offline.put(message.msgId, to, message.frame_data(), self.config.offline_limit)
             connection.answer("queued", {"to": to, "msgId": message.msgId, "seq": message.seq, "ts": message.ts}, request)
             # they may have logged in meanwhile, after their queue was read
-            target = await self.directory.lookup(to, refresh=True)
+            target = await self.directory.lookup_all(to, refresh=True) or None
             if target is not None:
                 defer.ensureDeferred(self._deliver_late(message, data, target))
             return
@@ -250,7 +252,21 @@ class ChatHandlers:
         if room:
             defer.ensureDeferred(self.rooms.room(message, data))
         else:
+            if record.multi:
+                # the sender's other sessions show what it sent; this one
+                # has its answer already
+                self.delivery.sent_from(connection, message.msgId)
             defer.ensureDeferred(self.router.direct(message, data, target))
+            if record.multi:
+                defer.ensureDeferred(self._to_own_sessions(message, data))
+
+    async def _to_own_sessions(self, message, data):
+        """Deliver what a user sent to their other C{multi} sessions: the
+        chat frame with C{to} (the conversation it belongs to)."""
+        own = [r for r in self.directory.cached_all(message.sender) if r.multi]
+        if own:
+            data = orjson.dumps({**orjson.loads(data), "to": message.to})
+            await self.router.direct(message, data, own, to=message.sender)
 
     async def _deliver_late(self, message, data, target):
         if await self.router.direct(message, data, target):
@@ -313,7 +329,9 @@ class ChatHandlers:
     async def leave_room(self, connection, request):
         room = request.string("roomName", max_length=MAX_NAME)
         username = connection.record.username
-        _joined(connection).discard(room)
+        for session in self.sessions.all(username) or [connection]:
+            # the user left, from whichever of their sessions
+            _joined(session).discard(room)
         await self.rooms.leave(room, username)
         connection.answer("leaveRoom", {"roomName": room}, request)
         self.emit("room_left", room, username)
@@ -326,17 +344,25 @@ class ChatHandlers:
 
     async def user_info(self, connection, request):
         username = request.string("username", max_length=MAX_NAME)
-        record = await self.directory.lookup(username)
-        if record is None:
+        # from Redis: a session that logged in a moment ago on another node
+        # may not have been announced here yet (the cache if Redis is down)
+        try:
+            records = await self.directory.lookup_all(username, refresh=True)
+        except StoreUnavailable:
+            records = self.directory.cached_all(username)
+        if not records:
             raise not_online(username, "userInfo")
+        login_time = min(r.loginTime for r in records)
+        nodes = sorted({r.nodeId for r in records})
         connection.answer(
             "userInfo",
             {
                 "username": username,
-                "loginTime": record.loginTime,
-                "nodeId": record.nodeId,
+                "loginTime": login_time,
+                "nodeId": records[-1].nodeId,
+                "nodes": nodes,
                 "isOnline": True,
-                "onlineFor": online_for(record.loginTime, now_ms(self.clock)),
+                "onlineFor": online_for(login_time, now_ms(self.clock)),
             },
             request,
         )
@@ -388,9 +414,8 @@ def _peer_address(connection):
 def _joined(connection):
     """The ordinary rooms known to include the user of C{connection}: filled
     by joinRoom and by the look-ups of L{ChatHandlers._check_member},
-    emptied by leaveRoom. A user has one session at a time, so a set per
-    connection is a set per user (made on first use: most connections never
-    need it)."""
+    emptied by leaveRoom (in every session of the user on this node) (made
+    on first use: most connections never need it)."""
     joined = getattr(connection, "joined_rooms", None)
     if joined is None:
         joined = connection.joined_rooms = set()

@@ -146,15 +146,13 @@ class RoomHost:
         while lost and self.clock.seconds() < give_up:
             await task.deferLater(self.clock, FOLLOW_EVERY, lambda: None)
             for name, failed in list(lost.items()):
-                record = self.directory.cached(name)
-                if record is None or record.nodeId == failed:
-                    continue
-                try:
-                    _, missing = await self.deliver(record.nodeId, msgId, data, [name], False)
-                except Exception:
-                    continue
-                if not missing:
-                    del lost[name]
+                for node in {r.nodeId for r in self.directory.cached_all(name)} - {failed}:
+                    try:
+                        _, missing = await self.deliver(node, msgId, data, [name], False)
+                    except Exception:
+                        continue
+                    if not missing:
+                        lost.pop(name, None)
 
     def unsettled(self):
         """The membership changed: some online users may be unknown for a while."""
@@ -212,9 +210,8 @@ class RoomHost:
             usernames = members
         by_node = {}
         for username in usernames:
-            record = self.directory.cached(username)
-            if record is not None:
-                by_node.setdefault(record.nodeId, []).append(username)
+            for node in {r.nodeId for r in self.directory.cached_all(username)}:
+                by_node.setdefault(node, []).append(username)
         return {node: (names, False) for node, names in by_node.items()}
 
 

@@ -1,4 +1,5 @@
-"""Who is online, since when, on which node.
+"""Who is online, since when, on which nodes (a user may have several
+sessions: logins with the feature ``multi``).
 
 * :class:`LocalSessions`: the connections of this node, by username.
 * :class:`SessionDirectory`: every online user of the cluster. Redis
@@ -24,76 +25,114 @@ log = Logger()
 
 class SessionRecord:
     """One login. C{version} orders the logins of a user (Redis's clock at
-    the moment the session was published): the highest one is the session."""
+    the moment the session was published): a newer login takes the older
+    ones over, except that sessions with C{multi} set stay side by side."""
 
-    __slots__ = ("username", "nodeId", "sessionId", "loginTime", "alliance", "version")
+    __slots__ = ("username", "nodeId", "sessionId", "loginTime", "alliance", "version", "multi")
 
-    def __init__(self, username, nodeId, sessionId, loginTime, alliance="", version=0):
+    def __init__(self, username, nodeId, sessionId, loginTime, alliance="", version=0, multi=False):
         self.username = username
         self.nodeId = nodeId
         self.sessionId = sessionId
         self.loginTime = loginTime
         self.alliance = alliance or ""
         self.version = version
+        # coexists with the user's other sessions that have it set
+        self.multi = multi
 
     @classmethod
-    def new(cls, username, nodeId, loginTime, alliance=""):
-        return cls(username, nodeId, uuid.uuid4().hex, loginTime, alliance)
+    def new(cls, username, nodeId, loginTime, alliance="", multi=False):
+        return cls(username, nodeId, uuid.uuid4().hex, loginTime, alliance, multi=multi)
+
+    def coexists(self, other):
+        """True if this session and C{other} (of the same user) stay both."""
+        return self.multi and other.multi
 
     def to_json(self):
-        return orjson.dumps(
-            {
-                "nodeId": self.nodeId,
-                "sessionId": self.sessionId,
-                "loginTime": self.loginTime,
-                "alliance": self.alliance,
-                "version": self.version,
-            }
+        return orjson.dumps(self._fields())
+
+    def _fields(self):
+        # the version as a string: Lua's JSON keeps only 14 digits of a number
+        return {
+            "nodeId": self.nodeId,
+            "sessionId": self.sessionId,
+            "loginTime": self.loginTime,
+            "alliance": self.alliance,
+            "version": str(self.version),
+            "multi": self.multi,
+        }
+
+    @classmethod
+    def from_dict(cls, username, d):
+        return cls(
+            username, d["nodeId"], d["sessionId"], d["loginTime"], d.get("alliance", ""), int(d.get("version", 0)),
+            bool(d.get("multi", False)),
         )
 
     @classmethod
     def from_json(cls, username, raw):
-        d = orjson.loads(raw)
-        return cls(
-            username, d["nodeId"], d["sessionId"], d["loginTime"], d.get("alliance", ""), int(d.get("version", 0))
-        )
+        return cls.from_dict(username, orjson.loads(raw))
+
+    @classmethod
+    def list_from_json(cls, username, raw):
+        """The sessions of a Redis field: a JSON list of records (or one
+        record, as older nodes wrote it)."""
+        value = orjson.loads(raw)
+        if isinstance(value, dict):
+            value = [value] if value else []
+        return [cls.from_dict(username, d) for d in value]
 
     def __repr__(self):
         return f"<Session {self.username}@{self.nodeId} {self.sessionId[:8]}>"
 
 
 class LocalSessions:
-    """The logged-in connections of this node."""
+    """The logged-in connections of this node, by username (a user may have
+    several: logins with the feature C{multi})."""
 
     def __init__(self):
-        self.by_user = {}
+        self.by_user = {}  # username -> [connection, ...], oldest first
 
     def get(self, username):
-        return self.by_user.get(username)
+        """The newest connection of C{username}, or C{None}."""
+        connections = self.by_user.get(username)
+        return connections[-1] if connections else None
 
-    def add(self, username, connection):
-        """Register C{connection}; returns the connection it replaced."""
-        old = self.by_user.get(username)
-        self.by_user[username] = connection
-        return old
+    def all(self, username):
+        """Every connection of C{username} on this node."""
+        return list(self.by_user.get(username, ()))
+
+    def add(self, username, connection, keep=lambda other: False):
+        """Register C{connection}; returns the connections it replaced: those
+        for which C{keep(connection)} is false."""
+        old = self.by_user.get(username, [])
+        kept = [c for c in old if c is not connection and keep(c)]
+        replaced = [c for c in old if c is not connection and not keep(c)]
+        self.by_user[username] = kept + [connection]
+        return replaced
 
     def remove(self, username, connection):
-        if self.by_user.get(username) is connection:
-            del self.by_user[username]
+        connections = self.by_user.get(username)
+        if connections and connection in connections:
+            connections.remove(connection)
+            if not connections:
+                del self.by_user[username]
             return True
         return False
 
     def __len__(self):
-        return len(self.by_user)
+        return sum(len(c) for c in self.by_user.values())
 
     def __iter__(self):
-        return iter(list(self.by_user.values()))
+        return iter([c for connections in self.by_user.values() for c in connections])
 
 
 class SessionDirectory:
     """C{ended} remembers the last C{ENDED} sessions that ended (logged out,
     replaced): a look-up whose Redis answer was read just before the session
-    was deleted, or a late announcement, can then never bring one back."""
+    was deleted, or a late announcement, can then never bring one back.
+
+    C{records}: username -> {sessionId: L{SessionRecord}}."""
 
     ENDED = 100_000
 
@@ -106,53 +145,68 @@ class SessionDirectory:
 
     # -- reading ----------------------------------------------------------
 
-    def cached(self, username):
-        """The session of C{username} if it is online as far as this node
-        knows, without any I/O."""
-        record = self.records.get(username)
-        if record is not None and record.nodeId in self.members():
-            return record
-        return None
+    def cached_all(self, username):
+        """The sessions of C{username} on member nodes as far as this node
+        knows, oldest login first, without any I/O."""
+        members = self.members()
+        return sorted((r for r in self.records.get(username, {}).values() if r.nodeId in members),
+                      key=lambda r: r.version)
 
-    async def lookup(self, username, refresh=False):
-        """The session of C{username}, or C{None} if they are not online.
+    def cached(self, username):
+        """The newest session of C{username} if it is online as far as this
+        node knows, without any I/O."""
+        records = self.cached_all(username)
+        return records[-1] if records else None
+
+    def has(self, record):
+        """True if C{record} is still one of its user's sessions here."""
+        return self.records.get(record.username, {}).get(record.sessionId) is record
+
+    async def lookup_all(self, username, refresh=False):
+        """The sessions of C{username} (empty if they are not online).
 
         The cache answers; Redis is asked only on a miss or when C{refresh}
-        is set (after a delivery found the user gone from the node the cache
+        is set (after a delivery found the user gone from a node the cache
         named)."""
         if not refresh:
-            record = self.cached(username)
-            if record is not None:
-                return record
+            records = self.cached_all(username)
+            if records:
+                return records
         raw = await self.redis.call("hget", SESSIONS, username)
-        if not raw:
+        records = [r for r in (SessionRecord.list_from_json(username, raw) if raw else [])
+                   if r.sessionId not in self.ended]
+        if records:
+            self.records[username] = {r.sessionId: r for r in records}
+        else:
             self.records.pop(username, None)
-            return None
-        record = SessionRecord.from_json(username, raw)
-        if record.sessionId in self.ended:
-            return None
-        self.records[username] = record
-        if record.nodeId not in self.members():
-            return None
-        return record
+        return self.cached_all(username)
+
+    async def lookup(self, username, refresh=False):
+        """The newest session of C{username}, or C{None} if they are not online."""
+        records = await self.lookup_all(username, refresh)
+        return records[-1] if records else None
 
     def online(self):
+        """The newest session of each online user."""
         members = self.members()
-        return [r for r in self.records.values() if r.nodeId in members]
+        online = []
+        for sessions in self.records.values():
+            records = [r for r in sessions.values() if r.nodeId in members]
+            if records:
+                online.append(max(records, key=lambda r: r.version))
+        return online
 
     # -- changing ---------------------------------------------------------
 
     async def publish(self, record):
-        """Make C{record} the session of its user; returns the record it
-        replaced in Redis (or C{None})."""
+        """Add C{record} to the sessions of its user (replacing those it does
+        not coexist with); returns the records it replaced in Redis."""
         old, version = await self.redis.eval(SET_SESSION, [SESSIONS], [record.username, record.to_json()])
         record.version = int(version)
-        current = self.records.get(record.username)
-        if current is None or current.version <= record.version:
-            self.records[record.username] = record
+        self.apply(record)
         if old:
-            return SessionRecord.from_json(record.username, old)
-        return None
+            return SessionRecord.list_from_json(record.username, old)
+        return []
 
     async def unpublish(self, record):
         """Remove C{record} unless a newer session replaced it meanwhile."""
@@ -164,13 +218,18 @@ class SessionDirectory:
 
     def apply(self, record):
         """A peer announced C{record}; C{False} if we know a newer login
-        (or that session ended already)."""
+        that took it over (or that session ended already). Older sessions
+        it takes over are dropped."""
         if record.sessionId in self.ended:
             return False
-        current = self.records.get(record.username)
-        if current is not None and current.version > record.version:
-            return False
-        self.records[record.username] = record
+        sessions = self.records.setdefault(record.username, {})
+        for other in sessions.values():
+            if other.sessionId != record.sessionId and other.version > record.version and not other.coexists(record):
+                return False
+        for other in list(sessions.values()):
+            if other.sessionId != record.sessionId and other.version < record.version and not other.coexists(record):
+                del sessions[other.sessionId]
+        sessions[record.sessionId] = record
         return True
 
     def forget(self, username, sessionId):
@@ -178,13 +237,18 @@ class SessionDirectory:
         self.ended[sessionId] = None
         if len(self.ended) > self.ENDED:
             self.ended.popitem(last=False)
-        record = self.records.get(username)
-        if record is not None and record.sessionId == sessionId:
-            del self.records[username]
+        sessions = self.records.get(username)
+        if sessions is not None:
+            sessions.pop(sessionId, None)
+            if not sessions:
+                del self.records[username]
 
     def forget_node(self, nodeId):
-        for username in [u for u, r in self.records.items() if r.nodeId == nodeId]:
-            del self.records[username]
+        for username, sessions in list(self.records.items()):
+            for sessionId in [s for s, r in sessions.items() if r.nodeId == nodeId]:
+                del sessions[sessionId]
+            if not sessions:
+                del self.records[username]
 
     async def load(self):
         """Replace the cache with what Redis holds."""
@@ -194,14 +258,16 @@ class SessionDirectory:
             if isinstance(username, bytes):
                 username = username.decode()
             try:
-                record = SessionRecord.from_json(username, value)
-            except (ValueError, KeyError):
+                found = SessionRecord.list_from_json(username, value)
+            except (ValueError, KeyError, TypeError):
                 continue
-            if record.sessionId not in self.ended:
-                records[username] = record
+            found = {r.sessionId: r for r in found if r.sessionId not in self.ended}
+            if found:
+                records[username] = found
         # sessions announced while the snapshot was read stay
-        for username, record in self.records.items():
-            records.setdefault(username, record)
+        for username, sessions in self.records.items():
+            for sessionId, record in sessions.items():
+                records.setdefault(username, {}).setdefault(sessionId, record)
         self.records = records
 
     async def restore(self, record):

@@ -394,7 +394,7 @@ def test_login_frame_and_status_bar():
     app, net, clock, t, attempt = connected_app()
     login = t.frames("login")[0]
     assert login["action"] == "login" and login["data"]["username"] == "alice"
-    assert login["data"]["features"] == ["ack", "offline", "resume"]
+    assert login["data"]["features"] == ["ack", "offline", "resume", "multi"]
     assert app.conn.server_features == frozenset()  # a node that answers without features
     assert "password" not in login["data"]
     assert isinstance(login["id"], int)
@@ -456,6 +456,14 @@ def test_direct_message_shown_locally_as_own():
     text = screen(app)
     assert "> -> <bob> see you" in text
     assert "! not delivered to carol: user carol is not on line (404)" in text
+
+
+def test_own_direct_message_sent_from_another_session_is_shown():
+    app, net, clock, t, attempt = connected_app()
+    attempt.message(frame("chat", {"from": "alice", "to": "bob", "roomName": "", "message": "sent from my phone",
+                                   "ts": int(T0 * 1000), "format": "text", "msgId": "a" * 24, "seq": 3}))
+    assert "<alice> sent from my phone" in screen(app)
+    assert app.conn.last_seq == {"dm:bob": 3}
 
 
 def test_line_without_room_says_how_to_join():
@@ -739,7 +747,7 @@ def test_login_refused_asks_for_password():
     t2 = FakeTransport()
     net.attempt.opened(t2)
     assert t2.last("login")["data"] == {"username": "alice", "password": "s3cret",
-                                        "features": ["ack", "offline", "resume"]}
+                                        "features": ["ack", "offline", "resume", "multi"]}
     # the password is not in the input history
     assert app.input.history == []
 

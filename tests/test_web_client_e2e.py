@@ -272,6 +272,40 @@ def test_a_second_login_elsewhere_replaces_the_page_which_does_not_reconnect(web
     erin.shot("03-replaced")
 
 
+def test_the_same_user_in_two_browser_contexts_receives_in_both_and_sees_their_own(web, peers):
+    laptop, phone = web("user7"), web("user7", viewport=PHONE)
+    henry = peers("node1", "user8", features=["ack"])
+    assert henry.request("chat", {"to": "user7", "message": "hello, both of you"})["action"] == "ack"
+    phone.page.get_by_role("button", name="Rooms and conversations").click()
+    for page in (laptop, phone):
+        expect(page.sidebar.locator("#dm-list .badge")).to_have_text("1")
+        page.open_conversation("user8")
+        page.expect_line("user8", "hello, both of you")
+    # what is typed on the laptop shows on the phone as one's own, and reaches henry
+    laptop.type("typed on the laptop")
+    got = henry.expect(lambda f: f["data"]["from"] == "user7", action="chat", timeout=20)
+    assert got["data"]["message"] == "typed on the laptop"
+    for page in (laptop, phone):
+        own = page.expect_line("user7", "typed on the laptop")
+        expect(own).to_have_class(re.compile(r"\bown\b"))
+    # in a room, both ways
+    for page in (laptop, phone):
+        if page is phone:
+            page.page.get_by_role("button", name="Rooms and conversations").click()
+        page.type("/room world")
+        expect(page.page.locator("#conv-name")).to_have_text("#world")
+    phone.type("typed on the phone, to the world")
+    for page in (laptop, phone):
+        own = page.expect_line("user7", "typed on the phone, to the world")
+        expect(own).to_have_class(re.compile(r"\bown\b"))
+    henry.send("chat", {"roomName": "world", "isGroup": True, "message": "henry to the world"})
+    for page in (laptop, phone):
+        page.expect_line("user8", "henry to the world")
+        expect(page.status).to_contain_text("online")
+    laptop.shot("06-same-user-laptop")
+    phone.shot("06-same-user-phone")
+
+
 def test_the_page_reconnects_after_its_node_is_killed_and_catches_up(web, peers, cluster):
     frank = web("user6")
     frank.page.get_by_label("Room to join").fill("room2")

@@ -80,14 +80,18 @@ class Inbox:
         me = self.username()
         own_direct = not room and sender == me
         peer = sender
+        elsewhere = False
         if own_direct:
             # one of ours, replayed: it was shown when sent, and its ack got lost
             req = self.requests.confirm_direct(message)
             if req is not None:
                 peer = str(req.data.get("to") or "")
+            elif isinstance(data.get("to"), str) and data["to"]:
+                # sent from another session of ours (multi): shown here too
+                peer, elsewhere = data["to"], True
         if room or not own_direct or peer != sender:
             self.resume.saw(f"room:{room}" if room else f"dm:{peer}", data.get("seq"))
-        if own_direct and peer != sender:
+        if own_direct and peer != sender and not elsewhere:
             return
         history = self.membership.history(room)
         if room and sender == me:

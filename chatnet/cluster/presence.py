@@ -72,7 +72,7 @@ class Presence:
                 self.peers.send(
                     node, SessionChanged, username=record.username, nodeId=record.nodeId,
                     sessionId=record.sessionId, loginTime=record.loginTime,
-                    alliance=record.alliance, version=record.version, online=online,
+                    alliance=record.alliance, version=record.version, online=online, multi=record.multi,
                 )
 
     def membership_changed(self, departed, joined, previous_leader):

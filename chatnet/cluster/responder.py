@@ -24,18 +24,19 @@ class Responder:
         self.local = local
         self.metrics = metrics
 
-    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, version, online):
+    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, version, online, multi=False):
         if online:
-            record = SessionRecord(username, nodeId, sessionId, loginTime, alliance, version)
+            record = SessionRecord(username, nodeId, sessionId, loginTime, alliance, version, multi)
             if not self.directory.apply(record):
                 return  # an older login announced late
             host = self.leadership.room_host
             if host is not None:
                 host.session_known(record)
-            local = self.sessions.get(username)
-            # (version 0: that login is still being published; it checks itself)
-            if local is not None and local.record is not None and 0 < local.record.version < version:
-                local.replaced()
+            for local in self.sessions.all(username):
+                # (version 0: that login is still being published; it checks itself)
+                mine = local.record
+                if mine is not None and 0 < mine.version < version and not mine.coexists(record):
+                    local.replaced()
         else:
             self.directory.forget(username, sessionId)
 

@@ -133,31 +133,40 @@ class Router:
 
         d.addCallbacks(answered, failed)
 
-    async def direct(self, message, data, record):
-        """Deliver direct C{message} to its recipient, following them if
-        their node dies or they log in elsewhere meanwhile."""
+    async def direct(self, message, data, records, to=None):
+        """Deliver direct C{message} to every session of its recipient (or
+        of user C{to}): to each node of C{records} (the sessions known), and
+        after a failure to the nodes the user is on then, following them if
+        a node dies or they log in elsewhere meanwhile. True if any session
+        got it."""
+        to = to or message.to
         give_up = self.clock.seconds() + self.deadline
-        refresh = False
+        nodes = {r.nodeId for r in records or ()}
+        reached = set()
         while True:
-            if refresh:
-                try:
-                    record = await self.directory.lookup(message.to, refresh=True)
-                except StoreUnavailable:
-                    record = self.directory.cached(message.to)
-            if record is not None:
-                try:
-                    if await self.deliver_one(record.nodeId, message.msgId, data, message.to):
-                        return True
-                except PeerUnavailable:
-                    pass
-            elif refresh:
-                # offline now: stored, and nobody left to deliver to
-                return False
+            pending = sorted(nodes - reached)
+            results = await defer.DeferredList(
+                [self.deliver_one(node, message.msgId, data, to) for node in pending], consumeErrors=True)
+            for node, (ok, got) in zip(pending, results):
+                if ok and got:
+                    reached.add(node)
+                elif not ok and not got.check(PeerUnavailable):
+                    log.warn("direct message {id} to {node}: {why}", id=message.msgId, node=node,
+                             why=got.getErrorMessage())
+            if nodes and nodes <= reached:
+                return True
             if self.clock.seconds() >= give_up:
-                log.warn("direct message {id} to {to} not delivered in time", id=message.msgId, to=message.to)
-                return False
-            refresh = True
+                log.warn("direct message {id} to {to} not delivered in time", id=message.msgId, to=to)
+                return bool(reached)
             await task.deferLater(self.clock, self.retry_interval, lambda: None)
+            try:
+                records = await self.directory.lookup_all(to, refresh=True)
+            except StoreUnavailable:
+                records = self.directory.cached_all(to)
+            nodes = {r.nodeId for r in records}
+            if not nodes - reached:
+                # offline now (stored), or every node of theirs has it
+                return bool(reached)
 
 
 class RoomRouter:

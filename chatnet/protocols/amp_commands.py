@@ -81,6 +81,8 @@ class SessionChanged(amp.Command):
         (b"alliance", amp.Unicode()),
         (b"version", amp.Integer()),
         (b"online", amp.Boolean()),
+        # the login coexists with the user's other multi sessions
+        (b"multi", amp.Boolean(optional=True)),
     ]
     response = []
     errors = COMMON_ERRORS

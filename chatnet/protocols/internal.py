@@ -250,11 +250,11 @@ class InternalProtocol(amp.AMP):
         return defer.ensureDeferred(coro).addErrback(translate)
 
     @cmd.SessionChanged.responder
-    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, version, online):
+    def session_changed(self, username, nodeId, sessionId, loginTime, alliance, version, online, multi=False):
         if nodeId != self.peerNodeId:
             log.warn("{peer} announced a session of node {node!r}: refused", peer=self.peerNodeId, node=nodeId)
             raise cmd.WrongNode(nodeId)
-        self.handler.session_changed(username, nodeId, sessionId, loginTime, alliance, version, online)
+        self.handler.session_changed(username, nodeId, sessionId, loginTime, alliance, version, online, bool(multi))
         return {}
 
     @cmd.Deliver.responder

@@ -1,14 +1,14 @@
 """Delivery of chat frames to the connections of this node, each message at
-most once per user (a delivery retried after a failover reaches nobody
-twice)."""
+most once per session (a delivery retried after a failover reaches no
+session twice; every session of a user gets its copy)."""
 from collections import OrderedDict
 
 from chatnet.protocols import codec
 
 
 class RecentDeliveries:
-    """Who got which of the last C{size} messages delivered on this node:
-    message id -> the usernames, or L{EVERYONE}."""
+    """Which sessions got which of the last C{size} messages delivered on
+    this node: message id -> the session ids, or L{EVERYONE}."""
 
     EVERYONE = object()
 
@@ -23,14 +23,14 @@ class RecentDeliveries:
         if seen is self.EVERYONE:
             return []
         if everyone:
-            fresh = [c for c in connections if seen is None or c.record.username not in seen]
+            fresh = [c for c in connections if seen is None or c.record.sessionId not in seen]
             self._remember(msg_id, self.EVERYONE)
             return fresh
         if seen is None:
             seen = set()
             self._remember(msg_id, seen)
-        fresh = [c for c in connections if c.record.username not in seen]
-        seen.update(c.record.username for c in fresh)
+        fresh = [c for c in connections if c.record.sessionId not in seen]
+        seen.update(c.record.sessionId for c in fresh)
         return fresh
 
     def _remember(self, msg_id, value):
@@ -64,11 +64,11 @@ class LocalDelivery:
         else:
             targets, missing = [], []
             for username in usernames:
-                connection = self.sessions.get(username)
-                if connection is None or connection.record is None:
-                    missing.append(username)
+                connections = [c for c in self.sessions.all(username) if c.record is not None]
+                if connections:
+                    targets.extend(connections)
                 else:
-                    targets.append(connection)
+                    missing.append(username)
         targets = self.recent.new_for(msg_id, [c for c in targets if c.record is not None], everyone)
         if targets:
             payload = codec.chat_frame(data)
@@ -83,3 +83,8 @@ class LocalDelivery:
         JSON bytes of the frame's data) to C{connection}, unless it had it."""
         if self.recent.new_for(msg_id, [connection], False):
             connection.push(codec.chat_frame(data), msg_id)
+
+    def sent_from(self, connection, msg_id):
+        """C{connection} sent C{msg_id}: a delivery of it to its user's
+        sessions skips this one."""
+        self.recent.new_for(msg_id, [connection], False)

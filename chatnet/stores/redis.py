@@ -52,28 +52,52 @@ def marker_key(node_id):
     return f"{PREFIX}marker:{node_id}"
 
 
-# Sets the session of KEYS[1]/ARGV[1], stamped with Redis's own clock in
-# microseconds ("version": the order of logins, whichever node took them), and
-# returns {the record it replaced, the version}.
-SET_SESSION = """
+# The sessions of a user are one hash field (the username) holding a JSON
+# list of records (a single object, as older nodes wrote it, reads as a list
+# of one). SESSION_LIST decodes such a field.
+SESSION_LIST = """
+local function sessions(raw)
+  if not raw then return {} end
+  local ok, value = pcall(cjson.decode, raw)
+  if not ok or type(value) ~= 'table' then return {} end
+  if value['sessionId'] then return {value} end
+  return value
+end
+local function store(key, field, list)
+  if #list == 0 then redis.call('HDEL', key, field)
+  else redis.call('HSET', key, field, cjson.encode(list)) end
+end
+"""
+
+# Adds the session ARGV[2] (JSON) of user ARGV[1], stamped with Redis's own
+# clock in microseconds ("version": the order of logins, whichever node took
+# them). A session with "multi" set keeps the user's other "multi" sessions;
+# any other session replaces them all. Returns {the JSON list of the sessions
+# it replaced, the version}.
+SET_SESSION = SESSION_LIST + """
 local t = redis.call('TIME')
 local version = t[1] .. string.format('%06d', tonumber(t[2]))
 local record = cjson.decode(ARGV[2])
 record['version'] = version
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
-return {old or false, version}
+local kept, replaced = {}, {}
+for _, s in ipairs(sessions(redis.call('HGET', KEYS[1], ARGV[1]))) do
+  if record['multi'] and s['multi'] then table.insert(kept, s) else table.insert(replaced, s) end
+end
+table.insert(kept, record)
+store(KEYS[1], ARGV[1], kept)
+if #replaced == 0 then return {false, version} end
+return {cjson.encode(replaced), version}
 """
 
-# Deletes the session of ARGV[1] only while it is still the one of ARGV[2]
-# (its sessionId), so that a replaced session never removes its successor.
-DELETE_SESSION = """
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur and string.find(cur, ARGV[2], 1, true) then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return 1
+# Deletes the session ARGV[2] (its sessionId) of user ARGV[1], if it is still
+# there: a replaced session never removes its successor.
+DELETE_SESSION = SESSION_LIST + """
+local kept, found = {}, 0
+for _, s in ipairs(sessions(redis.call('HGET', KEYS[1], ARGV[1]))) do
+  if s['sessionId'] == ARGV[2] then found = 1 else table.insert(kept, s) end
 end
-return 0
+if found == 1 then store(KEYS[1], ARGV[1], kept) end
+return found
 """
 
 # Restores a seq counter to at least ARGV[1] (without counting; a missing
@@ -110,38 +134,53 @@ return 1
 # sessions it deleted: a node that is in fact alive (the caller's view of the
 # membership was old) finds its marker gone at its next heartbeat and
 # publishes its sessions again. Returns how many sessions were deleted.
-REMOVE_STALE_SESSIONS = """
+REMOVE_STALE_SESSIONS = SESSION_LIST + """
 local live = {}
 for i = 2, #ARGV do live[ARGV[i]] = true end
 local all = redis.call('HGETALL', KEYS[1])
 local removed, nodes = 0, {}
 for i = 1, #all, 2 do
-  local ok, record = pcall(cjson.decode, all[i + 1])
-  local node = ok and type(record) == 'table' and record['nodeId']
-  if type(node) ~= 'string' or not live[node] then
-    redis.call('HDEL', KEYS[1], all[i])
-    removed = removed + 1
-    if type(node) == 'string' then nodes[node] = true end
+  local kept, changed = {}, false
+  local list = sessions(all[i + 1])
+  if #list == 0 then changed = true; removed = removed + 1 end
+  for _, s in ipairs(list) do
+    local node = type(s) == 'table' and s['nodeId']
+    if type(node) == 'string' and live[node] then
+      table.insert(kept, s)
+    else
+      changed = true
+      removed = removed + 1
+      if type(node) == 'string' then nodes[node] = true end
+    end
   end
+  if changed then store(KEYS[1], all[i], kept) end
 end
 for node in pairs(nodes) do redis.call('DEL', ARGV[1] .. node) end
 return removed
 """
 
 # Writes again the session ARGV[2] (JSON) of user ARGV[1], whose version is
-# ARGV[3], unless a newer login of that user is there: re-publishing keeps the
-# session's version and never takes over from a later login. Returns 1 if
-# written.
-RESTORE_SESSION = """
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then
-  local ok, record = pcall(cjson.decode, cur)
-  if ok and type(record) == 'table' then
-    local version = tonumber(record['version'])
-    if version and version > tonumber(ARGV[3]) then return 0 end
+# ARGV[3], unless a newer login took it over (a newer session without
+# "multi", or any newer one if this one is without "multi"): re-publishing
+# keeps the session's version and never takes over from a later login.
+# Returns 1 if written.
+RESTORE_SESSION = SESSION_LIST + """
+local record = cjson.decode(ARGV[2])
+local mine = tonumber(ARGV[3])
+local kept = {}
+for _, s in ipairs(sessions(redis.call('HGET', KEYS[1], ARGV[1]))) do
+  local version = tonumber(s['version'])
+  if version and version > mine and not (record['multi'] and s['multi']) then return 0 end
+  if s['sessionId'] ~= record['sessionId'] then
+    if version and version < mine and not (record['multi'] and s['multi']) then
+      -- older, and this one took it over
+    else
+      table.insert(kept, s)
+    end
   end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+table.insert(kept, record)
+store(KEYS[1], ARGV[1], kept)
 return 1
 """
 

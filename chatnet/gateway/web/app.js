@@ -368,6 +368,10 @@
       c = conv("room", room);
       if (isAutomatic(room)) c.joined = true;
       saw(c.key, d.seq);
+    } else if (own && typeof d.to === "string" && d.to) {
+      // sent by this user from another of their sessions (multi)
+      c = conv("dm", d.to);
+      saw(c.key, d.seq);
     } else if (own) {
       // one of ours, replayed: its conversation is that of the request it was
       const entry = S.unacked.find((e) => !e.data.isGroup && textMatches(e.data.message, d.message));

@@ -397,3 +397,32 @@ def test_login_with_a_password_and_refusals_shown_on_the_form(browser, cluster, 
         expect(page.get_by_role("log", name="Messages")).to_contain_text("connected to")
     finally:
         context.close()
+
+
+def test_a_browser_user_and_the_terminal_client_chat(web, cluster, tmp_path):
+    """The real terminal client (chatnet-client in a pseudo terminal) and a
+    browser page, directly and in a room."""
+    from tests.test_urwid_e2e import TerminalClient
+
+    erin = web("user5")
+    term = TerminalClient(tmp_path, cluster.gateway_port, "user6")
+    try:
+        term.wait(r"^\*\*\* connected to (\S+) as user6$")
+        mark = term.type("/msg user5 hello erin, from the terminal")
+        term.wait(r"^-> <user5> hello erin, from the terminal$", mark)
+        erin.open_conversation("user6")
+        erin.expect_line("user6", "hello erin, from the terminal")
+        mark = term.mark()
+        erin.type("hello terminal, from the browser")
+        term.wait(r"^<user5> hello terminal, from the browser$", mark)
+        mark = term.type("/join room4")
+        term.wait(r"^\*\*\* joined #room4", mark)
+        erin.type("/join room4")
+        expect(erin.page.locator("#conv-name")).to_have_text("#room4")
+        mark = term.type("room words from the terminal")
+        erin.expect_line("user6", "room words from the terminal")
+        erin.type("room words from the browser")
+        term.wait(r"^#room4 <user5> room words from the browser$", mark)
+        erin.shot("07-browser-and-terminal-client")
+    finally:
+        term.close()

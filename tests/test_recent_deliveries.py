@@ -1,10 +1,10 @@
-"""De-duplication of retried deliveries on a node: by message and user."""
+"""De-duplication of retried deliveries on a node: by message and session."""
 from chatnet.service.delivery import RecentDeliveries
 
 
 class Connection:
     def __init__(self, username):
-        self.record = type("Record", (), {"username": username})()
+        self.record = type("Record", (), {"username": username, "sessionId": f"s-{username}"})()
 
 
 def test_retry_reaches_nobody_twice_but_reaches_newcomers():

@@ -117,7 +117,7 @@ async def test_direct_message_follows_the_recipient_to_their_new_node(cluster):
     peers.down.add("B")
     await login(directory, "user2", "C")
     message = direct_message("user2")
-    d = defer.ensureDeferred(router.direct(message, b"{}", on_b))
+    d = defer.ensureDeferred(router.direct(message, b"{}", [on_b]))
     await run_until(clock, lambda: d.called, "the direct message delivered")
     assert d.result is True
     calls = [(node, name, arguments["usernames"]) for node, name, arguments in peers.calls]
@@ -131,7 +131,7 @@ async def test_direct_message_gives_up_at_the_deadline(cluster):
     clock, view, directory, peers, router = cluster
     on_b = await login(directory, "user2", "B")
     peers.down.add("B")  # and the directory goes on saying user2 is there
-    d = defer.ensureDeferred(router.direct(direct_message("user2"), b"{}", on_b))
+    d = defer.ensureDeferred(router.direct(direct_message("user2"), b"{}", [on_b]))
     await run_until(clock, lambda: d.called, "the direct message given up")
     assert d.result is False
     assert DEADLINE <= clock.seconds() < DEADLINE + 2 * RETRY
@@ -145,7 +145,7 @@ async def test_direct_message_to_someone_gone_offline_stops_at_once(cluster):
     on_b = await login(directory, "user2", "B")
     peers.down.add("B")
     await directory.unpublish(on_b)
-    d = defer.ensureDeferred(router.direct(direct_message("user2"), b"{}", on_b))
+    d = defer.ensureDeferred(router.direct(direct_message("user2"), b"{}", [on_b]))
     await run_until(clock, lambda: d.called, "the direct message given up")
     assert d.result is False
     assert clock.seconds() == RETRY

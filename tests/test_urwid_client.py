@@ -276,6 +276,13 @@ def test_format_stats_uses_online_for_or_login_time():
         == "bob: online 00d 01h 02m 03s on node node2"
 
 
+def test_format_stats_names_every_node_of_a_user_on_several():
+    data = {"username": "bob", "nodeId": "node1", "nodes": ["node1", "node3"], "isOnline": True,
+            "onlineFor": "00d 00h 00m 06s"}
+    assert format_stats(data, T0) == "bob: online 00d 00h 00m 06s on nodes node1, node3"
+    assert format_stats(dict(data, nodes=["node1"]), T0) == "bob: online 00d 00h 00m 06s on node node1"
+
+
 def test_format_popular_ranked():
     lines = format_popular(["hello", "12", "world", "7", "x", "1"])
     assert lines[0] == "popular words (top 3):"

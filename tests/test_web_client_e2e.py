@@ -302,6 +302,11 @@ def test_the_same_user_in_two_browser_contexts_receives_in_both_and_sees_their_o
     for page in (laptop, phone):
         page.expect_line("user8", "henry to the world")
         expect(page.status).to_contain_text("online")
+    # /stats names every node the user is on (the gateway may have put both on one)
+    nodes = sorted({laptop.node, phone.node})
+    laptop.type("/stats user7")
+    where = f"nodes {', '.join(nodes)}" if len(nodes) > 1 else f"node {nodes[0]}"
+    expect(laptop.log).to_contain_text(re.compile(rf"user7: online \d\dd \d\dh \d\dm \d\ds on {where}"))
     laptop.shot("06-same-user-laptop")
     phone.shot("06-same-user-phone")
 

@@ -65,7 +65,7 @@ reconnect), ``*** reconnected to <node>``, ``*** queued (not connected): ...``,
 ``*** queued for <user> (offline)``, ``*** caught up: <n> missed messages``
 (before ``reconnected``), ``*** <n> messages received while you were
 offline`` (``; <m> older ones were dropped``),
-``*** <user>: online 00d 01h 02m 03s on node <node>`` (``/stats``).
+``*** <user>: online 00d 01h 02m 03s on node <node>`` (``/stats``; ``on nodes <a>, <b>`` for a user online on several).
 Errors: ``!!! disconnected: <reason>``, ``!!! usage: ...``,
 ``!!! not sent: ...``.  A newline inside a message
 is written as the two characters ``\\n``; other control characters as ``?``.

@@ -197,9 +197,14 @@ def help_lines(topic: str | None = None) -> list[str]:
 
 
 def format_stats(data: dict, now: float) -> str:
-    """The ``/stats`` line from a ``userInfo`` answer: ``user: online 00d 01h 02m 03s on node <id>``."""
+    """The ``/stats`` line from a ``userInfo`` answer: ``user: online 00d 01h 02m 03s on node <id>``
+    (``on nodes <id>, <id>`` for a user online on several, with ``multi``)."""
     user = clean_text(str(data.get("username") or "?"))
-    node = clean_text(str(data.get("nodeId") or "?"))
+    nodes = data.get("nodes")
+    if isinstance(nodes, list) and len(nodes) > 1:
+        where = "nodes " + ", ".join(clean_text(str(n)) for n in nodes)
+    else:
+        where = "node " + clean_text(str(data.get("nodeId") or "?"))
     if data.get("isOnline") is False:
         return f"{user}: offline"
     online_for = data.get("onlineFor")
@@ -209,7 +214,7 @@ def format_stats(data: dict, now: float) -> str:
             online_for = format_duration(now - login_time / 1000.0)
         else:
             online_for = "?"
-    return f"{user}: online {clean_text(online_for)} on node {node}"
+    return f"{user}: online {clean_text(online_for)} on {where}"
 
 
 def format_popular(words: Any, asked: int | None = None) -> list[str]:

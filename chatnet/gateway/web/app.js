@@ -596,7 +596,8 @@
     if (typeof onlineFor !== "string" || !onlineFor.trim()) {
       onlineFor = Number.isFinite(d.loginTime) ? duration((Date.now() - d.loginTime) / 1000) : "?";
     }
-    return `${user}: online ${onlineFor} on node ${d.nodeId || "?"}`;
+    const where = Array.isArray(d.nodes) && d.nodes.length > 1 ? `nodes ${d.nodes.join(", ")}` : `node ${d.nodeId || "?"}`;
+    return `${user}: online ${onlineFor} on ${where}`;
   }
 
   function popularLines(words) {

@@ -286,10 +286,11 @@ class ChatHandlers:
         room of C{rooms}: 404 for a room that does not exist for them (an
         unknown room, another alliance's, C{alliance:} without one), 403 for
         one they have not joined. Costs no store call for automatic rooms and
-        for rooms already known to include the user (L{_joined}); one MongoDB
+        for rooms already known to include the user (the session's
+        L{known_rooms<chatnet.service.session.Session.known_rooms>}); one MongoDB
         look-up for the others."""
         record = connection.record
-        joined = _joined(connection)
+        joined = connection.session.known_rooms()
         unknown = []
         for room in rooms:
             if room == WORLD or room in joined:
@@ -319,7 +320,7 @@ class ChatHandlers:
             raise unknown_room(room, "joinRoom")
         members = await self.rooms.join(room, username)
         if not is_automatic(room):
-            _joined(connection).add(room)
+            connection.session.known_rooms().add(room)
         history = await self.history.recent(room_channel(room))
         for data in history:
             connection.sendMessage(codec.chat_frame(orjson.dumps(data)))
@@ -329,9 +330,9 @@ class ChatHandlers:
     async def leave_room(self, connection, request):
         room = request.string("roomName", max_length=MAX_NAME)
         username = connection.record.username
-        for session in self.sessions.all(username) or [connection]:
+        for other in self.sessions.all(username) or [connection]:
             # the user left, from whichever of their sessions
-            _joined(session).discard(room)
+            other.session.known_rooms().discard(room)
         await self.rooms.leave(room, username)
         connection.answer("leaveRoom", {"roomName": room}, request)
         self.emit("room_left", room, username)
@@ -409,17 +410,6 @@ def _peer_address(connection):
     """The client's IP address ("" if the transport has none)."""
     transport = getattr(connection, "transport", None)
     return getattr(transport.getPeer(), "host", "") if transport is not None else ""
-
-
-def _joined(connection):
-    """The ordinary rooms known to include the user of C{connection}: filled
-    by joinRoom and by the look-ups of L{ChatHandlers._check_member},
-    emptied by leaveRoom (in every session of the user on this node) (made
-    on first use: most connections never need it)."""
-    joined = getattr(connection, "joined_rooms", None)
-    if joined is None:
-        joined = connection.joined_rooms = set()
-    return joined
 
 
 def _seq_map(request, key):

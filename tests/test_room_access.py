@@ -9,7 +9,7 @@ import pytest_twisted
 
 from chatnet.config import NodeConfig
 from chatnet.errors import ProtocolError
-from chatnet.handlers import ChatHandlers, _joined
+from chatnet.handlers import ChatHandlers
 from chatnet.seed import seed
 from chatnet.sessions import SessionRecord
 from chatnet.stores.mongo import MongoStore
@@ -41,7 +41,9 @@ def mongo(mongo_server):
 
 
 def connection(username, alliance=""):
-    return SimpleNamespace(record=SessionRecord.new(username, "node1", 0, alliance))
+    record = SessionRecord.new(username, "node1", 0, alliance)
+    rooms = set()
+    return SimpleNamespace(record=record, session=SimpleNamespace(known_rooms=lambda: rooms))
 
 
 async def code(handlers, conn, rooms):
@@ -67,7 +69,7 @@ async def test_members_only_and_known_rooms_cost_nothing(mongo):
     assert await code(handlers, stranger, ["no-such-room"]) == 404
     assert await code(handlers, stranger, ["room2", "no-such-room"]) == 404
     # leaving empties the set: the next post asks MongoDB again
-    _joined(member).discard("room1")
+    member.session.known_rooms().discard("room1")
     lookups = mongo.lookups
     assert await code(handlers, member, ["room1"]) is None
     assert mongo.lookups == lookups + 1

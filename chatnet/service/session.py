@@ -88,9 +88,12 @@ class Session:
     @ivar record: the L{chatnet.sessions.SessionRecord} while logged in.
     @ivar features: the protocol extensions the client asked for at login.
     @ivar held: the L{HeldDeliveries} once a resume held frames back.
+    @ivar rooms: the ordinary rooms known to include the user (made on first
+        use by L{known_rooms}: most sessions never need it).
     """
 
-    __slots__ = ("service", "connection", "state", "record", "features", "held", "_request_done", "_gone")
+    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "_request_done",
+                 "_gone")
 
     def __init__(self, service, connection):
         self.service = service
@@ -99,8 +102,16 @@ class Session:
         self.record = None
         self.features = frozenset()
         self.held = None
+        self.rooms = None
         self._request_done = None  # after the close: fires when the request in hand is done
         self._gone = None
+
+    def known_rooms(self):
+        """L{rooms}: filled by joinRoom and by the membership look-ups of
+        L{chatnet.handlers.ChatHandlers}, emptied by leaveRoom."""
+        if self.rooms is None:
+            self.rooms = set()
+        return self.rooms
 
     # -- login and logout ----------------------------------------------------
 

@@ -213,10 +213,14 @@ class RoomFeed:
         todo = [r for r in rooms if again or r.next is None or r.untracked]
         if not todo:
             return
-        for room in todo:
+        locked = todo
+        for room in locked:
             await room.lock.acquire()
         try:
-            todo = [r for r in todo if again or r.next is None or r.untracked]
+            # (another call may have tracked some meanwhile)
+            todo = [r for r in locked if again or r.next is None or r.untracked]
+            if not todo:
+                return
             current = await self._track_script(todo)
             lost = [r for r, cur in zip(todo, current) if cur < 0]
             for room in lost:
@@ -232,7 +236,7 @@ class RoomFeed:
                 elif cur >= room.next:
                     self._gap(room, at_once=True)
         finally:
-            for room in todo:
+            for room in locked:
                 room.lock.release()
 
     async def _track_script(self, rooms):

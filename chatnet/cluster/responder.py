@@ -2,6 +2,7 @@
 (L{chatnet.protocols.internal.InternalProtocol} unpacks the AMP boxes and
 calls these methods with their arguments)."""
 from chatnet.protocols.amp_commands import NotLeader
+from chatnet.service.api import close_sessions
 from chatnet.sessions import SessionRecord
 
 
@@ -15,9 +16,11 @@ class Responder:
     @param local: the L{chatnet.service.delivery.LocalDelivery}.
     @param metrics: the node's L{chatnet.metrics.NodeMetrics} (the peer
         links time their calls with it), or None.
+    @param clock: an C{IReactorTime} (how long a disconnect waits).
     """
 
-    def __init__(self, directory, sessions, leadership, local, metrics=None):
+    def __init__(self, directory, sessions, leadership, local, metrics=None, clock=None):
+        self.clock = clock
         self.directory = directory
         self.sessions = sessions
         self.leadership = leadership
@@ -39,6 +42,10 @@ class Responder:
                     local.replaced()
         else:
             self.directory.forget(username, sessionId)
+
+    async def disconnect(self, username):
+        """Close the sessions of C{username} on this node (close 4010)."""
+        return await close_sessions(self.sessions, username, self.clock)
 
     def deliver(self, msgId, data, usernames, everyone):
         return self.local.deliver(msgId, data, usernames, everyone)

@@ -203,6 +203,13 @@ class RoomRouter:
         return await self._on_leader(
             lambda host: host.list(), cmd.RoomList, lambda answer: orjson.loads(answer["rooms"]))
 
+    def member_changed(self, room, username, joined):
+        """C{username} was made a member of C{room} (C{joined}) or not, in
+        MongoDB, by something other than the user's own joinRoom/leaveRoom
+        (the server API, docs/api.md): whatever keeps room members in memory
+        learns it here. Rooms are still served from what the leader loaded
+        from MongoDB: nothing to do yet."""
+
     async def room(self, message, data):
         """Have the leader fan room C{message} out; retried on failover."""
         try:

@@ -321,6 +321,6 @@ class InternalProtocol(amp.AMP):
 
     @cmd.Disconnect.responder
     def disconnect(self, username):
-        return {"sessions": self.handler.disconnect(username)}
+        return self._call(self.handler.disconnect(username)).addCallback(lambda n: {"sessions": n})
 
     onLost = None

@@ -250,3 +250,9 @@ def test_no_key_configured_is_404(three_nodes):
         status, body = three_nodes.gateway_get(path)
         assert status == 404, (path, body)
         assert json.loads(body)["error"]["code"] == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_disconnect_of_an_unknown_user_is_404(cluster):
+    code, answer = await call(cluster, "POST", "/users/nobody-here/disconnect")
+    assert code == 404 and "nobody-here" in answer["error"]["message"]

@@ -50,7 +50,7 @@ class ApiResponder(amp.CommandLocator):
 
     @cmd.ApiDisconnect.responder
     def disconnect(self, username):
-        return self._call(self.api.disconnect(username), lambda n: {"sessions": n})
+        return self._call(self.api.disconnect_user(username), lambda n: {"sessions": n})
 
     @cmd.ApiCreateUser.responder
     def create_user(self, username, password=None, alliance=None):

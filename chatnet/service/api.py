@@ -147,6 +147,12 @@ class ServerApi:
 
     # -- sessions --------------------------------------------------------------
 
+    async def disconnect_user(self, username):
+        """L{disconnect} an existing user (404 for an unknown one)."""
+        if not await self.mongo.user_exists(username):
+            raise not_found(f"user {username}")
+        return await self.disconnect(username)
+
     async def disconnect(self, username):
         """Close every session of C{username} in the cluster (close code
         4010): those on this node, and on each other node the session

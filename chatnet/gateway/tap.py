@@ -2,6 +2,7 @@
 and, with an API key, serves the server API (docs/api.md)."""
 import os
 import uuid
+from types import SimpleNamespace
 
 from twisted.application import service, strports
 from twisted.python import usage
@@ -29,6 +30,7 @@ class Options(usage.Options):
         ["internal-host", None, "127.0.0.1",
          "Server API: the address the links to the nodes leave from (registered in ZooKeeper; the nodes check it)."],
         ["gateway-id", None, "", "Server API: this gateway's id in ZooKeeper (default: a random one)."],
+        ["internal-ca", None, "", "Server API: PEM CA file of the nodes' internal TLS (as the nodes are given it)."],
     ]
 
     def __init__(self):
@@ -108,8 +110,12 @@ def makeService(options):
         from chatnet.gateway.api import ApiResource
         from chatnet.gateway.cluster import NodeLinks
 
+        from chatnet import tls
+
+        internal_tls = {"ca": options["internal-ca"]} if options["internal-ca"] else {}
         nodes = NodeLinks(reactor, options["zookeeper"], options["gateway-id"], options["cluster-secret"].encode(),
-                          options["internal-host"], options["zookeeper-auth"])
+                          options["internal-host"], options["zookeeper-auth"],
+                          tls_options=tls.client_options(SimpleNamespace(internal_tls=internal_tls)))
         nodes.setServiceParent(top)
         api = ApiResource(options["api-keys"], nodes)
     site = CountingSite(

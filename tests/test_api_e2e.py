@@ -256,3 +256,20 @@ def test_no_key_configured_is_404(three_nodes):
 async def test_disconnect_of_an_unknown_user_is_404(cluster):
     code, answer = await call(cluster, "POST", "/users/nobody-here/disconnect")
     assert code == 404 and "nobody-here" in answer["error"]["message"]
+
+
+def test_without_a_reachable_cluster_the_api_is_503_and_server_still_answers(tmp_path, redis_server):
+    from devtools.localservices import free_port
+    from tests.rawhttp import send, start_gateway
+
+    gateway = start_gateway(tmp_path, redis_server, "--api-key", KEY, "--zookeeper", f"127.0.0.1:{free_port()}",
+                            "--cluster-secret", "s3cret")
+    try:
+        answer = send(gateway.http_port, f"GET /api/v1/presence/user1 HTTP/1.1\r\nHost: x\r\n"
+                                         f"Authorization: Bearer {KEY}\r\n\r\n".encode(), timeout=30)
+        assert answer.status == 503, answer
+        assert json.loads(answer.body)["error"]["code"] == 503
+        answer = send(gateway.http_port, b"GET /server HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.status == 200, answer
+    finally:
+        gateway.stop()

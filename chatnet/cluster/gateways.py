@@ -25,8 +25,11 @@ log = Logger()
 
 
 class GatewayRegistration:
-    def __init__(self, hosts, gateway_id, info, listener, reactor, session_timeout=10.0, auth=""):
+    def __init__(self, hosts, gateway_id, info, listener, reactor, session_timeout=10.0, auth="", start_timeout=5.0):
         self.hosts = hosts
+        # seconds one start waits for ZooKeeper (the caller tries again); a
+        # stop waits for that too
+        self.start_timeout = start_timeout
         self.auth = auth
         self.gateway_id = gateway_id
         self.info = dict(info, gatewayId=gateway_id)
@@ -57,7 +60,7 @@ class GatewayRegistration:
             **zkacl.client_options(self.auth),
         )
         self.zk.add_listener(lambda state: self.reactor.callFromThread(self._on_state, state))
-        await self._thread(self.zk.start, 15)
+        await self._thread(self.zk.start, self.start_timeout)
         await self._register()
 
     async def stop(self):
@@ -73,6 +76,15 @@ class GatewayRegistration:
                 pass
 
         await self._thread(leave)
+
+    async def abandon(self):
+        """Give up a start that failed: stop the client it made."""
+        zk, self.zk = self.zk, None
+        if zk is not None:
+            try:
+                await self._thread(zk.stop)
+            except Exception as e:
+                log.warn("stopping the zookeeper client failed: {e}", e=e)
 
     async def _register(self):
         zk = self.zk

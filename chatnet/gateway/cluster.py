@@ -60,7 +60,7 @@ class NodeLinks(service.Service):
                 return
             except Exception as e:
                 log.warn("gateway not registered in zookeeper yet: {e}", e=e)
-                self.registration.zk = None
+                await self.registration.abandon()
                 await task.deferLater(self.reactor, 2.0, lambda: None)
 
     def stopService(self):

@@ -36,6 +36,9 @@ _AMP_ERRORS = {
     cmd.NoSuchRoom: 404,
     cmd.Conflict: 409,
     cmd.StoreDown: 503,
+    # a node that refuses this gateway, or is not the node it was
+    cmd.NotAllowed: 503,
+    cmd.NotAuthenticated: 503,
 }
 
 
@@ -174,21 +177,26 @@ class ApiResource(resource.Resource):
         if not self._authorized(request.getHeader(b"authorization")):
             return _answer(request, 401, error_body(401, "missing or wrong API key (Authorization: Bearer KEY)"),
                            {b"www-authenticate": b'Bearer realm="chatnet"'})
+        # A client that leaves does not cancel the call: the node carries it
+        # out anyway (cancelling would only drop the gateway's link to it).
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
         d = defer.ensureDeferred(self._handle(request))
 
         def done(answer):
-            code, body, headers = answer
-            request.write(_answer(request, code, body, headers))
-            request.finish()
+            if not gone:
+                code, body, headers = answer
+                request.write(_answer(request, code, body, headers))
+                request.finish()
 
         def failed(failure):
             log.failure("server API request {method} {path} failed", failure, method=request.method,
                         path=request.path)
-            request.write(_answer(request, 500, error_body(500, "internal error")))
-            request.finish()
+            if not gone:
+                request.write(_answer(request, 500, error_body(500, "internal error")))
+                request.finish()
 
         d.addCallbacks(done, failed)
-        request.notifyFinish().addErrback(lambda _: d.cancel())
         return server.NOT_DONE_YET
 
     def _authorized(self, header):
@@ -216,6 +224,8 @@ class ApiResource(resource.Resource):
             return code, error_body(code, _description(e)), None
         except tuple(_AMP_ERRORS) as e:
             code = _AMP_ERRORS[type(e)]
+            if code == 503:
+                log.warn("server API: a node refused {path}: {e!r}", path=request.path, e=e)
             return code, error_body(code, _description(e)), None
 
     def _route(self, request):

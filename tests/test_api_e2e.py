@@ -215,8 +215,16 @@ async def test_users_and_rooms(cluster):
     room = await threads.deferToThread(lambda: db(cluster).rooms.find_one({"roomName": "ops"}))
     assert room["private"] is True and room["owner"] == "carol" and room["members"] == ["carol"]
 
+    # a member added through the API gets the room's messages at once, on its node
+    d = cluster.client("node3", "user9")
     code, answer = await call(cluster, "PUT", "/rooms/ops/members/user9")
     assert code == 200 and answer["changed"] and answer["member"]
+    code, posted = await call(cluster, "POST", "/messages", {"roomName": "ops", "message": "welcome"})
+    assert code == 200, posted
+    chats = await threads.deferToThread(d.chats, count=1)
+    assert [c["data"]["msgId"] for c in chats] == [posted["msgId"]], chats
+    d.send("chat", {"roomName": "ops", "message": "thanks"})  # a member may post (and gets it back)
+    assert [c["data"]["message"] for c in d.chats(count=1)] == ["thanks"]
     code, answer = await call(cluster, "PUT", "/rooms/ops/members/user9")
     assert code == 200 and not answer["changed"]
     assert (await call(cluster, "PUT", "/rooms/ops/members/nobody-here"))[0] == 404
@@ -224,9 +232,15 @@ async def test_users_and_rooms(cluster):
     room = await threads.deferToThread(lambda: db(cluster).rooms.find_one({"roomName": "ops"}))
     assert sorted(room["members"]) == ["carol", "user9"]
     code, answer = await call(cluster, "GET", "/rooms/ops/presence")
-    assert code == 200 and answer["online"] == ["carol"]
+    assert code == 200 and answer["online"] == ["carol", "user9"]
     code, answer = await call(cluster, "DELETE", "/rooms/ops/members/user9")
     assert code == 200 and answer["changed"] and not answer["member"]
+    # and one removed no longer gets them, nor may post
+    code, posted = await call(cluster, "POST", "/messages", {"roomName": "ops", "message": "bye"})
+    assert code == 200
+    assert await threads.deferToThread(d.chats, 1.0) == []
+    assert d.request("chat", {"roomName": "ops", "message": "still here?"})["data"]["code"] == 403
+    d.close()
 
     # deleting the account closes its sessions and its memberships
     closed = threads.deferToThread(c.wait_closed, 15)

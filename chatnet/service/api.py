@@ -194,7 +194,7 @@ class ServerApi:
         if not await self.mongo.delete_user(username):
             raise not_found(f"user {username}")
         for room in sorted(rooms):
-            self.rooms.member_changed(room, username, False)
+            await self.rooms.member_changed(room, username, False)
         return await self.disconnect(username)
 
     # -- rooms -----------------------------------------------------------------
@@ -213,7 +213,7 @@ class ServerApi:
         if not await self.mongo.create_room(doc):
             raise ProtocolError(409, f"room {room} exists already")
         if owner:
-            self.rooms.member_changed(room, owner, True)
+            await self.rooms.member_changed(room, owner, True)
 
     async def delete_room(self, room):
         self._ordinary(room)
@@ -221,7 +221,7 @@ class ServerApi:
         if members is None:
             raise not_found(f"room {room}")
         for member in members:
-            self.rooms.member_changed(room, member, False)
+            await self.rooms.member_changed(room, member, False)
 
     async def room_member(self, room, username, member):
         """Make C{username} a member of C{room} or not; True if that changed."""
@@ -236,5 +236,5 @@ class ServerApi:
         if not found:
             raise not_found(f"room {room}")
         if changed:
-            self.rooms.member_changed(room, username, member)
+            await self.rooms.member_changed(room, username, member)
         return changed

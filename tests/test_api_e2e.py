@@ -125,6 +125,9 @@ async def test_room_message_reaches_members_on_two_nodes_and_is_stored(cluster):
             c.request("joinRoom", {"roomName": "room2"})
             history = c.chats(count=1)
             assert answer["msgId"] in [h["data"]["msgId"] for h in history]
+            # and counted in the popular words, as a client's message is
+            words = c.request("popular", {"n": 50})["data"]["words"]
+            assert "maintenance" in json.dumps(words), words
         finally:
             c.close()
     finally:

@@ -183,18 +183,20 @@ class ApiResource(resource.Resource):
         request.notifyFinish().addErrback(gone.append)
         d = defer.ensureDeferred(self._handle(request))
 
-        def done(answer):
+        def send(body):
             if not gone:
-                code, body, headers = answer
-                request.write(_answer(request, code, body, headers))
+                request.setHeader(b"content-length", b"%d" % len(body))
+                request.write(body)
                 request.finish()
+
+        def done(answer):
+            code, body, headers = answer
+            send(_answer(request, code, body, headers))
 
         def failed(failure):
             log.failure("server API request {method} {path} failed", failure, method=request.method,
                         path=request.path)
-            if not gone:
-                request.write(_answer(request, 500, error_body(500, "internal error")))
-                request.finish()
+            send(_answer(request, 500, error_body(500, "internal error")))
 
         d.addCallbacks(done, failed)
         return server.NOT_DONE_YET

@@ -6,18 +6,17 @@ and either answers through the connection or raises :class:`ProtocolError`.
 import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from bson import ObjectId
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from chatnet import words
 from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_online, unknown_room
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
-from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, room_channel
+from chatnet.messages import dm_channel, now_ms, room_channel
 from chatnet.protocols import codec
 from chatnet.protocols.codec import INT64_MAX
 from chatnet.protocols.constants import ALLIANCE_PREFIX, FEATURES, WORLD, automatic_rooms, is_automatic, online_for
+from chatnet.service.posting import Posting
 from chatnet.sessions import SessionRecord
 
 log = Logger()
@@ -90,6 +89,8 @@ class ChatHandlers:
         self.feed = feed
         self.delivery = delivery
         self.emit = emit
+        self.posting = Posting(config=config, profanity=profanity, acceptor=acceptor, message_log=message_log,
+                               offline=offline, directory=directory, router=router, rooms=rooms, emit=emit)
         self.login_throttle = LoginThrottle(redis, clock)
         self.actions = {
             "login": self.login,
@@ -236,18 +237,11 @@ class ChatHandlers:
             target = await self.directory.lookup_all(to) or None
             if target is None and not ("offline" in connection.features and await self.mongo.user_exists(to)):
                 raise not_online(to)
-        masked = self.profanity.mask(text)
-        message = ChatMessage(
-            new_message_id(), record.username, masked, ts, fmt, to, room or "",
-        )
-        data = await self._accept(message)
+        message, data = await self.posting.accept(record.username, text, ts, fmt, to, room or "")
         if not room and target is None:
-            await self.offline.put(message.msgId, to, message.frame_data(), self.config.offline_limit)
+            await self.posting.queue(message)
             connection.answer("queued", {"to": to, "msgId": message.msgId, "seq": message.seq, "ts": message.ts}, request)
-            # they may have logged in meanwhile, after their queue was read
-            target = await self.directory.lookup_all(to, refresh=True) or None
-            if target is not None:
-                defer.ensureDeferred(self._deliver_late(message, data, target))
+            await self.posting.after_queued(message, data)
             return
         if "ack" in connection.features:
             connection.answer(
@@ -256,13 +250,13 @@ class ChatHandlers:
                 request,
             )
         if room:
-            defer.ensureDeferred(self.rooms.room(message, data))
+            self.posting.to_room(message, data)
         else:
             if record.multi:
                 # the sender's other sessions show what it sent; this one
                 # has its answer already
                 self.delivery.sent_from(connection, message.msgId)
-            defer.ensureDeferred(self.router.direct(message, data, target))
+            self.posting.direct(message, data, target)
             if record.multi:
                 defer.ensureDeferred(self._to_own_sessions(message, data))
 
@@ -273,19 +267,6 @@ class ChatHandlers:
         if own:
             data = orjson.dumps({**orjson.loads(data), "to": message.to})
             await self.router.direct(message, data, own, to=message.sender)
-
-    async def _deliver_late(self, message, data, target):
-        if await self.router.direct(message, data, target):
-            await self.offline.remove([ObjectId(message.msgId)])
-
-    async def _accept(self, message):
-        """Accept the message: its seq, history entry and word counts (one
-        Redis call, see chatnet.accept), then store it; returns the chat
-        frame data (JSON bytes)."""
-        data = await self.acceptor.accept(message, words.tokenize(message.message))
-        self.message_log.append(message.document())
-        self.emit("message_accepted", message)
-        return data
 
     async def _check_member(self, connection, rooms, action):
         """Refuse C{action} unless the connection's user is a member of every

@@ -7,7 +7,8 @@ labels and roles of its accessibility contract (fields "User name" and
 the status with the node id and "online"). Scenarios: two browser users
 chat directly and in a room; a browser user and a protocol client chat;
 a second login of the same user replaces the page's session (which then
-says so and does not reconnect); the node of a browser user is killed with
+says so and does not reconnect); the server API disconnects the user
+(close 4010) and the page says so and does not reconnect either; the node of a browser user is killed with
 ``kill -9`` and the page reconnects through the gateway and catches up,
 nothing missing or doubled, and sends what was typed meanwhile.
 
@@ -15,9 +16,11 @@ A screenshot of each scenario's end state is saved under the folder printed
 at the start of the run (``CHATNET_SCREENSHOTS`` if set). Every wait is
 bounded.
 """
+import json
 import os
 import re
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,12 +34,13 @@ CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 30000
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+API_KEY = "web-client-tests-api-key"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, redis_server, zookeeper_server, mongo_server):
     c = ChatCluster(tmp_path_factory.mktemp("cluster"), redis_server, zookeeper_server, mongo_server,
-                    nodes=3, session_timeout=2.0, extra_args=["--rate-limit", "0"])
+                    nodes=3, session_timeout=2.0, extra_args=["--rate-limit", "0"], api_key=API_KEY)
     c.start()
     try:
         yield c
@@ -270,6 +274,32 @@ def test_a_second_login_elsewhere_replaces_the_page_which_does_not_reconnect(web
     assert info["data"]["nodeId"] == other, info
     assert "online" not in erin.status.inner_text()
     erin.shot("03-replaced")
+
+
+def api(cluster, method, path):
+    """(status, JSON answer) of a server API request (docs/api.md)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{cluster.gateway_port}/api/v1{path}", method=method,
+                                     headers={"Authorization": f"Bearer {API_KEY}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_disconnected_by_the_server_api_the_page_does_not_reconnect(web, cluster):
+    gina = web("user9")
+    status, answer = api(cluster, "POST", "/users/user9/disconnect")
+    assert status == 200 and answer["sessionsClosed"] == 1, answer
+    expect(gina.status).to_contain_text("disconnected by the server")
+    expect(gina.page.locator("#banner")).to_contain_text("Disconnected by the server")
+    expect(gina.log).to_contain_text("The server disconnected this session")
+    # the page stays away
+    time.sleep(3.0)  # longer than the first reconnect delay: it would be back by now
+    status, answer = api(cluster, "GET", "/presence/user9")
+    assert status == 200 and answer["online"] is False, answer
+    assert "online" not in gina.status.inner_text()
+    gina.shot("03-disconnected")
 
 
 def test_the_same_user_in_two_browser_contexts_receives_in_both_and_sees_their_own(web, peers):

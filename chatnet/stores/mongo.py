@@ -139,7 +139,45 @@ class MongoStore:
         )
         return doc is not None
 
+    async def create_user(self, doc):
+        """Insert user C{doc} (with C{username}); C{False} if that user
+        exists already."""
+        try:
+            await self._run("user", self.db.users.insert_one(doc))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def delete_user(self, username):
+        """Delete the account C{username} and its room memberships;
+        C{False} if there was none."""
+        assert isinstance(username, str)
+        result = await self._run("user", self.db.users.delete_one({"username": username}))
+        if result.deleted_count:
+            await self._run("user", self.db.rooms.update_many({"members": username}, {"$pull": {"members": username}}))
+        return result.deleted_count > 0
+
     # -- rooms ----------------------------------------------------------
+
+    async def create_room(self, doc):
+        """Insert room C{doc} (with C{roomName}); C{False} if that room
+        exists already."""
+        try:
+            await self._run("room", self.db.rooms.insert_one(doc))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def delete_room(self, room):
+        """Delete room C{room}; its members then, or None if there was no
+        such room."""
+        doc = await self._run("room", self.db.rooms.find_one_and_delete({"roomName": room}))
+        return None if doc is None else list(doc.get("members") or ())
+
+    async def room_members(self, room):
+        """The members of C{room}, or None if there is no such room."""
+        doc = await self._run("room", self.db.rooms.find_one({"roomName": room}, {"members": 1}))
+        return None if doc is None else list(doc.get("members") or ())
 
     async def all_rooms(self):
         docs = await self._run("rooms", self.db.rooms.find({}, {"roomName": 1, "members": 1}))

@@ -12,7 +12,7 @@
   const LOGIN_TIMEOUT_MS = 10000;
   const POPULAR_DEFAULT = 10;
   const POPULAR_MAX = 1000;
-  const CLOSE = {GOING_AWAY: 4001, LOGIN_TIMEOUT: 4008, REPLACED: 4009};
+  const CLOSE = {GOING_AWAY: 4001, LOGIN_TIMEOUT: 4008, REPLACED: 4009, DISCONNECTED: 4010};
   const IDEMPOTENT = new Set(["joinRoom", "leaveRoom", "userInfo", "popular", "listRooms"]);
   const COMMANDS = [
     ["/join <room>", "join a room (shows its last 50 messages) and make it current"],
@@ -212,6 +212,7 @@
     clearTimeout(S.loginTimer);
     S.ws = null;
     if (S.state === "replaced" || code === CLOSE.REPLACED) return replaced();
+    if (S.state === "disconnected" || code === CLOSE.DISCONNECTED) return disconnected();
     if (S.state === "closed" || S.state === "login") return;
     // what was not answered is asked again; what was not confirmed is checked after the catch-up
     for (const entry of S.pending.values()) {
@@ -243,6 +244,19 @@
   }
 
   function replaced() {
+    halt("replaced", "a newer login of the same user took this session over",
+      "This session was replaced by a newer login of the same user elsewhere. Not reconnecting.",
+      "Replaced: you logged in somewhere else. This page will not reconnect by itself.");
+  }
+
+  function disconnected() {
+    halt("disconnected", "disconnected by the server",
+      "The server disconnected this session. Not reconnecting.",
+      "Disconnected by the server. This page will not reconnect by itself.");
+  }
+
+  // the session ended for good (close 4009 or 4010): no reconnecting until asked
+  function halt(state, reason, noteText, bannerText) {
     clearTimeout(S.retryTimer);
     clearTimeout(S.loginTimer);
     if (S.ws) {
@@ -250,13 +264,13 @@
       S.ws = null;
       ws.close();
     }
-    if (S.state === "replaced") return;
+    if (S.state === state) return;
     for (const entry of [...S.unacked, ...S.outbox]) if (entry.item) setItemState(entry.item, "unconfirmed");
     S.unacked = [];
     S.outbox = [];
-    setState("replaced", "a newer login of the same user took this session over");
-    note("This session was replaced by a newer login of the same user elsewhere. Not reconnecting.", "error");
-    showBanner("Replaced: you logged in somewhere else. This page will not reconnect by itself.", "Reconnect here", () => {
+    setState(state, reason);
+    note(noteText, "error");
+    showBanner(bannerText, "Reconnect here", () => {
       hideBanner();
       S.attempt = 0;
       connect();
@@ -973,6 +987,7 @@
         break;
       }
       case "replaced": text = `${node} · replaced by a newer login elsewhere; not reconnecting`; break;
+      case "disconnected": text = `${node} · disconnected by the server; not reconnecting`; break;
       default: text = "not connected";
     }
     $("status-text").textContent = text;

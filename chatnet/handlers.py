@@ -26,6 +26,8 @@ INTERNAL_ACTIONS = frozenset(
     {"leaderConnect", "syncServers", "serverList", "registerServer", "heartbeat", "deliver", "relay"}
 )
 MAX_NAME = 128
+# the longest login token (chatnet.tokens) looked at
+MAX_TOKEN_CHARS = 8192
 # names (rooms and conversations together) one resume may ask about
 RESUME_NAMES = 100
 RESUME_WAIT = 3.0
@@ -64,12 +66,15 @@ class ChatHandlers:
     @param router: the L{chatnet.cluster.router.Router} (direct messages).
     @param rooms: the L{chatnet.cluster.router.RoomRouter}.
     @param delivery: the L{chatnet.service.delivery.LocalDelivery}.
+    @param tokens: the L{chatnet.tokens.TokenVerifier} of token logins, or
+        None (the node takes no tokens).
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
     """
 
     def __init__(self, *, config, clock, view=None, redis=None, mongo=None, offline=None, history=None,
                  popular=None, profanity=None, acceptor=None, message_log=None, directory=None, sessions=None,
-                 presence=None, router=None, rooms=None, delivery=None, emit=lambda event, *args: None):
+                 presence=None, router=None, rooms=None, delivery=None, tokens=None,
+                 emit=lambda event, *args: None):
         self.config = config
         self.clock = clock
         self.view = view
@@ -86,6 +91,7 @@ class ChatHandlers:
         self.router = router
         self.rooms = rooms
         self.delivery = delivery
+        self.tokens = tokens
         self.emit = emit
         self.login_throttle = LoginThrottle(redis, clock)
         self.actions = {
@@ -120,6 +126,7 @@ class ChatHandlers:
     async def login(self, connection, request):
         username = request.string("username", max_length=MAX_NAME)
         password = request.string("password", required=False)
+        token = request.string("token", required=False, max_length=MAX_TOKEN_CHARS)
         wanted = request.string_list("features")
         if connection.record is not None:
             if connection.record.username == username:
@@ -128,17 +135,10 @@ class ChatHandlers:
             raise ProtocolError(400, "already logged in; open another connection for another user", "login")
         address = _peer_address(connection)
         await self.login_throttle.check(username, address)
-        user = await self.mongo.find_user(username)
-        if user is None:
-            await self._login_failed(username, address, "unknown user or wrong password")
-        stored = user.get("passwordHash")
-        if stored:
-            if password is None or not await threads.deferToThread(check_password, stored, password):
-                await self._login_failed(username, address, "unknown user or wrong password")
-        elif not self.config.open_login:
-            await self._login_failed(username, address, "this user has no password and open login is off")
-        if stored:
-            await self.login_throttle.succeeded(username)
+        if token is not None:
+            user = await self._token_user(username, token, address)
+        else:
+            user = await self._password_user(username, password, address)
         alliance = user.get("alliance") if isinstance(user.get("alliance"), str) else ""
         if connection.closed:
             return
@@ -178,6 +178,33 @@ class ChatHandlers:
         self.emit("user_online", username, self.view.node_id)
         log.info("{user} logged in on {node}", user=username, node=self.view.node_id)
         await self._deliver_queued(connection, username)
+
+    async def _password_user(self, username, password, address):
+        """The user record of a login by password (or without one, with
+        C{--open-login}); a failed login otherwise."""
+        user = await self.mongo.find_user(username)
+        if user is None:
+            await self._login_failed(username, address, "unknown user or wrong password")
+        stored = user.get("passwordHash")
+        if stored:
+            if password is None or not await threads.deferToThread(check_password, stored, password):
+                await self._login_failed(username, address, "unknown user or wrong password")
+            await self.login_throttle.succeeded(username)
+        elif not self.config.open_login:
+            await self._login_failed(username, address, "this user has no password and open login is off")
+        return user
+
+    async def _token_user(self, username, token, address):
+        """The user record of a login by token (L{chatnet.tokens}): made on
+        the first login, its alliance that of the token's C{alliance} claim
+        if it has one; a failed login if the token is not good for
+        C{username} (never saying why)."""
+        claims = self.tokens.verify(token, username) if self.tokens is not None else None
+        if claims is None:
+            await self._login_failed(username, address, "unknown user or wrong password")
+        user = await self.mongo.token_user(username, claims.alliance)
+        await self.login_throttle.succeeded(username)
+        return user
 
     async def _login_failed(self, username, address, why):
         """Count the failed login (L{LoginThrottle}), then refuse it (401)."""

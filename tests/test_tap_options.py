@@ -36,3 +36,28 @@ def test_a_message_of_the_largest_size_fits_one_internal_value():
     text = "\x01" * MAX_MESSAGE_CHARS  # the longest JSON escape per character
     data = orjson.dumps(ChatMessage(new_message_id(), "u" * 128, text, 2**53, "f" * 32, "", "r" * 128, 2**40).frame_data())
     assert len(data) < 65535
+
+
+def test_token_options(tmp_path, monkeypatch):
+    pytest.importorskip("jwt")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from twisted.internet.task import Clock
+
+    from chatnet.tokens import TokenVerifier
+
+    monkeypatch.delenv("CHATNET_JWT_SECRET", raising=False)
+    secret = "s" * 32
+    path = tmp_path / "key.pem"
+    path.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    config = parse("--jwt-secret", secret, "--jwt-public-key", str(path)).config()
+    assert config.jwt_secret == secret and config.jwt_public_key == str(path)
+    assert set(TokenVerifier.from_config(config, Clock()).keys) == {"HS256", "ES256"}
+    assert TokenVerifier.from_config(parse().config(), Clock()) is None
+    monkeypatch.setenv("CHATNET_JWT_SECRET", secret)
+    assert parse().config().jwt_secret == secret
+    monkeypatch.delenv("CHATNET_JWT_SECRET")
+    for args in (["--jwt-secret", "short"], ["--jwt-public-key", str(tmp_path / "missing.pem")]):
+        with pytest.raises(usage.UsageError):
+            parse(*args)

@@ -291,6 +291,30 @@ class MongoStore:
         docs = await self.last_messages(channel, 1)
         return docs[0].get("seq", 0) if docs else 0
 
+    # -- token login ------------------------------------------------------
+
+    async def token_user(self, username, alliance):
+        """The user record of C{username}, who logged in with a good token
+        (L{chatnet.tokens}): made (without password) if there is none yet;
+        its C{alliance} set to C{alliance} unless that is None."""
+        assert isinstance(username, str) and (alliance is None or isinstance(alliance, str))
+        user = await self.find_user(username)
+        if user is None:
+            doc = {"username": username}
+            if alliance is not None:
+                doc["alliance"] = alliance
+            try:
+                await self._run("login", self.db.users.insert_one(doc))
+            except DuplicateKeyError:
+                pass  # a login of theirs on another node made it meanwhile
+            else:
+                return doc
+            user = await self.find_user(username)
+        if alliance is not None and user.get("alliance") != alliance:
+            await self._run("login", self.db.users.update_one({"username": username}, {"$set": {"alliance": alliance}}))
+            user["alliance"] = alliance
+        return user
+
 
 def object_id(msg_id):
     return ObjectId(msg_id)

@@ -10,7 +10,7 @@ from bson import ObjectId
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from chatnet import words
+from chatnet import moderation, words
 from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_online, unknown_room
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
@@ -103,6 +103,12 @@ class ChatHandlers:
             "userInfo": self.user_info,
             "popular": self.popular,
             "resume": self.resume,
+            "createRoom": self.create_room,
+            "invite": self.invite,
+            "kick": self.kick,
+            "ban": self.ban,
+            "mute": self.mute,
+            "setRole": self.set_role,
         }
 
     async def handle(self, connection, request):
@@ -317,9 +323,12 @@ class ChatHandlers:
         L{known_rooms<chatnet.service.session.Session.known_rooms>}); one MongoDB
         look-up for the others."""
         record = connection.record
-        joined = connection.session.known_rooms()
+        session = connection.session
+        joined = session.known_rooms()
         unknown = []
         for room in rooms:
+            if room in joined and action == "chat":
+                moderation.check_post(room, session.muted_until(room), now_ms(self.clock))
             if room == WORLD or room in joined:
                 continue
             if room.startswith(ALLIANCE_PREFIX):
@@ -330,6 +339,11 @@ class ChatHandlers:
         if not unknown:
             return
         member, existing = await self.mongo.membership(record.username, unknown)
+        if member:
+            # known from now on, with their mutes (kept up to date by the
+            # room notices, see Session.room_notice)
+            for room, until in (await self.mongo.mutes(record.username, member)).items():
+                session.set_muted(room, until)
         joined.update(member)
         for room in unknown:
             if room not in existing:
@@ -337,6 +351,9 @@ class ChatHandlers:
         for room in unknown:
             if room not in member:
                 raise not_member(room, action)
+        if action == "chat":
+            for room in member:
+                moderation.check_post(room, session.muted_until(room), now_ms(self.clock))
 
     # -- rooms -----------------------------------------------------------------
 
@@ -345,9 +362,16 @@ class ChatHandlers:
         username = connection.record.username
         if is_automatic(room) and room not in automatic_rooms(connection.record.alliance):
             raise unknown_room(room, "joinRoom")
-        members = await self.rooms.join(room, username)
+        doc = None
         if not is_automatic(room):
+            doc = await self.mongo.room(room)
+            if doc is None:
+                raise unknown_room(room, "joinRoom")
+            moderation.check_join(doc, username)
+        members = await self.rooms.join(room, username)
+        if doc is not None:
             connection.session.known_rooms().add(room)
+            connection.session.set_muted(room, moderation.muted_until(doc, username))
         history = await self.history.recent(room_channel(room))
         for data in history:
             connection.sendMessage(codec.chat_frame(orjson.dumps(data)))
@@ -365,8 +389,107 @@ class ChatHandlers:
         self.emit("room_left", room, username)
 
     async def list_rooms(self, connection, request):
-        rooms = await self.rooms.list_rooms()
+        """C{world}, the public rooms and the private ones the user belongs
+        to or is invited to."""
+        username = connection.record.username
+        rooms = [{"roomName": WORLD, "members": len(self.directory.online())}]
+        for doc in sorted(await self.mongo.room_list(), key=lambda d: d["roomName"]):
+            if moderation.visible(doc, username):
+                entry = {"roomName": doc["roomName"], "members": len(doc.get("members") or ())}
+                if doc.get("private"):
+                    entry["private"] = True
+                rooms.append(entry)
         connection.answer("listRooms", {"rooms": rooms}, request)
+
+    # -- rooms users create and moderate (chatnet.moderation) -------------------
+
+    async def create_room(self, connection, request):
+        room = request.string("roomName", max_length=MAX_NAME)
+        private = request.boolean("private", default=False)
+        moderation.check_room_name(room)
+        owner = connection.record.username
+        if not await self.mongo.create_room(room, owner, private):
+            raise ProtocolError(409, f"room {room} exists already", "createRoom")
+        await self.rooms.member_changed(room, owner, True)
+        for other in self.sessions.all(owner) or [connection]:
+            other.session.known_rooms().add(room)
+        connection.answer("createRoom", {"roomName": room, "private": private, "owner": owner}, request)
+        self.emit("room_joined", room, owner)
+
+    async def invite(self, connection, request):
+        room, doc, target = await self._moderated(connection, request)
+        if not await self.mongo.user_exists(target):
+            raise ProtocolError(404, f"user {target} does not exist", "invite")
+        await self.mongo.invite(room, target)
+        connection.answer("invite", {"roomName": room, "username": target}, request)
+
+    async def kick(self, connection, request):
+        room, doc, target = await self._moderated(connection, request)
+        await self.mongo.kick(room, target)
+        await self._removed(connection, room, target, "kick")
+        connection.answer("kick", {"roomName": room, "username": target}, request)
+
+    async def ban(self, connection, request):
+        room, doc, target = await self._moderated(connection, request)
+        if not await self.mongo.user_exists(target):
+            raise ProtocolError(404, f"user {target} does not exist", "ban")
+        was_member = await self.mongo.ban(room, target, now_ms(self.clock))
+        await self._removed(connection, room, target, "ban", was_member)
+        connection.answer("ban", {"roomName": room, "username": target}, request)
+
+    async def mute(self, connection, request):
+        seconds = request.integer("seconds", minimum=moderation.MUTE_MIN_SECONDS)
+        if seconds is None or seconds > moderation.MUTE_MAX_SECONDS:
+            raise ProtocolError(
+                400, f"field 'seconds' must be an integer from {moderation.MUTE_MIN_SECONDS} to "
+                     f"{moderation.MUTE_MAX_SECONDS}", "mute")
+        room, doc, target = await self._moderated(connection, request)
+        now = now_ms(self.clock)
+        until = now + seconds * 1000
+        await self.mongo.mute(room, target, until, now)
+        await self._notice(connection, room, "mute", target, until)
+        connection.answer("mute", {"roomName": room, "username": target, "until": until}, request)
+
+    async def set_role(self, connection, request):
+        room = request.string("roomName", max_length=MAX_NAME)
+        target = request.string("username", max_length=MAX_NAME)
+        new_role = request.string("role", max_length=16)
+        doc = await self._room_doc(room, "setRole")
+        moderation.check_set_role(doc, connection.record.username, target, new_role)
+        await self.mongo.set_admin(room, target, new_role == "admin")
+        connection.answer("setRole", {"roomName": room, "username": target, "role": new_role}, request)
+
+    async def _room_doc(self, room, action):
+        """The document of C{room}, a room users made or seeded: 404 if
+        there is none (an automatic room has none either)."""
+        doc = None if is_automatic(room) or not room else await self.mongo.room(room)
+        if doc is None:
+            raise unknown_room(room, action)
+        return doc
+
+    async def _moderated(self, connection, request):
+        """The room, its document and the target user of an action of
+        the owner or an admin on another user, once allowed
+        (L{moderation.check_act})."""
+        room = request.string("roomName", max_length=MAX_NAME)
+        target = request.string("username", max_length=MAX_NAME)
+        doc = await self._room_doc(room, request.action)
+        moderation.check_act(doc, connection.record.username, target, request.action)
+        return room, doc, target
+
+    async def _removed(self, connection, room, target, action, was_member=True):
+        """C{target} was kicked or banned from C{room} (MongoDB says so
+        already): the members and they are told, then their sessions stop
+        getting the room (the notice goes first, so that it reaches them)."""
+        await self._notice(connection, room, action, target)
+        if was_member:
+            await self.rooms.member_changed(room, target, False)
+        self.emit("room_left", room, target)
+
+    async def _notice(self, connection, room, action, target, until=None):
+        frame = codec.encode(
+            "roomNotice", moderation.notice(room, action, target, connection.record.username, until))
+        await self.rooms.notice(room, frame)
 
     # -- information -------------------------------------------------------------
 

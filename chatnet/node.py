@@ -187,7 +187,8 @@ class ChatNode(MultiService):
         self.peers = Peers(clock, view.node_id, secret, responder, tls_options=tls.client_options(config),
                            bind_host=endpoint_interface(config.internal, default=None), metrics=self.metrics)
         router = Router(view, self.peers, self.directory, self.delivery, clock, deadline=deadline)
-        rooms = RoomRouter(view, self.peers, self.leadership, clock, deadline=deadline)
+        rooms = RoomRouter(view, self.peers, self.leadership, clock, deadline=deadline, local=self.delivery,
+                           mongo=self.mongo)
         self.presence = Presence(
             view, self.peers, self.sessions, self.directory, self.redis,
             registered=lambda: self.membership is not None and self.membership.registered,

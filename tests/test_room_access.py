@@ -11,6 +11,7 @@ from chatnet.config import NodeConfig
 from chatnet.errors import ProtocolError
 from chatnet.handlers import ChatHandlers
 from chatnet.seed import seed
+from chatnet.service.session import Session
 from chatnet.sessions import SessionRecord
 from chatnet.stores.mongo import MongoStore
 
@@ -42,8 +43,9 @@ def mongo(mongo_server):
 
 def connection(username, alliance=""):
     record = SessionRecord.new(username, "node1", 0, alliance)
-    rooms = set()
-    return SimpleNamespace(record=record, session=SimpleNamespace(known_rooms=lambda: rooms))
+    session = Session(None, None)
+    session.logged_in(record, frozenset())
+    return SimpleNamespace(record=record, session=session)
 
 
 async def code(handlers, conn, rooms):

@@ -176,13 +176,40 @@ class RoomRouter:
     values either way. Retried to the new leader on failover until
     C{deadline} seconds have passed (then a 503)."""
 
-    def __init__(self, view, peers, leadership, clock, deadline=20.0, retry_interval=0.25):
+    def __init__(self, view, peers, leadership, clock, deadline=20.0, retry_interval=0.25, local=None, mongo=None):
         self.view = view
         self.peers = peers
         self.leadership = leadership
         self.clock = clock
         self.deadline = deadline
         self.retry_interval = retry_interval
+        # of the stand-ins of member_changed and notice below
+        self.local = local
+        self.mongo = mongo
+
+    # Stand-ins, until room messages are delivered by every node to its own
+    # members: these two keep their names and meaning then.
+
+    async def member_changed(self, room, username, joined):
+        """After MongoDB membership of C{username} changed (kick/ban remove
+        them), makes every node where the user has sessions start/stop
+        delivering that room to them.
+
+        (For now: the leader's room host, which delivers every room, is
+        told.)"""
+        if joined:
+            await self.join(room, username)
+        else:
+            await self.leave(room, username)
+
+    async def notice(self, room, data):
+        """Sends a frame (C{data}: the encoded JSON bytes of the whole
+        frame) to every online member of C{room} on every node.
+
+        (For now: to the members on this node, and the user a C{roomNotice}
+        is about, through L{chatnet.service.delivery.LocalDelivery.room_notice}.)"""
+        doc = await self.mongo.room(room)
+        self.local.room_notice(data, (doc or {}).get("members") or ())
 
     async def join(self, room, username):
         """Add C{username} to C{room} on the leader; the room's member count."""

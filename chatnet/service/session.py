@@ -90,10 +90,12 @@ class Session:
     @ivar held: the L{HeldDeliveries} once a resume held frames back.
     @ivar rooms: the ordinary rooms known to include the user (made on first
         use by L{known_rooms}: most sessions never need it).
+    @ivar mutes: room -> the end (ms) of the user's mute there, for the
+        rooms of L{rooms} where they are muted (None: none).
     """
 
-    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "_request_done",
-                 "_gone")
+    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "mutes",
+                 "_request_done", "_gone")
 
     def __init__(self, service, connection):
         self.service = service
@@ -103,6 +105,7 @@ class Session:
         self.features = frozenset()
         self.held = None
         self.rooms = None
+        self.mutes = None
         self._request_done = None  # after the close: fires when the request in hand is done
         self._gone = None
 
@@ -112,6 +115,31 @@ class Session:
         if self.rooms is None:
             self.rooms = set()
         return self.rooms
+
+    def muted_until(self, room):
+        """The end (ms) of the user's mute in C{room}, as last known (0: none)."""
+        return self.mutes.get(room, 0) if self.mutes else 0
+
+    def set_muted(self, room, until_ms):
+        """The user is muted in C{room} until C{until_ms} (0: not muted)."""
+        if until_ms:
+            if self.mutes is None:
+                self.mutes = {}
+            self.mutes[room] = until_ms
+        elif self.mutes:
+            self.mutes.pop(room, None)
+
+    def room_notice(self, data):
+        """A C{roomNotice} about this session's user (L{chatnet.moderation}):
+        a mute is kept; after a kick or a ban the room is no longer known to
+        include them (their next post to it is checked again)."""
+        room, action = data.get("roomName"), data.get("action")
+        if action == "mute":
+            self.set_muted(room, data.get("until") or 0)
+        elif action in ("kick", "ban"):
+            if self.rooms is not None:
+                self.rooms.discard(room)
+            self.set_muted(room, 0)
 
     # -- login and logout ----------------------------------------------------
 

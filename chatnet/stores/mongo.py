@@ -315,6 +315,97 @@ class MongoStore:
             user["alliance"] = alliance
         return user
 
+    # -- rooms users create and moderate (chatnet.moderation) --------------
+    # The handlers check every name and right first (chatnet.moderation).
+
+    async def room(self, room):
+        """The document of C{room}, or None."""
+        assert isinstance(room, str)
+        return await self._run("room", self.db.rooms.find_one({"roomName": room}))
+
+    async def create_room(self, room, owner, private):
+        """Make C{room}, owned by C{owner}, its first member; C{False} if
+        the name is taken."""
+        assert isinstance(room, str) and isinstance(owner, str) and isinstance(private, bool)
+        doc = {"roomName": room, "members": [owner], "owner": owner, "private": private,
+               "admins": [], "banned": [], "muted": {}, "invited": []}
+        try:
+            await self._run("createRoom", self.db.rooms.insert_one(doc))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def room_list(self):
+        """Every room's document, with the fields C{listRooms} needs to
+        tell who may see it (C{roomName}, C{members}, C{private}, C{owner},
+        C{admins}, C{invited})."""
+        docs = await self._run("listRooms", self.db.rooms.find(
+            {}, {"roomName": 1, "members": 1, "private": 1, "owner": 1, "admins": 1, "invited": 1}))
+        return [d for d in docs if isinstance(d.get("roomName"), str)]
+
+    async def invite(self, room, username):
+        await self._run("invite", self.db.rooms.update_one(
+            {"roomName": room}, {"$addToSet": {"invited": username}}))
+
+    async def kick(self, room, username):
+        """Remove C{username} from the members (and the invited: a private
+        room needs a new invitation); whether they were a member."""
+        result = await self._run("kick", self.db.rooms.update_one(
+            {"roomName": room}, {"$pull": {"members": username, "invited": username}}))
+        return result.modified_count > 0
+
+    async def ban(self, room, username, now_ms):
+        """Ban C{username}: no longer a member, admin or invited, unmuted
+        (a ban is more); whether they were a member."""
+        doc = await self._run("ban", self.db.rooms.find_one({"roomName": room}, {"members": 1}))
+        was_member = doc is not None and username in (doc.get("members") or ())
+        await self._run("ban", self.db.rooms.update_one(
+            {"roomName": room},
+            {"$addToSet": {"banned": username},
+             "$pull": {"members": username, "invited": username, "admins": username}}))
+        await self._set_mute(room, username, None, now_ms)
+        return was_member
+
+    async def mute(self, room, username, until_ms, now_ms):
+        await self._set_mute(room, username, until_ms, now_ms)
+
+    async def _set_mute(self, room, username, until_ms, now_ms):
+        """Set (C{until_ms}) or end (None) the mute of C{username}; mutes
+        that ended are dropped. The whole C{muted} map is written, on the
+        condition that it did not change meanwhile (a user name may hold a
+        '.', which a field path cannot)."""
+        for _ in range(5):
+            doc = await self._run("mute", self.db.rooms.find_one({"roomName": room}, {"muted": 1}))
+            if doc is None:
+                return
+            old = doc.get("muted") or {}
+            new = {u: t for u, t in old.items() if isinstance(t, int) and t > now_ms and u != username}
+            if until_ms is not None:
+                new[username] = until_ms
+            if new == old:
+                return
+            condition = {"roomName": room, "muted": old} if "muted" in doc else {"roomName": room, "muted": None}
+            result = await self._run("mute", self.db.rooms.update_one(condition, {"$set": {"muted": new}}))
+            if result.matched_count:
+                return
+        raise StoreUnavailable("mongodb", "mute")
+
+    async def set_admin(self, room, username, admin):
+        change = {"$addToSet": {"admins": username}} if admin else {"$pull": {"admins": username}}
+        await self._run("setRole", self.db.rooms.update_one({"roomName": room}, change))
+
+    async def mutes(self, username, rooms):
+        """Of C{rooms}: room name -> the end (ms) of C{username}'s mute there,
+        for those where they have one."""
+        docs = await self._run("room", self.db.rooms.find(
+            {"roomName": {"$in": list(rooms)}}, {"roomName": 1, "muted": 1}))
+        found = {}
+        for d in docs:
+            until = (d.get("muted") or {}).get(username)
+            if isinstance(until, int) and not isinstance(until, bool):
+                found[d.get("roomName")] = until
+        return found
+
 
 def object_id(msg_id):
     return ObjectId(msg_id)

@@ -288,7 +288,7 @@
       case "popular": return onPopular(data, re);
       case "roomNotice": return onRoomNotice(data);
       case "createRoom": case "invite": case "kick": case "ban": case "mute": case "setRole":
-        return onModerated(action, data, re);
+        return onModerated(frame.action, data, re);
       case "error": return onError(data, re);
       default: return undefined;
     }
@@ -540,9 +540,10 @@
     const user = String(data.username || "?");
     const target = entry && entry.conv ? entry.conv : S.current;
     if (action === "createRoom") {
-      note(`created #${room}${data.private ? " (private: /invite <user> lets someone in)" : ""}`, "answer", target);
       // the owner is a member: joining makes it a room of this page
-      return joinRoom(room);
+      joinRoom(room);
+      return note(`created #${room}${data.private ? " (private: /invite <user> lets someone in)" : ""}`, "answer",
+        conv("room", room));
     }
     if (action === "setRole") {
       return note(`${user} is ${data.role === "admin" ? "an admin" : "a member"} of #${room} now`, "answer", target);

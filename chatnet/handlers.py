@@ -65,6 +65,8 @@ class ChatHandlers:
     @param presence: the L{chatnet.cluster.presence.Presence} (announces).
     @param router: the L{chatnet.cluster.router.Router} (direct messages).
     @param rooms: the L{chatnet.cluster.router.RoomRouter}.
+    @param feed: the L{chatnet.service.roomfeed.RoomFeed} (the rooms a
+        session gets).
     @param delivery: the L{chatnet.service.delivery.LocalDelivery}.
     @param tokens: the L{chatnet.tokens.TokenVerifier} of token logins, or
         None (the node takes no tokens).
@@ -73,7 +75,7 @@ class ChatHandlers:
 
     def __init__(self, *, config, clock, view=None, redis=None, mongo=None, offline=None, history=None,
                  popular=None, profanity=None, acceptor=None, message_log=None, directory=None, sessions=None,
-                 presence=None, router=None, rooms=None, delivery=None, tokens=None,
+                 presence=None, router=None, rooms=None, feed=None, delivery=None, tokens=None,
                  emit=lambda event, *args: None):
         self.config = config
         self.clock = clock
@@ -90,6 +92,7 @@ class ChatHandlers:
         self.presence = presence
         self.router = router
         self.rooms = rooms
+        self.feed = feed
         self.delivery = delivery
         self.tokens = tokens
         self.emit = emit
@@ -169,8 +172,11 @@ class ChatHandlers:
             connection.replaced()
             return
         self.presence.announce(record, True)
-        if connection.closed:
-            # the client left while we were logging it in
+        if not connection.closed:
+            # its rooms' messages from now on
+            await self.feed.session_started(connection)
+        if connection.closed or connection.record is not record:
+            # the client left while we were logging it in (or a newer login took over)
             await session.logout()
             return
         data = self._login_data(record)
@@ -318,17 +324,17 @@ class ChatHandlers:
         """Refuse C{action} unless the connection's user is a member of every
         room of C{rooms}: 404 for a room that does not exist for them (an
         unknown room, another alliance's, C{alliance:} without one), 403 for
-        one they have not joined. Costs no store call for automatic rooms and
-        for rooms already known to include the user (the session's
-        L{known_rooms<chatnet.service.session.Session.known_rooms>}); one MongoDB
-        look-up for the others."""
+        one they have not joined; for a C{chat}, 403 also for a room they are
+        muted in. Costs no store call for automatic rooms and for rooms
+        already known to include the user (the session's
+        L{known_rooms<chatnet.service.session.Session.known_rooms>}) whose
+        mute is known (L{Session.mutes<chatnet.service.session.Session>});
+        one MongoDB look-up for the others, one more for their mutes."""
         record = connection.record
         session = connection.session
         joined = session.known_rooms()
         unknown = []
         for room in rooms:
-            if room in joined and action == "chat":
-                moderation.check_post(room, session.muted_until(room), now_ms(self.clock))
             if room == WORLD or room in joined:
                 continue
             if room.startswith(ALLIANCE_PREFIX):
@@ -336,24 +342,31 @@ class ChatHandlers:
                     raise unknown_room(room, action)
                 continue
             unknown.append(room)
-        if not unknown:
-            return
-        member, existing = await self.mongo.membership(record.username, unknown)
-        if member:
-            # known from now on, with their mutes (kept up to date by the
-            # room notices, see Session.room_notice)
-            for room, until in (await self.mongo.mutes(record.username, member)).items():
-                session.set_muted(room, until)
-        joined.update(member)
-        for room in unknown:
-            if room not in existing:
-                raise unknown_room(room, action)
-        for room in unknown:
-            if room not in member:
-                raise not_member(room, action)
+        if unknown:
+            member, existing = await self.mongo.membership(record.username, unknown)
+            joined.update(member)
+            for room in unknown:
+                if room not in existing:
+                    raise unknown_room(room, action)
+            for room in unknown:
+                if room not in member:
+                    raise not_member(room, action)
         if action == "chat":
-            for room in member:
-                moderation.check_post(room, session.muted_until(room), now_ms(self.clock))
+            await self._check_mutes(session, record.username, [r for r in rooms if not is_automatic(r)])
+
+    async def _check_mutes(self, session, username, rooms):
+        """Refuse (403) a post to C{rooms} (ordinary rooms the user is a
+        member of) if they are muted in one: read from MongoDB the first
+        time, then kept by the session (and updated by the room notices,
+        L{chatnet.service.session.Session.room_notice})."""
+        unknown = [room for room in rooms if not session.mute_known(room)]
+        if unknown:
+            found = await self.mongo.mutes(username, unknown)
+            for room in unknown:
+                session.set_muted(room, found.get(room, 0))
+        now = now_ms(self.clock)
+        for room in rooms:
+            moderation.check_post(room, session.muted_until(room), now)
 
     # -- rooms -----------------------------------------------------------------
 
@@ -368,22 +381,28 @@ class ChatHandlers:
             if doc is None:
                 raise unknown_room(room, "joinRoom")
             moderation.check_join(doc, username)
-        members = await self.rooms.join(room, username)
-        if doc is not None:
-            connection.session.known_rooms().add(room)
-            connection.session.set_muted(room, moderation.muted_until(doc, username))
-        history = await self.history.recent(room_channel(room))
-        for data in history:
-            connection.sendMessage(codec.chat_frame(orjson.dumps(data)))
-        connection.answer("joinRoom", {"roomName": room, "members": members}, request)
+        session = connection.session
+        holding = session.holding
+        if not holding:
+            # live messages of the room wait for its history
+            session.hold(at_most=RESUME_WAIT)
+        try:
+            members = await self.rooms.join(room, username)
+            if doc is not None:
+                session.set_muted(room, moderation.muted_until(doc, username))
+            history = await self.history.recent(room_channel(room))
+            for data in history:
+                session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
+            connection.answer("joinRoom", {"roomName": room, "members": members}, request)
+        finally:
+            if not holding:
+                session.release()
         self.emit("room_joined", room, username)
 
     async def leave_room(self, connection, request):
         room = request.string("roomName", max_length=MAX_NAME)
         username = connection.record.username
-        for other in self.sessions.all(username) or [connection]:
-            # the user left, from whichever of their sessions
-            other.session.known_rooms().discard(room)
+        # (from whichever of their sessions: none gets the room any more)
         await self.rooms.leave(room, username)
         connection.answer("leaveRoom", {"roomName": room}, request)
         self.emit("room_left", room, username)
@@ -411,8 +430,6 @@ class ChatHandlers:
         if not await self.mongo.create_room(room, owner, private):
             raise ProtocolError(409, f"room {room} exists already", "createRoom")
         await self.rooms.member_changed(room, owner, True)
-        for other in self.sessions.all(owner) or [connection]:
-            other.session.known_rooms().add(room)
         connection.answer("createRoom", {"roomName": room, "private": private, "owner": owner}, request)
         self.emit("room_joined", room, owner)
 

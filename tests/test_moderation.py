@@ -1,6 +1,6 @@
 """Rooms users create and moderate: the rules (chatnet.moderation) on their
 own, then the actions in-process on the real stores (the node of
-tests/test_handlers_inprocess.py: one node, the leader)."""
+tests/test_handlers_inprocess.py)."""
 import pytest
 import pytest_twisted
 
@@ -100,10 +100,6 @@ def test_mutes():
 
 @pytest.fixture
 def rooms(node):  # noqa: F811
-    """The node, its room router's stand-ins delivering through its own
-    local delivery."""
-    node.handlers.rooms.local = node.handlers.delivery
-    node.handlers.rooms.mongo = node.mongo
     return node
 
 

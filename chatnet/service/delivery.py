@@ -3,8 +3,6 @@ most once per session (a delivery retried after a failover reaches no
 session twice; every session of a user gets its copy)."""
 from collections import OrderedDict
 
-import orjson
-
 from chatnet.protocols import codec
 
 
@@ -90,22 +88,3 @@ class LocalDelivery:
         """C{connection} sent C{msg_id}: a delivery of it to its user's
         sessions skips this one."""
         self.recent.new_for(msg_id, [connection], False)
-
-    def room_notice(self, frame, usernames):
-        """Send C{frame} (the encoded C{roomNotice} frame, see
-        L{chatnet.moderation.notice}) to the local sessions of
-        C{usernames} and of the user it is about (kicked or banned, they
-        are no longer among the room's members), whose sessions learn of it
-        (L{chatnet.service.session.Session.room_notice}). Returns how many
-        sessions got it."""
-        data = orjson.loads(frame).get("data") or {}
-        about = data.get("username")
-        for connection in self.sessions.all(about):
-            connection.session.room_notice(data)
-        sent = 0
-        for username in {*usernames, about} - {None}:
-            for connection in self.sessions.all(username):
-                if connection.record is not None and not connection.closed:
-                    connection.sendMessage(frame)
-                    sent += 1
-        return sent

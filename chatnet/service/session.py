@@ -30,9 +30,12 @@ class SessionService:
     @param view: the L{chatnet.cluster.view.ClusterView} (this node's id).
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
     @param clock: an C{IReactorTime}.
+    @param feed: the L{chatnet.service.roomfeed.RoomFeed} (the rooms a
+        session gets).
     """
 
-    def __init__(self, sessions, directory, presence, view, emit, clock):
+    def __init__(self, sessions, directory, presence, view, emit, clock, feed):
+        self.feed = feed
         self.sessions = sessions
         self.directory = directory
         self.presence = presence
@@ -89,12 +92,14 @@ class Session:
     @ivar features: the protocol extensions the client asked for at login.
     @ivar held: the L{HeldDeliveries} once a resume held frames back.
     @ivar rooms: the ordinary rooms known to include the user (made on first
-        use by L{known_rooms}: most sessions never need it).
-    @ivar mutes: room -> the end (ms) of the user's mute there, for the
-        rooms of L{rooms} where they are muted (None: none).
+        use by L{known_rooms}).
+    @ivar marks: room -> the seq of the last message of the room sent to
+        this session (L{chatnet.service.roomfeed.RoomFeed}), while logged in.
+    @ivar mutes: room -> the end (ms) of the user's mute there (0: none), for
+        the rooms whose mute was read (None: none yet).
     """
 
-    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "mutes",
+    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "marks", "mutes",
                  "_request_done", "_gone")
 
     def __init__(self, service, connection):
@@ -105,16 +110,22 @@ class Session:
         self.features = frozenset()
         self.held = None
         self.rooms = None
+        self.marks = None
         self.mutes = None
         self._request_done = None  # after the close: fires when the request in hand is done
         self._gone = None
 
     def known_rooms(self):
-        """L{rooms}: filled by joinRoom and by the membership look-ups of
+        """L{rooms}: filled at login (L{chatnet.service.roomfeed.RoomFeed.session_started}),
+        by joinRoom and by the membership look-ups of
         L{chatnet.handlers.ChatHandlers}, emptied by leaveRoom."""
         if self.rooms is None:
             self.rooms = set()
         return self.rooms
+
+    def mute_known(self, room):
+        """Whether L{mutes} knows the user's mute in C{room} (or that there is none)."""
+        return self.mutes is not None and room in self.mutes
 
     def muted_until(self, room):
         """The end (ms) of the user's mute in C{room}, as last known (0: none)."""
@@ -122,11 +133,13 @@ class Session:
 
     def set_muted(self, room, until_ms):
         """The user is muted in C{room} until C{until_ms} (0: not muted)."""
-        if until_ms:
-            if self.mutes is None:
-                self.mutes = {}
-            self.mutes[room] = until_ms
-        elif self.mutes:
+        if self.mutes is None:
+            self.mutes = {}
+        self.mutes[room] = until_ms
+
+    def forget_mute(self, room):
+        """The user's mute in C{room} is no longer known (read it again)."""
+        if self.mutes:
             self.mutes.pop(room, None)
 
     def room_notice(self, data):
@@ -139,7 +152,7 @@ class Session:
         elif action in ("kick", "ban"):
             if self.rooms is not None:
                 self.rooms.discard(room)
-            self.set_muted(room, 0)
+            self.forget_mute(room)
 
     # -- login and logout ----------------------------------------------------
 
@@ -164,6 +177,7 @@ class Session:
             self.state = CONNECTED
         if record is not None:
             self.service.sessions.remove(record.username, self.connection)
+        self.service.feed.session_ended(self.connection)
 
     async def logout(self):
         """End the login, if this connection still holds it: announced,
@@ -172,6 +186,7 @@ class Session:
         if self.state is LOGGED_IN:
             self.state = CONNECTED
         service = self.service
+        service.feed.session_ended(self.connection)
         if record is None or not service.sessions.remove(record.username, self.connection):
             return
         service.presence.announce(record, False)

@@ -204,6 +204,9 @@ class ChatHandlers:
             await self.login_throttle.succeeded(username)
         elif not self.config.open_login:
             await self._login_failed(username, address, "this user has no password and open login is off")
+        elif user.get("tokenOnly"):
+            # made by a token login: open login must not let anyone in as them
+            await self._login_failed(username, address, "unknown user or wrong password")
         return user
 
     async def _token_user(self, username, token, address):

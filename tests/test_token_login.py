@@ -127,7 +127,10 @@ async def test_a_new_user_is_made_with_the_alliance_of_the_token(tokens):
     assert [f["action"] for f in frames] == ["login"], frames
     assert client.record.alliance == "red"
     user = await tokens.mongo.find_user("newcomer")
-    assert user["alliance"] == "red" and "passwordHash" not in user
+    assert user["alliance"] == "red" and "passwordHash" not in user and user["tokenOnly"] is True
+    # no login as them without a token, even where open login is on
+    tokens.handlers.config.open_login = True
+    assert error_code(await request(tokens.handlers, tokens.connect(), "login", username="newcomer")) == 401
     frames = await request(tokens.handlers, client, "chat", roomName="alliance:red", isGroup=True, message="hi")
     assert error_code(frames) is None, frames
     # a later token moves them to another alliance

@@ -307,11 +307,13 @@ class MongoStore:
     async def token_user(self, username, alliance):
         """The user record of C{username}, who logged in with a good token
         (L{chatnet.tokens}): made (without password) if there is none yet;
-        its C{alliance} set to C{alliance} unless that is None."""
+        its C{alliance} set to C{alliance} unless that is None. A user made
+        so has C{"tokenOnly": True}: no login without a token or a password
+        (not even with --open-login)."""
         assert isinstance(username, str) and (alliance is None or isinstance(alliance, str))
         user = await self.find_user(username)
         if user is None:
-            doc = {"username": username}
+            doc = {"username": username, "tokenOnly": True}
             if alliance is not None:
                 doc["alliance"] = alliance
             try:

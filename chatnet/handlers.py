@@ -44,9 +44,10 @@ def check_password(stored_hash, password):
 
 class ChatHandlers:
     """The client actions of one node: one short method per action of
-    docs/protocol.md, with the checks they share (over 300 lines because
-    there are ten actions; each reads on its own, and splitting them by
-    action would scatter the one table a reader looks for). Collaborators
+    docs/protocol.md, with the checks they share (some 600 lines because
+    there are sixteen actions; each reads on its own, the rules of room
+    moderation are in L{chatnet.moderation}, and splitting the actions
+    would scatter the one table a reader looks for). Collaborators
     (keyword arguments; a test gives only those its actions use):
 
     @param config: the L{chatnet.config.NodeConfig}.
@@ -437,20 +438,20 @@ class ChatHandlers:
         self.emit("room_joined", room, owner)
 
     async def invite(self, connection, request):
-        room, doc, target = await self._moderated(connection, request)
+        room, target = await self._moderated(connection, request)
         if not await self.mongo.user_exists(target):
             raise ProtocolError(404, f"user {target} does not exist", "invite")
         await self.mongo.invite(room, target)
         connection.answer("invite", {"roomName": room, "username": target}, request)
 
     async def kick(self, connection, request):
-        room, doc, target = await self._moderated(connection, request)
+        room, target = await self._moderated(connection, request)
         await self.mongo.kick(room, target)
         await self._removed(connection, room, target, "kick")
         connection.answer("kick", {"roomName": room, "username": target}, request)
 
     async def ban(self, connection, request):
-        room, doc, target = await self._moderated(connection, request)
+        room, target = await self._moderated(connection, request)
         if not await self.mongo.user_exists(target):
             raise ProtocolError(404, f"user {target} does not exist", "ban")
         was_member = await self.mongo.ban(room, target, now_ms(self.clock))
@@ -463,7 +464,7 @@ class ChatHandlers:
             raise ProtocolError(
                 400, f"field 'seconds' must be an integer from {moderation.MUTE_MIN_SECONDS} to "
                      f"{moderation.MUTE_MAX_SECONDS}", "mute")
-        room, doc, target = await self._moderated(connection, request)
+        room, target = await self._moderated(connection, request)
         now = now_ms(self.clock)
         until = now + seconds * 1000
         await self.mongo.mute(room, target, until, now)
@@ -488,14 +489,13 @@ class ChatHandlers:
         return doc
 
     async def _moderated(self, connection, request):
-        """The room, its document and the target user of an action of
-        the owner or an admin on another user, once allowed
-        (L{moderation.check_act})."""
+        """The room and the target user of an action of the owner or an
+        admin on another user, once allowed (L{moderation.check_act})."""
         room = request.string("roomName", max_length=MAX_NAME)
         target = request.string("username", max_length=MAX_NAME)
         doc = await self._room_doc(room, request.action)
         moderation.check_act(doc, connection.record.username, target, request.action)
-        return room, doc, target
+        return room, target
 
     async def _removed(self, connection, room, target, action, was_member=True):
         """C{target} was kicked or banned from C{room} (MongoDB says so
@@ -504,7 +504,7 @@ class ChatHandlers:
         await self._notice(connection, room, action, target)
         if was_member:
             await self.rooms.member_changed(room, target, False)
-        self.emit("room_left", room, target)
+            self.emit("room_left", room, target)
 
     async def _notice(self, connection, room, action, target, until=None):
         frame = codec.encode(

@@ -224,7 +224,7 @@ async def test_kick_ban_mute_and_roles(rooms):
 
 @pytest_twisted.ensureDeferred
 async def test_a_user_name_with_a_dot_can_be_muted(rooms):
-    await rooms.mongo.token_user("a.b", None)
+    await rooms.mongo.db.users.insert_one({"username": "a.b"})
     owner = await logged_in(rooms, "user1")
     await ask(rooms, owner, "createRoom", roomName="club")
     dotted = rooms.connect()

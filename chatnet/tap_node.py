@@ -134,8 +134,11 @@ def check_token_options(options):
         options["jwt-secret"] = os.environ.get("CHATNET_JWT_SECRET", "")
     if not (options["jwt-secret"] or options["jwt-public-key"]):
         return
-    # PyJWT is imported by nodes that take tokens only
-    from chatnet import tokens
+    try:
+        # PyJWT is imported by nodes that take tokens only
+        from chatnet import tokens
+    except ImportError as e:
+        raise usage.UsageError(f"token login needs PyJWT ({e}): pip install pyjwt")
 
     for name, check in (("jwt-secret", tokens.check_secret), ("jwt-public-key", tokens.load_public_key)):
         if options[name]:

@@ -2,6 +2,8 @@
 /mute, /role, and the room notices (widget level, as tests/test_urwid_client.py)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chatnet.client.commands import MUTE_MAX, Command, UsageError, notice_text, parse_command, parse_duration
@@ -106,3 +108,15 @@ def test_completion_of_room_commands():
     assert input_text(app) == "/kick club "
     type_keys(app, list("b") + ["tab"])
     assert input_text(app) == "/kick club bob "
+
+
+def test_rooms_lists_private_ones_as_such():
+    app, net, clock, t, attempt = connected_app()
+    join(app, t, attempt, "club")
+    type_line(app, "/rooms")
+    req = t.last("listRooms")
+    attempt.message(frame("listRooms", {"rooms": [{"roomName": "club", "members": 2, "private": True},
+                                                  {"roomName": "open", "members": 1}]}, req["id"]))
+    text = screen(app)
+    assert re.search(r"#club\s+2 members\s+\(private, joined, current\)", text), text
+    assert re.search(r"#open\s+1 member\s*$", text, re.M), text

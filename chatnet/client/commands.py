@@ -291,12 +291,14 @@ def format_rooms(rooms: Any, joined: list[str], current: str | None) -> list[str
         return ["your rooms: " + " ".join(f"[#{r}]" if r == current else f"#{r}" for r in joined)]
     entries = room_entries(rooms)
     if not entries:
-        return ["no rooms yet: /join <room> creates one"]
+        return ["no rooms yet: /create <room> makes one"]
+    private = {r["roomName"] for r in rooms if isinstance(r, dict) and r.get("private") is True}
     lines = [f"rooms ({len(entries)}):"]
     width = max(len(name) for name, _ in entries) + 1
     for name, members in sorted(entries, key=lambda e: e[0].lower()):
         count = f"{members} member{'s' if members != 1 else ''}" if isinstance(members, int) else ""
-        tags = ", ".join(t for t, on in (("joined", name in joined), ("current", name == current)) if on)
+        tags = ", ".join(t for t, on in (("private", name in private), ("joined", name in joined),
+                                         ("current", name == current)) if on)
         lines.append(f"  {'#' + name:<{width}}  {count}{'  (' + tags + ')' if tags else ''}".rstrip())
     return lines
 

@@ -509,7 +509,7 @@
     }
     renderSidebar();
     if (S.current) renderHeader();
-    if (entry && entry.conv) note(lines.length ? [`rooms (${lines.length}):`, ...lines.sort()] : ["no rooms yet: /join <room> creates one"], "answer", entry.conv);
+    if (entry && entry.conv) note(lines.length ? [`rooms (${lines.length}):`, ...lines.sort()] : ["no rooms yet: /create <room> makes one"], "answer", entry.conv);
   }
 
   function onUserInfo(d, re) {

@@ -205,8 +205,13 @@ async def test_kick_ban_mute_and_roles(rooms):
     assert (await ask(rooms, other, "joinRoom", roomName="club"))[-1]["action"] == "joinRoom"
 
     # a ban: they are out and cannot come back; an admin cannot ban an admin, the owner can
+    other.take()
     await ask(rooms, admin, "ban", roomName="club", username="user4")
-    assert notices(owner)[-1]["action"] == "ban"
+    assert notices(owner)[-1]["action"] == "ban" and notices(other)[-1]["action"] == "ban"
+    assert "club" not in other.session.known_rooms()
+    await ask(rooms, owner, "chat", roomName="club", isGroup=True, message="after the ban")
+    await run_until(None, lambda: "after the ban" in [c["message"] for c in member.chats()], "the room message")
+    assert [c["message"] for c in other.chats()] == []
     assert error_code(await ask(rooms, other, "joinRoom", roomName="club")) == 403
     assert error_code(await ask(rooms, admin, "ban", roomName="club", username="nobody")) == 404
     await ask(rooms, owner, "setRole", roomName="club", username="user3", role="admin")

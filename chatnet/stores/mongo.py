@@ -362,22 +362,20 @@ class MongoStore:
 
     async def kick(self, room, username):
         """Remove C{username} from the members (and the invited: a private
-        room needs a new invitation); whether they were a member."""
-        result = await self._run("kick", self.db.rooms.update_one(
+        room needs a new invitation)."""
+        await self._run("kick", self.db.rooms.update_one(
             {"roomName": room}, {"$pull": {"members": username, "invited": username}}))
-        return result.modified_count > 0
 
     async def ban(self, room, username, now_ms):
         """Ban C{username}: no longer a member, admin or invited, unmuted
         (a ban is more); whether they were a member."""
-        doc = await self._run("ban", self.db.rooms.find_one({"roomName": room}, {"members": 1}))
-        was_member = doc is not None and username in (doc.get("members") or ())
-        await self._run("ban", self.db.rooms.update_one(
+        before = await self._run("ban", self.db.rooms.find_one_and_update(
             {"roomName": room},
             {"$addToSet": {"banned": username},
-             "$pull": {"members": username, "invited": username, "admins": username}}))
+             "$pull": {"members": username, "invited": username, "admins": username}},
+            projection={"members": 1}))
         await self._set_mute(room, username, None, now_ms)
-        return was_member
+        return before is not None and username in (before.get("members") or ())
 
     async def mute(self, room, username, until_ms, now_ms):
         await self._set_mute(room, username, until_ms, now_ms)

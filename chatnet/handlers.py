@@ -9,6 +9,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from chatnet import moderation
 from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_online, unknown_room
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
@@ -25,6 +26,8 @@ INTERNAL_ACTIONS = frozenset(
     {"leaderConnect", "syncServers", "serverList", "registerServer", "heartbeat", "deliver", "relay"}
 )
 MAX_NAME = 128
+# the longest login token (chatnet.tokens) looked at
+MAX_TOKEN_CHARS = 8192
 # names (rooms and conversations together) one resume may ask about
 RESUME_NAMES = 100
 RESUME_WAIT = 3.0
@@ -41,9 +44,10 @@ def check_password(stored_hash, password):
 
 class ChatHandlers:
     """The client actions of one node: one short method per action of
-    docs/protocol.md, with the checks they share (over 300 lines because
-    there are ten actions; each reads on its own, and splitting them by
-    action would scatter the one table a reader looks for). Collaborators
+    docs/protocol.md, with the checks they share (some 600 lines because
+    there are sixteen actions; each reads on its own, the rules of room
+    moderation are in L{chatnet.moderation}, and splitting the actions
+    would scatter the one table a reader looks for). Collaborators
     (keyword arguments; a test gives only those its actions use):
 
     @param config: the L{chatnet.config.NodeConfig}.
@@ -65,12 +69,15 @@ class ChatHandlers:
     @param feed: the L{chatnet.service.roomfeed.RoomFeed} (the rooms a
         session gets).
     @param delivery: the L{chatnet.service.delivery.LocalDelivery}.
+    @param tokens: the L{chatnet.tokens.TokenVerifier} of token logins, or
+        None (the node takes no tokens).
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
     """
 
     def __init__(self, *, config, clock, view=None, redis=None, mongo=None, offline=None, history=None,
                  popular=None, profanity=None, acceptor=None, message_log=None, directory=None, sessions=None,
-                 presence=None, router=None, rooms=None, feed=None, delivery=None, emit=lambda event, *args: None):
+                 presence=None, router=None, rooms=None, feed=None, delivery=None, tokens=None,
+                 emit=lambda event, *args: None):
         self.config = config
         self.clock = clock
         self.view = view
@@ -88,6 +95,7 @@ class ChatHandlers:
         self.rooms = rooms
         self.feed = feed
         self.delivery = delivery
+        self.tokens = tokens
         self.emit = emit
         self.posting = Posting(config=config, profanity=profanity, acceptor=acceptor, message_log=message_log,
                                offline=offline, directory=directory, router=router, rooms=rooms, emit=emit)
@@ -101,6 +109,12 @@ class ChatHandlers:
             "userInfo": self.user_info,
             "popular": self.popular,
             "resume": self.resume,
+            "createRoom": self.create_room,
+            "invite": self.invite,
+            "kick": self.kick,
+            "ban": self.ban,
+            "mute": self.mute,
+            "setRole": self.set_role,
         }
 
     async def handle(self, connection, request):
@@ -124,6 +138,7 @@ class ChatHandlers:
     async def login(self, connection, request):
         username = request.string("username", max_length=MAX_NAME)
         password = request.string("password", required=False)
+        token = request.string("token", required=False, max_length=MAX_TOKEN_CHARS)
         wanted = request.string_list("features")
         if connection.record is not None:
             if connection.record.username == username:
@@ -132,17 +147,10 @@ class ChatHandlers:
             raise ProtocolError(400, "already logged in; open another connection for another user", "login")
         address = _peer_address(connection)
         await self.login_throttle.check(username, address)
-        user = await self.mongo.find_user(username)
-        if user is None:
-            await self._login_failed(username, address, "unknown user or wrong password")
-        stored = user.get("passwordHash")
-        if stored:
-            if password is None or not await threads.deferToThread(check_password, stored, password):
-                await self._login_failed(username, address, "unknown user or wrong password")
-        elif not self.config.open_login:
-            await self._login_failed(username, address, "this user has no password and open login is off")
-        if stored:
-            await self.login_throttle.succeeded(username)
+        if token is not None:
+            user = await self._token_user(username, token, address)
+        else:
+            user = await self._password_user(username, password, address)
         alliance = user.get("alliance") if isinstance(user.get("alliance"), str) else ""
         if connection.closed:
             return
@@ -185,6 +193,36 @@ class ChatHandlers:
         self.emit("user_online", username, self.view.node_id)
         log.info("{user} logged in on {node}", user=username, node=self.view.node_id)
         await self._deliver_queued(connection, username)
+
+    async def _password_user(self, username, password, address):
+        """The user record of a login by password (or without one, with
+        C{--open-login}); a failed login otherwise."""
+        user = await self.mongo.find_user(username)
+        if user is None:
+            await self._login_failed(username, address, "unknown user or wrong password")
+        stored = user.get("passwordHash")
+        if stored:
+            if password is None or not await threads.deferToThread(check_password, stored, password):
+                await self._login_failed(username, address, "unknown user or wrong password")
+            await self.login_throttle.succeeded(username)
+        elif not self.config.open_login:
+            await self._login_failed(username, address, "this user has no password and open login is off")
+        elif user.get("tokenOnly"):
+            # made by a token login: open login must not let anyone in as them
+            await self._login_failed(username, address, "unknown user or wrong password")
+        return user
+
+    async def _token_user(self, username, token, address):
+        """The user record of a login by token (L{chatnet.tokens}): made on
+        the first login, its alliance that of the token's C{alliance} claim
+        if it has one; a failed login if the token is not good for
+        C{username} (never saying why)."""
+        claims = self.tokens.verify(token, username) if self.tokens is not None else None
+        if claims is None:
+            await self._login_failed(username, address, "unknown user or wrong password")
+        user = await self.mongo.token_user(username, claims.alliance)
+        await self.login_throttle.succeeded(username)
+        return user
 
     async def _login_failed(self, username, address, why):
         """Count the failed login (L{LoginThrottle}), then refuse it (401)."""
@@ -272,12 +310,15 @@ class ChatHandlers:
         """Refuse C{action} unless the connection's user is a member of every
         room of C{rooms}: 404 for a room that does not exist for them (an
         unknown room, another alliance's, C{alliance:} without one), 403 for
-        one they have not joined. Costs no store call for automatic rooms and
-        for rooms already known to include the user (the session's
-        L{known_rooms<chatnet.service.session.Session.known_rooms>}); one MongoDB
-        look-up for the others."""
+        one they have not joined; for a C{chat}, 403 also for a room they are
+        muted in. Costs no store call for automatic rooms and for rooms
+        already known to include the user (the session's
+        L{known_rooms<chatnet.service.session.Session.known_rooms>}) whose
+        mute is known (L{Session.mutes<chatnet.service.session.Session>});
+        one MongoDB look-up for the others, one more for their mutes."""
         record = connection.record
-        joined = connection.session.known_rooms()
+        session = connection.session
+        joined = session.known_rooms()
         unknown = []
         for room in rooms:
             if room == WORLD or room in joined:
@@ -287,16 +328,31 @@ class ChatHandlers:
                     raise unknown_room(room, action)
                 continue
             unknown.append(room)
-        if not unknown:
-            return
-        member, existing = await self.mongo.membership(record.username, unknown)
-        joined.update(member)
-        for room in unknown:
-            if room not in existing:
-                raise unknown_room(room, action)
-        for room in unknown:
-            if room not in member:
-                raise not_member(room, action)
+        if unknown:
+            member, existing = await self.mongo.membership(record.username, unknown)
+            joined.update(member)
+            for room in unknown:
+                if room not in existing:
+                    raise unknown_room(room, action)
+            for room in unknown:
+                if room not in member:
+                    raise not_member(room, action)
+        if action == "chat":
+            await self._check_mutes(session, record.username, [r for r in rooms if not is_automatic(r)])
+
+    async def _check_mutes(self, session, username, rooms):
+        """Refuse (403) a post to C{rooms} (ordinary rooms the user is a
+        member of) if they are muted in one: read from MongoDB the first
+        time, then kept by the session (and updated by the room notices,
+        L{chatnet.service.session.Session.room_notice})."""
+        unknown = [room for room in rooms if not session.mute_known(room)]
+        if unknown:
+            found = await self.mongo.mutes(username, unknown)
+            for room in unknown:
+                session.set_muted(room, found.get(room, 0))
+        now = now_ms(self.clock)
+        for room in rooms:
+            moderation.check_post(room, session.muted_until(room), now)
 
     # -- rooms -----------------------------------------------------------------
 
@@ -305,6 +361,12 @@ class ChatHandlers:
         username = connection.record.username
         if is_automatic(room) and room not in automatic_rooms(connection.record.alliance):
             raise unknown_room(room, "joinRoom")
+        doc = None
+        if not is_automatic(room):
+            doc = await self.mongo.room(room)
+            if doc is None:
+                raise unknown_room(room, "joinRoom")
+            moderation.check_join(doc, username)
         session = connection.session
         holding = session.holding
         if not holding:
@@ -312,6 +374,8 @@ class ChatHandlers:
             session.hold(at_most=RESUME_WAIT)
         try:
             members = await self.rooms.join(room, username)
+            if doc is not None:
+                session.set_muted(room, moderation.muted_until(doc, username))
             history = await self.history.recent(room_channel(room))
             for data in history:
                 session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
@@ -330,8 +394,104 @@ class ChatHandlers:
         self.emit("room_left", room, username)
 
     async def list_rooms(self, connection, request):
-        rooms = await self.rooms.list_rooms()
+        """C{world}, the public rooms and the private ones the user belongs
+        to or is invited to."""
+        username = connection.record.username
+        rooms = [{"roomName": WORLD, "members": len(self.directory.online())}]
+        for doc in sorted(await self.mongo.room_list(), key=lambda d: d["roomName"]):
+            if moderation.visible(doc, username):
+                entry = {"roomName": doc["roomName"], "members": len(doc.get("members") or ())}
+                if doc.get("private"):
+                    entry["private"] = True
+                rooms.append(entry)
         connection.answer("listRooms", {"rooms": rooms}, request)
+
+    # -- rooms users create and moderate (chatnet.moderation) -------------------
+
+    async def create_room(self, connection, request):
+        room = request.string("roomName", max_length=MAX_NAME)
+        private = request.boolean("private", default=False)
+        moderation.check_room_name(room)
+        owner = connection.record.username
+        if not await self.mongo.create_room(room, owner, private):
+            raise ProtocolError(409, f"room {room} exists already", "createRoom")
+        await self.rooms.member_changed(room, owner, True)
+        connection.answer("createRoom", {"roomName": room, "private": private, "owner": owner}, request)
+        self.emit("room_joined", room, owner)
+
+    async def invite(self, connection, request):
+        room, target = await self._moderated(connection, request)
+        if not await self.mongo.user_exists(target):
+            raise ProtocolError(404, f"user {target} does not exist", "invite")
+        await self.mongo.invite(room, target)
+        connection.answer("invite", {"roomName": room, "username": target}, request)
+
+    async def kick(self, connection, request):
+        room, target = await self._moderated(connection, request)
+        await self.mongo.kick(room, target)
+        await self._removed(connection, room, target, "kick")
+        connection.answer("kick", {"roomName": room, "username": target}, request)
+
+    async def ban(self, connection, request):
+        room, target = await self._moderated(connection, request)
+        if not await self.mongo.user_exists(target):
+            raise ProtocolError(404, f"user {target} does not exist", "ban")
+        was_member = await self.mongo.ban(room, target, now_ms(self.clock))
+        await self._removed(connection, room, target, "ban", was_member)
+        connection.answer("ban", {"roomName": room, "username": target}, request)
+
+    async def mute(self, connection, request):
+        seconds = request.integer("seconds", minimum=moderation.MUTE_MIN_SECONDS)
+        if seconds is None or seconds > moderation.MUTE_MAX_SECONDS:
+            raise ProtocolError(
+                400, f"field 'seconds' must be an integer from {moderation.MUTE_MIN_SECONDS} to "
+                     f"{moderation.MUTE_MAX_SECONDS}", "mute")
+        room, target = await self._moderated(connection, request)
+        now = now_ms(self.clock)
+        until = now + seconds * 1000
+        await self.mongo.mute(room, target, until, now)
+        await self._notice(connection, room, "mute", target, until)
+        connection.answer("mute", {"roomName": room, "username": target, "until": until}, request)
+
+    async def set_role(self, connection, request):
+        room = request.string("roomName", max_length=MAX_NAME)
+        target = request.string("username", max_length=MAX_NAME)
+        new_role = request.string("role", max_length=16)
+        doc = await self._room_doc(room, "setRole")
+        moderation.check_set_role(doc, connection.record.username, target, new_role)
+        await self.mongo.set_admin(room, target, new_role == "admin")
+        connection.answer("setRole", {"roomName": room, "username": target, "role": new_role}, request)
+
+    async def _room_doc(self, room, action):
+        """The document of C{room}, a room users made or seeded: 404 if
+        there is none (an automatic room has none either)."""
+        doc = None if is_automatic(room) or not room else await self.mongo.room(room)
+        if doc is None:
+            raise unknown_room(room, action)
+        return doc
+
+    async def _moderated(self, connection, request):
+        """The room and the target user of an action of the owner or an
+        admin on another user, once allowed (L{moderation.check_act})."""
+        room = request.string("roomName", max_length=MAX_NAME)
+        target = request.string("username", max_length=MAX_NAME)
+        doc = await self._room_doc(room, request.action)
+        moderation.check_act(doc, connection.record.username, target, request.action)
+        return room, target
+
+    async def _removed(self, connection, room, target, action, was_member=True):
+        """C{target} was kicked or banned from C{room} (MongoDB says so
+        already): the members and they are told, then their sessions stop
+        getting the room (the notice goes first, so that it reaches them)."""
+        await self._notice(connection, room, action, target)
+        if was_member:
+            await self.rooms.member_changed(room, target, False)
+            self.emit("room_left", room, target)
+
+    async def _notice(self, connection, room, action, target, until=None):
+        frame = codec.encode(
+            "roomNotice", moderation.notice(room, action, target, connection.record.username, until))
+        await self.rooms.notice(room, frame)
 
     # -- information -------------------------------------------------------------
 

@@ -221,7 +221,8 @@ class ChatNode(MultiService):
             config=config, clock=clock, view=view, redis=self.redis, mongo=self.mongo, offline=self.offline,
             history=self.history, popular=self.popular, profanity=self.profanity, acceptor=acceptor,
             message_log=self.message_log, directory=self.directory, sessions=self.sessions,
-            presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery, emit=self.emit,
+            presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery,
+            tokens=self._token_verifier(), emit=self.emit,
         )
         self.factory.serve(handlers, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
@@ -229,6 +230,16 @@ class ChatNode(MultiService):
         api = ServerApi(config=config, clock=clock, view=view, mongo=self.mongo, directory=self.directory,
                         sessions=self.sessions, posting=handlers.posting, rooms=rooms, peers=self.peers)
         return responder, ApiResponder(api)
+
+    def _token_verifier(self):
+        """The L{chatnet.tokens.TokenVerifier} of --jwt-secret and
+        --jwt-public-key, or None without them (PyJWT is imported by nodes
+        that take tokens only)."""
+        if not (self.config.jwt_secret or self.config.jwt_public_key):
+            return None
+        from chatnet.tokens import TokenVerifier
+
+        return TokenVerifier.from_config(self.config, self.reactor)
 
     async def _ensure_indexes(self):
         while not self._stopping:

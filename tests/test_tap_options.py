@@ -88,3 +88,28 @@ def test_gateway_empty_key_file_is_a_usage_error(tmp_path):
     keys.write_text("\n# none\n")
     with pytest.raises(usage.UsageError):
         parse_gateway("--api-key-file", str(keys), *API)
+
+
+def test_token_options(tmp_path, monkeypatch):
+    pytest.importorskip("jwt")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from twisted.internet.task import Clock
+
+    from chatnet.tokens import TokenVerifier
+
+    monkeypatch.delenv("CHATNET_JWT_SECRET", raising=False)
+    secret = "s" * 32
+    path = tmp_path / "key.pem"
+    path.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    config = parse("--jwt-secret", secret, "--jwt-public-key", str(path)).config()
+    assert config.jwt_secret == secret and config.jwt_public_key == str(path)
+    assert set(TokenVerifier.from_config(config, Clock()).keys) == {"HS256", "ES256"}
+    assert TokenVerifier.from_config(parse().config(), Clock()) is None
+    monkeypatch.setenv("CHATNET_JWT_SECRET", secret)
+    assert parse().config().jwt_secret == secret
+    monkeypatch.delenv("CHATNET_JWT_SECRET")
+    for args in (["--jwt-secret", "short"], ["--jwt-public-key", str(tmp_path / "missing.pem")]):
+        with pytest.raises(usage.UsageError):
+            parse(*args)

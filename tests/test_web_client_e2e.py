@@ -461,3 +461,28 @@ def test_a_browser_user_and_the_terminal_client_chat(web, cluster, tmp_path):
         erin.shot("07-browser-and-terminal-client")
     finally:
         term.close()
+
+
+def test_a_browser_user_creates_a_private_room_and_moderates_it(web, peers):
+    owner = web("user15")
+    owner.type("/create webclub private")
+    expect(owner.log).to_contain_text("created #webclub (private")
+    expect(owner.page.get_by_role("heading", name=re.compile("webclub"))).to_be_visible()
+    guest = peers(owner.node, "user16")
+    refused = guest.request("joinRoom", {"roomName": "webclub"})
+    assert refused["action"] == "error" and refused["data"]["code"] == 403, refused
+    owner.type("/invite webclub user16")
+    expect(owner.log).to_contain_text("user16 invited to #webclub")
+    assert guest.request("joinRoom", {"roomName": "webclub"})["action"] == "joinRoom"
+    owner.type("/mute webclub user16 10m")
+    expect(owner.log).to_contain_text("user16 was muted in #webclub by user15")
+    notice = guest.expect(action="roomNotice")["data"]
+    assert (notice["action"], notice["username"], notice["by"]) == ("mute", "user16", "user15")
+    muted = guest.request("chat", {"roomName": "webclub", "isGroup": True, "message": "can I talk"})
+    assert muted["action"] == "error" and muted["data"]["code"] == 403, muted
+    owner.type("/kick webclub user16")
+    expect(owner.log).to_contain_text("user16 was kicked out of #webclub by user15")
+    assert guest.expect(action="roomNotice")["data"]["action"] == "kick"
+    owner.type("/role webclub user15 admin")
+    expect(owner.log).to_contain_text("the owner's role cannot change (403)")
+    owner.shot("moderation")

@@ -26,7 +26,7 @@ from chatnet.client.transport import Attempt, Link, LinkOwner, describe_exceptio
 from chatnet.protocols.constants import DISCONNECTED, FEATURES, GOING_AWAY, REPLACED, is_automatic
 
 #: answers handed to the listener as they are
-_ANSWERS = ("userInfo", "popular", "listRooms")
+_ANSWERS = ("userInfo", "popular", "listRooms", "createRoom", "invite", "kick", "ban", "mute", "setRole")
 
 
 class ChatConnection(LinkOwner):
@@ -235,6 +235,8 @@ class ChatConnection(LinkOwner):
                 self.membership.join_answered(data, re_id)
             elif action == "leaveRoom":
                 self.membership.leave_answered(data, re_id)
+            elif action == "roomNotice":
+                self.membership.noticed(data, self.username)
             elif action in _ANSWERS:
                 self.listener.request_answered(action, data, self.requests.take(action, re_id))
         except Exception as exc:  # never let a strange frame kill the client

@@ -9,6 +9,7 @@ from argon2 import PasswordHasher
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from chatnet import moderation
 from chatnet.cluster.peers import PeerUnavailable
 from chatnet.errors import ProtocolError, StoreUnavailable
 from chatnet.messages import now_ms
@@ -205,12 +206,10 @@ class ServerApi:
 
     async def create_room(self, room, private=False, owner=None):
         self._ordinary(room)
+        moderation.check_room_name(room)
         if owner and not await self.mongo.user_exists(owner):
             raise not_found(f"user {owner}")
-        doc = {"roomName": room, "members": [owner] if owner else [], "private": bool(private)}
-        if owner:
-            doc["owner"] = owner
-        if not await self.mongo.create_room(doc):
+        if not await self.mongo.create_room(room, owner or None, bool(private)):
             raise ProtocolError(409, f"room {room} exists already")
         if owner:
             await self.rooms.member_changed(room, owner, True)

@@ -264,11 +264,18 @@ class RoomFeed:
         self._drain(room)
 
     def notice(self, name, payload):
-        """Send a frame (C{payload}, encoded) to this node's members of C{name}."""
+        """Send a frame (C{payload}, encoded) to this node's members of C{name}.
+        A C{roomNotice} also reaches the sessions of the user it is about
+        (L{chatnet.service.session.Session.room_notice}: a mute is kept)."""
         room = self.rooms.get(name)
-        for connection in list(room.members) if room is not None else ():
-            if connection.record is not None:
-                connection.sendMessage(payload)
+        members = [c for c in (room.members if room is not None else ()) if c.record is not None]
+        if b'"action":"roomNotice"' in payload:
+            data = orjson.loads(payload).get("data") or {}
+            for connection in members:
+                if connection.record.username == data.get("username"):
+                    connection.session.room_notice(data)
+        for connection in members:
+            connection.sendMessage(payload)
 
     def _send(self, room, seq, msg_id, data):
         targets = []

@@ -177,7 +177,11 @@ class ChatHandlers:
         self.presence.announce(record, True)
         if not connection.closed:
             # its rooms' messages from now on
-            await self.feed.session_started(connection)
+            try:
+                await self.feed.session_started(connection)
+            except StoreUnavailable:
+                await session.logout()
+                raise
         if connection.closed or connection.record is not record:
             # the client left while we were logging it in (or a newer login took over)
             await session.logout()

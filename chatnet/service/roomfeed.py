@@ -126,14 +126,14 @@ class RoomFeed:
     async def session_started(self, connection):
         """C{connection} logged in: it gets its rooms' messages from now on
         (its automatic rooms and the rooms MongoDB has it in; the rooms are
-        also the session's L{known_rooms<chatnet.service.session.Session.known_rooms>})."""
+        also the session's L{known_rooms<chatnet.service.session.Session.known_rooms>}).
+
+        @raise StoreUnavailable: MongoDB or Redis did not answer (the login
+            is undone: a session that does not get its rooms would miss
+            messages without knowing it)."""
         record = connection.record
         rooms = set(automatic_rooms(record.alliance))
-        try:
-            ordinary = set(await self.mongo.rooms_of([record.username]))
-        except StoreUnavailable:
-            log.warn("rooms of {user} unknown (mongodb unavailable): automatic rooms only", user=record.username)
-            ordinary = set()
+        ordinary = set(await self.mongo.rooms_of([record.username]))
         connection.session.known_rooms().update(ordinary)
         await self.add(rooms | ordinary, [connection])
 

@@ -9,6 +9,10 @@ is also always in seq order. The history entry needs the seq inside its JSON:
 the caller sends the frame data without it (``...,"seq":``) and the script
 appends the number and the closing brace.
 
+For a room message the script also answers the room's node set
+(:mod:`chatnet.service.roomfeed`): the nodes to send it to, read in the same
+step as the seq, so a node that added itself before gets every later seq.
+
 The script also notes, per accepting node, which channels it accepted into
 and when (``chatnet:accepted:<nodeId>``, :mod:`chatnet.rescue`), so that the
 leader can store again what a node acked and may not have written to
@@ -28,14 +32,16 @@ import orjson
 from chatnet.errors import StoreUnavailable
 from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua
 from chatnet.rescue import ACCEPTING, WINDOW, accepted_key
-from chatnet.stores.redis import SEQ_TRUSTED, history_key, seq_key
+from chatnet.stores.redis import SEQ_TRUSTED, history_key, room_nodes_key, seq_key
 
 # KEYS: seq, history, ranking, buckets, bucket of this second, accepted
-#       channels of this node, accepting nodes, trusted counters
+#       channels of this node, accepting nodes, trusted counters, the room's
+#       node set (a room's message; absent for a direct one)
 # ARGV: frame data up to the seq, history length, history expiry (s, 0: none),
 #       this second, channel, trim: drop the accepted channels this many
 #       seconds old or older (0: not now), accepted expiry (s), node id,
 #       words...
+# Answers {seq, the room's nodes...}, or -1.
 ACCEPT = (
     """
 if redis.call('SISMEMBER', KEYS[8], ARGV[5]) == 0 or redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -51,7 +57,12 @@ if tonumber(ARGV[6]) > 0 then
 end
 """
     + count_words_lua(ranking=3, buckets=4, bucket=5, second=4, first_word=9)
-    + "return seq\n"
+    + """
+if #KEYS < 9 then return {seq} end
+local nodes = redis.call('SMEMBERS', KEYS[9])
+table.insert(nodes, 1, seq)
+return nodes
+"""
 )
 
 
@@ -77,6 +88,7 @@ class Acceptor:
     async def accept(self, message, words):
         """Give C{message} its seq (set on it), append it to its channel's
         history and count C{words}; returns the chat frame data (JSON bytes).
+        A room message also gets the room's node set (C{message.nodes}).
 
         @raise StoreUnavailable: Redis did not answer; nothing was accepted.
         """
@@ -92,19 +104,22 @@ class Acceptor:
             ACCEPTING,
             SEQ_TRUSTED,
         ]
+        if message.roomName:
+            keys.append(room_nodes_key(message.roomName))
         trim = 0
         if sec != self._trimmed:
             self._trimmed = sec
             trim = self.window + 1
         args = [head, self.history.keep, self.history.ttl(message.channel), sec,
                 message.channel, trim, self.window * 2 + 2, self.node_id, *words]
-        seq = int(await self.redis.eval(ACCEPT, keys, args))
+        answer = await self.redis.eval(ACCEPT, keys, args)
         tries = 0
-        while seq == -1:
+        while answer == -1:
             tries += 1
             if tries > 3:
                 raise StoreUnavailable("redis")
             await self.sequences.restore(message.channel)
-            seq = int(await self.redis.eval(ACCEPT, keys, args))
-        message.seq = seq
+            answer = await self.redis.eval(ACCEPT, keys, args)
+        seq = message.seq = int(answer[0])
+        message.nodes = answer[1:]
         return head + b"%d}" % seq

@@ -63,13 +63,15 @@ class ChatHandlers:
     @param presence: the L{chatnet.cluster.presence.Presence} (announces).
     @param router: the L{chatnet.cluster.router.Router} (direct messages).
     @param rooms: the L{chatnet.cluster.router.RoomRouter}.
+    @param feed: the L{chatnet.service.roomfeed.RoomFeed} (the rooms a
+        session gets).
     @param delivery: the L{chatnet.service.delivery.LocalDelivery}.
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
     """
 
     def __init__(self, *, config, clock, view=None, redis=None, mongo=None, offline=None, history=None,
                  popular=None, profanity=None, acceptor=None, message_log=None, directory=None, sessions=None,
-                 presence=None, router=None, rooms=None, delivery=None, emit=lambda event, *args: None):
+                 presence=None, router=None, rooms=None, feed=None, delivery=None, emit=lambda event, *args: None):
         self.config = config
         self.clock = clock
         self.view = view
@@ -85,6 +87,7 @@ class ChatHandlers:
         self.presence = presence
         self.router = router
         self.rooms = rooms
+        self.feed = feed
         self.delivery = delivery
         self.emit = emit
         self.login_throttle = LoginThrottle(redis, clock)
@@ -163,8 +166,11 @@ class ChatHandlers:
             connection.replaced()
             return
         self.presence.announce(record, True)
-        if connection.closed:
-            # the client left while we were logging it in
+        if not connection.closed:
+            # its rooms' messages from now on
+            await self.feed.session_started(connection)
+        if connection.closed or connection.record is not record:
+            # the client left while we were logging it in (or a newer login took over)
             await session.logout()
             return
         data = self._login_data(record)
@@ -318,21 +324,26 @@ class ChatHandlers:
         username = connection.record.username
         if is_automatic(room) and room not in automatic_rooms(connection.record.alliance):
             raise unknown_room(room, "joinRoom")
-        members = await self.rooms.join(room, username)
-        if not is_automatic(room):
-            connection.session.known_rooms().add(room)
-        history = await self.history.recent(room_channel(room))
-        for data in history:
-            connection.sendMessage(codec.chat_frame(orjson.dumps(data)))
-        connection.answer("joinRoom", {"roomName": room, "members": members}, request)
+        session = connection.session
+        holding = session.holding
+        if not holding:
+            # live messages of the room wait for its history
+            session.hold(at_most=RESUME_WAIT)
+        try:
+            members = await self.rooms.join(room, username)
+            history = await self.history.recent(room_channel(room))
+            for data in history:
+                session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
+            connection.answer("joinRoom", {"roomName": room, "members": members}, request)
+        finally:
+            if not holding:
+                session.release()
         self.emit("room_joined", room, username)
 
     async def leave_room(self, connection, request):
         room = request.string("roomName", max_length=MAX_NAME)
         username = connection.record.username
-        for other in self.sessions.all(username) or [connection]:
-            # the user left, from whichever of their sessions
-            other.session.known_rooms().discard(room)
+        # (from whichever of their sessions: none gets the room any more)
         await self.rooms.leave(room, username)
         connection.answer("leaveRoom", {"roomName": room}, request)
         self.emit("room_left", room, username)

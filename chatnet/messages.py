@@ -30,7 +30,7 @@ def now_ms(clock=None):
 class ChatMessage:
     """One accepted message, as routed between nodes and stored."""
 
-    __slots__ = ("msgId", "sender", "to", "roomName", "message", "ts", "format", "seq", "channel")
+    __slots__ = ("msgId", "sender", "to", "roomName", "message", "ts", "format", "seq", "channel", "nodes")
 
     def __init__(self, msgId, sender, message, ts, format="text", to="", roomName="", seq=0):
         self.msgId = msgId
@@ -42,6 +42,8 @@ class ChatMessage:
         self.format = format
         self.seq = seq
         self.channel = room_channel(roomName) if roomName else dm_channel(sender, to)
+        # a room message: the nodes with members of the room (the accept script)
+        self.nodes = ()
 
     @property
     def is_room(self):

@@ -24,7 +24,6 @@ from twisted.logger import Logger
 
 from chatnet import operations, tls, words
 from chatnet.accept import Acceptor
-from chatnet.catchup import CatchUp
 from chatnet.cluster.identity import MemberIdentity
 from chatnet.cluster.leadership import Leadership
 from chatnet.cluster.membership import Membership
@@ -43,8 +42,10 @@ from chatnet.metrics import NodeGauges
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
 from chatnet.rescue import Rescuer
+from chatnet.rooms import Rooms
 from chatnet.sequences import Sequences
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
+from chatnet.service.roomfeed import RoomFeed
 from chatnet.service.session import SessionService
 from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.message_log import MessageLog
@@ -78,7 +79,7 @@ class ChatNode(MultiService):
         self.sessions = LocalSessions()
         self.directory = SessionDirectory(self.redis, self.view.live_nodes)
         # made in _start, once the node id is known:
-        self.leadership = self.membership = self.peers = None
+        self.leadership = self.membership = self.peers = self.feed = None
         operations.attach(self, NodeGauges(  # metrics, event plugins (self.events), --metrics listener
             connections=lambda: len(self.factory.connections),
             sessions=lambda: len(self.sessions),
@@ -173,41 +174,44 @@ class ChatNode(MultiService):
         config, clock, view = self.config, self.reactor, self.view
         deadline = max(20.0, config.zk_session_timeout * 2 + 5)
         acceptor = Acceptor(self.redis, self.sequences, self.history, self.popular, view.node_id)
-        # The leader's room host delivers through the router, whose peer
-        # links answer the other nodes through the responder, which serves
-        # the leader's rooms: a cycle, closed by this late-bound call.
-        router = None
+        self.feed = feed = RoomFeed(view.node_id, self.redis, self.mongo, self.history, self.sequences,
+                                    self.factory.prepareMessage, self.emit, clock)
+        self.leadership = Leadership(view, self.redis, self.directory, self.popular, self.rescuer, clock,
+                                     config.zk_session_timeout + HEARTBEAT * 2, self.emit)
+        # The room router calls other nodes through the peer links, which
+        # answer them through the responder, which tells the room router
+        # of a user's membership changed elsewhere: a cycle, closed by this
+        # late-bound call.
+        rooms = None
 
-        def deliver(*args, **kwargs):
-            return router.deliver_to(*args, **kwargs)
+        def member_changed(room, username, joined):
+            return rooms.local_member_changed(room, username, joined)
 
-        self.leadership = Leadership(view, self.redis, self.mongo, self.directory, self.popular, self.rescuer,
-                                     deliver, clock, config.zk_session_timeout + HEARTBEAT * 2, self.emit)
-        responder = Responder(self.directory, self.sessions, self.leadership, self.delivery, self.metrics)
+        responder = Responder(self.directory, self.sessions, self.delivery, feed, member_changed, self.metrics)
         self.peers = Peers(clock, view.node_id, secret, responder, tls_options=tls.client_options(config),
                            bind_host=endpoint_interface(config.internal, default=None), metrics=self.metrics)
         router = Router(view, self.peers, self.directory, self.delivery, clock, deadline=deadline)
-        rooms = RoomRouter(view, self.peers, self.leadership, clock, deadline=deadline)
+        rooms = RoomRouter(view, self.peers, Rooms(self.mongo, self.directory), feed, self.sessions, self.directory,
+                           self.redis, clock, deadline=deadline)
         self.presence = Presence(
             view, self.peers, self.sessions, self.directory, self.redis,
             registered=lambda: self.membership is not None and self.membership.registered,
             registrations=lambda: self.membership.registrations if self.membership is not None else 0,
-            connections=self.factory.connections, leadership=self.leadership, clock=clock,
-            catchup=CatchUp(self.sessions, self.mongo, self.history, self.delivery.deliver),
-            outage_started=lambda: self.membership.take_outage(),
+            connections=self.factory.connections, leadership=self.leadership, clock=clock, feed=feed,
         )
         # on every membership change, in this order
         view.subscribe(lambda departed, joined, previous: self.peers.update(view.members))
         view.subscribe(self.presence.membership_changed)
         view.subscribe(self.leadership.membership_changed)
+        feed.start()
         handlers = ChatHandlers(
             config=config, clock=clock, view=view, redis=self.redis, mongo=self.mongo, offline=self.offline,
             history=self.history, popular=self.popular, profanity=self.profanity, acceptor=acceptor,
             message_log=self.message_log, directory=self.directory, sessions=self.sessions,
-            presence=self.presence, router=router, rooms=rooms, delivery=self.delivery, emit=self.emit,
+            presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery, emit=self.emit,
         )
         self.factory.serve(handlers, SessionService(
-            self.sessions, self.directory, self.presence, view, self.emit, clock,
+            self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
         ))
         return responder
 
@@ -246,6 +250,7 @@ class ChatNode(MultiService):
                 log.warn("leaving zookeeper failed: {e}", e=e)
         if self.leadership is not None:
             self.leadership.stop()
+            self.feed.stop()
         connections = list(self.factory.connections)
         for connection in connections:
             connection.going_away()

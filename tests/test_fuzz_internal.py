@@ -16,9 +16,9 @@ from tests.harness import ChatCluster
 from tests.rawamp import RawPeer, encode, rss_kib
 
 COMMANDS = [c.commandName for c in (cmd.Challenge, cmd.Authenticate, cmd.SessionChanged, cmd.Deliver,
-                                    cmd.DeliverMany, cmd.RoomPost, cmd.RoomJoin, cmd.RoomLeave, cmd.RoomList)]
+                                    cmd.DeliverMany, cmd.RoomDeliver, cmd.RoomMember, cmd.RoomNotice)]
 ARGUMENTS = sorted({name for c in (cmd.Authenticate, cmd.SessionChanged, cmd.Deliver, cmd.DeliverMany,
-                                   cmd.RoomPost, cmd.RoomJoin) for name, _ in c.arguments})
+                                   cmd.RoomDeliver, cmd.RoomMember, cmd.RoomNotice) for name, _ in c.arguments})
 SPECIAL = [b"_command", b"_ask", b"_answer", b"_error", b"_error_code", b"_error_description"]
 VICTIM = "user5"
 

@@ -12,7 +12,6 @@ import pymongo
 from argon2 import PasswordHasher
 import pytest
 import pytest_twisted
-from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from chatnet.accept import Acceptor
@@ -24,10 +23,11 @@ from chatnet.history import RESUME_LIMIT, History
 from chatnet.messages import ChatMessage, dm_channel, new_message_id, room_channel
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
-from chatnet.rooms import RoomHost
+from chatnet.rooms import Rooms
 from chatnet.seed import seed
 from chatnet.sequences import Sequences
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
+from chatnet.service.roomfeed import RoomFeed
 from chatnet.service.session import CLOSED, CONNECTED, LOGGED_IN, SessionService
 from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.message_log import MessageLog
@@ -71,20 +71,20 @@ def node(redis, mongo_url):
     delivery = LocalDelivery(sessions, RecentDeliveries(), lambda payload: payload, emit)
     peers = FakePeers()
     router = Router(view, peers, directory, delivery, clock)
-    host = RoomHost(mongo, directory, router.deliver_to, view.live_nodes, clock)
-    pytest_twisted.blockon(defer.ensureDeferred(host.load()))
+    feed = RoomFeed(NODE, redis, mongo, history, sequences, lambda payload: payload, emit, clock)
+    rooms = RoomRouter(view, peers, Rooms(mongo, directory), feed, sessions, directory, redis, clock)
     presence = Announcements()
-    session_service = SessionService(sessions, directory, presence, view, emit, clock)
+    session_service = SessionService(sessions, directory, presence, view, emit, clock, feed)
     handlers = ChatHandlers(
         config=NodeConfig(), clock=clock, view=view, redis=redis, mongo=mongo, offline=OfflineStore(mongo),
         history=history, popular=popular, profanity=ProfanityFilter.default(),
         acceptor=Acceptor(redis, sequences, history, popular, NODE), message_log=message_log,
         directory=directory, sessions=sessions, presence=presence, router=router,
-        rooms=RoomRouter(view, peers, SimpleNamespace(room_host=host), clock), delivery=delivery, emit=emit,
+        rooms=rooms, feed=feed, delivery=delivery, emit=emit,
     )
     yield SimpleNamespace(
         handlers=handlers, clock=clock, redis=redis, mongo=mongo, directory=directory, sessions=sessions,
-        presence=presence, events=events, message_log=message_log, acceptor=handlers.acceptor,
+        presence=presence, events=events, message_log=message_log, acceptor=handlers.acceptor, feed=feed,
         connect=lambda: FakeConnection(session_service),
     )
     pytest_twisted.blockon(mongo.disconnect())

@@ -2,13 +2,13 @@
 a fake clock, the real session directory on Redis, and stand-in peer links
 to the other nodes (tests/inprocess.py), so that a node can die on cue.
 
-* L{RoomRouter}: with no leader, a room call waits for one and goes to it;
-  at its deadline it is a 503; a node that is no longer the leader sends the
-  call on to the next one.
+* L{RoomRouter}: a room message goes to this node's feed and, in one call
+  per node and reactor turn, to the other nodes of the room's node set that
+  are in the cluster; a call that fails is tried again while its node is
+  in the cluster, not after it left.
 * L{Router}: a direct message that cannot reach the recipient's node is
   sent to where the directory says they are now; it gives up at the
   deadline."""
-import orjson
 import pytest
 import pytest_twisted
 from twisted.internet import defer
@@ -16,72 +16,69 @@ from twisted.internet.task import Clock
 
 from chatnet.cluster.router import RoomRouter, Router
 from chatnet.cluster.view import ClusterView
-from chatnet.errors import ProtocolError
 from chatnet.messages import ChatMessage, new_message_id
-from chatnet.protocols import amp_commands as cmd
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
 from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
 from tests.inprocess import FakePeers, run_until
 
 DEADLINE = 20.0
 RETRY = 0.25
-ROOMS = [{"roomName": "world", "members": 3}]
 
 
-def room_router(leader=None):
+class Feed:
+    """This node's room feed: keeps what it is given."""
+
+    def __init__(self):
+        self.delivered = []
+
+    def deliver(self, room, seq, msg_id, data):
+        self.delivered.append((room, seq))
+
+
+def room_router():
     clock = Clock()
     view = ClusterView("A", clock)
-    view.changed({"A": {}, "B": {}, "C": {}}, leader)
-    peers = FakePeers({"RoomList": lambda node: {"rooms": orjson.dumps(ROOMS)},
-                       "RoomJoin": lambda node, roomName, username: {"members": 7}})
-    rooms = RoomRouter(view, peers, leadership=None, clock=clock, deadline=DEADLINE, retry_interval=RETRY)
-    return clock, view, peers, rooms
+    view.changed({"A": {}, "B": {}, "C": {}}, "A")
+    peers = FakePeers({"RoomDeliver": lambda node, **arguments: {}})
+    feed = Feed()
+    rooms = RoomRouter(view, peers, rooms=None, feed=feed, sessions=None, directory=None, redis=None, clock=clock,
+                       deadline=DEADLINE, retry_interval=RETRY)
+    return clock, view, peers, feed, rooms
 
 
-def test_room_call_without_leader_waits_and_goes_to_the_new_one():
-    clock, view, peers, rooms = room_router(leader=None)
-    d = defer.ensureDeferred(rooms.list_rooms())
-    for _ in range(8):
-        clock.advance(RETRY)
-    assert not d.called and peers.calls == []
-    # ZooKeeper elects B: the waiting call goes there at once
-    view.changed(dict(view.members), "B")
-    assert d.called
-    assert d.result == ROOMS
-    assert [(node, name) for node, name, _ in peers.calls] == [("B", "RoomList")]
+def room_message(seq, nodes):
+    message = ChatMessage(new_message_id(), "user1", "hi", 1, roomName="room1", seq=seq)
+    message.nodes = nodes
+    return message
 
 
-def test_room_call_without_leader_is_503_at_its_deadline():
-    clock, view, peers, rooms = room_router(leader=None)
-    d = defer.ensureDeferred(rooms.join("room1", "user1"))
-    failures = []
-    d.addErrback(failures.append)
-    clock.pump([RETRY] * int(DEADLINE / RETRY - 1))
-    assert not d.called
-    clock.pump([RETRY] * 2)
-    assert len(failures) == 1
-    error = failures[0].value
-    assert isinstance(error, ProtocolError) and error.code == 503
-    assert peers.calls == []
+def test_room_message_goes_to_the_room_nodes_in_one_call_per_turn():
+    clock, view, peers, feed, rooms = room_router()
+    first = defer.ensureDeferred(rooms.room(room_message(1, ["A", "B", "gone"]), b"{}"))
+    second = defer.ensureDeferred(rooms.room(room_message(2, ["A", "B", "C"]), b"{}"))
+    assert feed.delivered == [("room1", 1), ("room1", 2)]
+    clock.advance(0)
+    assert first.called and second.called
+    calls = sorted((node, arguments["seqs"]) for node, _, arguments in peers.calls)
+    # (a node not in the cluster is not called)
+    assert calls == [("B", [1, 2]), ("C", [2])]
 
 
-def test_room_call_follows_failover_of_the_leader():
-    clock, view, peers, rooms = room_router(leader="B")
+def test_failed_room_call_is_retried_while_the_node_is_in_the_cluster():
+    clock, view, peers, feed, rooms = room_router()
     peers.down.add("B")
-    d = defer.ensureDeferred(rooms.join("room1", "user1"))
-    clock.advance(RETRY)
+    d = defer.ensureDeferred(rooms.room(room_message(1, ["B", "C"]), b"{}"))
+    clock.advance(0)
+    clock.pump([0] + [RETRY, 0] * 3)
     assert not d.called
-    # B's own view is behind: it answers NotLeader until C takes over
-    peers.down.clear()
-    peers.answers["RoomJoin"] = cmd.NotLeader("not the leader")
-    clock.advance(RETRY)
-    assert not d.called
-    view.changed({"A": {}, "C": {}}, "C")
-    peers.answers["RoomJoin"] = lambda node, roomName, username: {"members": 7}
-    clock.advance(RETRY)
-    assert d.result == 7
-    assert [node for node, _, _ in peers.calls][-1] == "C"
-    assert {node for node, _, _ in peers.calls} == {"B", "C"}
+    assert [node for node, _, _ in peers.calls].count("B") == 4
+    assert [node for node, _, _ in peers.calls].count("C") == 1
+    # B left the cluster: no more tries (its members are gone; its
+    # successor catches up from the history)
+    view.changed({"A": {}, "C": {}}, "A")
+    clock.pump([RETRY, 0])
+    assert d.called
+    assert [node for node, _, _ in peers.calls].count("B") == 4
 
 
 # -- direct messages ------------------------------------------------------------

@@ -1,6 +1,5 @@
 """The leader's duties, carried out by whichever node ZooKeeper elected:
 
-* hosting the rooms (L{chatnet.rooms.RoomHost}: members, fan-out);
 * publishing the server list the gateway hands out, every few seconds;
 * sweeping the sessions of nodes that are gone, on every membership change
   and now and then (a session written by a node just before it died);
@@ -14,7 +13,6 @@ from twisted.logger import Logger
 
 from chatnet.errors import StoreUnavailable
 from chatnet.messages import now_ms
-from chatnet.rooms import RoomHost
 from chatnet.stores.redis import SERVERS
 
 log = Logger()
@@ -28,47 +26,38 @@ class Leadership:
     """Starts and stops the leader's duties as C{view} (a
     L{chatnet.cluster.view.ClusterView}) changes.
 
-    @param deliver: C{deliver(node_id, msg_id, data, usernames, everyone)}
-        (L{chatnet.cluster.router.Router.deliver_to}), for the room host.
     @param stale_after: seconds after which the gateway takes the server
         list for stale.
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
-    @ivar room_host: the L{RoomHost} while this node leads, else None.
+    @ivar leading: true while this node leads.
     """
 
-    def __init__(self, view, redis, mongo, directory, popular, rescuer, deliver, clock, stale_after, emit):
+    def __init__(self, view, redis, directory, popular, rescuer, clock, stale_after, emit):
         self.view = view
         self.redis = redis
-        self.mongo = mongo
         self.directory = directory
         self.popular = popular
         self.rescuer = rescuer
-        self.deliver = deliver
         self.clock = clock
         self.stale_after = stale_after
         self.emit = emit
-        self.room_host = None
+        self.leading = False
         self._loop = None
         self._sweeps = 0
         self._rescuing = set()
         self._stopped = False
 
-    @property
-    def leading(self):
-        return self.room_host is not None
-
     def membership_changed(self, departed, joined, previous_leader):
         """The listener of the view (L{ClusterView.subscribe})."""
         view = self.view
-        became_leader = view.leader == view.node_id and self.room_host is None
+        became_leader = view.leader == view.node_id and not self.leading
         if became_leader:
             self._start()
-        elif view.leader != view.node_id and self.room_host is not None:
+        elif view.leader != view.node_id and self.leading:
             self.stop()
         if view.leader != previous_leader:
             log.info("leader is now {leader}", leader=view.leader)
-        if self.room_host is not None:
-            self.room_host.unsettled()
+        if self.leading:
             defer.ensureDeferred(self._sweep(stale_sessions=True))
             if departed or became_leader:
                 # (a new leader also rescues what the old one did not: the
@@ -76,23 +65,13 @@ class Leadership:
                 defer.ensureDeferred(self._rescue(departed))
 
     def _start(self):
-        log.info("{node} is the leader: hosting rooms, publishing the server list", node=self.view.node_id)
-        self.room_host = host = RoomHost(self.mongo, self.directory, self.deliver, self.view.live_nodes, self.clock)
-        defer.ensureDeferred(self._load_rooms(host))
+        log.info("{node} is the leader: publishing the server list", node=self.view.node_id)
+        self.leading = True
         self._sweeps = 0
         self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self._sweep()))
         self._loop.clock = self.clock
         self._loop.start(LEADER_SWEEP, now=False)
         self.emit("node_became_leader", self.view.node_id)
-
-    async def _load_rooms(self, host):
-        while self.room_host is host:
-            try:
-                await host.load()
-                return
-            except StoreUnavailable:
-                log.warn("rooms not loaded yet: mongodb unavailable, retrying")
-                await task.deferLater(self.clock, 1.0, lambda: None)
 
     def node_stopping(self):
         """The node is stopping: no new rescue goes on (it still leads
@@ -101,17 +80,17 @@ class Leadership:
 
     def stop(self):
         """Stop leading."""
-        if self.room_host is None:
+        if not self.leading:
             return
         log.info("{node} stops leading", node=self.view.node_id)
-        self.room_host = None
+        self.leading = False
         if self._loop.running:
             self._loop.stop()
 
     async def _sweep(self, stale_sessions=False):
         """The server list and the popular window every few seconds; stale
         sessions on every membership change and now and then."""
-        if self.room_host is None:
+        if not self.leading:
             return
         self._sweeps += 1
         try:
@@ -130,7 +109,7 @@ class Leadership:
         (chatnet.rescue); retried while a store is down, as long as this
         node leads (a new leader starts again)."""
         for attempt in range(RESCUE_TRIES):
-            if self.room_host is None or self._stopped:
+            if not self.leading or self._stopped:
                 return
             try:
                 members = self.view.members

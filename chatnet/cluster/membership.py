@@ -53,10 +53,6 @@ class Membership:
         self.connected = False
         self.registered = False
         self.registrations = 0
-        # when the connection to ZooKeeper was last suspended (reactor
-        # seconds), until it came back without losing the session, or until
-        # the node took it after registering again (L{take_outage})
-        self.outage_started = None
         self._election_path = None
         self._suspended_call = None
         self._refreshing = False
@@ -157,8 +153,6 @@ class Membership:
         if state == KazooState.SUSPENDED:
             log.warn("zookeeper connection suspended")
             self.connected = False
-            if self.outage_started is None:
-                self.outage_started = self.reactor.seconds()
             if self._suspended_call is None or not self._suspended_call.active():
                 self._suspended_call = self.reactor.callLater(self.session_timeout, self._suspended_too_long)
         elif state == KazooState.LOST:
@@ -177,14 +171,7 @@ class Membership:
                 d = defer.ensureDeferred(self._register())
                 d.addErrback(lambda f: log.failure("registering again failed", f))
             else:
-                self.outage_started = None
                 self.refresh()
-
-    def take_outage(self):
-        """When the outage that made us register again began (reactor
-        seconds; now if unknown); forgotten once taken."""
-        started, self.outage_started = self.outage_started, None
-        return self.reactor.seconds() if started is None else started
 
     def _suspended_too_long(self):
         log.warn("zookeeper unreachable for the whole session timeout: not leading any more")

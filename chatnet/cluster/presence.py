@@ -9,8 +9,10 @@ load:
   (restarted empty, or the leader removed them as stale while it did not
   see us), and they are published again (also after our ZooKeeper session
   was lost and we registered again);
-* after registering again, catching the local users up on the room messages
-  fanned out while the others did not see us (L{chatnet.catchup}).
+* after registering again, or after Redis lost our sessions, adding this
+  node again to the node sets of its rooms and catching its members up on
+  what they missed meanwhile; after a node left, catching up what it may
+  have accepted and not sent (L{chatnet.service.roomfeed}).
 """
 import orjson
 from twisted.internet import defer, task
@@ -24,8 +26,8 @@ log = Logger()
 
 HEARTBEAT = 2.0
 REPUBLISH_BATCH = 100
-# seconds after registering again at which missed room messages are caught up
-CATCH_UP_AFTER = (3.0, 10.0)
+# seconds after a node left at which the rooms are caught up
+CATCH_UP_AFTER = (0.0, 2.0)
 
 
 class Presence:
@@ -42,13 +44,11 @@ class Presence:
     @param connections: the open client connections (a sized collection).
     @param leadership: the L{chatnet.cluster.leadership.Leadership}: a
         leader publishes the server list again after a re-publish.
-    @param catchup: the L{chatnet.catchup.CatchUp} of this node.
-    @param outage_started: C{outage_started()}: when the ZooKeeper outage
-        that made us register again began (L{Membership.take_outage}).
+    @param feed: the L{chatnet.service.roomfeed.RoomFeed} of this node.
     """
 
     def __init__(self, view, peers, sessions, directory, redis, registered, registrations, connections, leadership,
-                 clock, catchup, outage_started):
+                 clock, feed):
         self.view = view
         self.peers = peers
         self.sessions = sessions
@@ -59,8 +59,7 @@ class Presence:
         self.connections = connections
         self.leadership = leadership
         self.clock = clock
-        self.catchup = catchup
-        self.outage_started = outage_started
+        self.feed = feed
         self._registrations = 0  # of the membership, as last seen
         self._republish_pending = False
 
@@ -80,6 +79,9 @@ class Presence:
         for node in departed:
             log.info("node {node} left the cluster", node=node)
             self.directory.forget_node(node)
+        if departed:
+            # it may have died between accepting room messages and sending them
+            self._catch_up()
         registrations = self.registrations()
         if registrations != self._registrations:
             self._registrations = registrations
@@ -90,7 +92,6 @@ class Presence:
                 defer.ensureDeferred(self._republish("registered again in zookeeper")).addErrback(
                     lambda f: log.warn("re-publishing sessions failed ({why}); the heartbeat tries again",
                                        why=f.getErrorMessage()))
-                self._catch_up(self.outage_started())
         elif joined:
             # A node that (re)appears may have forgotten our users while it
             # did not see us.
@@ -114,8 +115,9 @@ class Presence:
     async def _republish(self, why):
         """Write every session of this node to Redis again (keeping its
         version, so it never takes over from a newer login) and announce it
-        to every peer, whose caches and automatic rooms may have lost it.
-        Tried again at every heartbeat until it went through."""
+        to every peer, whose caches may have lost it; add this node again to
+        its rooms' node sets, and catch up what its members missed. Tried
+        again at every heartbeat until it went through."""
         self._republish_pending = True
         records = [c.record for c in self.sessions if c.record is not None and c.record.version]
         if records:
@@ -128,15 +130,15 @@ class Presence:
             ).addErrback(lambda f: f.value.subFailure.raiseException())
             for record in batch:
                 self.announce(record, True, peers)
+        await self.feed.track_again()
         self._republish_pending = False
 
-    def _catch_up(self, started):
-        """Room messages fanned out while the others did not see us skipped
-        our users: deliver them once the cluster has settled, and again a
-        little later for posts that were still in flight."""
+    def _catch_up(self):
+        """Read the rooms whose counter is ahead of what arrived here: now,
+        and again a little later (calls of live nodes still in flight)."""
         for delay in CATCH_UP_AFTER:
-            d = task.deferLater(self.clock, delay, lambda: defer.ensureDeferred(self.catchup.since(started)))
-            d.addErrback(lambda f: log.failure("catching up after an outage failed", f))
+            d = task.deferLater(self.clock, delay, lambda: defer.ensureDeferred(self.feed.check(at_once=True)))
+            d.addErrback(lambda f: log.warn("catching the rooms up failed: {why}", why=f.getErrorMessage()))
 
     def _announce_local(self, nodes):
         for connection in self.sessions:

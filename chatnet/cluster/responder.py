@@ -1,7 +1,6 @@
 """What this node does when another node calls it over the internal port
 (L{chatnet.protocols.internal.InternalProtocol} unpacks the AMP boxes and
 calls these methods with their arguments)."""
-from chatnet.protocols.amp_commands import NotLeader
 from chatnet.sessions import SessionRecord
 
 
@@ -10,18 +9,21 @@ class Responder:
 
     @param directory: the L{chatnet.sessions.SessionDirectory}.
     @param sessions: the L{chatnet.sessions.LocalSessions}.
-    @param leadership: the L{chatnet.cluster.leadership.Leadership}: room
-        commands go to its room host, or raise L{NotLeader}.
     @param local: the L{chatnet.service.delivery.LocalDelivery}.
+    @param feed: the L{chatnet.service.roomfeed.RoomFeed} (room messages).
+    @param members: C{members(room, username, joined)}: a user of this
+        node joined or left a room elsewhere
+        (L{chatnet.cluster.router.RoomRouter.local_member_changed}).
     @param metrics: the node's L{chatnet.metrics.NodeMetrics} (the peer
         links time their calls with it), or None.
     """
 
-    def __init__(self, directory, sessions, leadership, local, metrics=None):
+    def __init__(self, directory, sessions, local, feed, members, metrics=None):
         self.directory = directory
         self.sessions = sessions
-        self.leadership = leadership
         self.local = local
+        self.feed = feed
+        self.members = members
         self.metrics = metrics
 
     def session_changed(self, username, nodeId, sessionId, loginTime, alliance, version, online, multi=False):
@@ -29,9 +31,6 @@ class Responder:
             record = SessionRecord(username, nodeId, sessionId, loginTime, alliance, version, multi)
             if not self.directory.apply(record):
                 return  # an older login announced late
-            host = self.leadership.room_host
-            if host is not None:
-                host.session_known(record)
             for local in self.sessions.all(username):
                 # (version 0: that login is still being published; it checks itself)
                 mine = local.record
@@ -43,20 +42,11 @@ class Responder:
     def deliver(self, msgId, data, usernames, everyone):
         return self.local.deliver(msgId, data, usernames, everyone)
 
-    def _host(self):
-        host = self.leadership.room_host
-        if host is None:
-            raise NotLeader()
-        return host
+    def room_deliver(self, roomName, seq, msgId, data):
+        self.feed.deliver(roomName, seq, msgId, data)
 
-    async def room_post(self, roomName, msgId, seq, data):
-        return await self._host().post(roomName, msgId, seq, data)
+    async def room_member(self, roomName, username, joined):
+        await self.members(roomName, username, joined)
 
-    async def room_join(self, roomName, username):
-        return await self._host().join(roomName, username)
-
-    async def room_leave(self, roomName, username):
-        return await self._host().leave(roomName, username)
-
-    async def room_list(self):
-        return await self._host().list()
+    def room_notice(self, roomName, data):
+        self.feed.notice(roomName, data)

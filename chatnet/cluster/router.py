@@ -2,23 +2,24 @@
 
 * A direct message goes from the accepting node straight to the recipient's
   node (one internal hop at most).
-* A room message goes to the leader, which fans it out to the members'
-  nodes (one call per node).
+* A room message goes from the accepting node to every node that has
+  members of the room online (one call per node), each of which delivers
+  the room in seq order (L{chatnet.service.roomfeed}).
 
-Every internal call is acknowledged. A call that fails because a node died
-is retried to the new owner (the recipient's new node, the new leader) until
-``deadline`` seconds have passed; deliveries are de-duplicated by message id
-on the receiving node, so a retry reaches nobody twice.
+Every internal call is acknowledged. A direct message whose node died is
+retried to the recipient's new node until ``deadline`` seconds have passed;
+deliveries are de-duplicated on the receiving node (by message id, by seq
+for rooms), so a retry reaches nobody twice.
 """
-import orjson
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
-from twisted.protocols.amp import RemoteAmpError
 
 from chatnet.cluster.peers import PeerUnavailable
-from chatnet.errors import ProtocolError, StoreUnavailable
+from chatnet.errors import StoreUnavailable
 from chatnet.protocols import amp_commands as cmd
+from chatnet.protocols.constants import is_automatic
+from chatnet.stores.redis import room_nodes_key
 
 log = Logger()
 
@@ -30,21 +31,6 @@ NAMES_PER_CALL = 100
 
 # bytes of message data per DeliverMany call (each list is one AMP value)
 BATCH_BYTES = 48 * 1024
-
-
-class NoLeader(Exception):
-    pass
-
-
-def remote_error(e):
-    """Map an AMP error from the leader back to what the client is told."""
-    if isinstance(e, cmd.NoSuchRoom):
-        return ProtocolError(404, str(e.args[0]) if e.args else "room does not exist")
-    if isinstance(e, cmd.StoreDown):
-        return StoreUnavailable(str(e.args[0]) if e.args else "store")
-    if isinstance(e, RemoteAmpError):
-        return ProtocolError(503, "the cluster could not carry out the request, try again")
-    return e
 
 
 class Router:
@@ -170,75 +156,152 @@ class Router:
 
 
 class RoomRouter:
-    """Room operations carried out by the leader (its
-    L{chatnet.rooms.RoomHost}): locally when this node leads
-    (C{leadership.room_host}), else over C{peers}; they answer the same
-    values either way. Retried to the new leader on failover until
-    C{deadline} seconds have passed (then a 503)."""
+    """Rooms across the cluster, with no node in charge of a room.
 
-    def __init__(self, view, peers, leadership, clock, deadline=20.0, retry_interval=0.25):
+    A room message accepted here goes to every node of its room's node set
+    (read by the accept script, L{chatnet.service.roomfeed}): this node's
+    C{feed} directly, each other node in one L{cmd.RoomDeliver} call per
+    reactor turn; a call that fails is tried again while that node is in
+    the cluster, until C{deadline} (the receiving node also reads what it
+    missed from the history, so nothing depends on the retry alone).
+    Joining and leaving are stored by C{rooms} (a L{chatnet.rooms.Rooms})
+    and told to the nodes where the user has sessions.
+
+    @param sessions: the L{chatnet.sessions.LocalSessions}.
+    @param directory: the L{chatnet.sessions.SessionDirectory} (where a
+        user's sessions are).
+    @param redis: the L{chatnet.stores.redis.RedisStore} (a room's node set).
+    """
+
+    def __init__(self, view, peers, rooms, feed, sessions, directory, redis, clock, deadline=20.0,
+                 retry_interval=0.25):
         self.view = view
         self.peers = peers
-        self.leadership = leadership
+        self.rooms = rooms
+        self.feed = feed
+        self.sessions = sessions
+        self.directory = directory
+        self.redis = redis
         self.clock = clock
         self.deadline = deadline
         self.retry_interval = retry_interval
+        self._batches = {}  # node id -> [(room, seq, msg id, data)] waiting for this turn's end
+
+    # -- membership ----------------------------------------------------------
 
     async def join(self, room, username):
-        """Add C{username} to C{room} on the leader; the room's member count."""
-        return await self._on_leader(
-            lambda host: host.join(room, username), cmd.RoomJoin, lambda answer: answer["members"],
-            roomName=room, username=username,
-        )
+        """Make C{username} a member of C{room}; their sessions on every
+        node get its messages from now on. The member count."""
+        members = await self.rooms.join(room, username)
+        if not is_automatic(room):
+            await self.member_changed(room, username, True)
+        return members
 
     async def leave(self, room, username):
-        """Remove C{username} from C{room} on the leader; the member count."""
-        return await self._on_leader(
-            lambda host: host.leave(room, username), cmd.RoomLeave, lambda answer: answer["members"],
-            roomName=room, username=username,
-        )
+        """Remove C{username} from C{room}; the member count."""
+        members = await self.rooms.leave(room, username)
+        await self.member_changed(room, username, False)
+        return members
 
     async def list_rooms(self):
-        """The leader's room list: C{[{"roomName", "members"}, ...]}."""
-        return await self._on_leader(
-            lambda host: host.list(), cmd.RoomList, lambda answer: orjson.loads(answer["rooms"]))
+        """C{[{"roomName", "members"}, ...]}."""
+        return await self.rooms.list()
+
+    async def member_changed(self, room, username, joined):
+        """The stored membership of C{username} in C{room} changed: their
+        sessions here and on every other node start (C{joined}) or stop
+        getting the room."""
+        await self.local_member_changed(room, username, joined)
+        nodes = {r.nodeId for r in self.directory.cached_all(username)} & set(self.view.live_nodes())
+        nodes.discard(self.view.node_id)
+        calls = [defer.ensureDeferred(self.peers.call(node, cmd.RoomMember, roomName=room, username=username,
+                                                      joined=joined)) for node in sorted(nodes)]
+        for node, (ok, result) in zip(sorted(nodes), await defer.DeferredList(calls, consumeErrors=True)):
+            if not ok:
+                log.warn("{user} {what} {room}: not told to {node} ({why})", user=username, room=room, node=node,
+                         what="joined" if joined else "left", why=result.getErrorMessage())
+
+    async def local_member_changed(self, room, username, joined):
+        """The sessions of C{username} on this node start or stop getting C{room}."""
+        connections = [c for c in self.sessions.all(username) if c.record is not None]
+        if joined:
+            await self.feed.add([room], connections)
+            for connection in connections:
+                connection.session.known_rooms().add(room)
+        else:
+            self.feed.remove(room, connections)
+            for connection in connections:
+                connection.session.known_rooms().discard(room)
+
+    # -- messages ------------------------------------------------------------
 
     async def room(self, message, data):
-        """Have the leader fan room C{message} out; retried on failover."""
-        try:
-            await self._on_leader(
-                lambda host: host.post(message.roomName, message.msgId, message.seq, data),
-                cmd.RoomPost,
-                lambda answer: answer["nodes"],
-                roomName=message.roomName,
-                msgId=message.msgId,
-                seq=message.seq,
-                data=data,
-            )
-        except (ProtocolError, StoreUnavailable) as e:
-            log.warn("room message {id} to {room} not fanned out: {why}", id=message.msgId, room=message.roomName,
-                     why=e.message)
-
-    async def _on_leader(self, local, command, unpack, **arguments):
-        """Run a room operation on the leader: C{local(room_host)} if we
-        lead, else C{command} over AMP, whose answer C{unpack} turns into
-        the same value as C{local}'s; retried while there is no reachable
-        leader, until the deadline."""
+        """Send room C{message} (accepted here; C{data}: its chat frame
+        data) to the members on every node."""
+        self.feed.deliver(message.roomName, message.seq, message.msgId, data)
+        item = (message.roomName, message.seq, message.msgId, data)
         give_up = self.clock.seconds() + self.deadline
-        while True:
-            leader = self.view.leader
-            try:
-                if leader is None:
-                    raise NoLeader()
-                if leader == self.view.node_id:
-                    host = self.leadership.room_host
-                    if host is None:
-                        raise NoLeader()
-                    return await local(host)
-                return unpack(await self.peers.call(leader, command, **arguments))
-            except (NoLeader, PeerUnavailable, cmd.NotLeader):
-                if self.clock.seconds() >= give_up:
-                    raise ProtocolError(503, "no leader reachable right now, try again")
-            except (cmd.NoSuchRoom, cmd.StoreDown, RemoteAmpError) as e:
-                raise remote_error(e)
-            await self.view.wait_for_leader(self.retry_interval)
+        pending = {n for n in message.nodes if n != self.view.node_id}
+        while pending:
+            live = self.view.live_nodes()
+            pending = sorted(n for n in pending if n in live)
+            results = await defer.DeferredList([self._batched(n, item) for n in pending], consumeErrors=True)
+            failed = set()
+            for node, (ok, result) in zip(pending, results):
+                if not ok:
+                    failed.add(node)
+                    if not result.check(PeerUnavailable):
+                        log.warn("room message {id} to {node}: {why}", id=message.msgId, node=node,
+                                 why=result.getErrorMessage())
+            pending = failed
+            if not pending or self.clock.seconds() >= give_up:
+                break
+            await task.deferLater(self.clock, self.retry_interval, lambda: None)
+
+    def _batched(self, node_id, item):
+        batch = self._batches.get(node_id)
+        if batch is None:
+            batch = self._batches[node_id] = ([], [])
+            self.clock.callLater(0, self._send_batch, node_id)
+        d = defer.Deferred()
+        batch[0].append(item)
+        batch[1].append(d)
+        return d
+
+    def _send_batch(self, node_id):
+        items, waiters = self._batches.pop(node_id)
+        # each list is one AMP value (< 64 KiB): cut the batch by size
+        start, size = 0, 0
+        for i, item in enumerate(items):
+            if i > start and size + len(item[3]) + 600 > BATCH_BYTES:
+                self._send_room_chunk(node_id, items[start:i], waiters[start:i])
+                start, size = i, 0
+            size += len(item[3]) + 600
+        self._send_room_chunk(node_id, items[start:], waiters[start:])
+
+    def _send_room_chunk(self, node_id, items, waiters):
+        d = defer.ensureDeferred(self.peers.call(
+            node_id, cmd.RoomDeliver, roomNames=[i[0] for i in items], seqs=[i[1] for i in items],
+            msgIds=[i[2] for i in items], datas=[i[3] for i in items]))
+
+        def answered(result):
+            for waiter in waiters:
+                waiter.callback(result)
+
+        def failed(failure):
+            for waiter in waiters:
+                waiter.errback(failure)
+
+        d.addCallbacks(answered, failed)
+
+    async def notice(self, room, data):
+        """Send a frame (C{data}: the encoded frame) to every online member
+        of C{room}, on every node."""
+        self.feed.notice(room, data)
+        try:
+            nodes = set(await self.redis.call("smembers", room_nodes_key(room)))
+        except StoreUnavailable:
+            nodes = set(self.view.live_nodes())
+        nodes = sorted((nodes & set(self.view.live_nodes())) - {self.view.node_id})
+        calls = [defer.ensureDeferred(self.peers.call(n, cmd.RoomNotice, roomName=room, data=data)) for n in nodes]
+        await defer.DeferredList(calls, consumeErrors=True)

@@ -124,38 +124,34 @@ class DeliverMany(amp.Command):
     errors = COMMON_ERRORS
 
 
-class RoomPost(amp.Command):
-    """To the leader: fan an accepted room message out to the members' nodes.
-
-    Answers once every node that has a member online has acknowledged it."""
+class RoomDeliver(amp.Command):
+    """Room messages for the members on the receiving node, sent in one call
+    (those accepted, or caught up, in the same reactor turn). C{roomNames},
+    C{seqs}, C{msgIds} and C{datas} are parallel lists. The receiver
+    delivers each room in seq order (L{chatnet.service.roomfeed})."""
 
     arguments = [
-        (b"roomName", amp.Unicode()),
-        (b"msgId", amp.Unicode()),
-        (b"seq", amp.Integer()),
-        (b"data", amp.String()),
+        (b"roomNames", amp.ListOf(amp.Unicode())),
+        (b"seqs", amp.ListOf(amp.Integer())),
+        (b"msgIds", amp.ListOf(amp.Unicode())),
+        (b"datas", amp.ListOf(amp.String())),
     ]
-    response = [(b"nodes", amp.Integer())]
+    response = []
     errors = COMMON_ERRORS
 
 
-class RoomJoin(amp.Command):
-    """To the leader: make C{username} a member of C{roomName} (persisted)."""
+class RoomMember(amp.Command):
+    """C{username} joined (C{joined}) or left C{roomName}: the receiver's
+    sessions of that user start or stop getting the room."""
 
-    arguments = [(b"roomName", amp.Unicode()), (b"username", amp.Unicode())]
-    response = [(b"members", amp.Integer())]
+    arguments = [(b"roomName", amp.Unicode()), (b"username", amp.Unicode()), (b"joined", amp.Boolean())]
+    response = []
     errors = COMMON_ERRORS
 
 
-class RoomLeave(amp.Command):
-    arguments = [(b"roomName", amp.Unicode()), (b"username", amp.Unicode())]
-    response = [(b"members", amp.Integer())]
-    errors = COMMON_ERRORS
+class RoomNotice(amp.Command):
+    """A frame (C{data}, encoded) for the receiver's members of C{roomName}."""
 
-
-class RoomList(amp.Command):
-    """To the leader: every room with its member count, as JSON."""
-
-    arguments = []
-    response = [(b"rooms", amp.String())]
+    arguments = [(b"roomName", amp.Unicode()), (b"data", amp.String())]
+    response = []
     errors = COMMON_ERRORS

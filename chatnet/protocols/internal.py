@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import os
 
-import orjson
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -277,20 +276,19 @@ class InternalProtocol(amp.AMP):
         ]
         return {"missing": missing}
 
-    @cmd.RoomPost.responder
-    def room_post(self, roomName, msgId, seq, data):
-        return self._call(self.handler.room_post(roomName, msgId, seq, data)).addCallback(lambda n: {"nodes": n})
+    @cmd.RoomDeliver.responder
+    def room_deliver(self, roomNames, seqs, msgIds, datas):
+        for room, seq, msg_id, data in zip(roomNames, seqs, msgIds, datas):
+            self.handler.room_deliver(room, seq, msg_id, data)
+        return {}
 
-    @cmd.RoomJoin.responder
-    def room_join(self, roomName, username):
-        return self._call(self.handler.room_join(roomName, username)).addCallback(lambda n: {"members": n})
+    @cmd.RoomMember.responder
+    def room_member(self, roomName, username, joined):
+        return self._call(self.handler.room_member(roomName, username, joined)).addCallback(lambda _: {})
 
-    @cmd.RoomLeave.responder
-    def room_leave(self, roomName, username):
-        return self._call(self.handler.room_leave(roomName, username)).addCallback(lambda n: {"members": n})
-
-    @cmd.RoomList.responder
-    def room_list(self):
-        return self._call(self.handler.room_list()).addCallback(lambda rooms: {"rooms": orjson.dumps(rooms)})
+    @cmd.RoomNotice.responder
+    def room_notice(self, roomName, data):
+        self.handler.room_notice(roomName, data)
+        return {}
 
     onLost = None

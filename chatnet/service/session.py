@@ -30,9 +30,12 @@ class SessionService:
     @param view: the L{chatnet.cluster.view.ClusterView} (this node's id).
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
     @param clock: an C{IReactorTime}.
+    @param feed: the L{chatnet.service.roomfeed.RoomFeed} (the rooms a
+        session gets).
     """
 
-    def __init__(self, sessions, directory, presence, view, emit, clock):
+    def __init__(self, sessions, directory, presence, view, emit, clock, feed):
+        self.feed = feed
         self.sessions = sessions
         self.directory = directory
         self.presence = presence
@@ -89,11 +92,13 @@ class Session:
     @ivar features: the protocol extensions the client asked for at login.
     @ivar held: the L{HeldDeliveries} once a resume held frames back.
     @ivar rooms: the ordinary rooms known to include the user (made on first
-        use by L{known_rooms}: most sessions never need it).
+        use by L{known_rooms}).
+    @ivar marks: room -> the seq of the last message of the room sent to
+        this session (L{chatnet.service.roomfeed.RoomFeed}), while logged in.
     """
 
-    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "_request_done",
-                 "_gone")
+    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "marks",
+                 "_request_done", "_gone")
 
     def __init__(self, service, connection):
         self.service = service
@@ -103,11 +108,13 @@ class Session:
         self.features = frozenset()
         self.held = None
         self.rooms = None
+        self.marks = None
         self._request_done = None  # after the close: fires when the request in hand is done
         self._gone = None
 
     def known_rooms(self):
-        """L{rooms}: filled by joinRoom and by the membership look-ups of
+        """L{rooms}: filled at login (L{chatnet.service.roomfeed.RoomFeed.session_started}),
+        by joinRoom and by the membership look-ups of
         L{chatnet.handlers.ChatHandlers}, emptied by leaveRoom."""
         if self.rooms is None:
             self.rooms = set()
@@ -136,6 +143,7 @@ class Session:
             self.state = CONNECTED
         if record is not None:
             self.service.sessions.remove(record.username, self.connection)
+        self.service.feed.session_ended(self.connection)
 
     async def logout(self):
         """End the login, if this connection still holds it: announced,
@@ -144,6 +152,7 @@ class Session:
         if self.state is LOGGED_IN:
             self.state = CONNECTED
         service = self.service
+        service.feed.session_ended(self.connection)
         if record is None or not service.sessions.remove(record.username, self.connection):
             return
         service.presence.announce(record, False)

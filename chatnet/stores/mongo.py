@@ -160,6 +160,17 @@ class MongoStore:
         )
         return result.matched_count > 0
 
+    async def change_member(self, room, username, joined):
+        """Add C{username} to C{room} (C{joined}) or remove them; the room's
+        member count then, C{None} if there is no such room."""
+        update = {"$addToSet" if joined else "$pull": {"members": username}}
+        doc = await self._run(
+            "joinRoom" if joined else "leaveRoom",
+            self.db.rooms.find_one_and_update({"roomName": room}, update, projection={"members": 1},
+                                              return_document=True),
+        )
+        return None if doc is None else len(doc.get("members") or ())
+
     async def membership(self, username, rooms):
         """Of C{rooms} (ordinary room names): those that have C{username}
         among their members, and those that exist (a second query, only when

@@ -55,6 +55,16 @@ def marker_key(node_id):
     return f"{PREFIX}marker:{node_id}"
 
 
+def room_nodes_key(room):
+    """The set of the nodes that have members of C{room} online."""
+    return f"{PREFIX}room-nodes:{room}"
+
+
+def node_rooms_key(node_id):
+    """The set of the rooms whose node sets name C{node_id}."""
+    return f"{PREFIX}node-rooms:{node_id}"
+
+
 # The sessions of a user are one hash field (the username) holding a JSON
 # list of records (a single object, as older nodes wrote it, reads as a list
 # of one). SESSION_LIST decodes such a field.
@@ -136,7 +146,9 @@ return 1
 # and, in the same step, the marker key (ARGV[1] .. nodeId) of each node whose
 # sessions it deleted: a node that is in fact alive (the caller's view of the
 # membership was old) finds its marker gone at its next heartbeat and
-# publishes its sessions again. Returns how many sessions were deleted.
+# publishes its sessions again (and adds itself again to the node sets of its
+# rooms, from which it is removed here too: chatnet.service.roomfeed).
+# Returns how many sessions were deleted.
 REMOVE_STALE_SESSIONS = SESSION_LIST + """
 local live = {}
 for i = 2, #ARGV do live[ARGV[i]] = true end
@@ -158,7 +170,14 @@ for i = 1, #all, 2 do
   end
   if changed then store(KEYS[1], all[i], kept) end
 end
-for node in pairs(nodes) do redis.call('DEL', ARGV[1] .. node) end
+for node in pairs(nodes) do
+  redis.call('DEL', ARGV[1] .. node)
+  local rooms_key = '""" + PREFIX + """node-rooms:' .. node
+  for _, room in ipairs(redis.call('SMEMBERS', rooms_key)) do
+    redis.call('SREM', '""" + PREFIX + """room-nodes:' .. room, node)
+  end
+  redis.call('DEL', rooms_key)
+end
 return removed
 """
 

@@ -208,6 +208,20 @@ def test_rooms_options():
         options.parse_args(["rooms", "--nodes", "ws://h:1/", "--create-users"])
 
 
+@pytest.mark.parametrize("nodes", [1, 2, 3, 4])
+def test_rooms_and_their_senders_are_spread_over_the_nodes(nodes):
+    size = 10
+    placed = options.room_spread(6, size, nodes)
+    assert len(placed) == 60
+    rooms = [placed[r * size:(r + 1) * size] for r in range(6)]
+    assert all(set(room) == set(range(nodes)) for room in rooms)
+    senders = [room[0] for room in rooms]
+    assert set(senders) == set(range(nodes))
+    # the clients are as even over the nodes as they can be
+    counts = [placed.count(n) for n in range(nodes)]
+    assert max(counts) - min(counts) <= 6
+
+
 def test_create_rooms_inserts_missing_rooms_once(mongo_server):
     import pymongo
 

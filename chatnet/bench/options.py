@@ -20,6 +20,16 @@ def spread(count: int, nodes: int, offset: int = 0) -> List[int]:
     return [(i + offset) % nodes for i in range(count)]
 
 
+def room_spread(rooms: int, size: int, nodes: int) -> List[int]:
+    """Node index of each member of ``rooms`` rooms of ``size``, room by
+    room: member j of room r on node (r + j) mod ``nodes``, so that each
+    room is on every node it can be and the rooms' first members (their
+    senders) are spread over the nodes too, whatever ``nodes`` and ``size``."""
+    if nodes <= 0:
+        raise ValueError("no nodes")
+    return [(r + j) % nodes for r in range(rooms) for j in range(size)]
+
+
 def room_names(prefix: str, count: int) -> List[str]:
     return [f"{prefix}{i + 1}" for i in range(count)]
 

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any, Dict
 
-from chatnet.bench.options import command_line, room_names, spread
+from chatnet.bench.options import command_line, room_names, room_spread, spread
 from chatnet.bench.report import empty_result
 from chatnet.bench.run import BenchRun
 from chatnet.bench.targets import (
@@ -118,15 +118,16 @@ async def scenario_room(run: BenchRun) -> Dict[str, Any]:
 
 
 async def scenario_rooms(run: BenchRun) -> Dict[str, Any]:
-    """``--rooms`` rooms of ``--room-size`` members each, all clients spread
-    round-robin over the nodes (so every room has members on every node when
-    it has as many members as there are nodes), the first member of each room
-    sending. Order is checked per member and room by the server's seq."""
+    """``--rooms`` rooms of ``--room-size`` members each, each room's
+    members round-robin over the nodes starting at a node of its own (so
+    every room has members on every node when it has as many members as
+    there are nodes, and the senders are spread too), the first member of
+    each room sending. Order is checked per member and room by the server's seq."""
     opts = run.opts
     nodes = await run.discover()
     size = opts.room_size
     rooms = room_names(opts.room_prefix, opts.rooms)
-    clients = run.make_clients(spread(opts.rooms * size, len(nodes)))
+    clients = run.make_clients(room_spread(opts.rooms, size, len(nodes)))
     await run.maybe_create_users()
     await run.maybe_create_rooms(rooms)
     run.progress.start()

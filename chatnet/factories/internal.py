@@ -2,7 +2,6 @@
 from twisted.internet.protocol import Factory
 
 from chatnet.protocols.internal import InternalProtocol
-from chatnet.protocols.turnwrite import TurnWriter
 
 
 class InternalFactory(Factory):
@@ -12,9 +11,6 @@ class InternalFactory(Factory):
     @param identity: on the listening side, what checks the node id a peer
         claims (L{chatnet.cluster.identity.MemberIdentity}); without it no
         peer is admitted. None for outgoing links.
-
-    The links' boxes of a reactor turn leave together at its end
-    (L{chatnet.protocols.turnwrite}).
     """
 
     noisy = False
@@ -24,9 +20,8 @@ class InternalFactory(Factory):
         self.secret = secret
         self.clock = clock
         self.identity = identity
-        self.turn_writer = TurnWriter(clock)
 
     def buildProtocol(self, addr):
-        protocol = InternalProtocol(self.handler, self.secret, self.clock, self.identity, self.turn_writer)
+        protocol = InternalProtocol(self.handler, self.secret, self.clock, self.identity)
         protocol.factory = self
         return protocol

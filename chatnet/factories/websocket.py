@@ -15,7 +15,6 @@ called with the connection as an extra first argument.
 from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 
-from chatnet.protocols.turnwrite import TurnWriter
 from chatnet.protocols.websocket import ChatServerProtocol
 
 
@@ -41,8 +40,6 @@ class ChatServerFactory(WebSocketServerFactory):
     @ivar clock: the reactor (timers).
     @ivar metrics: the L{chatnet.metrics.NodeMetrics} (error frames sent).
     @ivar handlers, session_service: given by L{serve} (see there).
-    @ivar turn_writer: sends each connection's frames of a reactor turn in
-        one go at its end (L{chatnet.protocols.turnwrite}).
     """
 
     handlers = session_service = None
@@ -52,7 +49,6 @@ class ChatServerFactory(WebSocketServerFactory):
         self.config = config
         self.clock = clock
         self.metrics = metrics
-        self.turn_writer = TurnWriter(clock)
         self.connections = set()
         limit = config.max_frame_bytes
         self.setProtocolOptions(

@@ -70,9 +70,6 @@ class InternalProtocol(amp.AMP):
     @ivar identity: checks the node id an accepted peer claims (see
         L{chatnet.cluster.identity.MemberIdentity}); None on the connecting
         side, which never answers L{cmd.Authenticate}.
-    @ivar writer: a L{chatnet.protocols.turnwrite.TurnWriter} that sends the
-        boxes of a reactor turn together at its end, or None (each write
-        goes to the transport).
     @ivar peerNodeId: the authenticated node id of the other end.
     """
 
@@ -81,9 +78,8 @@ class InternalProtocol(amp.AMP):
     maxBoxKeys = MAX_BOX_KEYS
     maxBoxBytes = MAX_BOX_BYTES
 
-    def __init__(self, handler, secret, clock, identity=None, writer=None):
+    def __init__(self, handler, secret, clock, identity=None):
         super().__init__()
-        self.writer = writer
         self.handler = handler
         self.secret = secret
         self.clock = clock
@@ -100,8 +96,6 @@ class InternalProtocol(amp.AMP):
     # -- limits -----------------------------------------------------------
 
     def connectionMade(self):
-        if self.writer is not None:
-            self.transport = self.writer.wrap(self.transport)
         super().connectionMade()
         self._deadline = self.clock.callLater(self.preAuthSeconds, self._drop, "did not authenticate in time")
 

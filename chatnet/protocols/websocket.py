@@ -76,13 +76,6 @@ class ChatServerProtocol(WebSocketServerProtocol):
         session removed."""
         return self.session.gone if self.session is not None else defer.succeed(None)
 
-    def connectionMade(self):
-        super().connectionMade()
-        # the frames of a reactor turn leave together at its end
-        writer = getattr(self.factory, "turn_writer", None)
-        if writer is not None:
-            self.transport = writer.wrap(self.transport)
-
     def onConnect(self, request):
         config = self.factory.config
         if config.allowed_origins and request.headers.get("origin") is not None:

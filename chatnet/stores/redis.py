@@ -28,7 +28,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatnet.errors import StoreUnavailable
-from chatnet.protocols.turnwrite import TurnWriter
 from chatnet.stores.redis_url import is_sentinel_url, parse_redis_url, parse_sentinel_url
 
 log = Logger()
@@ -300,8 +299,6 @@ class _Protocol(txredisapi.RedisProtocol):
 
     @defer.inlineCallbacks
     def connectionMade(self):
-        # the commands of a reactor turn leave together at its end
-        self.transport = self.factory.turn_writer.wrap(self.transport)
         database = self.factory.database
         try:
             role = yield self.role()
@@ -376,10 +373,8 @@ class _Factory(txredisapi.RedisFactory):
     initialDelay = 0.2
     maxDelay = 1.0
 
-    def __init__(self, address, database, poolsize, reply_timeout, server_changed=lambda: None,
-                 clock=default_reactor):
+    def __init__(self, address, database, poolsize, reply_timeout, server_changed=lambda: None):
         super().__init__(address, None, poolsize, isLazy=True, replyTimeout=reply_timeout, convertNumbers=False)
-        self.turn_writer = TurnWriter(clock)
         self.database = database
         self.server_changed = server_changed
 
@@ -428,8 +423,7 @@ class RedisStore:
 
     def connect(self):
         address = f"{self.master_name}@sentinels" if self.sentinels else f"{self.host}:{self.port}"
-        self._factory = _Factory(address, self.db, self.poolsize, self.timeout, self._server_changed,
-                                 self.reactor)
+        self._factory = _Factory(address, self.db, self.poolsize, self.timeout, self._server_changed)
         self._factory.startConnecting(self._endpoint())
         self.client = self._factory.handler
         return self

@@ -18,6 +18,8 @@ class NodeConfig:
     internal_host: str = ""
     cluster_secret: str = ""
     open_login: bool = False
+    jwt_secret: str = ""  # --jwt-secret: HS256 login tokens (chatnet.tokens)
+    jwt_public_key: str = ""  # --jwt-public-key: PEM file, RS256 or ES256 login tokens
     profanity_file: str = ""
     popular_window: int = 3600
     zk_session_timeout: float = 10.0

@@ -6,18 +6,18 @@ and either answers through the connection or raises :class:`ProtocolError`.
 import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from bson import ObjectId
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from chatnet import words
+from chatnet import moderation
 from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_online, unknown_room
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
-from chatnet.messages import ChatMessage, dm_channel, new_message_id, now_ms, room_channel
+from chatnet.messages import dm_channel, now_ms, room_channel
 from chatnet.protocols import codec
 from chatnet.protocols.codec import INT64_MAX
 from chatnet.protocols.constants import ALLIANCE_PREFIX, FEATURES, WORLD, automatic_rooms, is_automatic, online_for
+from chatnet.service.posting import Posting
 from chatnet.sessions import SessionRecord
 
 log = Logger()
@@ -26,6 +26,8 @@ INTERNAL_ACTIONS = frozenset(
     {"leaderConnect", "syncServers", "serverList", "registerServer", "heartbeat", "deliver", "relay"}
 )
 MAX_NAME = 128
+# the longest login token (chatnet.tokens) looked at
+MAX_TOKEN_CHARS = 8192
 # names (rooms and conversations together) one resume may ask about
 RESUME_NAMES = 100
 RESUME_WAIT = 3.0
@@ -42,9 +44,10 @@ def check_password(stored_hash, password):
 
 class ChatHandlers:
     """The client actions of one node: one short method per action of
-    docs/protocol.md, with the checks they share (over 300 lines because
-    there are ten actions; each reads on its own, and splitting them by
-    action would scatter the one table a reader looks for). Collaborators
+    docs/protocol.md, with the checks they share (some 600 lines because
+    there are sixteen actions; each reads on its own, the rules of room
+    moderation are in L{chatnet.moderation}, and splitting the actions
+    would scatter the one table a reader looks for). Collaborators
     (keyword arguments; a test gives only those its actions use):
 
     @param config: the L{chatnet.config.NodeConfig}.
@@ -66,12 +69,15 @@ class ChatHandlers:
     @param feed: the L{chatnet.service.roomfeed.RoomFeed} (the rooms a
         session gets).
     @param delivery: the L{chatnet.service.delivery.LocalDelivery}.
+    @param tokens: the L{chatnet.tokens.TokenVerifier} of token logins, or
+        None (the node takes no tokens).
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
     """
 
     def __init__(self, *, config, clock, view=None, redis=None, mongo=None, offline=None, history=None,
                  popular=None, profanity=None, acceptor=None, message_log=None, directory=None, sessions=None,
-                 presence=None, router=None, rooms=None, feed=None, delivery=None, emit=lambda event, *args: None):
+                 presence=None, router=None, rooms=None, feed=None, delivery=None, tokens=None,
+                 emit=lambda event, *args: None):
         self.config = config
         self.clock = clock
         self.view = view
@@ -89,7 +95,10 @@ class ChatHandlers:
         self.rooms = rooms
         self.feed = feed
         self.delivery = delivery
+        self.tokens = tokens
         self.emit = emit
+        self.posting = Posting(config=config, profanity=profanity, acceptor=acceptor, message_log=message_log,
+                               offline=offline, directory=directory, router=router, rooms=rooms, emit=emit)
         self.login_throttle = LoginThrottle(redis, clock)
         self.actions = {
             "login": self.login,
@@ -100,6 +109,12 @@ class ChatHandlers:
             "userInfo": self.user_info,
             "popular": self.popular,
             "resume": self.resume,
+            "createRoom": self.create_room,
+            "invite": self.invite,
+            "kick": self.kick,
+            "ban": self.ban,
+            "mute": self.mute,
+            "setRole": self.set_role,
         }
 
     async def handle(self, connection, request):
@@ -123,6 +138,7 @@ class ChatHandlers:
     async def login(self, connection, request):
         username = request.string("username", max_length=MAX_NAME)
         password = request.string("password", required=False)
+        token = request.string("token", required=False, max_length=MAX_TOKEN_CHARS)
         wanted = request.string_list("features")
         if connection.record is not None:
             if connection.record.username == username:
@@ -131,17 +147,10 @@ class ChatHandlers:
             raise ProtocolError(400, "already logged in; open another connection for another user", "login")
         address = _peer_address(connection)
         await self.login_throttle.check(username, address)
-        user = await self.mongo.find_user(username)
-        if user is None:
-            await self._login_failed(username, address, "unknown user or wrong password")
-        stored = user.get("passwordHash")
-        if stored:
-            if password is None or not await threads.deferToThread(check_password, stored, password):
-                await self._login_failed(username, address, "unknown user or wrong password")
-        elif not self.config.open_login:
-            await self._login_failed(username, address, "this user has no password and open login is off")
-        if stored:
-            await self.login_throttle.succeeded(username)
+        if token is not None:
+            user = await self._token_user(username, token, address)
+        else:
+            user = await self._password_user(username, password, address)
         alliance = user.get("alliance") if isinstance(user.get("alliance"), str) else ""
         if connection.closed:
             return
@@ -168,7 +177,11 @@ class ChatHandlers:
         self.presence.announce(record, True)
         if not connection.closed:
             # its rooms' messages from now on
-            await self.feed.session_started(connection)
+            try:
+                await self.feed.session_started(connection)
+            except StoreUnavailable:
+                await session.logout()
+                raise
         if connection.closed or connection.record is not record:
             # the client left while we were logging it in (or a newer login took over)
             await session.logout()
@@ -184,6 +197,36 @@ class ChatHandlers:
         self.emit("user_online", username, self.view.node_id)
         log.info("{user} logged in on {node}", user=username, node=self.view.node_id)
         await self._deliver_queued(connection, username)
+
+    async def _password_user(self, username, password, address):
+        """The user record of a login by password (or without one, with
+        C{--open-login}); a failed login otherwise."""
+        user = await self.mongo.find_user(username)
+        if user is None:
+            await self._login_failed(username, address, "unknown user or wrong password")
+        stored = user.get("passwordHash")
+        if stored:
+            if password is None or not await threads.deferToThread(check_password, stored, password):
+                await self._login_failed(username, address, "unknown user or wrong password")
+            await self.login_throttle.succeeded(username)
+        elif not self.config.open_login:
+            await self._login_failed(username, address, "this user has no password and open login is off")
+        elif user.get("tokenOnly"):
+            # made by a token login: open login must not let anyone in as them
+            await self._login_failed(username, address, "unknown user or wrong password")
+        return user
+
+    async def _token_user(self, username, token, address):
+        """The user record of a login by token (L{chatnet.tokens}): made on
+        the first login, its alliance that of the token's C{alliance} claim
+        if it has one; a failed login if the token is not good for
+        C{username} (never saying why)."""
+        claims = self.tokens.verify(token, username) if self.tokens is not None else None
+        if claims is None:
+            await self._login_failed(username, address, "unknown user or wrong password")
+        user = await self.mongo.token_user(username, claims.alliance)
+        await self.login_throttle.succeeded(username)
+        return user
 
     async def _login_failed(self, username, address, why):
         """Count the failed login (L{LoginThrottle}), then refuse it (401)."""
@@ -236,18 +279,11 @@ class ChatHandlers:
             target = await self.directory.lookup_all(to) or None
             if target is None and not ("offline" in connection.features and await self.mongo.user_exists(to)):
                 raise not_online(to)
-        masked = self.profanity.mask(text)
-        message = ChatMessage(
-            new_message_id(), record.username, masked, ts, fmt, to, room or "",
-        )
-        data = await self._accept(message)
+        message, data = await self.posting.accept(record.username, text, ts, fmt, to, room or "")
         if not room and target is None:
-            await self.offline.put(message.msgId, to, message.frame_data(), self.config.offline_limit)
+            await self.posting.queue(message)
             connection.answer("queued", {"to": to, "msgId": message.msgId, "seq": message.seq, "ts": message.ts}, request)
-            # they may have logged in meanwhile, after their queue was read
-            target = await self.directory.lookup_all(to, refresh=True) or None
-            if target is not None:
-                defer.ensureDeferred(self._deliver_late(message, data, target))
+            await self.posting.after_queued(message, data)
             return
         if "ack" in connection.features:
             connection.answer(
@@ -256,13 +292,13 @@ class ChatHandlers:
                 request,
             )
         if room:
-            defer.ensureDeferred(self.rooms.room(message, data))
+            self.posting.to_room(message, data)
         else:
             if record.multi:
                 # the sender's other sessions show what it sent; this one
                 # has its answer already
                 self.delivery.sent_from(connection, message.msgId)
-            defer.ensureDeferred(self.router.direct(message, data, target))
+            self.posting.direct(message, data, target)
             if record.multi:
                 defer.ensureDeferred(self._to_own_sessions(message, data))
 
@@ -274,29 +310,19 @@ class ChatHandlers:
             data = orjson.dumps({**orjson.loads(data), "to": message.to})
             await self.router.direct(message, data, own, to=message.sender)
 
-    async def _deliver_late(self, message, data, target):
-        if await self.router.direct(message, data, target):
-            await self.offline.remove([ObjectId(message.msgId)])
-
-    async def _accept(self, message):
-        """Accept the message: its seq, history entry and word counts (one
-        Redis call, see chatnet.accept), then store it; returns the chat
-        frame data (JSON bytes)."""
-        data = await self.acceptor.accept(message, words.tokenize(message.message))
-        self.message_log.append(message.document())
-        self.emit("message_accepted", message)
-        return data
-
     async def _check_member(self, connection, rooms, action):
         """Refuse C{action} unless the connection's user is a member of every
         room of C{rooms}: 404 for a room that does not exist for them (an
         unknown room, another alliance's, C{alliance:} without one), 403 for
-        one they have not joined. Costs no store call for automatic rooms and
-        for rooms already known to include the user (the session's
-        L{known_rooms<chatnet.service.session.Session.known_rooms>}); one MongoDB
-        look-up for the others."""
+        one they have not joined; for a C{chat}, 403 also for a room they are
+        muted in. Costs no store call for automatic rooms and for rooms
+        already known to include the user (the session's
+        L{known_rooms<chatnet.service.session.Session.known_rooms>}) whose
+        mute is known (L{Session.mutes<chatnet.service.session.Session>});
+        one MongoDB look-up for the others, one more for their mutes."""
         record = connection.record
-        joined = connection.session.known_rooms()
+        session = connection.session
+        joined = session.known_rooms()
         unknown = []
         for room in rooms:
             if room == WORLD or room in joined:
@@ -306,16 +332,31 @@ class ChatHandlers:
                     raise unknown_room(room, action)
                 continue
             unknown.append(room)
-        if not unknown:
-            return
-        member, existing = await self.mongo.membership(record.username, unknown)
-        joined.update(member)
-        for room in unknown:
-            if room not in existing:
-                raise unknown_room(room, action)
-        for room in unknown:
-            if room not in member:
-                raise not_member(room, action)
+        if unknown:
+            member, existing = await self.mongo.membership(record.username, unknown)
+            joined.update(member)
+            for room in unknown:
+                if room not in existing:
+                    raise unknown_room(room, action)
+            for room in unknown:
+                if room not in member:
+                    raise not_member(room, action)
+        if action == "chat":
+            await self._check_mutes(session, record.username, [r for r in rooms if not is_automatic(r)])
+
+    async def _check_mutes(self, session, username, rooms):
+        """Refuse (403) a post to C{rooms} (ordinary rooms the user is a
+        member of) if they are muted in one: read from MongoDB the first
+        time, then kept by the session (and updated by the room notices,
+        L{chatnet.service.session.Session.room_notice})."""
+        unknown = [room for room in rooms if not session.mute_known(room)]
+        if unknown:
+            found = await self.mongo.mutes(username, unknown)
+            for room in unknown:
+                session.set_muted(room, found.get(room, 0))
+        now = now_ms(self.clock)
+        for room in rooms:
+            moderation.check_post(room, session.muted_until(room), now)
 
     # -- rooms -----------------------------------------------------------------
 
@@ -324,6 +365,12 @@ class ChatHandlers:
         username = connection.record.username
         if is_automatic(room) and room not in automatic_rooms(connection.record.alliance):
             raise unknown_room(room, "joinRoom")
+        doc = None
+        if not is_automatic(room):
+            doc = await self.mongo.room(room)
+            if doc is None:
+                raise unknown_room(room, "joinRoom")
+            moderation.check_join(doc, username)
         session = connection.session
         holding = session.holding
         if not holding:
@@ -331,6 +378,8 @@ class ChatHandlers:
             session.hold(at_most=RESUME_WAIT)
         try:
             members = await self.rooms.join(room, username)
+            if doc is not None:
+                session.set_muted(room, moderation.muted_until(doc, username))
             history = await self.history.recent(room_channel(room))
             for data in history:
                 session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
@@ -349,8 +398,104 @@ class ChatHandlers:
         self.emit("room_left", room, username)
 
     async def list_rooms(self, connection, request):
-        rooms = await self.rooms.list_rooms()
+        """C{world}, the public rooms and the private ones the user belongs
+        to or is invited to."""
+        username = connection.record.username
+        rooms = [{"roomName": WORLD, "members": len(self.directory.online())}]
+        for doc in sorted(await self.mongo.room_list(), key=lambda d: d["roomName"]):
+            if moderation.visible(doc, username):
+                entry = {"roomName": doc["roomName"], "members": len(doc.get("members") or ())}
+                if doc.get("private"):
+                    entry["private"] = True
+                rooms.append(entry)
         connection.answer("listRooms", {"rooms": rooms}, request)
+
+    # -- rooms users create and moderate (chatnet.moderation) -------------------
+
+    async def create_room(self, connection, request):
+        room = request.string("roomName", max_length=MAX_NAME)
+        private = request.boolean("private", default=False)
+        moderation.check_room_name(room)
+        owner = connection.record.username
+        if not await self.mongo.create_room(room, owner, private):
+            raise ProtocolError(409, f"room {room} exists already", "createRoom")
+        await self.rooms.member_changed(room, owner, True)
+        connection.answer("createRoom", {"roomName": room, "private": private, "owner": owner}, request)
+        self.emit("room_joined", room, owner)
+
+    async def invite(self, connection, request):
+        room, target = await self._moderated(connection, request)
+        if not await self.mongo.user_exists(target):
+            raise ProtocolError(404, f"user {target} does not exist", "invite")
+        await self.mongo.invite(room, target)
+        connection.answer("invite", {"roomName": room, "username": target}, request)
+
+    async def kick(self, connection, request):
+        room, target = await self._moderated(connection, request)
+        await self.mongo.kick(room, target)
+        await self._removed(connection, room, target, "kick")
+        connection.answer("kick", {"roomName": room, "username": target}, request)
+
+    async def ban(self, connection, request):
+        room, target = await self._moderated(connection, request)
+        if not await self.mongo.user_exists(target):
+            raise ProtocolError(404, f"user {target} does not exist", "ban")
+        was_member = await self.mongo.ban(room, target, now_ms(self.clock))
+        await self._removed(connection, room, target, "ban", was_member)
+        connection.answer("ban", {"roomName": room, "username": target}, request)
+
+    async def mute(self, connection, request):
+        seconds = request.integer("seconds", minimum=moderation.MUTE_MIN_SECONDS)
+        if seconds is None or seconds > moderation.MUTE_MAX_SECONDS:
+            raise ProtocolError(
+                400, f"field 'seconds' must be an integer from {moderation.MUTE_MIN_SECONDS} to "
+                     f"{moderation.MUTE_MAX_SECONDS}", "mute")
+        room, target = await self._moderated(connection, request)
+        now = now_ms(self.clock)
+        until = now + seconds * 1000
+        await self.mongo.mute(room, target, until, now)
+        await self._notice(connection, room, "mute", target, until)
+        connection.answer("mute", {"roomName": room, "username": target, "until": until}, request)
+
+    async def set_role(self, connection, request):
+        room = request.string("roomName", max_length=MAX_NAME)
+        target = request.string("username", max_length=MAX_NAME)
+        new_role = request.string("role", max_length=16)
+        doc = await self._room_doc(room, "setRole")
+        moderation.check_set_role(doc, connection.record.username, target, new_role)
+        await self.mongo.set_admin(room, target, new_role == "admin")
+        connection.answer("setRole", {"roomName": room, "username": target, "role": new_role}, request)
+
+    async def _room_doc(self, room, action):
+        """The document of C{room}, a room users made or seeded: 404 if
+        there is none (an automatic room has none either)."""
+        doc = None if is_automatic(room) or not room else await self.mongo.room(room)
+        if doc is None:
+            raise unknown_room(room, action)
+        return doc
+
+    async def _moderated(self, connection, request):
+        """The room and the target user of an action of the owner or an
+        admin on another user, once allowed (L{moderation.check_act})."""
+        room = request.string("roomName", max_length=MAX_NAME)
+        target = request.string("username", max_length=MAX_NAME)
+        doc = await self._room_doc(room, request.action)
+        moderation.check_act(doc, connection.record.username, target, request.action)
+        return room, target
+
+    async def _removed(self, connection, room, target, action, was_member=True):
+        """C{target} was kicked or banned from C{room} (MongoDB says so
+        already): the members and they are told, then their sessions stop
+        getting the room (the notice goes first, so that it reaches them)."""
+        await self._notice(connection, room, action, target)
+        if was_member:
+            await self.rooms.member_changed(room, target, False)
+            self.emit("room_left", room, target)
+
+    async def _notice(self, connection, room, action, target, until=None):
+        frame = codec.encode(
+            "roomNotice", moderation.notice(room, action, target, connection.record.username, until))
+        await self.rooms.notice(room, frame)
 
     # -- information -------------------------------------------------------------
 

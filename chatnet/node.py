@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from chatnet import operations, tls, words
 from chatnet.accept import Acceptor
+from chatnet.cluster.api_responder import ApiResponder
 from chatnet.cluster.identity import MemberIdentity
 from chatnet.cluster.leadership import Leadership
 from chatnet.cluster.membership import Membership
@@ -44,6 +45,7 @@ from chatnet.profanity import ProfanityFilter
 from chatnet.rescue import Rescuer
 from chatnet.rooms import Rooms
 from chatnet.sequences import Sequences
+from chatnet.service.api import ServerApi
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
 from chatnet.service.roomfeed import RoomFeed
 from chatnet.service.session import SessionService
@@ -123,10 +125,13 @@ class ChatNode(MultiService):
         port = client.getHost().port
         if not self.view.node_id:
             self.view.node_id = f"{host}:{port}"
-        responder = self._wire(secret)
-        identity = MemberIdentity(self.view.live_nodes, self.view.wait_for_leader, self.reactor)
+        responder, api = self._wire(secret)
+        identity = MemberIdentity(
+            self.view.live_nodes, self._membership_changed, self.reactor,
+            gateways=lambda: self.membership.gateways if self.membership is not None else {},
+        )
         internal = await serverFromString(self.reactor, config.internal).listen(
-            InternalFactory(responder, secret, self.reactor, identity))
+            InternalFactory(responder, secret, self.reactor, identity, api))
         self._ports.append(internal)
         internal_host = config.internal_host or endpoint_interface(config.internal)
         internal_port = internal.getHost().port
@@ -168,9 +173,16 @@ class ChatNode(MultiService):
         )
         return self
 
+    def _membership_changed(self, at_most):
+        """Fires at the next change of members, leader or gateways (or after
+        C{at_most} seconds)."""
+        if self.membership is None:
+            return self.view.wait_for_leader(at_most)
+        return self.membership.wait_for_change(at_most)
+
     def _wire(self, secret):
         """Make the parts that need the node id; returns the responder of
-        the internal port."""
+        the internal port and that of the server API's commands."""
         config, clock, view = self.config, self.reactor, self.view
         deadline = max(20.0, config.zk_session_timeout * 2 + 5)
         acceptor = Acceptor(self.redis, self.sequences, self.history, self.popular, view.node_id)
@@ -187,7 +199,8 @@ class ChatNode(MultiService):
         def member_changed(room, username, joined):
             return rooms.local_member_changed(room, username, joined)
 
-        responder = Responder(self.directory, self.sessions, self.delivery, feed, member_changed, self.metrics)
+        responder = Responder(self.directory, self.sessions, self.delivery, feed, member_changed, self.metrics,
+                              clock)
         self.peers = Peers(clock, view.node_id, secret, responder, tls_options=tls.client_options(config),
                            bind_host=endpoint_interface(config.internal, default=None), metrics=self.metrics)
         router = Router(view, self.peers, self.directory, self.delivery, clock, deadline=deadline)
@@ -208,12 +221,25 @@ class ChatNode(MultiService):
             config=config, clock=clock, view=view, redis=self.redis, mongo=self.mongo, offline=self.offline,
             history=self.history, popular=self.popular, profanity=self.profanity, acceptor=acceptor,
             message_log=self.message_log, directory=self.directory, sessions=self.sessions,
-            presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery, emit=self.emit,
+            presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery,
+            tokens=self._token_verifier(), emit=self.emit,
         )
         self.factory.serve(handlers, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
         ))
-        return responder
+        api = ServerApi(config=config, clock=clock, view=view, mongo=self.mongo, directory=self.directory,
+                        sessions=self.sessions, posting=handlers.posting, rooms=rooms, peers=self.peers)
+        return responder, ApiResponder(api)
+
+    def _token_verifier(self):
+        """The L{chatnet.tokens.TokenVerifier} of --jwt-secret and
+        --jwt-public-key, or None without them (PyJWT is imported by nodes
+        that take tokens only)."""
+        if not (self.config.jwt_secret or self.config.jwt_public_key):
+            return None
+        from chatnet.tokens import TokenVerifier
+
+        return TokenVerifier.from_config(self.config, self.reactor)
 
     async def _ensure_indexes(self):
         while not self._stopping:

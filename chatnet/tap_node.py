@@ -32,6 +32,9 @@ class Options(usage.Options):
         ["advertise-host", None, "", "Host handed to clients by the gateway (default: the listen interface)."],
         ["internal-host", None, "", "Host the other nodes reach the internal port at (default: its interface)."],
         ["cluster-secret", None, "", "Shared secret of the cluster (default: env CHATNET_CLUSTER_SECRET)."],
+        ["jwt-secret", None, "", "Secret of HS256 login tokens, at least 32 bytes (default: env CHATNET_JWT_SECRET; "
+         "see docs/protocol.md, Token login)."],
+        ["jwt-public-key", None, "", "PEM file of the public key of RS256 (RSA) or ES256 (EC P-256) login tokens."],
         ["profanity-file", None, "", "Word list of the profanity filter (default: the shipped list)."],
         ["popular-window", None, 3600, "Seconds of the popular-words sliding window.", int],
         ["zk-session-timeout", None, 10.0, "ZooKeeper session timeout in seconds (failure detection).", float],
@@ -70,6 +73,7 @@ class Options(usage.Options):
             user, _, password = self["zookeeper-auth"].partition(":")
             if not user or not password:
                 raise usage.UsageError("--zookeeper-auth must be USER:PASSWORD")
+        check_token_options(self)
         for name in ("popular-window", "max-message-chars", "max-frame-bytes"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
@@ -100,6 +104,8 @@ class Options(usage.Options):
             internal_host=self["internal-host"],
             cluster_secret=self["cluster-secret"],
             open_login=bool(self["open-login"]),
+            jwt_secret=self["jwt-secret"],
+            jwt_public_key=self["jwt-public-key"],
             profanity_file=self["profanity-file"],
             popular_window=self["popular-window"],
             zk_session_timeout=self["zk-session-timeout"],
@@ -119,6 +125,27 @@ class Options(usage.Options):
             compression=self["compression"],
             allowed_origins=parse_origins(self["allowed-origins"]),
         )
+
+
+def check_token_options(options):
+    """--jwt-secret (or env CHATNET_JWT_SECRET) and --jwt-public-key: a
+    secret long enough, a key file that holds an RSA or EC P-256 key."""
+    if not options["jwt-secret"]:
+        options["jwt-secret"] = os.environ.get("CHATNET_JWT_SECRET", "")
+    if not (options["jwt-secret"] or options["jwt-public-key"]):
+        return
+    try:
+        # PyJWT is imported by nodes that take tokens only
+        from chatnet import tokens
+    except ImportError as e:
+        raise usage.UsageError(f"token login needs PyJWT ({e}): pip install pyjwt")
+
+    for name, check in (("jwt-secret", tokens.check_secret), ("jwt-public-key", tokens.load_public_key)):
+        if options[name]:
+            try:
+                check(options[name])
+            except ValueError as e:
+                raise usage.UsageError(f"--{name}: {e}")
 
 
 def parse_origins(value):

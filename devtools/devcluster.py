@@ -36,6 +36,7 @@ from devtools.localservices import (
 
 PIDS_FILE = "pids.json"
 SECRET_FILE = "cluster-secret"
+API_KEY_FILE = "api-key"
 ZK_SESSION_TIMEOUT = 4
 SEED_TIMEOUT = 120.0
 STOP_TIMEOUT = 15.0
@@ -173,6 +174,17 @@ def cluster_secret(directory):
     return path.read_text().strip()
 
 
+def api_key(directory):
+    """The server API key of the dev cluster, made once and kept in
+    C{directory} (mode 0600); its path."""
+    path = directory / API_KEY_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+    return path
+
+
 def _chat_env():
     paths = [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
@@ -288,7 +300,8 @@ def start(args):
         launch(ChatProcess(
             "chatgateway",
             ["--listen", f"tcp:{args.gateway_port}:interface=127.0.0.1",
-             "--redis", redis.url],
+             "--redis", redis.url, "--zookeeper", zookeeper.url, "--cluster-secret", secret,
+             "--api-key-file", str(api_key(directory))],
             directory / "logs" / "gateway.log", name="gateway",
             ready_port=args.gateway_port, detach=True), "the gateway")
         nodes = []
@@ -354,6 +367,12 @@ def _print_ready(data, listed, args):
     example = listed[0] if listed else {"host": "127.0.0.1", "port": "PORT"}
     print(f"  websocat ws://{example.get('host')}:{example.get('port')}/")
     print('  then send: {"id": 1, "action": "login", "data": {"username": "user1"}}')
+    print("In either client, rooms of your own: /create games private, /invite games user2,")
+    print("  /mute games user2 10m, /kick games user2 (/help lists every command).")
+    key_file = Path(data["dir"]) / API_KEY_FILE
+    print("\nThe server API (docs/api.md), its key in " + str(key_file) + ":")
+    print(f"  curl -H \"Authorization: Bearer $(cat {key_file})\" -H 'Content-Type: application/json' \\")
+    print(f"       -d '{{\"roomName\": \"world\", \"message\": \"hello from the API\"}}' {gateway}/api/v1/messages")
     print(f"\nStop it with: scripts/run-cluster stop --dir {args.dir}")
 
 

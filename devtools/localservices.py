@@ -326,9 +326,14 @@ class ManagedProcess:
     def pause(self):
         """SIGSTOP: the process stays, its sockets stay open, it answers
         nothing (a stalled server: connections are accepted by the kernel,
-        requests hang)."""
+        requests hang). Returns once the kernel shows it stopped: a signal is
+        delivered asynchronously, and a request sent in between could still
+        be answered."""
         if self.running:
             self._signal(signal.SIGSTOP)
+            deadline = time.monotonic() + 5
+            while _state(self.process.pid) not in ("T", "t", None) and time.monotonic() < deadline:
+                time.sleep(0.005)
 
     def resume(self):
         """SIGCONT after :meth:`pause`."""
@@ -821,6 +826,15 @@ class RabbitMQServer(ManagedProcess):
 
 # --------------------------------------------------------------------------
 # chatnet's own processes
+
+
+def _state(pid):
+    """The state letter of process C{pid} (C{T}: stopped), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
 
 
 class ChatProcess(ManagedProcess):

@@ -28,10 +28,12 @@ _redis_dbs = itertools.cycle(range(1, 16))
 
 class ChatCluster:
     def __init__(self, root, redis, zookeeper, mongo, nodes=1, session_timeout=3.0, extra_args=(),
-                 gateway_args=(), env=None, redis_url=None):
+                 gateway_args=(), env=None, redis_url=None, api_key=None):
         """C{redis_url}: the URL the nodes and the gateway are given instead
         of a database of C{redis} (a C{redis+sentinel://} one, say); C{redis}
-        is then the server that is emptied at the start."""
+        is then the server that is emptied at the start. C{api_key}: the
+        gateway serves the server API with this key (and joins the cluster
+        for it)."""
         self.root = root
         self.redis_server = redis
         self.zookeeper_server = zookeeper
@@ -50,6 +52,10 @@ class ChatCluster:
         self.session_timeout = session_timeout
         self.extra_args = list(extra_args)
         self.gateway_args = list(gateway_args)
+        self.api_key = api_key
+        if api_key:
+            self.gateway_args += ["--api-key", api_key, "--zookeeper", self.zk_hosts,
+                                  "--cluster-secret", self.secret, "--internal-host", "127.0.0.1"]
         self.env = env
         self.node_count = nodes
         self.nodes = {}

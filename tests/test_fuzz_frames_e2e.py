@@ -25,10 +25,12 @@ from hypothesis import strategies as st
 
 from tests.harness import ChatCluster
 
-ERRORS = {400, 401, 403, 404, 413, 429}
-ANSWERS = {"ack", "login", "joinRoom", "leaveRoom", "listRooms", "userInfo", "popular", "resume", "queued", "chat"}
+ERRORS = {400, 401, 403, 404, 409, 413, 429}
+MODERATION = ["createRoom", "invite", "kick", "ban", "mute", "setRole"]
+ANSWERS = {"ack", "login", "joinRoom", "leaveRoom", "listRooms", "userInfo", "popular", "resume", "queued", "chat",
+           "roomNotice", *MODERATION}
 ACTIONS = ["chat", "login", "joinRoom", "leaveRoom", "listRooms", "userInfo", "popular", "resume", "relay", "deliver",
-           "leaderConnect", "", "CHAT", "x" * 300]
+           "leaderConnect", "", "CHAT", "x" * 300, *MODERATION]
 
 LIMITS = [0, 1, -1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, 10**30, -(10**30)]
 ODD_TEXT = ["\ud800", "\udfff", "a\x00b", "\x00", "NaN", "Infinity", "-0", "1e400", "\u202e", "\U0001f600", "$gt",
@@ -58,12 +60,17 @@ data_by_action = {
         "to": usernames, "roomName": rooms, "isGroup": mutated(True), "ts": numbers | json_values,
         "format": mutated("text"), "from": usernames}),
     "login": st.fixed_dictionaries({"username": mutated("user1")}, optional={
-        "password": json_values, "features": mutated(["ack", "resume"])}),
+        "password": json_values, "token": json_values, "features": mutated(["ack", "resume"])}),
     "joinRoom": st.fixed_dictionaries({"roomName": rooms}),
     "leaveRoom": st.fixed_dictionaries({"roomName": rooms}),
     "userInfo": st.fixed_dictionaries({"username": usernames}),
     "popular": st.fixed_dictionaries({}, optional={"n": numbers | json_values}),
     "resume": st.fixed_dictionaries({}, optional={"rooms": seq_maps, "conversations": seq_maps}),
+    "createRoom": st.fixed_dictionaries({"roomName": rooms | texts}, optional={"private": mutated(True)}),
+    "setRole": st.fixed_dictionaries({"roomName": rooms, "username": usernames, "role": mutated("admin")}),
+    "mute": st.fixed_dictionaries({"roomName": rooms, "username": usernames, "seconds": numbers | json_values}),
+    **{action: st.fixed_dictionaries({"roomName": rooms, "username": usernames})
+       for action in ("invite", "kick", "ban")},
 }
 ids = st.sampled_from(LIMITS) | st.integers() | numbers | texts | json_values | big_text
 

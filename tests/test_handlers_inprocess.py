@@ -118,6 +118,22 @@ async def test_login_publishes_the_session(node):
 
 
 @pytest_twisted.ensureDeferred
+async def test_login_is_undone_when_the_user_rooms_cannot_be_read(node, free_port):
+    """A session that does not get its rooms would miss their messages
+    without knowing it: the login is a 503 and leaves nothing behind."""
+    unreachable = MongoStore(f"mongodb://127.0.0.1:{free_port}/none", timeout=0.5).connect()
+    node.feed.mongo = unreachable
+    try:
+        client = node.connect()
+        frames = await request(node.handlers, client, "login", username="user1", password=PASSWORD)
+        assert error_code(frames) == 503, frames
+        assert client.record is None and node.sessions.get("user1") is None
+        assert await node.directory.lookup("user1", refresh=True) is None
+    finally:
+        await unreachable.disconnect()
+
+
+@pytest_twisted.ensureDeferred
 async def test_login_refuses_unknown_user_and_wrong_password(node):
     client = node.connect()
     assert error_code(await request(node.handlers, client, "login", username="nobody", password=PASSWORD)) == 401

@@ -6,6 +6,7 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, connectedServerAndClient
 
@@ -46,14 +47,16 @@ class Pair:
     """A listening node's protocol (C{server}) and a connecting one from
     C{source}, joined by an in-memory pump, on a fake clock."""
 
-    def __init__(self, server_secret=b"s3cret", client_secret=b"s3cret", source="10.0.0.2", members=MEMBERS):
+    def __init__(self, server_secret=b"s3cret", client_secret=b"s3cret", source="10.0.0.2", members=MEMBERS,
+                 gateways=None, api=None):
         self.clock = task.Clock()
         self.handler = Handler()
         self.members = dict(members)
+        self.gateways = dict(gateways or {})
         identity = MemberIdentity(lambda: self.members, lambda at_most: task.deferLater(self.clock, at_most, lambda: None),
-                                  self.clock)
+                                  self.clock, gateways=lambda: self.gateways)
         self.client, self.server, self.pump = connectedServerAndClient(
-            lambda: InternalProtocol(self.handler, server_secret, self.clock, identity),
+            lambda: InternalProtocol(self.handler, server_secret, self.clock, identity, api),
             lambda: InternalProtocol(Handler(), client_secret, self.clock),
             serverTransportFactory=lambda p: FakeTransport(p, True, peerAddress=IPv4Address("TCP", source, 40000)),
             clock=self.clock,
@@ -152,7 +155,7 @@ def test_internal_host_by_name_is_resolved():
     defer.ensureDeferred(identity.verify("n", "10.0.0.9")).addBoth(results.append)
     defer.ensureDeferred(identity.verify("n", "::ffff:10.0.0.9")).addBoth(results.append)
     defer.ensureDeferred(identity.verify("n", "10.0.0.8")).addBoth(results.append)
-    assert results[:2] == [None, None]
+    assert results[:2] == ["node", "node"]
     assert isinstance(results[2], Failure) and results[2].check(cmd.NotAuthenticated)
 
 
@@ -332,3 +335,63 @@ async def test_peers_retry_until_the_other_node_knows_them():
     finally:
         peers.close()
         await port.stopListening()
+
+
+# -- gateways (the server API) ---------------------------------------------------
+
+
+class Api(amp.CommandLocator):
+    def __init__(self):
+        self.asked = []
+
+    @cmd.ApiPresence.responder
+    def presence(self, username):
+        self.asked.append(username)
+        return {"online": False, "nodes": [], "onlineFor": None}
+
+
+GATEWAYS = {"gw1": {"internalHost": "10.0.0.7"}}
+
+
+def test_gateway_may_send_only_api_commands():
+    api = Api()
+    p = Pair(source="10.0.0.7", gateways=GATEWAYS, api=api)
+    assert p.login("gateway:gw1") is None
+    assert p.server.peerKind == "gateway"
+    answer = p.result(p.client.callRemote(cmd.ApiPresence, username="alice"))
+    assert answer == {"online": False, "nodes": [], "onlineFor": None} and api.asked == ["alice"]
+    for command, arguments in [
+        (cmd.Deliver, {"msgId": "m1", "data": b"{}", "usernames": ["a"], "everyone": False}),
+        (cmd.RoomDeliver, {"roomNames": ["r"], "seqs": [1], "msgIds": ["m"], "datas": [b"{}"]}),
+        (cmd.Disconnect, {"username": "alice"}),
+    ]:
+        assert refusal(p.result(p.client.callRemote(command, **arguments))) is cmd.NotAllowed
+    assert p.handler.delivered == [] and not p.closed()
+
+
+def test_node_may_not_send_api_commands():
+    api = Api()
+    p = Pair(gateways=GATEWAYS, api=api)
+    assert p.login("node2") is None and p.server.peerKind == "node"
+    assert refusal(p.result(p.client.callRemote(cmd.ApiPresence, username="alice"))) is cmd.NotAllowed
+    assert api.asked == []
+
+
+def test_gateway_must_be_registered_and_connect_from_its_host():
+    p = Pair(source="10.0.0.7", gateways=GATEWAYS, api=Api())
+    failure = p.login("gateway:gw2")
+    p.clock.advance(5)
+    p.pump.flush()
+    assert isinstance(failure, Failure) or not p.server.authenticated
+    assert not p.server.authenticated
+    p = Pair(source="10.0.0.2", gateways=GATEWAYS, api=Api())
+    assert isinstance(p.login("gateway:gw1"), Failure) and not p.server.authenticated
+    # a gateway's id is not a node's, nor the other way round
+    p = Pair(source="10.0.0.7", gateways={"node2": {"internalHost": "10.0.0.7"}}, api=Api())
+    assert isinstance(p.login("node2"), Failure) and not p.server.authenticated
+
+
+def test_api_commands_refused_without_an_api_locator():
+    p = Pair(source="10.0.0.7", gateways=GATEWAYS)
+    assert p.login("gateway:gw1") is None
+    assert refusal(p.result(p.client.callRemote(cmd.ApiPresence, username="alice"))) is cmd.NotAllowed

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from chatnet.accept import Acceptor
@@ -181,3 +182,17 @@ async def test_the_accept_script_names_the_room_nodes(parts):
     await parts.acceptor.accept(direct, [])
     assert list(direct.nodes) == []
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_members_added_at_once_leave_no_room_locked(parts):
+    """Two logins at the same time on one node: the second finds the room
+    tracked by the first once it gets its turn."""
+    ann, bob = parts.member("ann"), parts.member("bob")
+    await defer.gatherResults([defer.ensureDeferred(parts.feed.add([ROOM, "world"], [ann])),
+                               defer.ensureDeferred(parts.feed.add(["world"], [bob]))])
+    again = defer.ensureDeferred(parts.feed.track_again())
+    await run_until(None, lambda: again.called, "adding the node again to its rooms")
+    m = await parts.accept(1, room="world")
+    parts.feed.deliver("world", *m[0])
+    assert seqs(ann) == seqs(bob) == [m[0][0]]

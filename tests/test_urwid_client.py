@@ -1103,3 +1103,16 @@ def test_without_urwid_the_client_says_what_to_install():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip() == "chatnet-client needs urwid: pip install 'chatnet[client]'"
+
+
+def test_disconnected_close_code_stops_reconnecting():
+    app, net, clock, t, attempt = connected_app()
+    attempt.closed(4010, "disconnected by the server")
+    assert app.conn.state == "stopped"
+    assert "offline: disconnected by the server" in status_line(app)
+    assert "not reconnecting" in screen(app)
+    clock.advance(120)
+    assert net.lookups == 1
+    # the user may still come back by hand
+    type_line(app, "/reconnect")
+    assert net.lookups == 2

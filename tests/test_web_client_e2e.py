@@ -7,7 +7,8 @@ labels and roles of its accessibility contract (fields "User name" and
 the status with the node id and "online"). Scenarios: two browser users
 chat directly and in a room; a browser user and a protocol client chat;
 a second login of the same user replaces the page's session (which then
-says so and does not reconnect); the node of a browser user is killed with
+says so and does not reconnect); the server API disconnects the user
+(close 4010) and the page says so and does not reconnect either; the node of a browser user is killed with
 ``kill -9`` and the page reconnects through the gateway and catches up,
 nothing missing or doubled, and sends what was typed meanwhile.
 
@@ -15,9 +16,11 @@ A screenshot of each scenario's end state is saved under the folder printed
 at the start of the run (``CHATNET_SCREENSHOTS`` if set). Every wait is
 bounded.
 """
+import json
 import os
 import re
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,12 +34,13 @@ CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 30000
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+API_KEY = "web-client-tests-api-key"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, redis_server, zookeeper_server, mongo_server):
     c = ChatCluster(tmp_path_factory.mktemp("cluster"), redis_server, zookeeper_server, mongo_server,
-                    nodes=3, session_timeout=2.0, extra_args=["--rate-limit", "0"])
+                    nodes=3, session_timeout=2.0, extra_args=["--rate-limit", "0"], api_key=API_KEY)
     c.start()
     try:
         yield c
@@ -272,6 +276,32 @@ def test_a_second_login_elsewhere_replaces_the_page_which_does_not_reconnect(web
     erin.shot("03-replaced")
 
 
+def api(cluster, method, path):
+    """(status, JSON answer) of a server API request (docs/api.md)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{cluster.gateway_port}/api/v1{path}", method=method,
+                                     headers={"Authorization": f"Bearer {API_KEY}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_disconnected_by_the_server_api_the_page_does_not_reconnect(web, cluster):
+    gina = web("user9")
+    status, answer = api(cluster, "POST", "/users/user9/disconnect")
+    assert status == 200 and answer["sessionsClosed"] == 1, answer
+    expect(gina.status).to_contain_text("disconnected by the server")
+    expect(gina.page.locator("#banner")).to_contain_text("Disconnected by the server")
+    expect(gina.log).to_contain_text("The server disconnected this session")
+    # the page stays away
+    time.sleep(3.0)  # longer than the first reconnect delay: it would be back by now
+    status, answer = api(cluster, "GET", "/presence/user9")
+    assert status == 200 and answer["online"] is False, answer
+    assert "online" not in gina.status.inner_text()
+    gina.shot("03-disconnected")
+
+
 def test_the_same_user_in_two_browser_contexts_receives_in_both_and_sees_their_own(web, peers):
     laptop, phone = web("user7"), web("user7", viewport=PHONE)
     henry = peers("node1", "user8", features=["ack"])
@@ -431,3 +461,28 @@ def test_a_browser_user_and_the_terminal_client_chat(web, cluster, tmp_path):
         erin.shot("07-browser-and-terminal-client")
     finally:
         term.close()
+
+
+def test_a_browser_user_creates_a_private_room_and_moderates_it(web, peers):
+    owner = web("user15")
+    owner.type("/create webclub private")
+    expect(owner.log).to_contain_text("created #webclub (private")
+    expect(owner.page.get_by_role("heading", name=re.compile("webclub"))).to_be_visible()
+    guest = peers(owner.node, "user16")
+    refused = guest.request("joinRoom", {"roomName": "webclub"})
+    assert refused["action"] == "error" and refused["data"]["code"] == 403, refused
+    owner.type("/invite webclub user16")
+    expect(owner.log).to_contain_text("user16 invited to #webclub")
+    assert guest.request("joinRoom", {"roomName": "webclub"})["action"] == "joinRoom"
+    owner.type("/mute webclub user16 10m")
+    expect(owner.log).to_contain_text("user16 was muted in #webclub by user15")
+    notice = guest.expect(action="roomNotice")["data"]
+    assert (notice["action"], notice["username"], notice["by"]) == ("mute", "user16", "user15")
+    muted = guest.request("chat", {"roomName": "webclub", "isGroup": True, "message": "can I talk"})
+    assert muted["action"] == "error" and muted["data"]["code"] == 403, muted
+    owner.type("/kick webclub user16")
+    expect(owner.log).to_contain_text("user16 was kicked out of #webclub by user15")
+    assert guest.expect(action="roomNotice")["data"]["action"] == "kick"
+    owner.type("/role webclub user15 admin")
+    expect(owner.log).to_contain_text("the owner's role cannot change (403)")
+    owner.shot("moderation")

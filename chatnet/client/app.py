@@ -13,6 +13,8 @@ from twisted.internet import defer
 from chatnet.client.commands import (
     failure_prefix,
     format_popular,
+    moderation_text,
+    notice_text,
     format_rooms,
     format_stats,
     joined_text,
@@ -283,6 +285,18 @@ class ChatApp(ConnectionListener):
             self.notice("\n".join(format_popular(data.get("words"))))
         elif action == "listRooms":
             self.show_rooms(data.get("rooms"))
+        elif action in ("createRoom", "invite", "kick", "ban", "mute", "setRole"):
+            if request is not None and not data.get("roomName"):
+                data = {**request.data, **data}
+            self.notice(moderation_text(action, data))
+            if action == "createRoom" and isinstance(data.get("roomName"), str):
+                # the owner is a member: joining makes it a room of this session
+                self.switch_on_join(data["roomName"])
+                self.conn.outgoing.join(data["roomName"])
+
+    def room_notice(self, data: dict) -> None:
+        mine = data.get("username") == self.conn.username
+        self.notice(notice_text(data, self.conn.username, self.clock.seconds() * 1000), "error" if mine else "system")
 
     def request_failed(self, code: int, message: str, request: Request | None) -> None:
         if request is not None and request.action == "listRooms" and code == 400:  # an old node

@@ -6,15 +6,17 @@ Everything here is pure: :func:`parse_command` turns an input line into a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from chatnet.client.text import clean_text
 from chatnet.protocols.constants import format_duration
 
-__all__ = ["COMMAND_NAMES", "COMMAND_SPECS", "POPULAR_DEFAULT", "POPULAR_MAX", "Command", "CommandSpec",
+__all__ = ["COMMAND_NAMES", "COMMAND_SPECS", "MUTE_MAX", "POPULAR_DEFAULT", "POPULAR_MAX", "Command", "CommandSpec",
            "UsageError", "failure_prefix", "format_duration", "format_popular", "format_rooms", "format_stats",
-           "help_lines", "joined_text", "offline_text", "parse_command", "room_entries", "spec_for"]
+           "help_lines", "joined_text", "moderation_text", "notice_text", "offline_text", "parse_command",
+           "parse_duration", "room_entries", "spec_for"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,15 @@ COMMAND_SPECS: tuple[CommandSpec, ...] = (
     CommandSpec("leave", "/leave [room]", "leave a room (default: the current one)"),
     CommandSpec("room", "/room [room]", "switch the current room, where lines without / go"),
     CommandSpec("rooms", "/rooms", "list the rooms"),
+    CommandSpec("create", "/create <room> [private]", "create a room (yours: you moderate it) and join it",
+                aliases=("createRoom",)),
+    CommandSpec("invite", "/invite <room> <user>", "let a user join your private room (owner, admins)"),
+    CommandSpec("kick", "/kick <room> <user>", "put a member out of a room (owner, admins)"),
+    CommandSpec("ban", "/ban <room> <user>", "put a user out of a room for good (owner, admins)"),
+    CommandSpec("mute", "/mute <room> <user> <time>", "silence a member for a time: 30, 30s, 10m, 2h, 7d at most "
+                "(owner, admins)"),
+    CommandSpec("role", "/role <room> <user> admin|member", "make a member an admin, or a member again (owner)",
+                aliases=("setRole",)),
     CommandSpec("stats", "/stats <user>", "how long a user has been online, and on which node"),
     CommandSpec("popular", "/popular [n]", "the n most used words right now (default 10)"),
     CommandSpec("whoami", "/whoami", "who and where you are"),
@@ -58,6 +69,15 @@ COMMAND_NAMES: tuple[str, ...] = tuple(n for s in COMMAND_SPECS for n in (s.name
 
 POPULAR_DEFAULT = 10
 POPULAR_MAX = 1000
+#: the longest mute, in seconds (docs/protocol.md: 7 days)
+MUTE_MAX = 7 * 24 * 3600
+_TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(word: str) -> int | None:
+    """Seconds of ``30``, ``30s``, ``10m``, ``2h``, ``7d``; None if it is no such time."""
+    match = re.fullmatch(r"(\d{1,9})([smhd]?)", word.strip().lower())
+    return int(match.group(1)) * _TIME_UNITS[match.group(2)] if match else None
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,8 @@ class Command:
     text: str | None = None
     count: int | None = None
     topic: str | None = None
+    role: str | None = None
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +166,25 @@ def parse_command(line: str) -> Command | UsageError | None:
         if args and not _room_arg(args[0]):
             return bad()
         return Command(name, room=_room_arg(args[0]) if args else None)
+    if name == "create":
+        if len(args) not in (1, 2) or not _room_arg(args[0]) or (len(args) == 2 and args[1].lower() != "private"):
+            return bad()
+        return Command("create", room=_room_arg(args[0]), private=len(args) == 2)
+    if name in ("invite", "kick", "ban"):
+        if len(args) != 2 or not _room_arg(args[0]):
+            return bad()
+        return Command(name, room=_room_arg(args[0]), user=args[1].lstrip("@"))
+    if name == "mute":
+        if len(args) != 3 or not _room_arg(args[0]):
+            return bad()
+        seconds = parse_duration(args[2])
+        if seconds is None or not 1 <= seconds <= MUTE_MAX:
+            return bad("the time is 1 s to 7 days: 30, 30s, 10m, 2h or 7d")
+        return Command("mute", room=_room_arg(args[0]), user=args[1].lstrip("@"), count=seconds)
+    if name == "role":
+        if len(args) != 3 or not _room_arg(args[0]) or args[2].lower() not in ("admin", "member"):
+            return bad()
+        return Command("role", room=_room_arg(args[0]), user=args[1].lstrip("@"), role=args[2].lower())
     if name == "stats":
         if len(args) != 1:
             return bad()
@@ -250,12 +291,14 @@ def format_rooms(rooms: Any, joined: list[str], current: str | None) -> list[str
         return ["your rooms: " + " ".join(f"[#{r}]" if r == current else f"#{r}" for r in joined)]
     entries = room_entries(rooms)
     if not entries:
-        return ["no rooms yet: /join <room> creates one"]
+        return ["no rooms yet: /create <room> makes one"]
+    private = {r["roomName"] for r in rooms if isinstance(r, dict) and r.get("private") is True}
     lines = [f"rooms ({len(entries)}):"]
     width = max(len(name) for name, _ in entries) + 1
     for name, members in sorted(entries, key=lambda e: e[0].lower()):
         count = f"{members} member{'s' if members != 1 else ''}" if isinstance(members, int) else ""
-        tags = ", ".join(t for t, on in (("joined", name in joined), ("current", name == current)) if on)
+        tags = ", ".join(t for t, on in (("private", name in private), ("joined", name in joined),
+                                         ("current", name == current)) if on)
         lines.append(f"  {'#' + name:<{width}}  {count}{'  (' + tags + ')' if tags else ''}".rstrip())
     return lines
 
@@ -273,7 +316,45 @@ def failure_prefix(request: Any) -> str:
         "userInfo": f"/stats {d.get('username')}: ",
         "popular": "/popular: ",
         "listRooms": "/rooms: ",
+        "createRoom": f"cannot create #{d.get('roomName')}: ",
+        "invite": f"/invite {d.get('username')} to #{d.get('roomName')}: ",
+        "kick": f"/kick {d.get('username')} from #{d.get('roomName')}: ",
+        "ban": f"/ban {d.get('username')} from #{d.get('roomName')}: ",
+        "mute": f"/mute {d.get('username')} in #{d.get('roomName')}: ",
+        "setRole": f"/role {d.get('username')} in #{d.get('roomName')}: ",
     }.get(request.action, "")
+
+
+def notice_text(data: dict, me: str | None, now_ms: float) -> str:
+    """The line of a ``roomNotice``: ``user3 was muted in #club by user2 for 60 s``."""
+    room = clean_text(str(data.get("roomName") or "?"))
+    user = clean_text(str(data.get("username") or "?"))
+    by = clean_text(str(data.get("by") or "?"))
+    who = "you were" if data.get("username") == me else f"{user} was"
+    action = data.get("action")
+    if action == "mute":
+        until = data.get("until")
+        left = ""
+        if isinstance(until, (int, float)) and not isinstance(until, bool):
+            left = " for " + format_duration(max(0.0, (until - now_ms) / 1000.0))
+        return f"{who} muted in #{room} by {by}{left}"
+    verb = {"kick": "kicked out of", "ban": "banned from"}.get(action)
+    if verb is None:
+        return f"#{room}: {clean_text(str(action))} {user} by {by}"
+    return f"{who} {verb} #{room} by {by}"
+
+
+def moderation_text(action: str, data: dict) -> str:
+    """The line of the answer to a moderation the user asked for."""
+    room = clean_text(str(data.get("roomName") or "?"))
+    user = clean_text(str(data.get("username") or "?"))
+    if action == "createRoom":
+        private = " (private: /invite <user> lets someone in)" if data.get("private") else ""
+        return f"created #{room}{private}"
+    if action == "setRole":
+        return f"{user} is {'an admin' if data.get('role') == 'admin' else 'a member'} of #{room} now"
+    done = {"invite": "invited to", "kick": "kicked out of", "ban": "banned from", "mute": "muted in"}
+    return f"{user} {done.get(action, action)} #{room}"
 
 
 def joined_text(room: str, members: Any, history: int) -> str:

@@ -23,10 +23,10 @@ from chatnet.client.requests import Request, RequestIds, Requests
 from chatnet.client.resume import ResumeTracker, SeenMessages
 from chatnet.client.text import clean_text
 from chatnet.client.transport import Attempt, Link, LinkOwner, describe_exception
-from chatnet.protocols.constants import FEATURES, GOING_AWAY, REPLACED, is_automatic
+from chatnet.protocols.constants import DISCONNECTED, FEATURES, GOING_AWAY, REPLACED, is_automatic
 
 #: answers handed to the listener as they are
-_ANSWERS = ("userInfo", "popular", "listRooms")
+_ANSWERS = ("userInfo", "popular", "listRooms", "createRoom", "invite", "kick", "ban", "mute", "setRole")
 
 
 class ChatConnection(LinkOwner):
@@ -201,6 +201,9 @@ class ChatConnection(LinkOwner):
         if code == REPLACED:  # the 409 frame got lost
             self._taken_over()
             return
+        if code == DISCONNECTED:
+            self._disconnected(reason)
+            return
         was_online = self.state in ("online", "joining", "resuming")
         why = _why_closed(self.node_id, code, reason)
         self._after_loss()
@@ -232,6 +235,8 @@ class ChatConnection(LinkOwner):
                 self.membership.join_answered(data, re_id)
             elif action == "leaveRoom":
                 self.membership.leave_answered(data, re_id)
+            elif action == "roomNotice":
+                self.membership.noticed(data, self.username)
             elif action in _ANSWERS:
                 self.listener.request_answered(action, data, self.requests.take(action, re_id))
         except Exception as exc:  # never let a strange frame kill the client
@@ -344,6 +349,19 @@ class ChatConnection(LinkOwner):
             "not reconnecting (/reconnect to take it back)", "error")
         self._set_state("stopped", stop_reason="session taken over by another login")
         self.outgoing.drop_queue("the session was taken over")
+
+    def _disconnected(self, reason: str | None) -> None:
+        """The server's operator ended this user's sessions (close 4010):
+        like a take-over, the client does not come back by itself."""
+        self._cancel_timers()
+        self.link.halt()
+        self._after_loss()
+        self.requests.drop_recheck()
+        self.listener.connection_notice(
+            f"disconnected by the server{': ' + reason if reason else ''}; "
+            "not reconnecting (/reconnect to try again)", "error")
+        self._set_state("stopped", stop_reason="disconnected by the server")
+        self.outgoing.drop_queue("disconnected by the server")
 
 
 def _why_closed(node: str | None, code: int | None, reason: str | None) -> str:

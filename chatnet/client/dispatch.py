@@ -96,6 +96,31 @@ class CommandDispatcher:
         else:
             self.app.show_rooms(None)
 
+    def _cmd_create(self, cmd: Command) -> None:
+        self.app.known_rooms.add(cmd.room)
+        self._report_send(self.out.request("createRoom", {"roomName": cmd.room, "private": cmd.private}),
+                          f"/create {cmd.room}")
+
+    def _moderate(self, action: str, cmd: Command, **data) -> None:
+        self.app.known_users.add(cmd.user)
+        self._report_send(self.out.request(action, {"roomName": cmd.room, "username": cmd.user, **data}),
+                          f"/{cmd.name} {cmd.room} {cmd.user}")
+
+    def _cmd_invite(self, cmd: Command) -> None:
+        self._moderate("invite", cmd)
+
+    def _cmd_kick(self, cmd: Command) -> None:
+        self._moderate("kick", cmd)
+
+    def _cmd_ban(self, cmd: Command) -> None:
+        self._moderate("ban", cmd)
+
+    def _cmd_mute(self, cmd: Command) -> None:
+        self._moderate("mute", cmd, seconds=cmd.count)
+
+    def _cmd_role(self, cmd: Command) -> None:
+        self._moderate("setRole", cmd, role=cmd.role)
+
     def _cmd_stats(self, cmd: Command) -> None:
         self.app.known_users.add(cmd.user)
         self._report_send(self.out.request("userInfo", {"username": cmd.user}), f"/stats {cmd.user}")
@@ -142,6 +167,10 @@ class CommandDispatcher:
                     candidates = [f"#{r}" for r in self._rooms_for_completion()]
                 else:
                     candidates = [f"room:{r}" for r in self._rooms_for_completion()] + users
+            elif name in ("create", "invite", "kick", "ban", "mute", "role") and first_arg:
+                candidates = self._rooms_for_completion()
+            elif name in ("invite", "kick", "ban", "mute", "role") and len(previous) == 2:
+                candidates = users
             elif name in ("msg", "stats") and first_arg:
                 candidates = users
             elif name == "join" and first_arg:

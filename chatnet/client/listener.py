@@ -32,7 +32,8 @@ class ConnectionListener:
         """A queued request is given up."""
 
     def request_answered(self, action: str, data: dict, request: Request | None) -> None:
-        """An answer frame (``userInfo``, ``popular``, ``listRooms``)."""
+        """An answer frame (``userInfo``, ``popular``, ``listRooms``, and those of the room
+        moderation: ``createRoom``, ``invite``, ``kick``, ``ban``, ``mute``, ``setRole``)."""
 
     def request_failed(self, code: int, message: str, request: Request | None) -> None:
         """An ``error`` frame other than a login failure or a takeover."""
@@ -42,6 +43,9 @@ class ConnectionListener:
 
     def room_left(self, room: str) -> None:
         """The node confirmed a ``leaveRoom``."""
+
+    def room_notice(self, data: dict) -> None:
+        """A ``roomNotice``: someone was kicked, banned or muted in a room of the user's."""
 
     def login_failed(self, code: int, message: str) -> None:
         """The node refused the login; the connection stopped."""

@@ -87,6 +87,16 @@ class Membership:
         self.resume.forget_room(room)
         self.listener.room_left(room)
 
+    def noticed(self, data: dict, me: str | None) -> None:
+        """A ``roomNotice``: told to the user; a kick or ban of this user
+        ends their membership of the room."""
+        room = data.get("roomName")
+        self.listener.room_notice(data)
+        if data.get("username") == me and data.get("action") in ("kick", "ban") and room in self.rooms:
+            self.rooms.remove(room)
+            self.resume.forget_room(room)
+            self.listener.room_left(room)
+
     def cancel_timers(self) -> None:
         for tracker in self._joins.values():
             self._cancel(tracker)

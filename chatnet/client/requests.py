@@ -19,7 +19,7 @@ from typing import Any
 from chatnet.client.text import text_matches
 
 #: actions whose request is sent again after a reconnect when it was never answered
-IDEMPOTENT = frozenset({"joinRoom", "leaveRoom", "userInfo", "popular", "listRooms"})
+IDEMPOTENT = frozenset({"joinRoom", "leaveRoom", "userInfo", "popular", "listRooms", "invite", "setRole"})
 
 #: how long a request waits for its answer before it is forgotten (when newer ones wait too)
 ANSWER_WINDOW = 120
@@ -51,6 +51,11 @@ class Request:
             return f"/popular {d.get('n')}"
         if self.action == "listRooms":
             return "/rooms"
+        if self.action == "createRoom":
+            return f"/create {d.get('roomName')}"
+        if self.action in ("invite", "kick", "ban", "mute", "setRole"):
+            name = "role" if self.action == "setRole" else self.action
+            return f"/{name} {d.get('roomName')} {d.get('username')}"
         return self.action
 
 

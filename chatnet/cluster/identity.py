@@ -6,6 +6,13 @@ the C{internalHost} that X registered there. A node that has just joined
 may connect before our membership view lists it: the check waits a little
 for the view to catch up, then refuses with L{UnknownNode} (the connecting
 node retries).
+
+A gateway that serves the server API authenticates the same way as
+C{gateway:<id>}: it must be registered under C{/chatnet/gateways/<id>}
+(L{chatnet.cluster.gateways}) and connect from the C{internalHost} it
+registered. L{MemberIdentity.verify} says which kind of peer it admitted: a
+gateway may then send only the API's commands, a node only the others
+(L{chatnet.protocols.internal.InternalProtocol.locateResponder}).
 """
 import ipaddress
 import socket
@@ -19,6 +26,10 @@ log = Logger()
 
 # seconds to wait for a node id we do not know yet to appear in our view
 MEMBERSHIP_WAIT = 2.0
+
+#: the prefix of the id a gateway authenticates with
+GATEWAY_PREFIX = "gateway:"
+NODE, GATEWAY = "node", "gateway"
 
 
 def _ip(text):
@@ -42,10 +53,14 @@ class MemberIdentity:
     @param resolve: C{resolve(hostname)} returns a Deferred of the host's IP
         addresses (strings); by default C{getaddrinfo} in the reactor's
         thread pool.
+    @param gateways: returns the registered gateways, gateway id -> info
+        with C{internalHost}.
     """
 
-    def __init__(self, members, membership_changed, clock, resolve=None, wait=MEMBERSHIP_WAIT):
+    def __init__(self, members, membership_changed, clock, resolve=None, wait=MEMBERSHIP_WAIT,
+                 gateways=lambda: {}):
         self.members = members
+        self.gateways = gateways
         self.membership_changed = membership_changed
         self.clock = clock
         self.resolve = resolve or self._getaddrinfo
@@ -54,9 +69,13 @@ class MemberIdentity:
     async def verify(self, node_id, source):
         """Raise L{UnknownNode} unless C{node_id} is (or becomes, within
         C{wait} seconds) a member, L{NotAuthenticated} unless its
-        C{internalHost} is the IP address C{source}."""
+        C{internalHost} is the IP address C{source}. Returns L{NODE}, or
+        L{GATEWAY} for C{gateway:<id>} of a registered gateway."""
+        kind, known, name = NODE, self.members, node_id
+        if node_id.startswith(GATEWAY_PREFIX):
+            kind, known, name = GATEWAY, self.gateways, node_id[len(GATEWAY_PREFIX):]
         give_up = self.clock.seconds() + self.wait
-        while (info := self.members().get(node_id)) is None:
+        while (info := known().get(name)) is None:
             remaining = give_up - self.clock.seconds()
             if remaining <= 0:
                 log.warn("internal peer {source} claims node id {node!r}, not a member", source=source, node=node_id)
@@ -69,6 +88,7 @@ class MemberIdentity:
                 source=source, node=node_id, host=host,
             )
             raise NotAuthenticated("not connecting from the member's internal host")
+        return kind
 
     async def _is_host(self, host, source):
         source = _ip(source) if isinstance(source, str) else None

@@ -8,6 +8,11 @@ lives:
 * ``/chatnet/election/n_<seq>``: sequential, data = node id; the node of the
   smallest sequence is the leader.
 
+It also reads the gateways that serve the server API (``/chatnet/gateways/<id>``,
+registered by L{chatnet.cluster.gateways.GatewayRegistration}): :attr:`gateways`,
+gateway id -> info with ``internalHost``, which the internal port's identity
+check admits (L{chatnet.cluster.identity}).
+
 kazoo runs its own thread: every watch and state callback is handed to the
 reactor with ``callFromThread``, and every blocking kazoo call runs in a
 thread with ``deferToThread``. The reactor side sees one thing only: the
@@ -36,6 +41,7 @@ log = Logger()
 ROOT = "/chatnet"
 NODES = ROOT + "/nodes"
 ELECTION = ROOT + "/election"
+GATEWAYS = ROOT + "/gateways"
 
 
 class Membership:
@@ -49,6 +55,8 @@ class Membership:
         self.session_timeout = session_timeout
         self.zk = None
         self.members = {}
+        self.gateways = {}
+        self._change_waiters = []
         self.leader = None
         self.connected = False
         self.registered = False
@@ -107,7 +115,7 @@ class Membership:
         data = orjson.dumps(self.info)
 
         def register():
-            zkacl.ensure_paths(zk, (NODES, ELECTION))
+            zkacl.ensure_paths(zk, (NODES, ELECTION, GATEWAYS))
             path = f"{NODES}/{self.node_id}"
             try:
                 zk.create(path, data, ephemeral=True)
@@ -135,6 +143,7 @@ class Membership:
             self._watching = True
             zk.ChildrenWatch(NODES, self._children_changed)
             zk.ChildrenWatch(ELECTION, self._children_changed)
+            zk.ChildrenWatch(GATEWAYS, self._children_changed)
         self.refresh()
 
     # -- kazoo thread -> reactor -------------------------------------------
@@ -182,6 +191,15 @@ class Membership:
             self.leader = None
             self.listener(dict(self.members), None)
 
+    def wait_for_change(self, at_most):
+        """A Deferred that fires once the members, the leader or the
+        gateways changed, or after C{at_most} seconds."""
+        d = defer.Deferred()
+        self._change_waiters.append(d)
+        call = self.reactor.callLater(at_most, lambda: d.called or d.callback(None))
+        d.addBoth(lambda r: (call.active() and call.cancel(), r)[1])
+        return d
+
     def refresh(self):
         """Read membership and election anew and tell the listener."""
         if self._refreshing:
@@ -209,19 +227,32 @@ class Membership:
                 candidates.append((child.rsplit("_", 1)[-1], data.decode()))
             candidates.sort()
             leader = next((node for _, node in candidates if node in members), None)
-            return members, leader
+            gateways = {}
+            for child in zk.get_children(GATEWAYS):
+                try:
+                    data, _ = zk.get(f"{GATEWAYS}/{child}")
+                    gateways[child] = orjson.loads(data)
+                except (NoNodeError, ValueError):
+                    continue
+            return members, leader, gateways
 
         d = self._thread(read)
         d.addCallbacks(self._read, self._read_failed)
 
     def _read(self, result):
         self._refreshing = False
-        members, leader = result
+        members, leader, gateways = result
         changed = members != self.members or leader != self.leader or self._tell
         self._tell = False
         self.members, self.leader = members, leader
         if changed:
             self.listener(dict(members), leader)
+        if changed or gateways != self.gateways:
+            self.gateways = gateways
+            waiters, self._change_waiters = self._change_waiters, []
+            for waiter in waiters:
+                if not waiter.called:
+                    waiter.callback(None)
         if self._dirty:
             self._dirty = False
             self.refresh()

@@ -1,6 +1,7 @@
 """What this node does when another node calls it over the internal port
 (L{chatnet.protocols.internal.InternalProtocol} unpacks the AMP boxes and
 calls these methods with their arguments)."""
+from chatnet.service.api import close_sessions
 from chatnet.sessions import SessionRecord
 
 
@@ -16,9 +17,11 @@ class Responder:
         (L{chatnet.cluster.router.RoomRouter.local_member_changed}).
     @param metrics: the node's L{chatnet.metrics.NodeMetrics} (the peer
         links time their calls with it), or None.
+    @param clock: an C{IReactorTime} (how long a disconnect waits).
     """
 
-    def __init__(self, directory, sessions, local, feed, members, metrics=None):
+    def __init__(self, directory, sessions, local, feed, members, metrics=None, clock=None):
+        self.clock = clock
         self.directory = directory
         self.sessions = sessions
         self.local = local
@@ -38,6 +41,10 @@ class Responder:
                     local.replaced()
         else:
             self.directory.forget(username, sessionId)
+
+    async def disconnect(self, username):
+        """Close the sessions of C{username} on this node (close 4010)."""
+        return await close_sessions(self.sessions, username, self.clock)
 
     def deliver(self, msgId, data, usernames, everyone):
         return self.local.deliver(msgId, data, usernames, everyone)

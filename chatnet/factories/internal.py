@@ -11,17 +11,20 @@ class InternalFactory(Factory):
     @param identity: on the listening side, what checks the node id a peer
         claims (L{chatnet.cluster.identity.MemberIdentity}); without it no
         peer is admitted. None for outgoing links.
+    @param api: the locator of the server API's commands (a gateway's), or
+        None.
     """
 
     noisy = False
 
-    def __init__(self, handler, secret, clock, identity=None):
+    def __init__(self, handler, secret, clock, identity=None, api=None):
         self.handler = handler
+        self.api = api
         self.secret = secret
         self.clock = clock
         self.identity = identity
 
     def buildProtocol(self, addr):
-        protocol = InternalProtocol(self.handler, self.secret, self.clock, self.identity)
+        protocol = InternalProtocol(self.handler, self.secret, self.clock, self.identity, self.api)
         protocol.factory = self
         return protocol

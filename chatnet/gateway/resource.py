@@ -5,6 +5,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from chatnet.errors import StoreUnavailable
+from chatnet.gateway.api import ApiDisabled
 from chatnet.gateway.http import PlainResource, plain
 from chatnet.gateway.web import WebClient
 
@@ -80,14 +81,20 @@ class NotFound(resource.Resource):
 
 
 class Root(resource.Resource):
-    def __init__(self, servers, policy, web=None):
+    """@param api: the resource of the server API below C{/api}
+        (L{chatnet.gateway.api.ApiResource}; by default a 404 for all of it)."""
+
+    def __init__(self, servers, policy, web=None, api=None):
         super().__init__()
         self.server = ServerResource(servers, policy)
         self.web = web if web is not None else WebClient()
+        self.api = api if api is not None else ApiDisabled()
         self.not_found = NotFound()
 
     def getChildWithDefault(self, path, request):
-        # only the exact paths: /, /static/<file>, /server, /health; /server/x is not found
+        # only the exact paths: /, /static/<file>, /server, /health, /api/...; /server/x is not found
+        if path == b"api":
+            return self.api
         if path == b"static" and len(request.postpath) == 1:
             found = self.web.static(request.postpath.pop())
             return found if found is not None else self.not_found

@@ -33,12 +33,18 @@ class WrongNode(Exception):
     """A command speaks for a node id other than the sending peer's own."""
 
 
+class NotAllowed(Exception):
+    """The peer's identity may not send this command: a gateway may send
+    only the server API's commands (C{Api*}), a node only the others."""
+
+
 COMMON_ERRORS = {
     NotAuthenticated: b"NOT_AUTHENTICATED",
     NoSuchRoom: b"NO_SUCH_ROOM",
     StoreDown: b"STORE_DOWN",
     NotLeader: b"NOT_LEADER",
     WrongNode: b"WRONG_NODE",
+    NotAllowed: b"NOT_ALLOWED",
 }
 
 
@@ -50,7 +56,10 @@ class Challenge(amp.Command):
 
 
 class Authenticate(amp.Command):
-    """Prove knowledge of the cluster secret, as node C{nodeId}.
+    """Prove knowledge of the cluster secret, as node C{nodeId} (or as
+    gateway C{<id>} with C{nodeId} = C{"gateway:<id>"}: a gateway registered
+    in ZooKeeper under C{/chatnet/gateways/<id>}, which may then send the
+    server API's commands only).
 
     C{mac} = HMAC-SHA256(secret, b"client|" + server nonce + b"|" + nodeId);
     the answer proves the server knows it too: HMAC-SHA256(secret,
@@ -155,3 +164,116 @@ class RoomNotice(amp.Command):
     arguments = [(b"roomName", amp.Unicode()), (b"data", amp.String())]
     response = []
     errors = COMMON_ERRORS
+
+
+class Disconnect(amp.Command):
+    """Node to node: close every session of C{username} on the receiving
+    node (close code 4010, L{chatnet.protocols.constants.DISCONNECTED});
+    answers how many it closed."""
+
+    arguments = [(b"username", amp.Unicode())]
+    response = [(b"sessions", amp.Integer())]
+    errors = COMMON_ERRORS
+
+
+# -- the server API: sent by a gateway (docs/api.md), answered by any node --
+
+
+class BadRequest(Exception):
+    """The request names something it may not (HTTP 400)."""
+
+
+class NotFound(Exception):
+    """No such user or room (HTTP 404)."""
+
+
+class Conflict(Exception):
+    """The user or room exists already (HTTP 409)."""
+
+
+API_ERRORS = {**COMMON_ERRORS, BadRequest: b"BAD_REQUEST", NotFound: b"NOT_FOUND", Conflict: b"CONFLICT"}
+
+
+class ApiPost(amp.Command):
+    """Post C{message} from C{sender} to room C{roomName} or to user C{to}
+    (one of them), accepted and delivered as a client's chat."""
+
+    arguments = [
+        (b"roomName", amp.Unicode(optional=True)),
+        (b"to", amp.Unicode(optional=True)),
+        (b"message", amp.Unicode()),
+        (b"sender", amp.Unicode()),
+    ]
+    response = [(b"msgId", amp.Unicode()), (b"seq", amp.Integer()), (b"ts", amp.Integer()),
+                (b"queued", amp.Boolean())]
+    errors = API_ERRORS
+
+
+class ApiPresence(amp.Command):
+    """Whether C{username} is online, on which nodes, for how long."""
+
+    arguments = [(b"username", amp.Unicode())]
+    response = [(b"online", amp.Boolean()), (b"nodes", amp.ListOf(amp.Unicode())),
+                (b"onlineFor", amp.Unicode(optional=True))]
+    errors = API_ERRORS
+
+
+class ApiRoomPresence(amp.Command):
+    """The online members of C{roomName} (as many as fit in one AMP value:
+    C{truncated} if not all)."""
+
+    arguments = [(b"roomName", amp.Unicode())]
+    response = [(b"usernames", amp.ListOf(amp.Unicode())), (b"truncated", amp.Boolean())]
+    errors = API_ERRORS
+
+
+class ApiDisconnect(amp.Command):
+    """Close every session of C{username} on every node (close 4010)."""
+
+    arguments = [(b"username", amp.Unicode())]
+    response = [(b"sessions", amp.Integer())]
+    errors = API_ERRORS
+
+
+class ApiCreateUser(amp.Command):
+    arguments = [(b"username", amp.Unicode()), (b"password", amp.Unicode(optional=True)),
+                 (b"alliance", amp.Unicode(optional=True))]
+    response = []
+    errors = API_ERRORS
+
+
+class ApiDeleteUser(amp.Command):
+    """Delete the account C{username} and close its sessions."""
+
+    arguments = [(b"username", amp.Unicode())]
+    response = [(b"sessions", amp.Integer())]
+    errors = API_ERRORS
+
+
+class ApiCreateRoom(amp.Command):
+    arguments = [(b"roomName", amp.Unicode()), (b"private", amp.Boolean()),
+                 (b"owner", amp.Unicode(optional=True))]
+    response = []
+    errors = API_ERRORS
+
+
+class ApiDeleteRoom(amp.Command):
+    arguments = [(b"roomName", amp.Unicode())]
+    response = []
+    errors = API_ERRORS
+
+
+class ApiRoomMember(amp.Command):
+    """Make C{username} a member of C{roomName} (C{member}) or not;
+    C{changed} if it was not so already."""
+
+    arguments = [(b"roomName", amp.Unicode()), (b"username", amp.Unicode()), (b"member", amp.Boolean())]
+    response = [(b"changed", amp.Boolean())]
+    errors = API_ERRORS
+
+
+#: the commands of the server API: a gateway may send these and nothing else
+API_COMMANDS = frozenset(c.commandName for c in (
+    ApiPost, ApiPresence, ApiRoomPresence, ApiDisconnect, ApiCreateUser, ApiDeleteUser, ApiCreateRoom,
+    ApiDeleteRoom, ApiRoomMember,
+))

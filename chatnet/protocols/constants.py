@@ -20,6 +20,8 @@ GOING_AWAY = 4001
 LOGIN_TIMEOUT = 4008
 #: a newer login of the same user took this session over (after the 409 error frame)
 REPLACED = 4009
+#: the server's operator disconnected this user (the server API): do not reconnect automatically
+DISCONNECTED = 4010
 
 
 def is_automatic(room: str) -> bool:

@@ -7,6 +7,11 @@ L{chatnet.cluster.identity}); until then every command but the two of the
 handshake is refused and the connection closed. A peer that fails the
 handshake is disconnected.
 
+A peer is a node or a gateway (see L{chatnet.cluster.identity}): a gateway
+may send only the server API's commands (L{cmd.API_COMMANDS}, answered by
+the C{api} locator), a node only the others; anything else is refused
+with C{NOT_ALLOWED}.
+
 What a peer may send is bounded, so that nobody can make a node hold on to
 memory it sends:
 
@@ -62,6 +67,10 @@ def _refusal(code, why):
     return amp.RemoteAmpError(code, why, fatal=True)
 
 
+def _refusal_soft(code, why):
+    return amp.RemoteAmpError(code, why)
+
+
 class InternalProtocol(amp.AMP):
     """One link between two nodes.
 
@@ -70,7 +79,11 @@ class InternalProtocol(amp.AMP):
     @ivar identity: checks the node id an accepted peer claims (see
         L{chatnet.cluster.identity.MemberIdentity}); None on the connecting
         side, which never answers L{cmd.Authenticate}.
+    @ivar api: an C{amp.CommandLocator} answering the server API's
+        commands (L{chatnet.cluster.api_responder.ApiResponder}), or None:
+        they are refused.
     @ivar peerNodeId: the authenticated node id of the other end.
+    @ivar peerKind: C{"node"} or C{"gateway"} once authenticated.
     """
 
     preAuthBytes = PRE_AUTH_BYTES
@@ -78,9 +91,11 @@ class InternalProtocol(amp.AMP):
     maxBoxKeys = MAX_BOX_KEYS
     maxBoxBytes = MAX_BOX_BYTES
 
-    def __init__(self, handler, secret, clock, identity=None):
+    def __init__(self, handler, secret, clock, identity=None, api=None):
         super().__init__()
         self.handler = handler
+        self.api = api
+        self.peerKind = None
         self.secret = secret
         self.clock = clock
         self.identity = identity
@@ -183,7 +198,7 @@ class InternalProtocol(amp.AMP):
 
     def locateResponder(self, name):
         if self.authenticated:
-            return super().locateResponder(name)
+            return self._allowed(name)
         if name not in HANDSHAKE:
             log.warn("unauthenticated internal command {name!r} from {peer}; closing", name=name, peer=self._peer())
 
@@ -205,6 +220,21 @@ class InternalProtocol(amp.AMP):
 
         return guarded
 
+    def _allowed(self, name):
+        """The responder of C{name} if the peer's kind may send it."""
+        api = name in cmd.API_COMMANDS
+        if self.handler is None or api != (self.peerKind == "gateway") or (api and self.api is None):
+            log.warn("internal command {name!r} refused to {kind} {node}", name=name, kind=self.peerKind,
+                     node=self.peerNodeId)
+
+            def refuse(box):
+                return defer.fail(_refusal_soft(b"NOT_ALLOWED", f"{self.peerKind} may not send this command"))
+
+            return refuse
+        if api:
+            return self.api.locateResponder(name)
+        return super().locateResponder(name)
+
     @cmd.Challenge.responder
     def challenge(self):
         self._nonce = os.urandom(32)
@@ -219,9 +249,10 @@ class InternalProtocol(amp.AMP):
             raise cmd.NotAuthenticated()
         d = defer.ensureDeferred(self.identity.verify(nodeId, self._peer()))
 
-        def admitted(_):
+        def admitted(kind):
             if self._dropped:
                 raise cmd.NotAuthenticated()
+            self.peerKind = kind or "node"
             self._authenticated(nodeId)
             return {"mac": server_mac(self.secret, nonce)}
 
@@ -238,6 +269,7 @@ class InternalProtocol(amp.AMP):
         if not hmac.compare_digest(reply["mac"], server_mac(self.secret, nonce)):
             self.transport.loseConnection()
             raise cmd.NotAuthenticated()
+        self.peerKind = "node"  # only nodes listen
         self._authenticated()
 
     # -- cluster commands -------------------------------------------------
@@ -284,5 +316,9 @@ class InternalProtocol(amp.AMP):
     def room_notice(self, roomName, data):
         self.handler.room_notice(roomName, data)
         return {}
+
+    @cmd.Disconnect.responder
+    def disconnect(self, username):
+        return self._call(self.handler.disconnect(username)).addCallback(lambda n: {"sessions": n})
 
     onLost = None

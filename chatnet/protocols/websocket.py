@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from chatnet.errors import ProtocolError, as_protocol_error
 from chatnet.protocols import codec
-from chatnet.protocols.constants import GOING_AWAY, LOGIN_TIMEOUT, REPLACED
+from chatnet.protocols.constants import DISCONNECTED, GOING_AWAY, LOGIN_TIMEOUT, REPLACED
 from chatnet.ratelimit import TokenBucket
 from chatnet.service.session import CLOSED
 
@@ -200,6 +200,12 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self.send_error(ProtocolError(409, "this session was replaced by a newer login of the same user", "login"))
         self.session.replaced()
         self.sendClose(REPLACED, "session replaced")
+
+    def disconnected(self):
+        """The server API ends this user's sessions: close 4010; the session
+        logs out as after any close."""
+        if not self.closed:
+            self.sendClose(DISCONNECTED, "disconnected by the server")
 
     def going_away(self):
         """The node is stopping: ask the client to reconnect through the gateway."""

@@ -126,14 +126,14 @@ class RoomFeed:
     async def session_started(self, connection):
         """C{connection} logged in: it gets its rooms' messages from now on
         (its automatic rooms and the rooms MongoDB has it in; the rooms are
-        also the session's L{known_rooms<chatnet.service.session.Session.known_rooms>})."""
+        also the session's L{known_rooms<chatnet.service.session.Session.known_rooms>}).
+
+        @raise StoreUnavailable: MongoDB or Redis did not answer (the login
+            is undone: a session that does not get its rooms would miss
+            messages without knowing it)."""
         record = connection.record
         rooms = set(automatic_rooms(record.alliance))
-        try:
-            ordinary = set(await self.mongo.rooms_of([record.username]))
-        except StoreUnavailable:
-            log.warn("rooms of {user} unknown (mongodb unavailable): automatic rooms only", user=record.username)
-            ordinary = set()
+        ordinary = set(await self.mongo.rooms_of([record.username]))
         connection.session.known_rooms().update(ordinary)
         await self.add(rooms | ordinary, [connection])
 
@@ -213,10 +213,14 @@ class RoomFeed:
         todo = [r for r in rooms if again or r.next is None or r.untracked]
         if not todo:
             return
-        for room in todo:
+        locked = todo
+        for room in locked:
             await room.lock.acquire()
         try:
-            todo = [r for r in todo if again or r.next is None or r.untracked]
+            # (another call may have tracked some meanwhile)
+            todo = [r for r in locked if again or r.next is None or r.untracked]
+            if not todo:
+                return
             current = await self._track_script(todo)
             lost = [r for r, cur in zip(todo, current) if cur < 0]
             for room in lost:
@@ -232,7 +236,7 @@ class RoomFeed:
                 elif cur >= room.next:
                     self._gap(room, at_once=True)
         finally:
-            for room in todo:
+            for room in locked:
                 room.lock.release()
 
     async def _track_script(self, rooms):
@@ -260,11 +264,18 @@ class RoomFeed:
         self._drain(room)
 
     def notice(self, name, payload):
-        """Send a frame (C{payload}, encoded) to this node's members of C{name}."""
+        """Send a frame (C{payload}, encoded) to this node's members of C{name}.
+        A C{roomNotice} also reaches the sessions of the user it is about
+        (L{chatnet.service.session.Session.room_notice}: a mute is kept)."""
         room = self.rooms.get(name)
-        for connection in list(room.members) if room is not None else ():
-            if connection.record is not None:
-                connection.sendMessage(payload)
+        members = [c for c in (room.members if room is not None else ()) if c.record is not None]
+        if b'"action":"roomNotice"' in payload:
+            data = orjson.loads(payload).get("data") or {}
+            for connection in members:
+                if connection.record.username == data.get("username"):
+                    connection.session.room_notice(data)
+        for connection in members:
+            connection.sendMessage(payload)
 
     def _send(self, room, seq, msg_id, data):
         targets = []

@@ -95,9 +95,11 @@ class Session:
         use by L{known_rooms}).
     @ivar marks: room -> the seq of the last message of the room sent to
         this session (L{chatnet.service.roomfeed.RoomFeed}), while logged in.
+    @ivar mutes: room -> the end (ms) of the user's mute there (0: none), for
+        the rooms whose mute was read (None: none yet).
     """
 
-    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "marks",
+    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "marks", "mutes",
                  "_request_done", "_gone")
 
     def __init__(self, service, connection):
@@ -109,6 +111,7 @@ class Session:
         self.held = None
         self.rooms = None
         self.marks = None
+        self.mutes = None
         self._request_done = None  # after the close: fires when the request in hand is done
         self._gone = None
 
@@ -119,6 +122,37 @@ class Session:
         if self.rooms is None:
             self.rooms = set()
         return self.rooms
+
+    def mute_known(self, room):
+        """Whether L{mutes} knows the user's mute in C{room} (or that there is none)."""
+        return self.mutes is not None and room in self.mutes
+
+    def muted_until(self, room):
+        """The end (ms) of the user's mute in C{room}, as last known (0: none)."""
+        return self.mutes.get(room, 0) if self.mutes else 0
+
+    def set_muted(self, room, until_ms):
+        """The user is muted in C{room} until C{until_ms} (0: not muted)."""
+        if self.mutes is None:
+            self.mutes = {}
+        self.mutes[room] = until_ms
+
+    def forget_mute(self, room):
+        """The user's mute in C{room} is no longer known (read it again)."""
+        if self.mutes:
+            self.mutes.pop(room, None)
+
+    def room_notice(self, data):
+        """A C{roomNotice} about this session's user (L{chatnet.moderation}):
+        a mute is kept; after a kick or a ban the room is no longer known to
+        include them (their next post to it is checked again)."""
+        room, action = data.get("roomName"), data.get("action")
+        if action == "mute":
+            self.set_muted(room, data.get("until") or 0)
+        elif action in ("kick", "ban"):
+            if self.rooms is not None:
+                self.rooms.discard(room)
+            self.forget_mute(room)
 
     # -- login and logout ----------------------------------------------------
 

@@ -139,7 +139,36 @@ class MongoStore:
         )
         return doc is not None
 
+    async def create_user(self, doc):
+        """Insert user C{doc} (with C{username}); C{False} if that user
+        exists already."""
+        try:
+            await self._run("user", self.db.users.insert_one(doc))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def delete_user(self, username):
+        """Delete the account C{username} and its room memberships;
+        C{False} if there was none."""
+        assert isinstance(username, str)
+        result = await self._run("user", self.db.users.delete_one({"username": username}))
+        if result.deleted_count:
+            await self._run("user", self.db.rooms.update_many({"members": username}, {"$pull": {"members": username}}))
+        return result.deleted_count > 0
+
     # -- rooms ----------------------------------------------------------
+
+    async def delete_room(self, room):
+        """Delete room C{room}; its members then, or None if there was no
+        such room."""
+        doc = await self._run("room", self.db.rooms.find_one_and_delete({"roomName": room}))
+        return None if doc is None else list(doc.get("members") or ())
+
+    async def room_members(self, room):
+        """The members of C{room}, or None if there is no such room."""
+        doc = await self._run("room", self.db.rooms.find_one({"roomName": room}, {"members": 1}))
+        return None if doc is None else list(doc.get("members") or ())
 
     async def all_rooms(self):
         docs = await self._run("rooms", self.db.rooms.find({}, {"roomName": 1, "members": 1}))
@@ -301,6 +330,123 @@ class MongoStore:
     async def max_seq(self, channel):
         docs = await self.last_messages(channel, 1)
         return docs[0].get("seq", 0) if docs else 0
+
+    # -- token login ------------------------------------------------------
+
+    async def token_user(self, username, alliance):
+        """The user record of C{username}, who logged in with a good token
+        (L{chatnet.tokens}): made (without password) if there is none yet;
+        its C{alliance} set to C{alliance} unless that is None. A user made
+        so has C{"tokenOnly": True}: no login without a token or a password
+        (not even with --open-login)."""
+        assert isinstance(username, str) and (alliance is None or isinstance(alliance, str))
+        user = await self.find_user(username)
+        if user is None:
+            doc = {"username": username, "tokenOnly": True}
+            if alliance is not None:
+                doc["alliance"] = alliance
+            try:
+                await self._run("login", self.db.users.insert_one(doc))
+            except DuplicateKeyError:
+                pass  # a login of theirs on another node made it meanwhile
+            else:
+                return doc
+            user = await self.find_user(username)
+        if alliance is not None and user.get("alliance") != alliance:
+            await self._run("login", self.db.users.update_one({"username": username}, {"$set": {"alliance": alliance}}))
+            user["alliance"] = alliance
+        return user
+
+    # -- rooms users create and moderate (chatnet.moderation) --------------
+    # The handlers check every name and right first (chatnet.moderation).
+
+    async def room(self, room):
+        """The document of C{room}, or None."""
+        assert isinstance(room, str)
+        return await self._run("room", self.db.rooms.find_one({"roomName": room}))
+
+    async def create_room(self, room, owner, private):
+        """Make C{room}, owned by C{owner} (None: by nobody, as the server
+        API may make it), its first member; C{False} if the name is taken."""
+        assert isinstance(room, str) and isinstance(owner, (str, type(None))) and isinstance(private, bool)
+        doc = {"roomName": room, "members": [owner] if owner else [], "private": private,
+               "admins": [], "banned": [], "muted": {}, "invited": []}
+        if owner:
+            doc["owner"] = owner
+        try:
+            await self._run("createRoom", self.db.rooms.insert_one(doc))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def room_list(self):
+        """Every room's document, with the fields C{listRooms} needs to
+        tell who may see it (C{roomName}, C{members}, C{private}, C{owner},
+        C{admins}, C{invited})."""
+        docs = await self._run("listRooms", self.db.rooms.find(
+            {}, {"roomName": 1, "members": 1, "private": 1, "owner": 1, "admins": 1, "invited": 1}))
+        return [d for d in docs if isinstance(d.get("roomName"), str)]
+
+    async def invite(self, room, username):
+        await self._run("invite", self.db.rooms.update_one(
+            {"roomName": room}, {"$addToSet": {"invited": username}}))
+
+    async def kick(self, room, username):
+        """Remove C{username} from the members (and the invited: a private
+        room needs a new invitation)."""
+        await self._run("kick", self.db.rooms.update_one(
+            {"roomName": room}, {"$pull": {"members": username, "invited": username}}))
+
+    async def ban(self, room, username, now_ms):
+        """Ban C{username}: no longer a member, admin or invited, unmuted
+        (a ban is more); whether they were a member."""
+        before = await self._run("ban", self.db.rooms.find_one_and_update(
+            {"roomName": room},
+            {"$addToSet": {"banned": username},
+             "$pull": {"members": username, "invited": username, "admins": username}},
+            projection={"members": 1}))
+        await self._set_mute(room, username, None, now_ms)
+        return before is not None and username in (before.get("members") or ())
+
+    async def mute(self, room, username, until_ms, now_ms):
+        await self._set_mute(room, username, until_ms, now_ms)
+
+    async def _set_mute(self, room, username, until_ms, now_ms):
+        """Set (C{until_ms}) or end (None) the mute of C{username}; mutes
+        that ended are dropped. The whole C{muted} map is written, on the
+        condition that it did not change meanwhile (a user name may hold a
+        '.', which a field path cannot)."""
+        for _ in range(5):
+            doc = await self._run("mute", self.db.rooms.find_one({"roomName": room}, {"muted": 1}))
+            if doc is None:
+                return
+            old = doc.get("muted") or {}
+            new = {u: t for u, t in old.items() if isinstance(t, int) and t > now_ms and u != username}
+            if until_ms is not None:
+                new[username] = until_ms
+            if new == old:
+                return
+            condition = {"roomName": room, "muted": old} if "muted" in doc else {"roomName": room, "muted": None}
+            result = await self._run("mute", self.db.rooms.update_one(condition, {"$set": {"muted": new}}))
+            if result.matched_count:
+                return
+        raise StoreUnavailable("mongodb", "mute")
+
+    async def set_admin(self, room, username, admin):
+        change = {"$addToSet": {"admins": username}} if admin else {"$pull": {"admins": username}}
+        await self._run("setRole", self.db.rooms.update_one({"roomName": room}, change))
+
+    async def mutes(self, username, rooms):
+        """Of C{rooms}: room name -> the end (ms) of C{username}'s mute there,
+        for those where they have one."""
+        docs = await self._run("room", self.db.rooms.find(
+            {"roomName": {"$in": list(rooms)}}, {"roomName": 1, "muted": 1}))
+        found = {}
+        for d in docs:
+            until = (d.get("muted") or {}).get(username)
+            if isinstance(until, int) and not isinstance(until, bool):
+                found[d.get("roomName")] = until
+        return found
 
 
 def object_id(msg_id):

@@ -12,7 +12,7 @@
   const LOGIN_TIMEOUT_MS = 10000;
   const POPULAR_DEFAULT = 10;
   const POPULAR_MAX = 1000;
-  const CLOSE = {GOING_AWAY: 4001, LOGIN_TIMEOUT: 4008, REPLACED: 4009};
+  const CLOSE = {GOING_AWAY: 4001, LOGIN_TIMEOUT: 4008, REPLACED: 4009, DISCONNECTED: 4010};
   const IDEMPOTENT = new Set(["joinRoom", "leaveRoom", "userInfo", "popular", "listRooms"]);
   const COMMANDS = [
     ["/join <room>", "join a room (shows its last 50 messages) and make it current"],
@@ -21,6 +21,12 @@
     ["/chat room:<room> <words...>", "send a message to a room"],
     ["/room <room>", "switch to a room you are in"],
     ["/rooms", "list the rooms"],
+    ["/create <room> [private]", "create a room (yours: you moderate it) and join it"],
+    ["/invite <room> <user>", "let a user join your private room (owner, admins)"],
+    ["/kick <room> <user>", "put a member out of a room (owner, admins)"],
+    ["/ban <room> <user>", "put a user out of a room for good (owner, admins)"],
+    ["/mute <room> <user> <time>", "silence a member: 30, 30s, 10m, 2h, 7d at most (owner, admins)"],
+    ["/role <room> <user> admin|member", "make a member an admin, or a member again (owner)"],
     ["/stats <user>", "how long a user has been online, and on which node"],
     ["/popular [n]", "the n most used words right now (default 10)"],
     ["/whoami", "who and where you are"],
@@ -212,6 +218,7 @@
     clearTimeout(S.loginTimer);
     S.ws = null;
     if (S.state === "replaced" || code === CLOSE.REPLACED) return replaced();
+    if (S.state === "disconnected" || code === CLOSE.DISCONNECTED) return disconnected();
     if (S.state === "closed" || S.state === "login") return;
     // what was not answered is asked again; what was not confirmed is checked after the catch-up
     for (const entry of S.pending.values()) {
@@ -243,6 +250,19 @@
   }
 
   function replaced() {
+    halt("replaced", "a newer login of the same user took this session over",
+      "This session was replaced by a newer login of the same user elsewhere. Not reconnecting.",
+      "Replaced: you logged in somewhere else. This page will not reconnect by itself.");
+  }
+
+  function disconnected() {
+    halt("disconnected", "disconnected by the server",
+      "The server disconnected this session. Not reconnecting.",
+      "Disconnected by the server. This page will not reconnect by itself.");
+  }
+
+  // the session ended for good (close 4009 or 4010): no reconnecting until asked
+  function halt(state, reason, noteText, bannerText) {
     clearTimeout(S.retryTimer);
     clearTimeout(S.loginTimer);
     if (S.ws) {
@@ -250,13 +270,13 @@
       S.ws = null;
       ws.close();
     }
-    if (S.state === "replaced") return;
+    if (S.state === state) return;
     for (const entry of [...S.unacked, ...S.outbox]) if (entry.item) setItemState(entry.item, "unconfirmed");
     S.unacked = [];
     S.outbox = [];
-    setState("replaced", "a newer login of the same user took this session over");
-    note("This session was replaced by a newer login of the same user elsewhere. Not reconnecting.", "error");
-    showBanner("Replaced: you logged in somewhere else. This page will not reconnect by itself.", "Reconnect here", () => {
+    setState(state, reason);
+    note(noteText, "error");
+    showBanner(bannerText, "Reconnect here", () => {
       hideBanner();
       S.attempt = 0;
       connect();
@@ -280,6 +300,9 @@
       case "listRooms": return onRooms(data, re);
       case "userInfo": return onUserInfo(data, re);
       case "popular": return onPopular(data, re);
+      case "roomNotice": return onRoomNotice(data);
+      case "createRoom": case "invite": case "kick": case "ban": case "mute": case "setRole":
+        return onModerated(frame.action, data, re);
       case "error": return onError(data, re);
       default: return undefined;
     }
@@ -496,11 +519,11 @@
       if (c && c.joined) c.members = r.members;
       else if (!isAutomatic(r.roomName)) S.otherRooms.set(r.roomName, r.members);
       const count = Number.isInteger(r.members) ? plural(r.members, "member") : "";
-      lines.push(`  #${r.roomName}  ${count}${c && c.joined ? "  (joined)" : ""}`);
+      lines.push(`  #${r.roomName}  ${count}${r.private ? "  (private)" : ""}${c && c.joined ? "  (joined)" : ""}`);
     }
     renderSidebar();
     if (S.current) renderHeader();
-    if (entry && entry.conv) note(lines.length ? [`rooms (${lines.length}):`, ...lines.sort()] : ["no rooms yet: /join <room> creates one"], "answer", entry.conv);
+    if (entry && entry.conv) note(lines.length ? [`rooms (${lines.length}):`, ...lines.sort()] : ["no rooms yet: /create <room> makes one"], "answer", entry.conv);
   }
 
   function onUserInfo(d, re) {
@@ -513,6 +536,68 @@
     const entry = S.pending.get(re);
     S.pending.delete(re);
     note(popularLines(d.words), "answer", entry ? entry.conv : S.current);
+  }
+
+  const MUTE_MAX = 7 * 24 * 3600;
+  const UNITS = {"": 1, s: 1, m: 60, h: 3600, d: 86400};
+
+  function parseDuration(word) {
+    const m = /^(\d{1,9})([smhd]?)$/.exec(String(word).trim().toLowerCase());
+    return m ? Number(m[1]) * UNITS[m[2]] : null;
+  }
+
+  function onModerated(action, d, re) {
+    const entry = S.pending.get(re);
+    S.pending.delete(re);
+    const data = Object.assign({}, entry ? entry.data : {}, d);
+    const room = String(data.roomName || "?");
+    const user = String(data.username || "?");
+    const target = entry && entry.conv ? entry.conv : S.current;
+    if (action === "createRoom") {
+      // the owner is a member: joining makes it a room of this page
+      joinRoom(room);
+      return note(`created #${room}${data.private ? " (private: /invite <user> lets someone in)" : ""}`, "answer",
+        conv("room", room));
+    }
+    if (action === "setRole") {
+      return note(`${user} is ${data.role === "admin" ? "an admin" : "a member"} of #${room} now`, "answer", target);
+    }
+    const done = {invite: "invited to", kick: "kicked out of", ban: "banned from", mute: "muted in"}[action];
+    return note(`${user} ${done} #${room}`, "answer", target);
+  }
+
+  function onRoomNotice(d) {
+    if (!d || typeof d.roomName !== "string") return;
+    const room = d.roomName;
+    const me = d.username === S.user;
+    const who = me ? "you were" : `${d.username} was`;
+    let text;
+    if (d.action === "mute") {
+      const left = Number.isInteger(d.until) ? ` for ${duration(Math.max(0, (d.until - Date.now()) / 1000))}` : "";
+      text = `${who} muted in #${room} by ${d.by}${left}`;
+    } else {
+      const verb = {kick: "kicked out of", ban: "banned from"}[d.action] || String(d.action);
+      text = `${who} ${verb} #${room} by ${d.by}`;
+    }
+    const c = S.convs.get(roomKey(room));
+    note(text, me ? "error" : "system", c && c.joined ? c : S.current);
+    if (me && (d.action === "kick" || d.action === "ban") && c && c.joined) {
+      // no longer a member: as after a leave
+      c.joined = false;
+      S.lastSeq.delete(c.key);
+      storeRooms();
+      if (S.current === c) switchTo(conv("room", WORLD));
+      if (c !== S.current) note(text, "error");
+      sendNow("listRooms", {}, null, true);
+      renderSidebar();
+    }
+  }
+
+  function moderate(action, args, extra) {
+    const room = (args[0] || "").replace(/^room:/, "").replace(/^#/, "");
+    const user = (args[1] || "").replace(/^@/, "");
+    const c = S.convs.get(roomKey(room));
+    return request(action, Object.assign({roomName: room, username: user}, extra), c && c.joined ? c : S.current);
   }
 
   function onError(d, re) {
@@ -570,6 +655,12 @@
       userInfo: `/stats ${entry.data.username}: `,
       popular: "/popular: ",
       listRooms: "/rooms: ",
+      createRoom: `cannot create #${entry.data.roomName}: `,
+      invite: `/invite ${entry.data.username} to #${entry.data.roomName}: `,
+      kick: `/kick ${entry.data.username} from #${entry.data.roomName}: `,
+      ban: `/ban ${entry.data.username} from #${entry.data.roomName}: `,
+      mute: `/mute ${entry.data.username} in #${entry.data.roomName}: `,
+      setRole: `/role ${entry.data.username} in #${entry.data.roomName}: `,
     }[entry.action] || "" : "";
     note(`${prefix}${message}${code ? ` (${code})` : ""}`, "error", entry && entry.conv ? entry.conv : S.current);
     return undefined;
@@ -682,6 +773,28 @@
       }
       case "rooms":
         return request("listRooms", {});
+      case "create": case "createroom": {
+        const room = (args[0] || "").replace(/^room:/, "").replace(/^#/, "");
+        const extra = args.length === 2 ? args[1].toLowerCase() : "";
+        if (!room || args.length > 2 || (args.length === 2 && extra !== "private")) return usage("/create <room> [private]");
+        return request("createRoom", {roomName: room, private: extra === "private"});
+      }
+      case "invite": case "kick": case "ban":
+        if (args.length !== 2) return usage(`/${head.toLowerCase()} <room> <user>`);
+        return moderate(head.toLowerCase(), args, {});
+      case "mute": {
+        const seconds = args.length === 3 ? parseDuration(args[2]) : null;
+        if (args.length !== 3) return usage("/mute <room> <user> <time>");
+        if (seconds === null || seconds < 1 || seconds > MUTE_MAX) {
+          return note(["the time is 1 s to 7 days: 30, 30s, 10m, 2h or 7d", "usage: /mute <room> <user> <time>"], "error");
+        }
+        return moderate("mute", args, {seconds});
+      }
+      case "role": case "setrole": {
+        const role = (args[2] || "").toLowerCase();
+        if (args.length !== 3 || (role !== "admin" && role !== "member")) return usage("/role <room> <user> admin|member");
+        return moderate("setRole", args, {role});
+      }
       case "stats":
         if (args.length !== 1) return usage("/stats <user>");
         return stats(args[0].replace(/^@/, ""));
@@ -973,6 +1086,7 @@
         break;
       }
       case "replaced": text = `${node} · replaced by a newer login elsewhere; not reconnecting`; break;
+      case "disconnected": text = `${node} · disconnected by the server; not reconnecting`; break;
       default: text = "not connected";
     }
     $("status-text").textContent = text;

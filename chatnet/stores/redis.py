@@ -375,19 +375,21 @@ class _Factory(txredisapi.RedisFactory):
 
     def __init__(self, address, database, poolsize, reply_timeout, server_changed=lambda: None):
         super().__init__(address, None, poolsize, isLazy=True, replyTimeout=reply_timeout, convertNumbers=False)
+        self._next_ready = -1
         self.database = database
         self.server_changed = server_changed
 
     def ready(self):
-        """A connection of the pool ready for a command, else None.
-
-        Always the first one (txredisapi's handler picks one at random
-        for each command, through a generator and two Deferreds): the
-        commands of a reactor turn then leave in one write and their
-        replies come back in one read. Redis runs them one after the other
-        whatever the connection, and chatnet sends no blocking command and
-        no transaction over the pool."""
-        for connection in self.connectionQueue.pending:
+        """A connection of the pool ready for a command, else None: the
+        ready ones in turn (as txredisapi's handler spreads commands, which
+        it does by a random pick through a generator and two Deferreds per
+        command). One connection for every command was measured slower with
+        many rooms: the replies of a whole turn then queue in one
+        connection's line parser."""
+        pending = self.connectionQueue.pending
+        for _ in range(len(pending)):
+            self._next_ready = (self._next_ready + 1) % len(pending)
+            connection = pending[self._next_ready]
             if connection.connected:
                 return connection
         return None

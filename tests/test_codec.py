@@ -65,3 +65,12 @@ def test_encode_answer_and_error():
     err = orjson.loads(codec.encode_error(ProtocolError(404, "user x is not on line", "chat"), re=9))
     assert err["data"] == {"code": 404, "message": "user x is not on line", "ext": "chat"}
     assert err["re"] == 9
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_text_frame_is_autobahns_server_frame(size):
+    from autobahn.websocket.protocol import PreparedMessage
+
+    payload = b"x" * size
+    expected = PreparedMessage(payload, False, False, True).payloadHybi
+    assert codec.text_frame(payload) == expected

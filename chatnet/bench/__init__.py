@@ -13,6 +13,10 @@ either the gateway URL (``--gateway``) or the chat nodes' WebSocket URLs
     ``--members`` members of one room spread over the nodes, the first
     ``--senders`` of them sending; a room sender keeps ``--window`` messages in
     flight, measured by its own echo.
+``rooms``
+    ``--rooms`` rooms of ``--room-size`` members, all spread over the nodes,
+    one sender per room; loss, duplicates and the order of each room's seqs
+    per member, per room and overall.
 ``connections``
     ``--clients`` idle logged-in clients on one node; reports the node's
     resident memory per connection.
@@ -34,8 +38,12 @@ Python use (:mod:`chatnet.bench.cli`): ``run(argv) -> dict`` (starts and stops
 the reactor, or falls back to a subprocess when the reactor cannot be started
 again), or ``run_async(argv) -> Deferred[dict]`` inside a running reactor.
 
+Traffic scenarios report the CPU seconds of each node process during the
+run (:mod:`chatnet.bench.cpu`; pids from ``--node-pids``, ``--cluster-dir``
+or the local listeners of the nodes' ports) and the CPU per message.
+
 The modules: ``options`` (command line), ``targets`` (nodes, local processes,
-bench users), ``client`` (one WebSocket user), ``run`` (a run's clients,
+bench users), ``cpu`` (node CPU time), ``client`` (one WebSocket user), ``run`` (a run's clients,
 notes and result), ``traffic`` (senders and their windows), ``progress``,
 ``tracker``, ``report``, ``scenarios``, ``cli``.
 """

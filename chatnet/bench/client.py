@@ -233,7 +233,12 @@ class BenchClient:
             if isinstance(data, dict):
                 key = parse_message_key(run.prefix, data.get("message"))
                 if key is not None:
-                    self.traffic.on_chat(self, key)
+                    traffic = self.traffic
+                    if traffic.order_by_seq:
+                        seq = data.get("seq")
+                        traffic.on_chat(self, key, seq if isinstance(seq, int) else None)
+                    else:
+                        traffic.on_chat(self, key)
             return
         re_id = msg.get("re")
         if action == "error":

@@ -7,7 +7,10 @@ import argparse
 import shlex
 from typing import List, Optional, Sequence
 
-SCENARIOS = ("direct", "room", "connections", "filter")
+SCENARIOS = ("direct", "room", "rooms", "connections", "filter")
+
+#: the scenarios that send chat traffic through a cluster
+TRAFFIC_SCENARIOS = ("direct", "room", "rooms")
 
 
 def spread(count: int, nodes: int, offset: int = 0) -> List[int]:
@@ -15,6 +18,20 @@ def spread(count: int, nodes: int, offset: int = 0) -> List[int]:
     if nodes <= 0:
         raise ValueError("no nodes")
     return [(i + offset) % nodes for i in range(count)]
+
+
+def room_spread(rooms: int, size: int, nodes: int) -> List[int]:
+    """Node index of each member of ``rooms`` rooms of ``size``, room by
+    room: member j of room r on node (r + j) mod ``nodes``, so that each
+    room is on every node it can be and the rooms' first members (their
+    senders) are spread over the nodes too, whatever ``nodes`` and ``size``."""
+    if nodes <= 0:
+        raise ValueError("no nodes")
+    return [(r + j) % nodes for r in range(rooms) for j in range(size)]
+
+
+def room_names(prefix: str, count: int) -> List[str]:
+    return [f"{prefix}{i + 1}" for i in range(count)]
 
 
 def user_names(prefix: str, start: int, count: int) -> List[str]:
@@ -35,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--nodes",
         help="comma-separated node WebSocket URLs (ws://h:p/,ws://h:p/) instead of --gateway",
     )
+    where.add_argument("--cluster-dir", metavar="DIR",
+                       help="a run-cluster directory: the gateway, MongoDB URL and node pids "
+                            "come from its pids.json (options given explicitly win)")
+    where.add_argument("--node-pids", metavar="PIDS",
+                       help="node1=PID,node2=PID (or PID,PID): the node processes whose CPU "
+                            "time is reported (default: those listening on the nodes' "
+                            "ports, when they run on this host)")
     where.add_argument("--connect-timeout", type=float, default=30.0, metavar="S")
     traffic = p.add_argument_group("traffic")
     traffic.add_argument("--duration", type=float, default=10.0, metavar="S",
@@ -53,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     traffic.add_argument("--members", type=int, default=30, help="room: members")
     traffic.add_argument("--senders", type=int, default=3, help="room: senders among the members")
     traffic.add_argument("--room", default="room1", help="room: room name (default room1)")
+    traffic.add_argument("--rooms", type=int, default=30, help="rooms: number of rooms")
+    traffic.add_argument("--room-size", type=int, default=10, metavar="N",
+                         help="rooms: members per room (the first of them sends)")
+    traffic.add_argument("--room-prefix", default="benchroom", metavar="PREFIX",
+                         help="rooms: the rooms are PREFIX1..PREFIXN (default benchroom)")
     traffic.add_argument("--rate", type=float, default=0.0,
                          help="messages/s per sender, 0 = as fast as the window allows")
     traffic.add_argument("--compression", choices=("off", "deflate"), default="off",
@@ -72,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "99 or fewer are needed, else 'bench'")
     users.add_argument("--user-start", type=int, default=1, metavar="N")
     users.add_argument("--create-users", action="store_true",
-                       help="insert the users into MongoDB first (needs --mongo)")
+                       help="insert the missing users (and for rooms, the rooms) into "
+                       "MongoDB first (needs --mongo or --cluster-dir)")
     users.add_argument("--mongo", metavar="URL", help="MongoDB URL, e.g. mongodb://127.0.0.1:27017/chatnet")
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="stdout is exactly one JSON line")
@@ -84,8 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     opts = build_parser().parse_args(list(argv) if argv is not None else None)
-    if opts.scenario in ("direct", "room", "connections") and not (opts.gateway or opts.nodes):
-        build_parser().error(f"{opts.scenario} needs --gateway URL or --nodes URLS")
+    opts.cluster_pids = {}
+    if opts.cluster_dir:
+        from chatnet.bench.cpu import read_cluster_dir
+
+        try:
+            cluster = read_cluster_dir(opts.cluster_dir)
+        except ValueError as e:
+            build_parser().error(str(e))
+        if not (opts.gateway or opts.nodes):
+            opts.gateway = cluster["gateway"]
+        if not opts.mongo:
+            opts.mongo = cluster["mongo"]
+        opts.cluster_pids = cluster["node_pids"]
+    if opts.node_pids:
+        from chatnet.bench.cpu import parse_node_pids
+
+        try:
+            opts.cluster_pids = parse_node_pids(opts.node_pids)
+        except ValueError as e:
+            build_parser().error(f"--node-pids: {e}")
+    if opts.scenario in (*TRAFFIC_SCENARIOS, "connections") and not (opts.gateway or opts.nodes):
+        build_parser().error(f"{opts.scenario} needs --gateway URL, --nodes URLS or --cluster-dir DIR")
     if opts.scenario == "direct" and opts.pairs < 1:
         build_parser().error("--pairs must be at least 1")
     if opts.scenario == "room":
@@ -93,6 +143,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             build_parser().error("--members and --senders must be at least 1")
         if opts.senders > opts.members:
             build_parser().error("--senders cannot exceed --members")
+    if opts.scenario == "rooms" and (opts.rooms < 1 or opts.room_size < 1):
+        build_parser().error("--rooms and --room-size must be at least 1")
     if opts.window < 0 or (opts.window == 0 and opts.rate <= 0):
         build_parser().error("--window must be at least 1 (0 only with --rate)")
     if opts.create_users and not opts.mongo:
@@ -109,6 +161,8 @@ def users_needed(opts) -> int:
         return 2 * opts.pairs
     if opts.scenario == "room":
         return opts.members
+    if opts.scenario == "rooms":
+        return opts.rooms * opts.room_size
     if opts.scenario == "connections":
         return opts.clients
     return 0

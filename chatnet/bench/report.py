@@ -28,10 +28,14 @@ def empty_result(scenario: str) -> Dict[str, Any]:
 
 def human_summary(r: Dict[str, Any]) -> str:
     lines = [f"scenario     {r.get('scenario')}"]
-    for k in ("sent", "delivered", "lost", "duplicated", "msgs_per_s", "p50_ms", "p99_ms",
-              "seconds", "rss_per_conn_kb", "error"):
+    for k in ("sent", "delivered", "lost", "duplicated", "reordered", "msgs_per_s",
+              "room_msgs_per_s", "deliveries_per_s", "p50_ms", "p99_ms", "seconds",
+              "rss_per_conn_kb", "node_cpu_s", "node_cpu_busiest_over_mean",
+              "node_cpu_us_per_msg", "node_cpu_us_per_delivery", "error"):
         if r.get(k) is not None:
             lines.append(f"{k:<12} {r[k]}")
+    if r.get("rooms_with_loss"):
+        lines.append(f"{'rooms_with_loss':<12} {r['rooms_with_loss']} of {r.get('rooms')}")
     for n in r.get("notes") or ():
         lines.append(f"note         {n}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import random
 import sys
 import time
@@ -13,13 +14,16 @@ from typing import Any, Dict, List, Sequence, Tuple
 import orjson
 
 from chatnet.bench.client import BenchClient, BenchError
+from chatnet.bench.cpu import NodeCpu
 from chatnet.bench.options import command_line, user_names, user_prefix
 from chatnet.bench.progress import Progress
 from chatnet.bench.report import empty_result
 from chatnet.bench.targets import (
     Node,
     _read_body,
+    create_rooms,
     create_users,
+    find_listening_pid,
     gateway_base,
     node_from_url,
     nodes_from_gateway_answer,
@@ -58,6 +62,7 @@ class BenchRun:
         self.notes: List[str] = []
         self.nodes: List[Node] = []
         self.clients: List[BenchClient] = []
+        self.cpu = NodeCpu({})
         self.disconnects = 0
         self.t_start = time.perf_counter()
         self._factories: Dict[str, Any] = {}
@@ -136,7 +141,25 @@ class BenchRun:
         for node in nodes:
             resolve(node)
         self.nodes = nodes
+        self.cpu = NodeCpu(self.node_pids(nodes))
         return nodes
+
+    def node_pids(self, nodes: Sequence[Node]) -> Dict[str, int]:
+        """The node processes to measure: those given (``--node-pids``,
+        ``--cluster-dir``), else those listening on the nodes' ports here."""
+        if self.opts.cluster_pids:
+            return dict(self.opts.cluster_pids)
+        if self.opts.scenario == "connections":
+            return {}
+        pids = {}
+        for node in nodes:
+            if node.ip and (node.ip.startswith("127.") or node.ip == "::1"):
+                pid = find_listening_pid(node.port)
+                if pid is not None and pid != os.getpid():
+                    pids[node.name] = pid
+        if not pids:
+            self.note("node CPU not measured: pass --node-pids or --cluster-dir")
+        return pids
 
     # clients ------------------------------------------------------------------
     def make_clients(self, node_indexes: Sequence[int]) -> List[BenchClient]:
@@ -155,6 +178,16 @@ class BenchRun:
         pool = self.reactor.getThreadPool()
         added = await deferToThreadPool(self.reactor, pool, create_users, self.opts.mongo, names)
         self.log(f"created {added} users in MongoDB ({len(names) - added} existed)")
+
+    async def maybe_create_rooms(self, names: Sequence[str]) -> None:
+        if not self.opts.create_users:
+            return
+        from twisted.internet.threads import deferToThreadPool
+
+        pool = self.reactor.getThreadPool()
+        added = await deferToThreadPool(self.reactor, pool, create_rooms, self.opts.mongo,
+                                        list(names))
+        self.log(f"created {added} rooms in MongoDB ({len(names) - added} existed)")
 
     async def login_all(self, clients: Sequence[BenchClient]) -> Tuple[int, collections.Counter]:
         """Connect and log in ``clients``, at most --connect-concurrency at a time."""
@@ -246,6 +279,7 @@ class BenchRun:
         r = self.base_result()
         r.update(self.tracker.summary())
         r.update(figures)
+        r.update(self.cpu.figures(self.tracker.sent, self.tracker.delivered))
         r.update({
             "timeouts": self.traffic.timeouts,
             "disconnects": self.disconnects,

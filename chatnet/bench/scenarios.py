@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any, Dict
 
-from chatnet.bench.options import command_line, spread
+from chatnet.bench.options import command_line, room_names, room_spread, spread
 from chatnet.bench.report import empty_result
 from chatnet.bench.run import BenchRun
 from chatnet.bench.targets import (
@@ -62,9 +62,31 @@ async def scenario_direct(run: BenchRun) -> Dict[str, Any]:
     })
 
 
-async def scenario_room(run: BenchRun) -> Dict[str, Any]:
+async def join_all(run: BenchRun, joins) -> list:
+    """Join each ``(client, room)`` of ``joins`` at once; the clients that
+    joined (and are still connected), in the order given. Failures become a
+    note."""
     from twisted.internet import defer
 
+    run.phase = "join"
+    failures: collections.Counter = collections.Counter()
+
+    def join_failed(f):
+        failures[str(f.value)[:120]] += 1
+        return False
+
+    results = await defer.gatherResults([
+        c.request("joinRoom", {"roomName": room, "username": c.username})
+        .addCallbacks(lambda _data: True, join_failed)
+        for c, room in joins
+    ])
+    if failures:
+        run.note(f"{sum(failures.values())} joinRoom failures: "
+                 + ", ".join(f"{n}x {w}" for w, n in failures.most_common(3)))
+    return [c for (c, _room), ok in zip(joins, results) if ok and c.connected]
+
+
+async def scenario_room(run: BenchRun) -> Dict[str, Any]:
     opts = run.opts
     nodes = await run.discover()
     clients = run.make_clients(spread(opts.members, len(nodes)))
@@ -75,22 +97,7 @@ async def scenario_room(run: BenchRun) -> Dict[str, Any]:
     members = [c for c in clients if c.logged_in]
     if not members:
         return await run.fail("no member could log in")
-    run.phase = "join"
-    join_failures: collections.Counter = collections.Counter()
-
-    def join_failed(f):
-        join_failures[str(f.value)[:120]] += 1
-        return False
-
-    results = await defer.gatherResults([
-        c.request("joinRoom", {"roomName": opts.room, "username": c.username})
-        .addCallbacks(lambda _data: True, join_failed)
-        for c in members
-    ])
-    joined = [c for c, ok in zip(members, results) if ok and c.connected]
-    if join_failures:
-        run.note(f"{sum(join_failures.values())} joinRoom failures: "
-                 + ", ".join(f"{n}x {w}" for w, n in join_failures.most_common(3)))
+    joined = await join_all(run, [(c, opts.room) for c in members])
     if not joined:
         return await run.fail(f"no member could join {opts.room}")
     await run.sleep(opts.settle)
@@ -106,6 +113,67 @@ async def scenario_room(run: BenchRun) -> Dict[str, Any]:
         "members_requested": opts.members,
         "senders": len(senders),
         "room": opts.room,
+        "deliveries_per_s": _round(run.tracker.throughput(), 1),
+    })
+
+
+async def scenario_rooms(run: BenchRun) -> Dict[str, Any]:
+    """``--rooms`` rooms of ``--room-size`` members each, each room's
+    members round-robin over the nodes starting at a node of its own (so
+    every room has members on every node when it has as many members as
+    there are nodes, and the senders are spread too), the first member of
+    each room sending. Order is checked per member and room by the server's seq."""
+    opts = run.opts
+    nodes = await run.discover()
+    size = opts.room_size
+    rooms = room_names(opts.room_prefix, opts.rooms)
+    clients = run.make_clients(room_spread(opts.rooms, size, len(nodes)))
+    await run.maybe_create_users()
+    await run.maybe_create_rooms(rooms)
+    run.progress.start()
+    run.phase = "login"
+    await run.login_all(clients)
+    joins = [(c, rooms[c.index // size]) for c in clients if c.logged_in]
+    if not joins:
+        return await run.fail("no member could log in")
+    joined = await join_all(run, joins)
+    if not joined:
+        return await run.fail(f"no member could join any of {rooms[0]}..{rooms[-1]}")
+    by_room: Dict[str, list] = collections.defaultdict(list)
+    for c in joined:
+        by_room[rooms[c.index // size]].append(c)
+    await run.sleep(opts.settle)
+    senders = []
+    for room in rooms:
+        members = by_room.get(room)
+        if not members:
+            continue
+        recipients = frozenset(c.index for c in members)
+        senders.append(Sender(members[0], recipients,
+                              {"roomName": room, "isGroup": True, "format": "text"}, group=room))
+    if len(senders) < len(rooms):
+        run.note(f"{len(rooms) - len(senders)} rooms have no member online and send nothing")
+    run.traffic.release_on_own_echo = True
+    run.traffic.order_by_seq = True
+    await run.traffic.run_senders(senders)
+    t = run.tracker
+    span = (t.measure_end - t.measure_start) if t.measure_start is not None and t.measure_end else 0
+    groups = t.group_summary()
+    per_room = groups.pop("per_group")
+    return await run.traffic_result({
+        "rooms": groups.pop("groups"),
+        "rooms_requested": opts.rooms,
+        "room_size": size,
+        "members": len(joined),
+        "senders": len(senders),
+        "room_msgs_per_s": _round(t.window_sent / span, 1) if span > 0 else None,
+        "deliveries_per_s": _round(t.throughput(), 1),
+        "rooms_with_loss": groups["groups_with_loss"],
+        "rooms_with_duplicates": groups["groups_with_duplicates"],
+        "rooms_reordered": groups["groups_reordered"],
+        "room_delivered_min": groups["group_delivered_min"],
+        "room_delivered_max": groups["group_delivered_max"],
+        "per_room": per_room,
     })
 
 
@@ -211,5 +279,6 @@ def scenario_filter(opts, argv) -> Dict[str, Any]:
 SCENARIO_FUNCS = {
     "direct": scenario_direct,
     "room": scenario_room,
+    "rooms": scenario_rooms,
     "connections": scenario_connections,
 }

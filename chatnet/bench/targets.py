@@ -204,6 +204,26 @@ def create_users(mongo_url: str, names: Iterable[str]) -> int:
         client.close()
 
 
+def create_rooms(mongo_url: str, names: Iterable[str]) -> int:
+    """Insert the rooms that are missing, as chatnet-seed makes them (no
+    members); return how many were added."""
+    import pymongo
+
+    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=10000)
+    try:
+        db = client.get_default_database(default="chatnet")
+        ops = [
+            pymongo.UpdateOne({"roomName": n}, {"$setOnInsert": {"roomName": n, "members": []}},
+                              upsert=True)
+            for n in names
+        ]
+        if not ops:
+            return 0
+        return db.rooms.bulk_write(ops, ordered=False).upserted_count
+    finally:
+        client.close()
+
+
 def pick_node(nodes: List[Node], wanted: Optional[str]) -> Node:
     """The node ``--node`` names: a nodeId, an index in ``nodes``, or a URL."""
     if not wanted:

@@ -40,14 +40,33 @@ UNKNOWN = "unknown"  # key never sent (or already forgotten)
 
 
 class _Msg:
-    __slots__ = ("sent_at", "expected", "got", "measured", "rejected")
+    __slots__ = ("sent_at", "expected", "got", "measured", "rejected", "group")
 
-    def __init__(self, sent_at: float, expected, measured: bool):
+    def __init__(self, sent_at: float, expected, measured: bool, group=None):
         self.sent_at = sent_at
         self.expected = expected
         self.got: set = set()
         self.measured = measured
         self.rejected = False
+        self.group = group
+
+
+class _Group:
+    """The accounts of one group of messages (a room of ``rooms``)."""
+
+    __slots__ = ("sent", "expected", "delivered", "duplicated", "reordered")
+
+    def __init__(self):
+        self.sent = 0
+        self.expected = 0
+        self.delivered = 0
+        self.duplicated = 0
+        self.reordered = 0
+
+    def as_dict(self) -> Dict[str, int]:
+        return {"sent": self.sent, "expected": self.expected, "delivered": self.delivered,
+                "lost": self.expected - self.delivered, "duplicated": self.duplicated,
+                "reordered": self.reordered}
 
 
 class Tracker:
@@ -62,6 +81,14 @@ class Tracker:
     ``delivered`` counts distinct (message, expected recipient) deliveries;
     ``lost`` = expected deliveries - delivered, read after the drain period;
     ``duplicated`` counts every extra copy a recipient got.
+
+    A message may belong to a ``group`` (``on_send(..., group=room)``): each
+    group keeps its own accounts (`groups`). Order is checked per recipient
+    and stream: by default the stream is the sender and the order its ``n``;
+    a delivery that names an ``order`` (the server's ``seq`` in a room) is
+    checked per (group, recipient) by that order instead, so two senders of
+    one room are held to the room's one sequence. ``reordered`` counts
+    deliveries older than one the same recipient already had from the stream.
 
     Latencies (ms) are kept for deliveries of messages sent while measuring
     (``start_measure``/``stop_measure``), and ``window_deliveries`` counts the
@@ -80,6 +107,7 @@ class Tracker:
         self.rejected = 0
         self.reordered = 0
         self._last_n: Dict[Tuple[Any, Any], int] = {}
+        self.groups: Dict[Any, _Group] = {}
         self.measuring = False
         self.measure_start: Optional[float] = None
         self.measure_end: Optional[float] = None
@@ -97,12 +125,18 @@ class Tracker:
             self.measure_end = t
 
     # events ---------------------------------------------------------------
-    def on_send(self, key, recipients, t: float) -> None:
+    def on_send(self, key, recipients, t: float, group=None) -> None:
         if key in self.msgs:
             raise ValueError(f"key {key!r} sent twice")
-        self.msgs[key] = _Msg(t, recipients, self.measuring)
+        self.msgs[key] = _Msg(t, recipients, self.measuring, group)
         self.sent += 1
         self.expected += len(recipients)
+        if group is not None:
+            g = self.groups.get(group)
+            if g is None:
+                g = self.groups[group] = _Group()
+            g.sent += 1
+            g.expected += len(recipients)
         if self.measuring:
             self.window_sent += 1
 
@@ -113,7 +147,7 @@ class Tracker:
             m.rejected = True
             self.rejected += 1
 
-    def on_receive(self, key, recipient, t: float) -> str:
+    def on_receive(self, key, recipient, t: float, order=None) -> str:
         m = self.msgs.get(key)
         if m is None:
             self.unknown += 1
@@ -121,22 +155,33 @@ class Tracker:
         if recipient not in m.expected:
             self.unexpected += 1
             return UNEXPECTED
+        g = self.groups.get(m.group) if m.group is not None else None
         if recipient in m.got:
             self.duplicated += 1
+            if g is not None:
+                g.duplicated += 1
             return DUPLICATE
         m.got.add(recipient)
         self.delivered += 1
+        if g is not None:
+            g.delivered += 1
         if self.measuring:
             self.window_deliveries += 1
         if m.measured:
             self.latencies.append((t - m.sent_at) * 1000.0)
-        if isinstance(key, tuple) and len(key) == 2:
-            stream = (key[0], recipient)
-            last = self._last_n.get(stream)
-            if last is not None and key[1] < last:
-                self.reordered += 1
-            else:
-                self._last_n[stream] = key[1]
+        if order is not None and g is not None:
+            stream, n = ("group", m.group, recipient), order
+        elif isinstance(key, tuple) and len(key) == 2:
+            stream, n = (key[0], recipient), key[1]
+        else:
+            return NEW
+        last = self._last_n.get(stream)
+        if last is not None and n < last:
+            self.reordered += 1
+            if g is not None:
+                g.reordered += 1
+        else:
+            self._last_n[stream] = n
         return NEW
 
     # results --------------------------------------------------------------
@@ -152,6 +197,23 @@ class Tracker:
     def lost_messages(self) -> int:
         """Messages that missed at least one recipient."""
         return sum(1 for m in self.msgs.values() if len(m.got) < len(m.expected))
+
+    def group_summary(self) -> Dict[str, Any]:
+        """The groups' figures: their count, how many lost, duplicated or
+        reordered anything, the fewest and most deliveries of one group, and
+        ``per_group`` (``{group: {sent, expected, delivered, lost, duplicated,
+        reordered}}``)."""
+        gs = self.groups
+        delivered = [g.delivered for g in gs.values()]
+        return {
+            "groups": len(gs),
+            "groups_with_loss": sum(1 for g in gs.values() if g.expected > g.delivered),
+            "groups_with_duplicates": sum(1 for g in gs.values() if g.duplicated),
+            "groups_reordered": sum(1 for g in gs.values() if g.reordered),
+            "group_delivered_min": min(delivered) if delivered else None,
+            "group_delivered_max": max(delivered) if delivered else None,
+            "per_group": {str(k): g.as_dict() for k, g in gs.items()},
+        }
 
     def throughput(self) -> Optional[float]:
         if self.measure_start is None or self.measure_end is None:

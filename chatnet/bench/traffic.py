@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 
 
 class Sender:
-    __slots__ = ("client", "index", "recipients", "data", "n", "inflight", "loop")
+    __slots__ = ("client", "index", "recipients", "data", "n", "inflight", "loop", "group")
 
-    def __init__(self, client: "BenchClient", recipients, data: dict):
+    def __init__(self, client: "BenchClient", recipients, data: dict, group=None):
         self.client = client
+        self.group = group  # the tracker's group of its messages (rooms: the room)
         self.index = client.index
         self.recipients = recipients
         self.data = data  # the chat data without "message"
@@ -49,6 +50,8 @@ class Traffic:
         self.token = run.token
         self.senders: Dict[int, Sender] = {}
         self.release_on_own_echo = False
+        # check the order of room deliveries by the server's seq (rooms)
+        self.order_by_seq = False
         self.sending = False
         self.timeouts = 0
 
@@ -65,7 +68,7 @@ class Traffic:
         if "to" in data:
             data["ts"] = int(time.time() * 1000)
         t = time.perf_counter()
-        self.tracker.on_send(key, s.recipients, t)
+        self.tracker.on_send(key, s.recipients, t, s.group)
         s.inflight[key] = t
         s.client.send_chat(key, data)
 
@@ -86,8 +89,8 @@ class Traffic:
         self.send_one(s)
 
     # what comes back ------------------------------------------------------------
-    def on_chat(self, client: "BenchClient", key: Key) -> None:
-        status = self.tracker.on_receive(key, client.index, time.perf_counter())
+    def on_chat(self, client: "BenchClient", key: Key, order=None) -> None:
+        status = self.tracker.on_receive(key, client.index, time.perf_counter(), order)
         if status != NEW:
             return
         s = self.senders.get(key[0])
@@ -139,6 +142,7 @@ class Traffic:
         sweeper.clock = self.reactor
         sweeper.start(0.25, now=False)
         starts = []
+        run.cpu.start()
         self.sending = True
         try:
             if warmup > 0:
@@ -178,5 +182,6 @@ class Traffic:
             # copies arriving late show up as duplicates
             await run.sleep(min(0.2, opts.drain))
         finally:
+            run.cpu.stop()
             if sweeper.running:
                 sweeper.stop()

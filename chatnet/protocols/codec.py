@@ -155,3 +155,15 @@ def encode_error(error, re=None):
     return encode(
         "error", {"code": error.code, "message": error.message, "ext": error.ext}, re
     )
+
+
+def text_frame(payload):
+    """C{payload} (UTF-8 bytes) as one unmasked, unfragmented WebSocket text
+    frame (RFC 6455, 5.2), as a server sends it; the bytes autobahn makes
+    for an uncompressed connection."""
+    n = len(payload)
+    if n < 126:
+        return b"\x81" + bytes((n,)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload

@@ -3,7 +3,7 @@ list of names fits one AMP value."""
 from twisted.internet.task import Clock
 from twisted.protocols import amp
 
-from chatnet.cluster.router import NAMES_PER_CALL, Router
+from chatnet.cluster.router import BATCH_WINDOW, NAMES_PER_CALL, Router
 
 
 class Peers:
@@ -52,7 +52,7 @@ class BatchPeers:
         return {"missing": [m for m, u in zip(arguments["msgIds"], arguments["usernames"]) if u == "gone"]}
 
 
-def test_direct_deliveries_of_one_turn_share_a_call():
+def test_direct_deliveries_of_a_short_window_share_a_call():
     node = Node()
     node.peers = BatchPeers()
     clock = Clock()
@@ -62,7 +62,7 @@ def test_direct_deliveries_of_one_turn_share_a_call():
         router.deliver_one("n2", f"m{i}", b"{}", user).addCallback(results.append)
     router.deliver_one("n3", "m9", b"{}", "c").addCallback(results.append)
     assert node.peers.calls == []
-    clock.advance(0)
+    clock.advance(BATCH_WINDOW)
     assert [(n, c, a["msgIds"]) for n, c, a in node.peers.calls] == [
         ("n2", b"DeliverMany", ["m0", "m1", "m2"]), ("n3", b"DeliverMany", ["m9"])]
     assert results == [True, True, False, True]
@@ -75,7 +75,7 @@ def test_a_batch_is_cut_to_fit_amp_values():
     router = Router(node, node.peers, None, None, clock)
     for i in range(10):
         router.deliver_one("n2", f"m{i}", b"x" * 20000, "a")
-    clock.advance(0)
+    clock.advance(BATCH_WINDOW)
     sizes = [len(a["msgIds"]) for _, _, a in node.peers.calls]
     assert sum(sizes) == 10 and max(sizes) <= 2
     for _, _, a in node.peers.calls:

@@ -14,7 +14,7 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from chatnet.cluster.router import ROOM_BATCH_WINDOW, RoomRouter, Router
+from chatnet.cluster.router import BATCH_WINDOW, RoomRouter, Router
 from chatnet.cluster.view import ClusterView
 from chatnet.messages import ChatMessage, new_message_id
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
@@ -35,7 +35,7 @@ class Feed:
         self.delivered.append((room, seq))
 
 
-def room_router(batch_window=ROOM_BATCH_WINDOW):
+def room_router(batch_window=BATCH_WINDOW):
     clock = Clock()
     view = ClusterView("A", clock)
     view.changed({"A": {}, "B": {}, "C": {}}, "A")
@@ -55,12 +55,12 @@ def room_message(seq, nodes):
 def test_room_messages_of_a_short_window_go_to_each_node_in_one_call():
     clock, view, peers, feed, rooms = room_router()
     first = defer.ensureDeferred(rooms.room(room_message(1, ["A", "B", "gone"]), b"{}"))
-    clock.advance(ROOM_BATCH_WINDOW / 2)
+    clock.advance(BATCH_WINDOW / 2)
     second = defer.ensureDeferred(rooms.room(room_message(2, ["A", "B", "C"]), b"{}"))
     assert feed.delivered == [("room1", 1), ("room1", 2)]
     assert peers.calls == []
-    clock.advance(ROOM_BATCH_WINDOW / 2)
-    clock.advance(ROOM_BATCH_WINDOW)
+    clock.advance(BATCH_WINDOW / 2)
+    clock.advance(BATCH_WINDOW)
     assert first.called and second.called
     calls = sorted((node, arguments["seqs"]) for node, _, arguments in peers.calls)
     # (a node not in the cluster is not called)
@@ -95,7 +95,7 @@ def cluster(redis):
     directory = SessionDirectory(redis, view.live_nodes)
     peers = FakePeers({"DeliverMany": lambda node, msgIds, datas, usernames: {"missing": []}})
     local = LocalDelivery(LocalSessions(), RecentDeliveries(), lambda payload: payload, lambda *args: None)
-    router = Router(view, peers, directory, local, clock, deadline=DEADLINE, retry_interval=RETRY)
+    router = Router(view, peers, directory, local, clock, deadline=DEADLINE, retry_interval=RETRY, batch_window=0)
     return clock, view, directory, peers, router
 
 

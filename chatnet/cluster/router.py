@@ -32,11 +32,11 @@ NAMES_PER_CALL = 100
 # bytes of message data per DeliverMany call (each list is one AMP value)
 BATCH_BYTES = 48 * 1024
 
-# seconds the room messages for one node are gathered before they are sent
-# in one call: under load one call then carries several (the AMP box, its
-# dispatch and its answer are most of a room message's cost on the
-# receiving node), at the price of this much latency
-ROOM_BATCH_WINDOW = 0.002
+# seconds the messages for one node (direct ones, and room ones) are
+# gathered before they are sent in one call: under load one call then
+# carries several (the AMP box, its dispatch and its answer are most of a
+# message's cost on the receiving node), at the price of this much latency
+BATCH_WINDOW = 0.002
 
 
 class Router:
@@ -46,7 +46,8 @@ class Router:
     L{chatnet.sessions.SessionDirectory}) says where a user is now, C{view}
     (L{chatnet.cluster.view.ClusterView}) which node is this one."""
 
-    def __init__(self, view, peers, directory, local, clock, deadline=20.0, retry_interval=0.25):
+    def __init__(self, view, peers, directory, local, clock, deadline=20.0, retry_interval=0.25,
+                 batch_window=BATCH_WINDOW):
         self.view = view
         self.peers = peers
         self.directory = directory
@@ -54,7 +55,8 @@ class Router:
         self.clock = clock
         self.deadline = deadline
         self.retry_interval = retry_interval
-        self._batches = {}  # node id -> direct deliveries waiting for this turn's end
+        self.batch_window = batch_window
+        self._batches = {}  # node id -> direct deliveries waiting to be sent
 
     def deliver_to(self, node_id, msg_id, data, usernames, everyone=False):
         """Deliver on node C{node_id}; fires with C{(delivered, missing)}:
@@ -81,14 +83,14 @@ class Router:
 
     def deliver_one(self, node_id, msg_id, data, username):
         """Deliver a direct message on node C{node_id}; fires with C{True}
-        if the user got it there. Remote ones accepted in the same reactor
-        turn go in one L{cmd.DeliverMany} call."""
+        if the user got it there. Remote ones accepted within
+        C{batch_window} seconds go in one L{cmd.DeliverMany} call."""
         if node_id == self.view.node_id:
             return defer.succeed(not self.local.deliver(msg_id, data, [username], False)[1])
         batch = self._batches.get(node_id)
         if batch is None:
             batch = self._batches[node_id] = []
-            self.clock.callLater(0, self._send_batch, node_id)
+            self.clock.callLater(self.batch_window, self._send_batch, node_id)
         d = defer.Deferred()
         batch.append((msg_id, data, username, d))
         return d
@@ -180,7 +182,7 @@ class RoomRouter:
     """
 
     def __init__(self, view, peers, rooms, feed, sessions, directory, redis, clock, deadline=20.0,
-                 retry_interval=0.25, batch_window=ROOM_BATCH_WINDOW):
+                 retry_interval=0.25, batch_window=BATCH_WINDOW):
         self.view = view
         self.peers = peers
         self.rooms = rooms

@@ -120,7 +120,7 @@ class Deliver(amp.Command):
 
 class DeliverMany(amp.Command):
     """Several direct messages for users of the receiving node, sent in one
-    call (those accepted in the same reactor turn). C{msgIds}, C{datas} and
+    call (those accepted within a few milliseconds). C{msgIds}, C{datas} and
     C{usernames} are parallel lists. Answers the ids of the messages whose
     recipient is not connected there."""
 
@@ -135,7 +135,7 @@ class DeliverMany(amp.Command):
 
 class RoomDeliver(amp.Command):
     """Room messages for the members on the receiving node, sent in one call
-    (those accepted, or caught up, in the same reactor turn). C{roomNames},
+    (those accepted within a few milliseconds). C{roomNames},
     C{seqs}, C{msgIds} and C{datas} are parallel lists. The receiver
     delivers each room in seq order (L{chatnet.service.roomfeed})."""
 

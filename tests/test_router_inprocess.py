@@ -14,7 +14,7 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from chatnet.cluster.router import RoomRouter, Router
+from chatnet.cluster.router import ROOM_BATCH_WINDOW, RoomRouter, Router
 from chatnet.cluster.view import ClusterView
 from chatnet.messages import ChatMessage, new_message_id
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
@@ -35,14 +35,14 @@ class Feed:
         self.delivered.append((room, seq))
 
 
-def room_router():
+def room_router(batch_window=ROOM_BATCH_WINDOW):
     clock = Clock()
     view = ClusterView("A", clock)
     view.changed({"A": {}, "B": {}, "C": {}}, "A")
     peers = FakePeers({"RoomDeliver": lambda node, **arguments: {}})
     feed = Feed()
     rooms = RoomRouter(view, peers, rooms=None, feed=feed, sessions=None, directory=None, redis=None, clock=clock,
-                       deadline=DEADLINE, retry_interval=RETRY)
+                       deadline=DEADLINE, retry_interval=RETRY, batch_window=batch_window)
     return clock, view, peers, feed, rooms
 
 
@@ -52,12 +52,15 @@ def room_message(seq, nodes):
     return message
 
 
-def test_room_message_goes_to_the_room_nodes_in_one_call_per_turn():
+def test_room_messages_of_a_short_window_go_to_each_node_in_one_call():
     clock, view, peers, feed, rooms = room_router()
     first = defer.ensureDeferred(rooms.room(room_message(1, ["A", "B", "gone"]), b"{}"))
+    clock.advance(ROOM_BATCH_WINDOW / 2)
     second = defer.ensureDeferred(rooms.room(room_message(2, ["A", "B", "C"]), b"{}"))
     assert feed.delivered == [("room1", 1), ("room1", 2)]
-    clock.advance(0)
+    assert peers.calls == []
+    clock.advance(ROOM_BATCH_WINDOW / 2)
+    clock.advance(ROOM_BATCH_WINDOW)
     assert first.called and second.called
     calls = sorted((node, arguments["seqs"]) for node, _, arguments in peers.calls)
     # (a node not in the cluster is not called)
@@ -65,7 +68,7 @@ def test_room_message_goes_to_the_room_nodes_in_one_call_per_turn():
 
 
 def test_failed_room_call_is_retried_while_the_node_is_in_the_cluster():
-    clock, view, peers, feed, rooms = room_router()
+    clock, view, peers, feed, rooms = room_router(batch_window=0)
     peers.down.add("B")
     d = defer.ensureDeferred(rooms.room(room_message(1, ["B", "C"]), b"{}"))
     clock.advance(0)

@@ -32,6 +32,12 @@ NAMES_PER_CALL = 100
 # bytes of message data per DeliverMany call (each list is one AMP value)
 BATCH_BYTES = 48 * 1024
 
+# seconds the room messages for one node are gathered before they are sent
+# in one call: under load one call then carries several (the AMP box, its
+# dispatch and its answer are most of a room message's cost on the
+# receiving node), at the price of this much latency
+ROOM_BATCH_WINDOW = 0.002
+
 
 class Router:
     """Delivers accepted messages: on this node through C{local} (a
@@ -160,8 +166,8 @@ class RoomRouter:
 
     A room message accepted here goes to every node of its room's node set
     (read by the accept script, L{chatnet.service.roomfeed}): this node's
-    C{feed} directly, each other node in one L{cmd.RoomDeliver} call per
-    reactor turn; a call that fails is tried again while that node is in
+    C{feed} directly, each other node in one L{cmd.RoomDeliver} call for
+    what was accepted within C{batch_window} seconds; a call that fails is tried again while that node is in
     the cluster, until C{deadline} (the receiving node also reads what it
     missed from the history, so nothing depends on the retry alone).
     Joining and leaving are stored by C{rooms} (a L{chatnet.rooms.Rooms})
@@ -174,7 +180,7 @@ class RoomRouter:
     """
 
     def __init__(self, view, peers, rooms, feed, sessions, directory, redis, clock, deadline=20.0,
-                 retry_interval=0.25):
+                 retry_interval=0.25, batch_window=ROOM_BATCH_WINDOW):
         self.view = view
         self.peers = peers
         self.rooms = rooms
@@ -185,7 +191,8 @@ class RoomRouter:
         self.clock = clock
         self.deadline = deadline
         self.retry_interval = retry_interval
-        self._batches = {}  # node id -> [(room, seq, msg id, data)] waiting for this turn's end
+        self.batch_window = batch_window
+        self._batches = {}  # node id -> ([(room, seq, msg id, data)], [Deferred]) waiting to be sent
 
     # -- membership ----------------------------------------------------------
 
@@ -262,7 +269,7 @@ class RoomRouter:
         batch = self._batches.get(node_id)
         if batch is None:
             batch = self._batches[node_id] = ([], [])
-            self.clock.callLater(0, self._send_batch, node_id)
+            self.clock.callLater(self.batch_window, self._send_batch, node_id)
         d = defer.Deferred()
         batch[0].append(item)
         batch[1].append(d)

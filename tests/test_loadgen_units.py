@@ -372,7 +372,8 @@ def test_filter_scenario_calls_filter_bench(monkeypatch):
 class FakeCluster:
     """The client-visible behaviour of a cluster, in memory."""
 
-    def __init__(self, drop_every=0, dup_every=0, refuse=None, known_users=None):
+    def __init__(self, drop_every=0, dup_every=0, refuse=None, known_users=None, mute_logins=()):
+        self.mute_logins = mute_logins  # users whose login is never answered
         self.online = {}  # username -> protocol
         self.rooms = {"room1": set()}
         self.history = {"room1": [{"from": "old", "roomName": "room1",
@@ -416,6 +417,8 @@ class FakeNodeProtocol(WebSocketServerProtocol):
             name = data["username"]
             if c.known_users is not None and name not in c.known_users:
                 return self.error(401, "login failed", fid)
+            if name in c.mute_logins:
+                return None
             self.username = name
             c.online[name] = self
             return self.frame("login", {"username": name, "sessionId": "s",
@@ -540,6 +543,17 @@ async def test_losses_and_duplicates_are_reported(fake_cluster):
     assert r["duplicated"] > 0
     assert r["timeouts"] > 0  # lost messages freed their window slots
     assert r["delivered"] + r["lost"] == r["expected"] == r["sent"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unanswered_login_does_not_hang_the_run(fake_cluster):
+    c = fake_cluster(nodes=2, mute_logins={"user2"})
+    r = await cli.run_async(["direct", "--gateway", c.gateway, "--pairs", "2",
+                             "--window", "2", "--connect-timeout", "1", *SHORT])
+    assert "error" not in r, r
+    assert r["pairs"] == 1  # the pair of user2 could not log in
+    assert r["delivered"] == r["sent"] > 0
+    assert any("no answer to login" in n for n in r["notes"]), r["notes"]
 
 
 @pytest_twisted.ensureDeferred

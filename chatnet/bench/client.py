@@ -215,7 +215,16 @@ class BenchClient:
             return d
         fid = self.send(action, data)
         self.pending[fid] = (action, d)
-        return d
+
+        def unanswered(failure):
+            # a server that never answers (a hung login or join) does not
+            # hang the run: the request fails after --connect-timeout
+            if failure.check(defer.TimeoutError):
+                self.pending.pop(fid, None)
+                raise BenchError("timeout", f"no answer to {action} in {self.run.opts.connect_timeout:g} s")
+            return failure
+
+        return d.addTimeout(self.run.opts.connect_timeout, self.run.reactor).addErrback(unanswered)
 
     def send_chat(self, key: Key, data: dict) -> None:
         self.send("chat", data, chat_frame_id(key))

@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="node1=PID,node2=PID (or PID,PID): the node processes whose CPU "
                             "time is reported (default: those listening on the nodes' "
                             "ports, when they run on this host)")
-    where.add_argument("--connect-timeout", type=float, default=30.0, metavar="S")
+    where.add_argument("--connect-timeout", type=float, default=30.0, metavar="S",
+                       help="seconds to connect, and to wait for the answer to a login or "
+                            "joinRoom (default 30)")
     traffic = p.add_argument_group("traffic")
     traffic.add_argument("--duration", type=float, default=10.0, metavar="S",
                          help="seconds of sending (connections: seconds to hold the clients idle)")

@@ -145,6 +145,18 @@ def test_cpu_figures_without_pids_are_none():
     assert set(f.values()) == {None}
 
 
+def test_store_figures_per_message_sent():
+    readings = {5: [1.0, 1.5], 9: [2.0, 4.0]}
+    c = cpu.NodeCpu({"redis": 5, "mongo": 9}, read=lambda pid: readings[pid].pop(0))
+    c.start()
+    c.stop()
+    assert cpu.store_figures(c, messages=10_000) == {
+        "store_cpu_s": {"mongo": 2.0, "redis": 0.5},
+        "store_cpu_us_per_msg": {"mongo": 200.0, "redis": 50.0},
+    }
+    assert cpu.store_figures(cpu.NodeCpu({}), messages=10) == {}
+
+
 def test_proc_cpu_seconds_of_this_process_grows():
     before = cpu.proc_cpu_seconds(os.getpid())
     x = 0
@@ -183,6 +195,7 @@ def test_cluster_dir_gives_gateway_mongo_and_node_pids(tmp_path):
     assert opts.gateway == "http://127.0.0.1:18500"
     assert opts.mongo == "mongodb://127.0.0.1:31000/chat"
     assert opts.cluster_pids == {"node1": 7, "node2": 8}
+    assert opts.store_pids == {"redis": 5}
     # explicit options win
     opts = options.parse_args(["direct", "--cluster-dir", d, "--gateway", "http://h:1",
                                "--node-pids", "n=3"])

@@ -21,6 +21,8 @@ except (AttributeError, ValueError, OSError):  # pragma: no cover - not Linux
 
 #: the name of the process list a run-cluster directory keeps
 CLUSTER_FILE = "pids.json"
+#: the stores of a run-cluster directory whose CPU a run reports too
+STORES = ("redis", "mongo")
 
 
 def proc_cpu_seconds(pid: int) -> Optional[float]:
@@ -60,7 +62,8 @@ def parse_node_pids(text: str) -> Dict[str, int]:
 
 def read_cluster_dir(directory: str) -> Dict[str, Any]:
     """What a run-cluster directory tells: ``gateway``, ``mongo`` (URLs, or
-    ``None``) and ``node_pids`` (``{nodeId: pid}`` of the chat nodes)."""
+    ``None``), ``node_pids`` (``{nodeId: pid}`` of the chat nodes) and
+    ``store_pids`` (``{"redis": pid, "mongo": pid}``)."""
     path = Path(directory) / CLUSTER_FILE
     try:
         data = json.loads(path.read_text())
@@ -68,15 +71,18 @@ def read_cluster_dir(directory: str) -> Dict[str, Any]:
         raise ValueError(f"no cluster in {directory} (no {CLUSTER_FILE}): is it running?") from None
     except ValueError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
-    node_pids = {}
+    node_pids, store_pids = {}, {}
     for entry in data.get("processes") or ():
-        if not isinstance(entry, dict):
+        if not isinstance(entry, dict) or not isinstance(entry.get("pid"), int):
             continue
         cmd = entry.get("cmdline") or []
-        is_node = any(str(a) == "chatnode" for a in cmd) or str(entry.get("name", "")).startswith("node")
-        if is_node and isinstance(entry.get("pid"), int):
-            node_pids[str(entry.get("name") or f"pid{entry['pid']}")] = entry["pid"]
-    return {"gateway": data.get("gateway"), "mongo": data.get("mongo"), "node_pids": node_pids}
+        name = str(entry.get("name") or "")
+        if any(str(a) == "chatnode" for a in cmd) or name.startswith("node"):
+            node_pids[name or f"pid{entry['pid']}"] = entry["pid"]
+        elif name in STORES:
+            store_pids[name] = entry["pid"]
+    return {"gateway": data.get("gateway"), "mongo": data.get("mongo"), "node_pids": node_pids,
+            "store_pids": store_pids}
 
 
 class NodeCpu:
@@ -136,3 +142,13 @@ class NodeCpu:
         if deliveries > 0:
             r["node_cpu_us_per_delivery"] = round(total * 1e6 / deliveries, 1)
         return r
+
+
+def store_figures(cpu: NodeCpu, messages: int) -> Dict[str, Any]:
+    """The stores' CPU during the run (``store_cpu_s``) and per message
+    sent (``store_cpu_us_per_msg``), from a `NodeCpu` of the store pids."""
+    secs = cpu.seconds()
+    if not secs:
+        return {}
+    per_msg = {name: round(s * 1e6 / messages, 1) for name, s in secs.items()} if messages > 0 else None
+    return {"store_cpu_s": dict(sorted(secs.items())), "store_cpu_us_per_msg": per_msg}

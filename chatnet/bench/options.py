@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     opts = build_parser().parse_args(list(argv) if argv is not None else None)
-    opts.cluster_pids = {}
+    opts.cluster_pids, opts.store_pids = {}, {}
     if opts.cluster_dir:
         from chatnet.bench.cpu import read_cluster_dir
 
@@ -129,6 +129,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         if not opts.mongo:
             opts.mongo = cluster["mongo"]
         opts.cluster_pids = cluster["node_pids"]
+        opts.store_pids = cluster["store_pids"]
     if opts.node_pids:
         from chatnet.bench.cpu import parse_node_pids
 

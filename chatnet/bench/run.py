@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import orjson
 
 from chatnet.bench.client import BenchClient, BenchError
-from chatnet.bench.cpu import NodeCpu
+from chatnet.bench.cpu import NodeCpu, store_figures
 from chatnet.bench.options import command_line, user_names, user_prefix
 from chatnet.bench.progress import Progress
 from chatnet.bench.report import empty_result
@@ -63,6 +63,7 @@ class BenchRun:
         self.nodes: List[Node] = []
         self.clients: List[BenchClient] = []
         self.cpu = NodeCpu({})
+        self.store_cpu = NodeCpu(getattr(opts, "store_pids", None) or {})
         self.disconnects = 0
         self.t_start = time.perf_counter()
         self._factories: Dict[str, Any] = {}
@@ -280,6 +281,7 @@ class BenchRun:
         r.update(self.tracker.summary())
         r.update(figures)
         r.update(self.cpu.figures(self.tracker.sent, self.tracker.delivered))
+        r.update(store_figures(self.store_cpu, self.tracker.sent))
         r.update({
             "timeouts": self.traffic.timeouts,
             "disconnects": self.disconnects,

@@ -143,6 +143,7 @@ class Traffic:
         sweeper.start(0.25, now=False)
         starts = []
         run.cpu.start()
+        run.store_cpu.start()
         self.sending = True
         try:
             if warmup > 0:
@@ -183,5 +184,6 @@ class Traffic:
             await run.sleep(min(0.2, opts.drain))
         finally:
             run.cpu.stop()
+            run.store_cpu.stop()
             if sweeper.running:
                 sweeper.stop()

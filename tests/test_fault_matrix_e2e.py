@@ -23,7 +23,6 @@ ZooKeeper and nodes are.
 """
 import itertools
 import json
-import threading
 import time
 from collections import Counter
 
@@ -32,6 +31,7 @@ import websocket
 from bson import ObjectId
 
 from tests.harness import ChatCluster, WsClient, wait_until
+from tests.traffic import ReconnectingUser, Traffic
 
 SESSION_TIMEOUT = 2.0
 STORE_TIMEOUT = 1.0
@@ -51,17 +51,16 @@ class Message:
         self.acked_at = None
 
 
-class Chatter:
-    """One user as a real client would be; driven by L{Traffic}'s thread."""
+class Chatter(ReconnectingUser):
+    """One user as a real client would be; driven by L{Traffic}'s thread
+    (C{pending}: request id -> Message waiting for its answer; C{retry}:
+    Messages to send again)."""
 
     def __init__(self, cluster, username, partner, node):
-        self.cluster = cluster
+        super().__init__(cluster)
         self.username = username
         self.partner = partner
-        self.client = None
         self.node = node
-        self.pending = {}       # request id -> Message waiting for its answer
-        self.retry = []         # Messages to send again
         self.by_request = {}    # every request id -> Message (late acks count too)
         self.messages = []      # every Message of this user
         self.received = Counter()  # msgId -> times, this connection
@@ -72,7 +71,6 @@ class Chatter:
         self.last_ack = None
         self.longest_without_ack = 0.0
         self.broken = False     # its connection broke during the current shape
-        self.next_connect = 0.0
         self.counter = itertools.count()
         self.sending = True
         self.log = []
@@ -81,10 +79,7 @@ class Chatter:
 
     def connect(self, port=None, resume=False):
         if port is None:
-            status, body = self.cluster.gateway_get("/server")
-            if status != 200:
-                raise ConnectionError(f"gateway answered {status}")
-            port = json.loads(body)["port"]
+            port = self.node_port()
         client = WsClient(port, timeout=5)
         try:
             frame = client.request("login", {"username": self.username, "features": ["ack", "resume"]}, timeout=5)
@@ -99,34 +94,12 @@ class Chatter:
         self.client = client
         self.received = Counter()
 
+    def reconnect(self):
+        self.connect(resume=True)
+
     def lost(self, now):
-        if self.client is not None:
-            self.client.close()
-        self.client = None
+        super().lost(now)
         self.broken = True
-        self.retry.extend(self.pending.values())
-        self.pending.clear()
-        self.next_connect = now + 0.3
-
-    # -- one turn --------------------------------------------------------------
-
-    def step(self, now):
-        if self.client is None:
-            if now < self.next_connect:
-                return
-            try:
-                self.connect(resume=True)
-            except (ConnectionError, OSError, AssertionError, websocket.WebSocketException, ValueError):
-                self.next_connect = now + 0.5
-                return
-        try:
-            self._send(now)
-            self._read()
-        except (OSError, websocket.WebSocketException):
-            self.lost(now)
-            return
-        if self.client.closed:
-            self.lost(now)
 
     def _send(self, now):
         for request_id, message in list(self.pending.items()):
@@ -202,33 +175,6 @@ class Chatter:
         self.longest_without_ack = 0.0
         self.last_ack = now
         self.first = len(self.messages)
-
-
-class Traffic(threading.Thread):
-    def __init__(self, chatters):
-        super().__init__(daemon=True)
-        self.chatters = chatters
-        self.lock = threading.Lock()
-        self.halt = threading.Event()
-
-    def run(self):
-        while not self.halt.is_set():
-            with self.lock:
-                now = time.monotonic()
-                for chatter in self.chatters:
-                    chatter.step(now)
-            time.sleep(0.005)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.halt.set()
-        self.join(10)
-        for chatter in self.chatters:
-            if chatter.client is not None:
-                chatter.client.close()
 
 
 def gateway_ok(cluster):

@@ -12,13 +12,12 @@ new node delivered its share. The counts are printed (``pytest -s``).
 """
 import itertools
 import json
-import threading
 import time
 from collections import Counter
 
-import websocket
 
 from tests.harness import ChatCluster, WsClient, wait_until
+from tests.traffic import ReconnectingUser, Traffic
 
 ROOMS = ("room1", "room2")
 SEND_EVERY = 0.1
@@ -26,14 +25,14 @@ NO_ANSWER = 5.0
 SETTLE = 60.0
 
 
-class Member:
-    """One user in both rooms, as a real client would be."""
+class Member(ReconnectingUser):
+    """One user in both rooms, as a real client would be (C{pending}:
+    request id -> [text, room, sent at]; C{retry}: those to send again)."""
 
     def __init__(self, cluster, username, sends):
-        self.cluster = cluster
+        super().__init__(cluster)
         self.username = username
         self.sends = sends
-        self.client = None
         self.node = None
         self.joined_after = {}  # room -> the seq the join's history ended at
         self.last = {room: 0 for room in ROOMS}  # room -> last seq seen (for resume)
@@ -41,20 +40,14 @@ class Member:
         self.out_of_order = []
         self.conn_last = {}  # room -> last seq on this connection
         self.connections = 0
-        self.pending = {}  # request id -> [text, room, sent at]
-        self.retry = []
         self.acked = []  # (room, seq, msgId)
         self.counter = itertools.count()
         self.last_send = 0.0
-        self.next_connect = 0.0
         self.sending = True
 
     def connect(self, port=None, join=False):
         if port is None:
-            status, body = self.cluster.gateway_get("/server")
-            if status != 200:
-                raise ConnectionError(f"gateway answered {status}")
-            port = json.loads(body)["port"]
+            port = self.node_port()
         client = WsClient(port, timeout=5)
         try:
             frame = client.request("login", {"username": self.username, "features": ["ack", "resume"]}, timeout=5)
@@ -78,32 +71,6 @@ class Member:
             client.close()
             self.client = None
             raise
-
-    def lost(self, now):
-        if self.client is not None:
-            self.client.close()
-        self.client = None
-        self.retry.extend(self.pending.values())
-        self.pending.clear()
-        self.next_connect = now + 0.3
-
-    def step(self, now):
-        if self.client is None:
-            if now < self.next_connect:
-                return
-            try:
-                self.connect()
-            except (ConnectionError, OSError, AssertionError, websocket.WebSocketException, ValueError):
-                self.next_connect = now + 0.5
-                return
-        try:
-            self._send(now)
-            self._read()
-        except (OSError, websocket.WebSocketException):
-            self.lost(now)
-            return
-        if self.client.closed:
-            self.lost(now)
 
     def _send(self, now):
         for request_id, item in list(self.pending.items()):
@@ -145,26 +112,6 @@ class Member:
                 self.last[room] = max(self.last[room], seq)
 
 
-class Traffic(threading.Thread):
-    def __init__(self, members):
-        super().__init__(daemon=True)
-        self.members = members
-        self.lock = threading.Lock()
-        self.halt = threading.Event()
-
-    def add(self, member):
-        with self.lock:
-            self.members.append(member)
-
-    def run(self):
-        while not self.halt.is_set():
-            with self.lock:
-                now = time.monotonic()
-                for member in self.members:
-                    member.step(now)
-            time.sleep(0.003)
-
-
 def test_nodes_join_die_and_stop_under_room_traffic(tmp_path, services, redis_server, mongo_server):
     zookeeper = services.zookeeper()
     cluster = ChatCluster(tmp_path, redis_server, zookeeper, mongo_server, nodes=3, session_timeout=2.0,
@@ -173,7 +120,7 @@ def test_nodes_join_die_and_stop_under_room_traffic(tmp_path, services, redis_se
         members = [Member(cluster, f"user{i}", sends=i <= 6) for i in range(1, 13)]
         for i, member in enumerate(members):
             member.connect(port=cluster.port(f"node{i % 3 + 1}"), join=True)
-        traffic = Traffic(members)
+        traffic = Traffic(list(members))
         traffic.start()
         try:
             time.sleep(2)
@@ -195,20 +142,20 @@ def test_nodes_join_die_and_stop_under_room_traffic(tmp_path, services, redis_se
             cluster.nodes["node2"].stop()
             time.sleep(3)
             with traffic.lock:
-                for member in traffic.members:
+                for member in traffic.users:
                     member.sending = False
 
             def settled():
                 with traffic.lock:
-                    return all(not m.pending and not m.retry for m in traffic.members) and all(
-                        msg_id in m.received for m in traffic.members for msg_id in expected(traffic.members, m))
+                    return all(not m.pending and not m.retry for m in traffic.users) and all(
+                        msg_id in m.received for m in traffic.users for msg_id in expected(traffic.users, m))
 
             wait_until(settled, SETTLE, "every acked message at every member")
             time.sleep(1)  # anything doubled would arrive now
         finally:
             traffic.halt.set()
             traffic.join(10)
-        everyone = traffic.members
+        everyone = traffic.users
         acked = [a for m in everyone for a in m.acked]
         summary = {
             "acked": len(acked),

@@ -13,7 +13,6 @@ bound) and no seq may be given twice in any channel: neither in the acks nor
 in MongoDB.
 """
 import json
-import threading
 import time
 from collections import defaultdict
 
@@ -23,6 +22,7 @@ import websocket
 from chatnet.messages import dm_channel, room_channel
 from tests.harness import ChatCluster, WsClient, wait_until
 from tests.sentinel import SentinelGroup
+from tests.traffic import Traffic
 
 ROOM = "room1"
 SEND_EVERY = 0.05
@@ -105,29 +105,6 @@ class User:
             elif action == "error":
                 self.errors += 1
                 self.pending = None
-
-
-class Traffic(threading.Thread):
-    def __init__(self, users):
-        super().__init__(daemon=True)
-        self.users = users
-        self.lock = threading.Lock()
-        self.halt = threading.Event()
-
-    def run(self):
-        while not self.halt.is_set():
-            with self.lock:
-                now = time.monotonic()
-                for user in self.users:
-                    user.step(now)
-            time.sleep(0.002)
-
-    def stop(self):
-        self.halt.set()
-        self.join(10)
-        for user in self.users:
-            if user.client is not None:
-                user.client.close()
 
 
 def gateway_ok(cluster):

@@ -13,13 +13,13 @@ called with the nodes (node id -> info) after every change.
 """
 import orjson
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import NodeExistsError
 from kazoo.retry import KazooRetry
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from chatnet.cluster import zkacl
-from chatnet.cluster.membership import GATEWAYS, NODES
+from chatnet.cluster.membership import GATEWAYS, NODES, read_children
 
 log = Logger()
 
@@ -129,17 +129,7 @@ class GatewayRegistration:
         self._refreshing = True
         zk = self.zk
 
-        def read():
-            nodes = {}
-            for child in zk.get_children(NODES):
-                try:
-                    data, _ = zk.get(f"{NODES}/{child}")
-                    nodes[child] = orjson.loads(data)
-                except (NoNodeError, ValueError):
-                    continue
-            return nodes
-
-        self._thread(read).addCallbacks(self._read, self._read_failed)
+        self._thread(lambda: read_children(zk, NODES)).addCallbacks(self._read, self._read_failed)
 
     def _read(self, nodes):
         self._refreshing = False

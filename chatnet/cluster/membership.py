@@ -44,6 +44,19 @@ ELECTION = ROOT + "/election"
 GATEWAYS = ROOT + "/gateways"
 
 
+def read_children(zk, path):
+    """The JSON data of each child of C{path}: name -> data (blocking: run
+    it in a thread). A child gone meanwhile, or not JSON, is left out."""
+    found = {}
+    for child in zk.get_children(path):
+        try:
+            data, _ = zk.get(f"{path}/{child}")
+            found[child] = orjson.loads(data)
+        except (NoNodeError, ValueError):
+            continue
+    return found
+
+
 class Membership:
     def __init__(self, hosts, node_id, info, listener, reactor, session_timeout=10.0, auth=""):
         self.hosts = hosts
@@ -211,13 +224,7 @@ class Membership:
         zk = self.zk
 
         def read():
-            members = {}
-            for child in zk.get_children(NODES):
-                try:
-                    data, _ = zk.get(f"{NODES}/{child}")
-                    members[child] = orjson.loads(data)
-                except (NoNodeError, ValueError):
-                    continue
+            members = read_children(zk, NODES)
             candidates = []
             for child in zk.get_children(ELECTION):
                 try:
@@ -227,14 +234,7 @@ class Membership:
                 candidates.append((child.rsplit("_", 1)[-1], data.decode()))
             candidates.sort()
             leader = next((node for _, node in candidates if node in members), None)
-            gateways = {}
-            for child in zk.get_children(GATEWAYS):
-                try:
-                    data, _ = zk.get(f"{GATEWAYS}/{child}")
-                    gateways[child] = orjson.loads(data)
-                except (NoNodeError, ValueError):
-                    continue
-            return members, leader, gateways
+            return members, leader, read_children(zk, GATEWAYS)
 
         d = self._thread(read)
         d.addCallbacks(self._read, self._read_failed)

@@ -6,6 +6,17 @@ from collections import OrderedDict
 from chatnet.protocols import codec
 
 
+def push_chat(connections, msg_id, data, prepare, emit):
+    """Send chat C{data} (JSON of the frame's data) to C{connections},
+    encoded once (and prepared once for several)."""
+    if connections:
+        payload = codec.chat_frame(data)
+        prepared = prepare(payload) if len(connections) > 1 else None
+        for connection in connections:
+            connection.push(payload, msg_id, prepared)
+        emit("message_delivered", msg_id, len(connections))
+
+
 class RecentDeliveries:
     """Which sessions got which of the last C{size} messages delivered on
     this node: message id -> the session ids, or L{EVERYONE}."""
@@ -70,12 +81,7 @@ class LocalDelivery:
                 else:
                     missing.append(username)
         targets = self.recent.new_for(msg_id, [c for c in targets if c.record is not None], everyone)
-        if targets:
-            payload = codec.chat_frame(data)
-            prepared = self.prepare(payload) if len(targets) > 1 else None
-            for connection in targets:
-                connection.push(payload, msg_id, prepared)
-            self.emit("message_delivered", msg_id, len(targets))
+        push_chat(targets, msg_id, data, self.prepare, self.emit)
         return len(targets), missing
 
     def deliver_queued(self, connection, msg_id, data):

@@ -34,8 +34,8 @@ from twisted.logger import Logger
 from chatnet.errors import StoreUnavailable
 from chatnet.history import RESUME_LIMIT
 from chatnet.messages import room_channel
-from chatnet.protocols import codec
 from chatnet.protocols.constants import automatic_rooms
+from chatnet.service.delivery import push_chat
 from chatnet.stores.redis import SEQ_TRUSTED, node_rooms_key, room_nodes_key, seq_key
 
 log = Logger()
@@ -284,12 +284,7 @@ class RoomFeed:
             if marks is not None and marks.get(room.name, seq) < seq:
                 marks[room.name] = seq
                 targets.append(connection)
-        if targets:
-            payload = codec.chat_frame(data)
-            prepared = self.prepare(payload) if len(targets) > 1 else None
-            for connection in targets:
-                connection.push(payload, msg_id, prepared)
-            self.emit("message_delivered", msg_id, len(targets))
+        push_chat(targets, msg_id, data, self.prepare, self.emit)
 
     def _drain(self, room):
         held = room.held

@@ -39,6 +39,61 @@ BATCH_BYTES = 48 * 1024
 BATCH_WINDOW = 0.002
 
 
+class Batches:
+    """Calls to other nodes that carry several messages: the items given
+    for one node within C{window} seconds go in calls of at most
+    L{BATCH_BYTES} of message data each (every list of a call is one AMP
+    value, below 64 KiB).
+
+    @param send: C{send(node_id, items)} makes the call; returns a Deferred
+        of its answer.
+    @param data_of: C{data_of(item)}: the message data an item carries.
+    @param results: C{results(items, answer)}: the result of each item.
+    """
+
+    def __init__(self, clock, window, send, data_of, results):
+        self.clock = clock
+        self.window = window
+        self.send = send
+        self.data_of = data_of
+        self.results = results
+        self._waiting = {}  # node id -> ([item], [Deferred])
+
+    def add(self, node_id, item):
+        """A Deferred of C{item}'s result, once the call that carries it
+        is answered."""
+        batch = self._waiting.get(node_id)
+        if batch is None:
+            batch = self._waiting[node_id] = ([], [])
+            self.clock.callLater(self.window, self._flush, node_id)
+        d = defer.Deferred()
+        batch[0].append(item)
+        batch[1].append(d)
+        return d
+
+    def _flush(self, node_id):
+        items, waiters = self._waiting.pop(node_id)
+        start, size = 0, 0
+        for i, item in enumerate(items):
+            # (600: the item's other values)
+            if i > start and size + len(self.data_of(item)) + 600 > BATCH_BYTES:
+                self._call(node_id, items[start:i], waiters[start:i])
+                start, size = i, 0
+            size += len(self.data_of(item)) + 600
+        self._call(node_id, items[start:], waiters[start:])
+
+    def _call(self, node_id, items, waiters):
+        def answered(answer):
+            for waiter, result in zip(waiters, self.results(items, answer)):
+                waiter.callback(result)
+
+        def failed(failure):
+            for waiter in waiters:
+                waiter.errback(failure)
+
+        defer.ensureDeferred(self.send(node_id, items)).addCallbacks(answered, failed)
+
+
 class Router:
     """Delivers accepted messages: on this node through C{local} (a
     L{chatnet.service.delivery.LocalDelivery}), on others over C{peers}
@@ -55,8 +110,7 @@ class Router:
         self.clock = clock
         self.deadline = deadline
         self.retry_interval = retry_interval
-        self.batch_window = batch_window
-        self._batches = {}  # node id -> direct deliveries waiting to be sent
+        self._batches = Batches(clock, batch_window, self._deliver_many, lambda item: item[1], _got_them)
 
     def deliver_to(self, node_id, msg_id, data, usernames, everyone=False):
         """Deliver on node C{node_id}; fires with C{(delivered, missing)}:
@@ -87,45 +141,11 @@ class Router:
         C{batch_window} seconds go in one L{cmd.DeliverMany} call."""
         if node_id == self.view.node_id:
             return defer.succeed(not self.local.deliver(msg_id, data, [username], False)[1])
-        batch = self._batches.get(node_id)
-        if batch is None:
-            batch = self._batches[node_id] = []
-            self.clock.callLater(self.batch_window, self._send_batch, node_id)
-        d = defer.Deferred()
-        batch.append((msg_id, data, username, d))
-        return d
+        return self._batches.add(node_id, (msg_id, data, username))
 
-    def _send_batch(self, node_id):
-        batch = self._batches.pop(node_id, [])
-        # each list is one AMP value (< 64 KiB): cut the batch by size
-        chunk, size = [], 0
-        for item in batch:
-            if chunk and size + len(item[1]) + 600 > BATCH_BYTES:
-                self._send_chunk(node_id, chunk)
-                chunk, size = [], 0
-            chunk.append(item)
-            size += len(item[1]) + 600
-        if chunk:
-            self._send_chunk(node_id, chunk)
-
-    def _send_chunk(self, node_id, chunk):
-        d = defer.ensureDeferred(
-            self.peers.call(
-                node_id, cmd.DeliverMany,
-                msgIds=[c[0] for c in chunk], datas=[c[1] for c in chunk], usernames=[c[2] for c in chunk],
-            )
-        )
-
-        def answered(answer):
-            missing = set(answer["missing"])
-            for msg_id, _, _, waiter in chunk:
-                waiter.callback(msg_id not in missing)
-
-        def failed(failure):
-            for *_, waiter in chunk:
-                waiter.errback(failure)
-
-        d.addCallbacks(answered, failed)
+    def _deliver_many(self, node_id, items):
+        return self.peers.call(node_id, cmd.DeliverMany, msgIds=[i[0] for i in items], datas=[i[1] for i in items],
+                               usernames=[i[2] for i in items])
 
     async def direct(self, message, data, records, to=None):
         """Deliver direct C{message} to every session of its recipient (or
@@ -169,9 +189,10 @@ class RoomRouter:
     A room message accepted here goes to every node of its room's node set
     (read by the accept script, L{chatnet.service.roomfeed}): this node's
     C{feed} directly, each other node in one L{cmd.RoomDeliver} call for
-    what was accepted within C{batch_window} seconds; a call that fails is tried again while that node is in
-    the cluster, until C{deadline} (the receiving node also reads what it
-    missed from the history, so nothing depends on the retry alone).
+    what was accepted within C{batch_window} seconds (L{Batches}); a call
+    that fails is tried again while that node is in the cluster, until
+    C{deadline} (the receiving node also reads what it missed from the
+    history, so nothing depends on the retry alone).
     Joining and leaving are stored by C{rooms} (a L{chatnet.rooms.Rooms})
     and told to the nodes where the user has sessions.
 
@@ -193,8 +214,9 @@ class RoomRouter:
         self.clock = clock
         self.deadline = deadline
         self.retry_interval = retry_interval
-        self.batch_window = batch_window
-        self._batches = {}  # node id -> ([(room, seq, msg id, data)], [Deferred]) waiting to be sent
+        # items: (room, seq, msg id, data)
+        self._batches = Batches(clock, batch_window, self._room_deliver, lambda item: item[3],
+                                lambda items, answer: [answer] * len(items))
 
     # -- membership ----------------------------------------------------------
 
@@ -254,7 +276,7 @@ class RoomRouter:
         while pending:
             live = self.view.live_nodes()
             pending = sorted(n for n in pending if n in live)
-            results = await defer.DeferredList([self._batched(n, item) for n in pending], consumeErrors=True)
+            results = await defer.DeferredList([self._batches.add(n, item) for n in pending], consumeErrors=True)
             failed = set()
             for node, (ok, result) in zip(pending, results):
                 if not ok:
@@ -267,41 +289,9 @@ class RoomRouter:
                 break
             await task.deferLater(self.clock, self.retry_interval, lambda: None)
 
-    def _batched(self, node_id, item):
-        batch = self._batches.get(node_id)
-        if batch is None:
-            batch = self._batches[node_id] = ([], [])
-            self.clock.callLater(self.batch_window, self._send_batch, node_id)
-        d = defer.Deferred()
-        batch[0].append(item)
-        batch[1].append(d)
-        return d
-
-    def _send_batch(self, node_id):
-        items, waiters = self._batches.pop(node_id)
-        # each list is one AMP value (< 64 KiB): cut the batch by size
-        start, size = 0, 0
-        for i, item in enumerate(items):
-            if i > start and size + len(item[3]) + 600 > BATCH_BYTES:
-                self._send_room_chunk(node_id, items[start:i], waiters[start:i])
-                start, size = i, 0
-            size += len(item[3]) + 600
-        self._send_room_chunk(node_id, items[start:], waiters[start:])
-
-    def _send_room_chunk(self, node_id, items, waiters):
-        d = defer.ensureDeferred(self.peers.call(
-            node_id, cmd.RoomDeliver, roomNames=[i[0] for i in items], seqs=[i[1] for i in items],
-            msgIds=[i[2] for i in items], datas=[i[3] for i in items]))
-
-        def answered(result):
-            for waiter in waiters:
-                waiter.callback(result)
-
-        def failed(failure):
-            for waiter in waiters:
-                waiter.errback(failure)
-
-        d.addCallbacks(answered, failed)
+    def _room_deliver(self, node_id, items):
+        return self.peers.call(node_id, cmd.RoomDeliver, roomNames=[i[0] for i in items], seqs=[i[1] for i in items],
+                               msgIds=[i[2] for i in items], datas=[i[3] for i in items])
 
     async def notice(self, room, data):
         """Send a frame (C{data}: the encoded frame) to every online member
@@ -314,3 +304,11 @@ class RoomRouter:
         nodes = sorted((nodes & set(self.view.live_nodes())) - {self.view.node_id})
         calls = [defer.ensureDeferred(self.peers.call(n, cmd.RoomNotice, roomName=room, data=data)) for n in nodes]
         await defer.DeferredList(calls, consumeErrors=True)
+
+
+def _got_them(items, answer):
+    """Of direct deliveries (msg id, data, username): whether each user got
+    theirs (a L{cmd.DeliverMany} answer names the messages whose recipient
+    is not connected)."""
+    missing = set(answer["missing"])
+    return [item[0] not in missing for item in items]

@@ -12,14 +12,13 @@ blocking kazoo call runs in the reactor's thread pool. The ``listener`` is
 called with the nodes (node id -> info) after every change.
 """
 import orjson
-from kazoo.client import KazooClient, KazooState
+from kazoo.client import KazooState
 from kazoo.exceptions import NodeExistsError
-from kazoo.retry import KazooRetry
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from chatnet.cluster import zkacl
-from chatnet.cluster.membership import GATEWAYS, NODES, read_children
+from chatnet.cluster.membership import GATEWAYS, NODES, new_client, read_children
 
 log = Logger()
 
@@ -52,13 +51,7 @@ class GatewayRegistration:
         return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), f, *args, **kwargs)
 
     async def start(self):
-        self.zk = KazooClient(
-            hosts=self.hosts,
-            timeout=self.session_timeout,
-            connection_retry=KazooRetry(max_tries=-1, delay=0.2, max_delay=1.0),
-            command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
-            **zkacl.client_options(self.auth),
-        )
+        self.zk = new_client(self.hosts, self.session_timeout, self.auth)
         self.zk.add_listener(lambda state: self.reactor.callFromThread(self._on_state, state))
         await self._thread(self.zk.start, self.start_timeout)
         await self._register()

@@ -44,6 +44,19 @@ ELECTION = ROOT + "/election"
 GATEWAYS = ROOT + "/gateways"
 
 
+def new_client(hosts, session_timeout, auth):
+    """A kazoo client as chatnet's processes use it: reconnecting for ever
+    (at most a second apart), commands tried three times, and digest auth
+    with ACLs on its znodes when C{auth} is given (L{zkacl})."""
+    return KazooClient(
+        hosts=hosts,
+        timeout=session_timeout,
+        connection_retry=KazooRetry(max_tries=-1, delay=0.2, max_delay=1.0),
+        command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
+        **zkacl.client_options(auth),
+    )
+
+
 def read_children(zk, path):
     """The JSON data of each child of C{path}: name -> data (blocking: run
     it in a thread). A child gone meanwhile, or not JSON, is left out."""
@@ -86,13 +99,7 @@ class Membership:
     # -- life cycle (reactor thread) -------------------------------------
 
     async def start(self):
-        self.zk = KazooClient(
-            hosts=self.hosts,
-            timeout=self.session_timeout,
-            connection_retry=KazooRetry(max_tries=-1, delay=0.2, max_delay=1.0),
-            command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
-            **zkacl.client_options(self.auth),
-        )
+        self.zk = new_client(self.hosts, self.session_timeout, self.auth)
         self.zk.add_listener(self._state_changed)
         await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.zk.start, 15)
         self.connected = True

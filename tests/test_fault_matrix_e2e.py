@@ -78,14 +78,8 @@ class Chatter(ReconnectingUser):
     # -- connection ----------------------------------------------------------
 
     def connect(self, port=None, resume=False):
-        if port is None:
-            port = self.node_port()
-        client = WsClient(port, timeout=5)
+        client = self.login(port)
         try:
-            frame = client.request("login", {"username": self.username, "features": ["ack", "resume"]}, timeout=5)
-            if frame["action"] != "login":
-                raise ConnectionError(f"login answered {frame}")
-            self.node = frame["data"]["nodeId"]
             if resume:
                 client.send("resume", self.seqs)
         except Exception:

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 
 
-from tests.harness import ChatCluster, WsClient, wait_until
+from tests.harness import ChatCluster, wait_until
 from tests.traffic import ReconnectingUser, Traffic
 
 ROOMS = ("room1", "room2")
@@ -46,16 +46,10 @@ class Member(ReconnectingUser):
         self.sending = True
 
     def connect(self, port=None, join=False):
-        if port is None:
-            port = self.node_port()
-        client = WsClient(port, timeout=5)
+        client = self.login(port)
+        self.client, self.conn_last = client, {}
+        self.connections += 1
         try:
-            frame = client.request("login", {"username": self.username, "features": ["ack", "resume"]}, timeout=5)
-            if frame["action"] != "login":
-                raise ConnectionError(f"login answered {frame}")
-            self.node = frame["data"]["nodeId"]
-            self.client, self.conn_last = client, {}
-            self.connections += 1
             if join:
                 for room in ROOMS:
                     answer = client.request("joinRoom", {"roomName": room}, timeout=5)

@@ -7,12 +7,14 @@ import time
 
 import websocket
 
+from tests.harness import WsClient
+
 # what a failed connection attempt raises
 CONNECT_ERRORS = (ConnectionError, OSError, AssertionError, websocket.WebSocketException, ValueError)
 
 
 class ReconnectingUser:
-    """The connection part of a user. A subclass gives C{connect()} (with
+    """The connection part of a user (C{username}). A subclass gives C{connect()} (with
     C{reconnect()} for the attempts after a break), C{_send(now)} and
     C{_read()}, and keeps C{pending} (request id -> what was sent) and
     C{retry} (what to send again)."""
@@ -30,6 +32,21 @@ class ReconnectingUser:
         if status != 200:
             raise ConnectionError(f"gateway answered {status}")
         return json.loads(body)["port"]
+
+    def login(self, port=None):
+        """A new connection of C{username} to C{port} (else to the node the
+        gateway hands out), logged in with C{ack} and C{resume}; C{node}
+        is the node's id."""
+        client = WsClient(self.node_port() if port is None else port, timeout=5)
+        try:
+            frame = client.request("login", {"username": self.username, "features": ["ack", "resume"]}, timeout=5)
+            if frame["action"] != "login":
+                raise ConnectionError(f"login answered {frame}")
+        except Exception:
+            client.close()
+            raise
+        self.node = frame["data"]["nodeId"]
+        return client
 
     def reconnect(self):
         self.connect()

@@ -221,14 +221,13 @@ class RoomFeed:
             todo = [r for r in locked if again or r.next is None or r.untracked]
             if not todo:
                 return
-            current = await self._track_script(todo)
-            lost = [r for r, cur in zip(todo, current) if cur < 0]
+            current = dict(zip(todo, await self._track_script(todo)))
+            lost = [r for r in todo if current[r] < 0]
             for room in lost:
                 await self.sequences.restore(room.channel)
             if lost:
-                again_current = await self._track_script(lost)
-                current = [again_current[lost.index(r)] if r in lost else c for r, c in zip(todo, current)]
-            for room, cur in zip(todo, current):
+                current.update(zip(lost, await self._track_script(lost)))
+            for room, cur in current.items():
                 cur = max(cur, 0)
                 if room.next is None or room.untracked:
                     room.next, room.untracked = cur + 1, False

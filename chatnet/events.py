@@ -214,10 +214,12 @@ class EventBus:
         self.max_pending = max_pending
         self.timeout = timeout
         self.slots = []
+        self._methods = {}  # event -> [(slot, method)], of the slots as they are now
 
     def add(self, listener, name=None):
         slot = ListenerSlot(listener, name or type(listener).__name__)
         self.slots.append(slot)
+        self._methods.clear()
         return slot
 
     @property
@@ -225,10 +227,13 @@ class EventBus:
         return [slot.listener for slot in self.slots]
 
     def emit(self, event, *args):
-        for slot in self.slots:
-            method = getattr(slot.listener, event, None)
-            if method is None:
-                continue
+        methods = self._methods.get(event)
+        if methods is None:
+            methods = self._methods[event] = [
+                (slot, method) for slot in self.slots
+                for method in [getattr(slot.listener, event, None)] if method is not None
+            ]
+        for slot, method in methods:
             if slot.pending >= self.max_pending:
                 slot.dropped += 1
                 self._complain(slot, "event listener {plugin} is {pending} calls behind: "
@@ -240,6 +245,8 @@ class EventBus:
             except Exception:
                 slot.failures += 1
                 self._complain(slot, "event listener {plugin} failed on {event}", event, failure=True)
+                continue
+            if result is None:
                 continue
             if inspect.iscoroutine(result):
                 result = defer.ensureDeferred(result)

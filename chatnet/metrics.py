@@ -23,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.application import strports
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from chatnet.gateway.http import GuardedSite, PlainResource
@@ -88,6 +89,12 @@ class NodeGauges:
         self.registered = registered  # -> true while registered in ZooKeeper
 
 
+def _timed(result, start, counters):
+    (counters[2] if isinstance(result, Failure) else counters[1]).inc()
+    counters[3].observe(time.perf_counter() - start)
+    return result
+
+
 class NodeMetrics(Metrics):
     """The metrics of a chat node; an event listener of the node (see
     L{chatnet.events.IChatEventListener}).
@@ -122,6 +129,8 @@ class NodeMetrics(Metrics):
             "chatnet_internal_call_seconds", "Time until another node answered an internal call.", ["command"],
             buckets=LATENCY_BUCKETS, registry=r)
         self.leaderships = Counter("chatnet_leader_elections", "Times this node became the leader.", registry=r)
+        self._call_counters = {}  # command -> its labelled counters and histogram
+        self._accepted_kind = {True: self.accepted.labels("room"), False: self.accepted.labels("direct")}
         self.track("chatnet_connections", "Open client WebSocket connections.",
                    lambda: g.connections(), kind="gauge")
         self.track("chatnet_sessions", "Users logged in on this node.", lambda: g.sessions(), kind="gauge")
@@ -162,20 +171,18 @@ class NodeMetrics(Metrics):
     def time_call(self, command, d):
         """Count the internal call C{command} and time C{d}, its answer
         (None for a call without answer)."""
-        name = getattr(command, "commandName", None) or getattr(command, "__name__", str(command))
-        if isinstance(name, bytes):
-            name = name.decode("ascii", "replace")
+        counters = self._call_counters.get(command)
+        if counters is None:
+            name = getattr(command, "commandName", None) or getattr(command, "__name__", str(command))
+            if isinstance(name, bytes):
+                name = name.decode("ascii", "replace")
+            counters = self._call_counters[command] = (
+                self.internal_calls.labels(name, "sent"), self.internal_calls.labels(name, "ok"),
+                self.internal_calls.labels(name, "error"), self.internal_latency.labels(name))
         if d is None:
-            self.internal_calls.labels(name, "sent").inc()
+            counters[0].inc()
             return d
-        start = time.perf_counter()
-
-        def done(result, outcome):
-            self.internal_calls.labels(name, outcome).inc()
-            self.internal_latency.labels(name).observe(time.perf_counter() - start)
-            return result
-
-        d.addCallbacks(done, done, ("ok",), None, ("error",))
+        d.addBoth(_timed, time.perf_counter(), counters)
         return d
 
     # -- events (chatnet.events.IChatEventListener) ---------------------------
@@ -184,7 +191,7 @@ class NodeMetrics(Metrics):
         self.logins.inc()
 
     def message_accepted(self, message):
-        self.accepted.labels("room" if message.roomName else "direct").inc()
+        self._accepted_kind[bool(message.roomName)].inc()
 
     def message_delivered(self, msgId, count):
         self.delivered.inc(count)

@@ -127,6 +127,10 @@ class LocalSessions:
         return iter([c for connections in self.by_user.values() for c in connections])
 
 
+def _version(record):
+    return record.version
+
+
 class SessionDirectory:
     """C{ended} remembers the last C{ENDED} sessions that ended (logged out,
     replaced): a look-up whose Redis answer was read just before the session
@@ -148,9 +152,14 @@ class SessionDirectory:
     def cached_all(self, username):
         """The sessions of C{username} on member nodes as far as this node
         knows, oldest login first, without any I/O."""
+        records = self.records.get(username)
+        if not records:
+            return []
         members = self.members()
-        return sorted((r for r in self.records.get(username, {}).values() if r.nodeId in members),
-                      key=lambda r: r.version)
+        if len(records) == 1:
+            for r in records.values():
+                return [r] if r.nodeId in members else []
+        return sorted((r for r in records.values() if r.nodeId in members), key=_version)
 
     def cached(self, username):
         """The newest session of C{username} if it is online as far as this

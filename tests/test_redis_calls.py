@@ -70,3 +70,62 @@ async def test_the_commands_go_to_the_ready_connections_in_turn(redis_server):
             down.connected = 1
     finally:
         await store.disconnect()
+
+
+@pytest_twisted.ensureDeferred
+async def test_replies_are_txredisapis(redis_server):
+    """The hiredis-parsed replies of the lighter command path are what
+    txredisapi's own line parser gives, for every kind of reply."""
+    from twisted.internet import protocol, reactor
+
+    store = RedisStore(redis_server.url).connect()
+    theirs = await protocol.ClientCreator(
+        reactor, txredisapi.BaseRedisProtocol, convertNumbers=False).connectTCP("127.0.0.1", redis_server.port)
+    calls = [
+        ("set", "rk:text", "é€ text"),
+        ("get", "rk:text"),
+        ("set", "rk:raw", b"\xff\xfe not utf-8"),
+        ("get", "rk:raw"),
+        ("get", "rk:missing"),
+        ("incr", "rk:n"),
+        ("delete", "rk:h"),
+        ("hset", "rk:h", "a", "1"),
+        ("hgetall", "rk:h"),
+        ("sadd", "rk:s", "x"),
+        ("smembers", "rk:s"),
+        ("rpush", "rk:l", ["1", b"\x80"]),
+        ("lrange", "rk:l", 0, -1),
+        ("eval", "return {1, 'two', {3, false}, redis.status_reply('OK')}", [], []),
+        ("mget", ["rk:text", "rk:missing", "rk:raw"]),
+    ]
+    try:
+        for method, *args in calls:
+            ours = await store.call(method, *args)
+            if method in ("get", "hgetall", "smembers", "lrange", "eval", "mget"):
+                assert ours == await getattr(theirs, method)(*args), method
+        with pytest.raises(txredisapi.ResponseError):
+            await store.call("execute_command", "NOSUCHCOMMAND")
+        assert await store.call("ping") == "PONG"  # the connection goes on after an error
+    finally:
+        theirs.transport.loseConnection()
+        await store.call("execute_command", "DEL", "rk:text", "rk:raw", "rk:n", "rk:h", "rk:s", "rk:l")
+        await store.disconnect()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lost_connection_fails_its_waiting_commands(services):
+    """Commands in flight when the server dies fail at once (no waiting for
+    the timeout), and the pool connects again."""
+    from twisted.internet import threads
+
+    server = services.redis()
+    store = RedisStore(f"redis://127.0.0.1:{server.port}/0", timeout=30).connect()
+    try:
+        await store.ping()
+        server.pause()
+        pending = [store.call("get", f"k{i}") for i in range(20)]
+        await threads.deferToThread(server.kill)
+        results = await defer.DeferredList(pending, consumeErrors=True)
+        assert all(not ok for ok, _ in results)
+    finally:
+        await store.disconnect()

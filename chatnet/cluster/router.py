@@ -147,6 +147,17 @@ class Router:
         return self.peers.call(node_id, cmd.DeliverMany, msgIds=[i[0] for i in items], datas=[i[1] for i in items],
                                usernames=[i[2] for i in items])
 
+    async def _reaches(self, node, msg_id, data, to):
+        """Deliver on C{node}: True if C{to} got it there; a failure is
+        False (and logged, unless the node is gone)."""
+        try:
+            return await self.deliver_one(node, msg_id, data, to)
+        except PeerUnavailable:
+            return False
+        except Exception as e:
+            log.warn("direct message {id} to {node}: {why}", id=msg_id, node=node, why=e)
+            return False
+
     async def direct(self, message, data, records, to=None):
         """Deliver direct C{message} to every session of its recipient (or
         of user C{to}): to each node of C{records} (the sessions known), and
@@ -159,14 +170,14 @@ class Router:
         reached = set()
         while True:
             pending = sorted(nodes - reached)
-            results = await defer.DeferredList(
-                [self.deliver_one(node, message.msgId, data, to) for node in pending], consumeErrors=True)
-            for node, (ok, got) in zip(pending, results):
-                if ok and got:
-                    reached.add(node)
-                elif not ok and not got.check(PeerUnavailable):
-                    log.warn("direct message {id} to {node}: {why}", id=message.msgId, node=node,
-                             why=got.getErrorMessage())
+            if len(pending) == 1:
+                # (the usual case: one session; no DeferredList)
+                if await self._reaches(pending[0], message.msgId, data, to):
+                    reached.add(pending[0])
+            else:
+                results = await defer.DeferredList(
+                    [defer.ensureDeferred(self._reaches(node, message.msgId, data, to)) for node in pending])
+                reached.update(node for node, (_, got) in zip(pending, results) if got)
             if nodes and nodes <= reached:
                 return True
             if self.clock.seconds() >= give_up:

@@ -18,6 +18,7 @@ increments, or a restarted server), every counter is marked untrusted, and
 the next accept of each channel restores its counter first
 (:mod:`chatnet.sequences`).
 """
+import collections
 import hashlib
 
 import txredisapi
@@ -286,9 +287,25 @@ def _show(address):
 # script -> (its bytes, their SHA-1): the few scripts chatnet runs
 _SCRIPTS = {}
 
+# short strings -> their RESP bulk string: most arguments of the hot calls
+# (key names, script hashes, node ids, channels) come again and again
+_ENCODED = {}
+_ENCODED_LENGTH = 100
+_ENCODED_SIZE = 10_000
 
-class _Protocol(txredisapi.RedisProtocol):
-    """Selects the database itself. txredisapi's own select stops the whole
+
+class _Protocol(txredisapi.HiredisProtocol):
+    """txredisapi's protocol with a lighter path for each command: the
+    replies are parsed by hiredis and handed to a queue of Deferreds, one
+    per command (txredisapi's own path makes three Deferreds and a timer per
+    command), and one timer per connection bounds the wait of the oldest
+    command: when it is C{replyTimeout} seconds old with no answer, every
+    waiting command fails with L{txredisapi.TimeoutError} and the connection
+    is dropped (its pool slot connects again). chatnet sends no MULTI and
+    does not pipeline, so txredisapi's transaction and pipelining states
+    are not kept here.
+
+    It also selects the database itself. txredisapi's own select stops the whole
     pool for good when it fails (Redis stalled, or killed while the SELECT of
     a new connection was in flight, or still loading its data): here only
     this connection is dropped, and its pool slot connects again.
@@ -319,14 +336,85 @@ class _Protocol(txredisapi.RedisProtocol):
         # (no password, no dbid: the base class only marks the connection usable)
         yield txredisapi.RedisProtocol.connectionMade(self)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._waiting = collections.deque()  # (deadline, Deferred), oldest first
+        self._watchdog = None
+
+    def execute_command(self, *args, **kwargs):
+        if not self.connected:
+            raise txredisapi.ConnectionError("Not connected")
+        self.transport.write(self._build_command(*args))
+        d = defer.Deferred()
+        if self.replyTimeout:
+            self._waiting.append((self.seconds() + self.replyTimeout, d))
+            if self._watchdog is None:
+                self._watchdog = self.factory.clock.callLater(self.replyTimeout, self._check_oldest)
+        else:
+            self._waiting.append((None, d))
+        post_proc = kwargs.get("post_proc")
+        if post_proc is not None:
+            d.addCallback(post_proc)
+        return d
+
+    def seconds(self):
+        return self.factory.clock.seconds()
+
+    def dataReceived(self, data):
+        reader = self._reader
+        reader.feed(data)
+        reply = reader.gets()
+        while reply is not False:
+            if not self._waiting:
+                log.warn("redis: an answer to no command from {peer}; dropping the connection", peer=self._peer())
+                self.transport.abortConnection()
+                return
+            d = self._waiting.popleft()[1]
+            if isinstance(reply, Exception):
+                d.errback(reply)
+            else:
+                d.callback(_text(reply, self.charset))
+            reply = reader.gets()
+
+    def _check_oldest(self):
+        self._watchdog = None
+        if not self._waiting:
+            return
+        left = self._waiting[0][0] - self.seconds()
+        if left > 0:
+            self._watchdog = self.factory.clock.callLater(left, self._check_oldest)
+            return
+        self._fail_all(txredisapi.TimeoutError(f"Not received Redis response in {self.replyTimeout} seconds"))
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def _fail_all(self, why):
+        waiting, self._waiting = self._waiting, collections.deque()
+        for _, d in waiting:
+            d.errback(why)
+
+    def connectionLost(self, why):
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+        super().connectionLost(why)
+        self._fail_all(txredisapi.ConnectionError("Lost connection"))
+
     def _build_command(self, *args, **kwargs):
         """The RESP request of C{args}: txredisapi's, in a fraction of its
         time for the usual arguments (bytes, str, int); anything else is
         encoded by txredisapi's own rules (and its errors)."""
         parts = [b"*%d\r\n" % len(args)]
         append = parts.append
+        utf8 = self.charset == "utf-8"
+        encoded = _ENCODED if utf8 else {}
         for arg in args:
             kind = type(arg)
+            if kind is str:
+                part = encoded.get(arg)
+                if part is not None:
+                    append(part)
+                    continue
             if kind is bytes:
                 value = arg
             elif kind is str:
@@ -338,9 +426,12 @@ class _Protocol(txredisapi.RedisProtocol):
                 value = b"%d" % arg
             else:
                 value = self._encode_value(arg)
-            append(b"$%d\r\n" % len(value))
-            append(value)
-            append(b"\r\n")
+            part = b"$%d\r\n%s\r\n" % (len(value), value)
+            if kind is str and utf8 and len(arg) <= _ENCODED_LENGTH:
+                if len(encoded) >= _ENCODED_SIZE:
+                    encoded.clear()
+                encoded[arg] = part
+            append(part)
         return b"".join(parts)
 
     def eval(self, script, keys=(), args=()):
@@ -353,8 +444,17 @@ class _Protocol(txredisapi.RedisProtocol):
             cached = _SCRIPTS[script] = (body, hashlib.sha1(body).hexdigest())
         body, sha = cached
         if sha in self.script_hashes:
-            return self.evalsha(sha, keys, args).addErrback(self._evalsha_failed, body, sha, keys, args)
+            d = self.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            return d.addErrback(self._no_script, body, sha, keys, args)
         return self._eval(body, sha, keys, args)
+
+    def _no_script(self, failure, body, sha, keys, args):
+        """A script the server forgot (restarted, or SCRIPT FLUSH): sent
+        whole again."""
+        if failure.check(txredisapi.ResponseError) and str(failure.value).startswith("NOSCRIPT"):
+            self.script_hashes.discard(sha)
+            return self._eval(body, sha, keys, args)
+        return failure
 
     def _peer(self):
         try:
@@ -362,6 +462,20 @@ class _Protocol(txredisapi.RedisProtocol):
             return f"{peer.host}:{peer.port}"
         except Exception:
             return "redis"
+
+
+def _text(reply, charset):
+    """A reply as txredisapi gives it: each bulk string decoded from
+    C{charset} where it can be, else left as bytes."""
+    kind = type(reply)
+    if kind is bytes:
+        try:
+            return reply.decode(charset)
+        except UnicodeDecodeError:
+            return reply
+    if kind is list:
+        return [_text(item, charset) for item in reply]
+    return reply
 
 
 class _Factory(txredisapi.RedisFactory):
@@ -373,8 +487,9 @@ class _Factory(txredisapi.RedisFactory):
     initialDelay = 0.2
     maxDelay = 1.0
 
-    def __init__(self, address, database, poolsize, reply_timeout, server_changed=lambda: None):
+    def __init__(self, address, database, poolsize, reply_timeout, server_changed=lambda: None, clock=None):
         super().__init__(address, None, poolsize, isLazy=True, replyTimeout=reply_timeout, convertNumbers=False)
+        self.clock = clock or default_reactor
         self._next_ready = -1
         self.database = database
         self.server_changed = server_changed
@@ -425,7 +540,7 @@ class RedisStore:
 
     def connect(self):
         address = f"{self.master_name}@sentinels" if self.sentinels else f"{self.host}:{self.port}"
-        self._factory = _Factory(address, self.db, self.poolsize, self.timeout, self._server_changed)
+        self._factory = _Factory(address, self.db, self.poolsize, self.timeout, self._server_changed, self.reactor)
         self._factory.startConnecting(self._endpoint())
         self.client = self._factory.handler
         return self
@@ -463,12 +578,13 @@ class RedisStore:
         if connection is None:
             # none ready: the pool's handler waits for one
             d = getattr(self.client, method)(*args, **kwargs)
+            d.addTimeout(self.timeout, self.reactor)
         else:
+            # (the connection bounds the wait itself: _Protocol)
             try:
                 d = getattr(connection, method)(*args, **kwargs)
             except Exception:
                 d = defer.fail()
-        d.addTimeout(self.timeout, self.reactor)
         d.addErrback(self._unavailable, method)
         return d
 

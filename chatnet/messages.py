@@ -30,7 +30,7 @@ def now_ms(clock=None):
 class ChatMessage:
     """One accepted message, as routed between nodes and stored."""
 
-    __slots__ = ("msgId", "sender", "to", "roomName", "message", "ts", "format", "seq", "channel", "nodes")
+    __slots__ = ("msgId", "sender", "to", "roomName", "message", "ts", "format", "seq", "channel", "nodes", "_id")
 
     def __init__(self, msgId, sender, message, ts, format="text", to="", roomName="", seq=0):
         self.msgId = msgId
@@ -44,6 +44,15 @@ class ChatMessage:
         self.channel = room_channel(roomName) if roomName else dm_channel(sender, to)
         # a room message: the nodes with members of the room (the accept script)
         self.nodes = ()
+        self._id = None  # the ObjectId of msgId, once made
+
+    @classmethod
+    def new(cls, sender, message, ts, format="text", to="", roomName=""):
+        """A message with a new id."""
+        oid = ObjectId()
+        made = cls(str(oid), sender, message, ts, format, to, roomName)
+        made._id = oid
+        return made
 
     @property
     def is_room(self):
@@ -64,7 +73,7 @@ class ChatMessage:
     def document(self):
         """The MongoDB document (its C{_id} is the message id)."""
         return {
-            "_id": ObjectId(self.msgId),
+            "_id": self._id or ObjectId(self.msgId),
             "channel": self.channel,
             "roomName": self.roomName,
             "from": self.sender,

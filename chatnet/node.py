@@ -17,6 +17,8 @@ AMP listener, the session cache, then ZooKeeper registration. Graceful stop
 reconnect through the gateway (close code 4001), remove their sessions,
 flush the message log.
 """
+import gc
+
 from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
@@ -167,6 +169,10 @@ class ChatNode(MultiService):
         )
         await self.membership.start()
         self._loop(HEARTBEAT, self.presence.heartbeat)
+        # what start-up made (modules, the profanity automaton, ...) lives as
+        # long as the process: the garbage collector's full collections,
+        # which stop the reactor, need not visit it again
+        gc.freeze()
         log.info(
             "chat node {node} serving clients on {host}:{port}, internal {ihost}:{iport}",
             node=self.node_id, host=host, port=port, ihost=internal_host, iport=internal_port,

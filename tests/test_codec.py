@@ -1,5 +1,6 @@
 import orjson
 import pytest
+from hypothesis import given, strategies as st
 
 from chatnet.errors import ProtocolError
 from chatnet.protocols import codec
@@ -74,3 +75,18 @@ def test_text_frame_is_autobahns_server_frame(size):
     payload = b"x" * size
     expected = PreparedMessage(payload, False, False, True).payloadHybi
     assert codec.text_frame(payload) == expected
+
+
+@given(st.binary(min_size=4, max_size=4), st.binary(max_size=3000), st.lists(st.integers(1, 400), max_size=20))
+def test_unmasker_is_rfc_6455_masking_in_any_pieces(mask, payload, cuts):
+    """Unmasking a frame's payload in the pieces it arrived in gives what
+    autobahn's own masker gives for the whole."""
+    from autobahn.websocket.xormasker import create_xor_masker
+
+    unmasker = codec.Unmasker(mask)
+    pieces, rest = [], payload
+    for cut in cuts:
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces.append(rest)
+    assert b"".join(unmasker.unmask(p) for p in pieces) == create_xor_masker(mask, len(payload)).process(payload)

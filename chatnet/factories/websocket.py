@@ -55,6 +55,8 @@ class ChatServerFactory(WebSocketServerFactory):
             maxFramePayloadSize=limit,
             maxMessagePayloadSize=limit,
             autoFragmentSize=0,
+            # client frames are unmasked by the protocol (codec.Unmasker)
+            applyMask=False,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=3,
             autoPingInterval=30,

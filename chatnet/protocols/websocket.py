@@ -118,6 +118,20 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if not self._busy:
             self._next()
 
+    # Client frames are unmasked here (the factory sets autobahn's
+    # applyMask off): codec.Unmasker is cheaper than autobahn's masker.
+    _unmasker = None
+
+    def onFrameBegin(self):
+        mask = self.current_frame.mask
+        self._unmasker = codec.Unmasker(mask) if mask else None
+        return super().onFrameBegin()
+
+    def onFrameData(self, payload):
+        if self._unmasker is not None:
+            payload = self._unmasker.unmask(payload)
+        return super().onFrameData(payload)
+
     def onMessageEnd(self):
         # autobahn's, minus firing its "message" observer signal (nobody
         # listens here), which costs a Deferred and callbacks per frame.

@@ -19,7 +19,9 @@ def push_chat(connections, msg_id, data, prepare, emit):
 
 class RecentDeliveries:
     """Which sessions got which of the last C{size} messages delivered on
-    this node: message id -> the session ids, or L{EVERYONE}."""
+    this node: message id -> the session id (the usual case: one), a set
+    of them, or L{EVERYONE}. (A string is no container the garbage
+    collector has to visit, as a set per message would be.)"""
 
     EVERYONE = object()
 
@@ -33,20 +35,30 @@ class RecentDeliveries:
         seen = self.ids.get(msg_id)
         if seen is self.EVERYONE:
             return []
+        if type(seen) is str:
+            seen = {seen}
         if everyone:
             fresh = [c for c in connections if seen is None or c.record.sessionId not in seen]
             self._remember(msg_id, self.EVERYONE)
             return fresh
         if seen is None:
+            if len(connections) == 1:
+                self._remember(msg_id, connections[0].record.sessionId)
+                return [connections[0]]
             seen = set()
-            self._remember(msg_id, seen)
         fresh = [c for c in connections if c.record.sessionId not in seen]
-        seen.update(c.record.sessionId for c in fresh)
+        if fresh:
+            seen.update(c.record.sessionId for c in fresh)
+            self._remember(msg_id, seen)
         return fresh
 
     def _remember(self, msg_id, value):
-        self.ids[msg_id] = value
-        if len(self.ids) > self.size:
+        ids = self.ids
+        if msg_id in ids:
+            ids[msg_id] = value
+            return
+        ids[msg_id] = value
+        if len(ids) > self.size:
             self.ids.popitem(last=False)
 
 

@@ -13,7 +13,7 @@ from bson import ObjectId
 from twisted.internet import defer
 
 from chatnet import words
-from chatnet.messages import ChatMessage, new_message_id
+from chatnet.messages import ChatMessage
 
 
 class Posting:
@@ -42,7 +42,7 @@ class Posting:
     async def accept(self, sender, text, ts, fmt="text", to="", room=""):
         """Accept C{text} from C{sender} to C{room} or user C{to}: returns
         the L{ChatMessage} and its chat frame data (JSON bytes)."""
-        message = ChatMessage(new_message_id(), sender, self.profanity.mask(text), ts, fmt, to, room)
+        message = ChatMessage.new(sender, self.profanity.mask(text), ts, fmt, to, room)
         data = await self.acceptor.accept(message, words.tokenize(message.message))
         self.message_log.append(message.document())
         self.emit("message_accepted", message)

@@ -136,3 +136,15 @@ def three_nodes(tmp_path, redis_server, zookeeper_server, mongo_server):
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def failures_logged():
+    """Events logged with a traceback during the test."""
+    from twisted.logger import globalLogPublisher
+
+    events = []
+    observer = events.append
+    globalLogPublisher.addObserver(observer)
+    yield lambda: [e for e in events if "log_failure" in e]
+    globalLogPublisher.removeObserver(observer)

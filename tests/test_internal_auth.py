@@ -1,11 +1,9 @@
 """The internal AMP port: nothing but the handshake before authentication, a
 peer is the member it claims to be, and what anybody may send is bounded."""
-import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, connectedServerAndClient
@@ -172,16 +170,6 @@ def test_session_changed_only_for_the_peers_own_node():
     assert p.handler.sessions == []
     assert p.result(p.client.callRemote(_AskedSessionChanged, **session("node2"))) == {}
     assert [s[1] for s in p.handler.sessions] == ["node2"]
-
-
-@pytest.fixture
-def failures_logged():
-    """Events logged with a traceback during the test."""
-    events = []
-    observer = events.append
-    globalLogPublisher.addObserver(observer)
-    yield lambda: [e for e in events if "log_failure" in e]
-    globalLogPublisher.removeObserver(observer)
 
 
 def test_session_changed_for_a_foreign_node_without_answer_drops_the_link(failures_logged):

@@ -44,6 +44,7 @@ from twisted.python.failure import Failure
 
 from chatnet.errors import ProtocolError, StoreUnavailable
 from chatnet.protocols import amp_commands as cmd
+from chatnet.protocols.turnwrites import send_at_turn_end
 
 log = Logger()
 
@@ -174,6 +175,7 @@ class InternalProtocol(amp.AMP):
     # -- limits -----------------------------------------------------------
 
     def connectionMade(self):
+        send_at_turn_end(self.transport)
         super().connectionMade()
         self._deadline = self.clock.callLater(self.preAuthSeconds, self._drop, "did not authenticate in time")
 

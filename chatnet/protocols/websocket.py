@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from chatnet.errors import ProtocolError, as_protocol_error
 from chatnet.protocols import codec
 from chatnet.protocols.constants import DISCONNECTED, GOING_AWAY, LOGIN_TIMEOUT, REPLACED
+from chatnet.protocols.turnwrites import send_at_turn_end
 from chatnet.ratelimit import TokenBucket
 from chatnet.service.session import CLOSED
 
@@ -75,6 +76,10 @@ class ChatServerProtocol(WebSocketServerProtocol):
         """A Deferred that fires once the connection is closed and its
         session removed."""
         return self.session.gone if self.session is not None else defer.succeed(None)
+
+    def connectionMade(self):
+        super().connectionMade()
+        send_at_turn_end(self.transport)
 
     def onConnect(self, request):
         config = self.factory.config

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatnet.errors import StoreUnavailable
+from chatnet.protocols.turnwrites import send_at_turn_end
 from chatnet.stores.redis_url import is_sentinel_url, parse_redis_url, parse_sentinel_url
 
 log = Logger()
@@ -316,6 +317,7 @@ class _Protocol(txredisapi.HiredisProtocol):
 
     @defer.inlineCallbacks
     def connectionMade(self):
+        send_at_turn_end(self.transport)
         database = self.factory.database
         try:
             role = yield self.role()

@@ -30,7 +30,7 @@ and answers -1; the counter is restored as before
 import orjson
 
 from chatnet.errors import StoreUnavailable
-from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua
+from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua, joined
 from chatnet.rescue import ACCEPTING, WINDOW, accepted_key
 from chatnet.stores.redis import SEQ_TRUSTED, history_key, room_nodes_key, seq_key
 
@@ -40,7 +40,7 @@ from chatnet.stores.redis import SEQ_TRUSTED, history_key, room_nodes_key, seq_k
 # ARGV: frame data up to the seq, history length, history expiry (s, 0: none),
 #       this second, channel, trim: drop the accepted channels this many
 #       seconds old or older (0: not now), accepted expiry (s), node id,
-#       words...
+#       the words (chatnet.popular.joined)
 # Answers {seq, the room's nodes...}, or -1.
 ACCEPT = (
     """
@@ -111,7 +111,7 @@ class Acceptor:
             self._trimmed = sec
             trim = self.window + 1
         args = [head, self.history.keep, self.history.ttl(message.channel), sec,
-                message.channel, trim, self.window * 2 + 2, self.node_id, *words]
+                message.channel, trim, self.window * 2 + 2, self.node_id, joined(words)]
         answer = await self.redis.eval(ACCEPT, keys, args)
         tries = 0
         while answer == -1:

@@ -4,6 +4,8 @@ A channel is what a seq number counts in: ``room:<roomName>`` for a room,
 ``dm:<a>\\n<b>`` (the two usernames sorted) for a direct conversation. A
 newline cannot be part of a username, so a channel names one pair only.
 """
+import itertools
+import os
 import time
 
 from bson import ObjectId
@@ -20,7 +22,26 @@ def dm_channel(a, b):
 
 
 def new_message_id():
-    return str(ObjectId())
+    return str(new_object_id())
+
+
+def new_object_id():
+    """A new ObjectId, laid out as MongoDB's (seconds, 5 random bytes of
+    this process, a counter), made without bson's lock and per-call
+    process check: a third of the cost of C{ObjectId()}."""
+    raw = int(time.time()).to_bytes(4, "big") + _process[0] + (next(_process[1]) & 0xFFFFFF).to_bytes(3, "big")
+    return ObjectId(raw)
+
+
+def _new_process():
+    """The random part and the counter of this process (again after a
+    fork, so that a child never repeats its parent's ids)."""
+    _process[:] = [os.urandom(5), itertools.count(int.from_bytes(os.urandom(3), "big"))]
+
+
+_process = []
+_new_process()
+os.register_at_fork(after_in_child=_new_process)
 
 
 def now_ms(clock=None):
@@ -49,7 +70,7 @@ class ChatMessage:
     @classmethod
     def new(cls, sender, message, ts, format="text", to="", roomName=""):
         """A message with a new id."""
-        oid = ObjectId()
+        oid = new_object_id()
         made = cls(str(oid), sender, message, ts, format, to, roomName)
         made._id = oid
         return made

@@ -115,25 +115,41 @@ class Peers:
         protocol.onLost = lambda: self.links.get(node) is protocol and self.links.pop(node)
         return protocol
 
-    async def call(self, node, command, **arguments):
-        """Run C{command} on C{node}; raises L{PeerUnavailable} if the node
-        cannot be reached or the link breaks before the answer."""
+    def call(self, node, command, **arguments):
+        """Run C{command} on C{node}: a Deferred of its answer, which fails
+        with L{PeerUnavailable} if the node cannot be reached or the link
+        breaks before the answer. (No coroutine when the link is up: the
+        calls that carry messages are made many times a second.)"""
+        protocol = self.links.get(node)
+        if protocol is None:
+            return defer.ensureDeferred(self._call_new_link(node, command, arguments))
+        return self._call(protocol, node, command, arguments)
+
+    async def _call_new_link(self, node, command, arguments):
         protocol = await self._link(node)
-        d = protocol.callRemote(command, **arguments)
+        return await self._call(protocol, node, command, arguments)
+
+    def _call(self, protocol, node, command, arguments):
+        try:
+            d = protocol.callRemote(command, **arguments)
+        except Exception:
+            return defer.fail()
         d.addTimeout(self.timeout, self.reactor)
         if self.metrics is not None:
             self.metrics.time_call(command, d)
-        try:
-            return await d
-        except (defer.TimeoutError, defer.CancelledError) as e:
-            protocol.transport.loseConnection()
+        return d.addErrback(self._failed, protocol, node)
+
+    def _failed(self, failure, protocol, node):
+        e = failure.value
+        if isinstance(e, (defer.TimeoutError, defer.CancelledError)):
+            if protocol.transport is not None:
+                protocol.transport.loseConnection()
             raise PeerUnavailable(node) from e
-        except Exception as e:
-            if isinstance(e, (ConnectionClosed, cmd.NotAuthenticated)) or (
-                isinstance(e, RemoteAmpError) and e.errorCode == b"NOT_AUTHENTICATED"
-            ):
-                raise PeerUnavailable(node) from e
-            raise
+        if isinstance(e, (ConnectionClosed, cmd.NotAuthenticated)) or (
+            isinstance(e, RemoteAmpError) and e.errorCode == b"NOT_AUTHENTICATED"
+        ):
+            raise PeerUnavailable(node) from e
+        return failure
 
     def send(self, node, command, **arguments):
         """Fire-and-forget C{command} (no answer expected)."""

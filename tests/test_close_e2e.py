@@ -4,6 +4,7 @@ closing handshake rather than a TCP reset, and a client that closes is
 answered with a close frame and is offline at once, however its close
 crosses the requests still in hand."""
 import base64
+import json
 import os
 import socket
 import struct
@@ -152,3 +153,42 @@ def test_a_closing_client_gets_a_close_frame_and_is_offline_at_once(cluster):
     for username in users:
         info = watcher.request("userInfo", {"username": username})
         assert info["action"] == "error" and info["data"]["code"] == 404, info
+
+
+def test_frames_in_every_shape_are_read(cluster):
+    """Whole frames (short and 16-bit lengths), several in one write, one
+    cut across writes, a fragmented message with a ping between its
+    fragments: each request is answered, in order."""
+    raw = RawClient(cluster.port("node1"))
+
+    def frame(opcode, payload, fin=True):
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n)
+        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    def request(i, pad=0):
+        return ('{"action":"popular","id":%d,"data":{"n":1},"pad":"%s"}' % (i, "x" * pad)).encode()
+
+    raw.sock.sendall(frame(0x1, b'{"action":"login","id":0,"data":{"username":"user7"}}'))
+    raw.sock.sendall(frame(0x1, request(1)) + frame(0x1, request(2, pad=300)) + frame(0x1, request(3)))
+    cut = frame(0x1, request(4, pad=1000))
+    raw.sock.sendall(cut[:3])
+    time.sleep(0.1)
+    raw.sock.sendall(cut[3:700])
+    time.sleep(0.1)
+    raw.sock.sendall(cut[700:])
+    whole = request(5, pad=50)
+    raw.sock.sendall(frame(0x1, whole[:20], fin=False) + frame(0x9, b"ping") + frame(0x0, whole[20:40], fin=False)
+                     + frame(0x0, whole[40:]))
+    answered = []
+    while len(answered) < 6:
+        opcode, payload = raw.read_frame()
+        if opcode == 0x1:
+            answered.append(json.loads(payload).get("re"))
+        elif opcode == 0xA:
+            assert payload == b"ping"
+    assert answered == [0, 1, 2, 3, 4, 5]
+    raw.send_frame(0x8, struct.pack("!H", 1000))
+    raw.sock.close()

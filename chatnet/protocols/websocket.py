@@ -127,6 +127,39 @@ class ChatServerProtocol(WebSocketServerProtocol):
     # applyMask off): codec.Unmasker is cheaper than autobahn's masker.
     _unmasker = None
 
+    def processData(self):
+        """autobahn's, with a short way for the usual client frame: a whole
+        masked text frame (FIN, no extension bits, its length in the
+        shortest form) outside a fragmented message, on an uncompressed
+        open connection, within the size limits and of valid UTF-8, is
+        unmasked and handed to L{onMessage} at once. Any other frame, and
+        such a frame that is not valid UTF-8, goes autobahn's way, with its
+        checks and close codes (1009, 1007, ...)."""
+        data = self.data
+        if (len(data) > 6 and data[0] == 0x81 and data[1] & 0x80 and self.current_frame is None
+                and self.state == OPEN and not self.inside_message and self._perMessageCompress is None):
+            n = data[1] & 0x7F
+            start = 2
+            if n == 126:
+                n = (data[2] << 8) | data[3]
+                start = 4
+                if n < 126:
+                    n = 0  # not the shortest form: autobahn's way
+            elif n == 127:
+                n = 0
+            end = start + 4 + n
+            if 0 < n and len(data) >= end and not (0 < self.maxFramePayloadSize < n) and not (
+                    0 < self.maxMessagePayloadSize < n):
+                payload = codec.Unmasker(data[start:start + 4]).unmask(data[start + 4:end])
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    return super().processData()
+                self.data = data[end:]
+                self.onMessage(payload, False)
+                return len(self.data) > 0
+        return super().processData()
+
     def onFrameBegin(self):
         mask = self.current_frame.mask
         self._unmasker = codec.Unmasker(mask) if mask else None

@@ -36,8 +36,10 @@ end
 def joined(words):
     """The words of a message as the counting scripts take them: one
     string, separated by spaces (a word never holds one:
-    L{chatnet.words.tokenize})."""
-    return " ".join(words)
+    L{chatnet.words.tokenize}), as UTF-8 bytes (bytes are sent as they are:
+    a string would be kept in the encoded-argument cache of
+    L{chatnet.stores.redis}, which is for the arguments that come again)."""
+    return " ".join(words).encode("utf-8")
 
 
 # KEYS: ranking, buckets, bucket of this second; ARGV: this second, words...

@@ -50,6 +50,15 @@ async def test_accept_counts_stores_history_and_words(redis):
     assert [orjson.loads(s)["seq"] for s in stored] == [3, 4, 5]  # the last `size`
     assert sorted(await popular.top(2)) == ["5", "5", "hello", "world"]
 
+    # words of any script, as tokenize makes them, are counted whole
+    from chatnet.words import tokenize
+
+    words = tokenize("Café naïve 你好世界 don't Ünïcödé café")
+    await acceptor.accept(message("x", to="cy"), words)
+    top = await popular.top(20)
+    counts = dict(zip(top[::2], top[1::2]))
+    assert counts["café"] == "2" and all(counts[w] == "1" for w in set(words) - {"café"})
+
     # Redis lost the counter (restarted empty): restored from the history
     await redis.call("delete", seq_key(sent[0].channel))
     m = message("again")

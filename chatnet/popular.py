@@ -42,7 +42,7 @@ def joined(words):
     return " ".join(words).encode("utf-8")
 
 
-# KEYS: ranking, buckets, bucket of this second; ARGV: this second, words...
+# KEYS: ranking, buckets, bucket of this second; ARGV: this second, the words (joined)
 ADD = count_words_lua(ranking=1, buckets=2, bucket=3, second=1, first_word=2) + "return 1\n"
 
 # KEYS: ranking, buckets; ARGV: cutoff second, bucket prefix, n (0: no read)

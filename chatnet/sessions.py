@@ -157,8 +157,8 @@ class SessionDirectory:
             return []
         members = self.members()
         if len(records) == 1:
-            for r in records.values():
-                return [r] if r.nodeId in members else []
+            (r,) = records.values()
+            return [r] if r.nodeId in members else []
         return sorted((r for r in records.values() if r.nodeId in members), key=_version)
 
     def cached(self, username):

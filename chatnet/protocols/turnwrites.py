@@ -7,7 +7,7 @@ reports it writable, the transport sends, and asks epoll to stop watching
 acks and chat frames of its clients, the Redis commands, the calls to other
 nodes), and that round cost more CPU than the send itself (measured: a
 ping-pong over loopback took 40 us of CPU per message with Twisted's
-writes, 22 us with this).
+writes, 28 us with this).
 
 L{send_at_turn_end} gives a connection's transport a write that keeps what
 is written during the turn and sends it all with one C{send()} at the end

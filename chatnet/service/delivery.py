@@ -53,12 +53,8 @@ class RecentDeliveries:
         return fresh
 
     def _remember(self, msg_id, value):
-        ids = self.ids
-        if msg_id in ids:
-            ids[msg_id] = value
-            return
-        ids[msg_id] = value
-        if len(ids) > self.size:
+        self.ids[msg_id] = value
+        if len(self.ids) > self.size:
             self.ids.popitem(last=False)
 
 

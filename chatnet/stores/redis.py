@@ -375,7 +375,7 @@ class _Protocol(txredisapi.HiredisProtocol):
             if isinstance(reply, Exception):
                 d.errback(reply)
             else:
-                d.callback(_text(reply, self.charset))
+                d.callback(self.tryConvertData(reply))
             reply = reader.gets()
 
     def _check_oldest(self):
@@ -464,20 +464,6 @@ class _Protocol(txredisapi.HiredisProtocol):
             return f"{peer.host}:{peer.port}"
         except Exception:
             return "redis"
-
-
-def _text(reply, charset):
-    """A reply as txredisapi gives it: each bulk string decoded from
-    C{charset} where it can be, else left as bytes."""
-    kind = type(reply)
-    if kind is bytes:
-        try:
-            return reply.decode(charset)
-        except UnicodeDecodeError:
-            return reply
-    if kind is list:
-        return [_text(item, charset) for item in reply]
-    return reply
 
 
 class _Factory(txredisapi.RedisFactory):

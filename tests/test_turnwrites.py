@@ -1,8 +1,9 @@
 """Writes kept for the end of the reactor turn (chatnet/protocols/turnwrites.py),
 over real loopback TCP: everything arrives, in order, whatever the socket
 takes at once; closing sends what was kept first."""
+import pytest
 import pytest_twisted
-from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.internet import defer, endpoints, protocol, reactor, task
 from twisted.internet.testing import StringTransport
 
 from chatnet.protocols.turnwrites import send_at_turn_end
@@ -56,7 +57,7 @@ async def test_writes_of_later_turns_follow():
         for i in range(50):
             sender.transport.write(b"%d," % i)
             if i % 7 == 0:
-                await defer.Deferred(lambda d: None).addTimeout(0, reactor).addErrback(lambda f: None)
+                await task.deferLater(reactor, 0, lambda: None)
         sender.transport.loseConnection()
         assert await received.closed == b"".join(b"%d," % i for i in range(50))
     finally:
@@ -79,3 +80,45 @@ def test_other_transports_are_left_as_they_are():
     send_at_turn_end(transport)
     transport.write(b"x")
     assert transport.value() == b"x"
+
+
+class FailingSocket:
+    """A socket whose send breaks in a way nobody foresaw."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def send(self, data):
+        raise RuntimeError("broken")
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_that_fails_to_send_is_aborted_and_the_others_go_on(failures_logged):
+    broken, broken_received, port1 = await pair()
+    sender, received, port2 = await pair()
+    try:
+        broken.transport.socket = FailingSocket(broken.transport.socket)
+        broken.transport.write(b"lost")
+        sender.transport.write(b"still ")
+        await task.deferLater(reactor, 0.1, lambda: None)  # a turn or more
+        sender.transport.write(b"sent")
+        sender.transport.loseConnection()
+        assert await received.closed == b"still sent"
+        assert await broken_received.closed == b""
+        assert any(e["log_failure"].check(RuntimeError) for e in failures_logged())
+    finally:
+        await port1.stopListening()
+        await port2.stopListening()
+
+
+def test_a_string_is_refused_at_the_write_as_twisted_does():
+    class Transport:
+        pass
+
+    from chatnet.protocols.turnwrites import _Writer
+
+    with pytest.raises(TypeError):
+        _Writer(Transport(), None).write("text")

@@ -17,9 +17,14 @@ goes Twisted's way (the rest keeps its order: nothing is sent straight
 while Twisted still holds bytes of the connection). Closing the connection
 sends what is kept first; aborting it drops it, as Twisted's abort does.
 Only plain TCP transports are changed (a TLS connection writes through its
-TLS layer, which is left as it is).
+TLS layer, which is left as it is). A connection whose sending fails in an
+unforeseen way is aborted (its byte stream would have a gap) and logged;
+the other connections of the turn are sent as usual.
 """
 from twisted.internet import tcp
+from twisted.logger import Logger
+
+log = Logger()
 
 
 class _Turns:
@@ -40,7 +45,11 @@ class _Turns:
         self._call = None
         waiting, self._waiting = self._waiting, []
         for writer in waiting:
-            writer.flush()
+            try:
+                writer.flush()
+            except Exception:
+                log.failure("sending to {peer} failed; the connection is aborted", peer=writer.peer())
+                writer.abortConnection()
 
 
 class _Writer:
@@ -54,6 +63,8 @@ class _Writer:
         self.pending = None
 
     def write(self, data):
+        if isinstance(data, str):
+            raise TypeError("Data must not be string")  # as Twisted's write, at the call
         if not data:
             return
         if self.pending is None:
@@ -98,6 +109,12 @@ class _Writer:
     def abortConnection(self):
         self.pending = None
         tcp.Connection.abortConnection(self.transport)
+
+    def peer(self):
+        try:
+            return self.transport.getPeer()
+        except Exception:
+            return "?"
 
 
 _turns = {}  # reactor -> its _Turns

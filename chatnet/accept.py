@@ -1,13 +1,16 @@
-"""Accepting a chat message: its seq, its history entry and its word counts in
-one Redis round trip.
+"""Accepting chat messages: their seqs, their history entries and their word
+counts in one Redis round trip for all the messages of a reactor turn.
 
 The three used to be three scripts (``NEXT_SEQ``, ``PUSH_HISTORY``, the
-popular words' ``ADD``); each Redis call costs the node a command, a reply,
-a timeout timer and a few Deferreds, which made them the largest part of a
-message's CPU cost. ``ACCEPT`` does all three atomically, so the history list
-is also always in seq order. The history entry needs the seq inside its JSON:
-the caller sends the frame data without it (``...,"seq":``) and the script
-appends the number and the closing brace.
+popular words' ``ADD``), then one script per message; each Redis call costs
+the node a command, a reply, its Deferreds and an I/O event, which made them
+the largest part of a message's CPU cost. ``ACCEPT`` does all three for
+every message given to L{Acceptor.accept} during a turn (sent at the end of
+the turn, L{chatnet.protocols.turnwrites.at_turn_end}), atomically and in
+the order they came, so the history list is also always in seq order. The
+history entry needs the seq inside its JSON: the caller sends the frame data
+without it (``...,"seq":``) and the script appends the number and the
+closing brace.
 
 For a room message the script also answers the room's node set
 (:mod:`chatnet.service.roomfeed`): the nodes to send it to, read in the same
@@ -19,51 +22,84 @@ leader can store again what a node acked and may not have written to
 MongoDB when it died. The entries older than the rescue window are trimmed
 at most once a second (when the node's second changes), which is also when
 the key's expiry is renewed and the node is added to the set of accepting
-nodes; the other calls only add one ZADD.
+nodes; the other calls only add one ZADD per message.
 
-If Redis lost the channel's counter (restarted empty), or the counter is not
+If Redis lost a channel's counter (restarted empty), or the counter is not
 trusted (not in ``chatnet:seq-trusted``: the data set changed under it, a
-Sentinel failover, see :mod:`chatnet.sequences`), the script changes nothing
-and answers -1; the counter is restored as before
-(:meth:`chatnet.sequences.Sequences.restore`) and the script runs again.
+Sentinel failover, see :mod:`chatnet.sequences`), the script leaves that
+message alone and answers -1 for it; the counter is restored as before
+(:meth:`chatnet.sequences.Sequences.restore`) and the message is given to
+the script again.
 """
 import orjson
+from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from chatnet.errors import StoreUnavailable
 from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua, joined
+from chatnet.protocols.turnwrites import at_turn_end
 from chatnet.rescue import ACCEPTING, WINDOW, accepted_key
 from chatnet.stores.redis import SEQ_TRUSTED, history_key, room_nodes_key, seq_key
 
-# KEYS: seq, history, ranking, buckets, bucket of this second, accepted
-#       channels of this node, accepting nodes, trusted counters, the room's
-#       node set (a room's message; absent for a direct one)
-# ARGV: frame data up to the seq, history length, history expiry (s, 0: none),
-#       this second, channel, trim: drop the accepted channels this many
-#       seconds old or older (0: not now), accepted expiry (s), node id,
-#       the words (chatnet.popular.joined)
-# Answers {seq, the room's nodes...}, or -1.
+# KEYS: ranking, buckets, bucket of this second, accepted channels of this
+#       node, accepting nodes, trusted counters; then for each message: its
+#       seq, its history and, for a room message, the room's node set
+# ARGV: history length, this second, trim: drop the accepted channels this
+#       many seconds old or older (0: not now), accepted expiry (s), node id;
+#       then for each message: its frame data up to the seq, its history
+#       expiry (s, 0: none), its channel, its words (chatnet.popular.joined),
+#       1 for a room message (else 0)
+# Answers, for each message in turn, {seq, the room's nodes...} or -1.
 ACCEPT = (
     """
-if redis.call('SISMEMBER', KEYS[8], ARGV[5]) == 0 or redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local seq = redis.call('INCR', KEYS[1])
-redis.call('RPUSH', KEYS[2], ARGV[1] .. string.format('%d', seq) .. '}')
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-redis.call('ZADD', KEYS[6], ARGV[4], ARGV[5])
-if tonumber(ARGV[6]) > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[6]))
-  redis.call('EXPIRE', KEYS[6], ARGV[7])
-  redis.call('SADD', KEYS[7], ARGV[8])
+local sec = ARGV[2]
+if tonumber(ARGV[3]) > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(sec) - tonumber(ARGV[3]))
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+  redis.call('SADD', KEYS[5], ARGV[5])
 end
+local keep = -tonumber(ARGV[1])
+local answers = {}
+local k = 7
+for a = 6, #ARGV, 5 do
+  local seq_key, history = KEYS[k], KEYS[k + 1]
+  local nodes_key = false
+  if ARGV[a + 4] == '1' then
+    nodes_key = KEYS[k + 2]
+    k = k + 3
+  else
+    k = k + 2
+  end
+  local channel = ARGV[a + 2]
+  if redis.call('SISMEMBER', KEYS[6], channel) == 0 or redis.call('EXISTS', seq_key) == 0 then
+    answers[#answers + 1] = -1
+  else
+    local seq = redis.call('INCR', seq_key)
+    redis.call('RPUSH', history, ARGV[a] .. string.format('%d', seq) .. '}')
+    redis.call('LTRIM', history, keep, -1)
+    if tonumber(ARGV[a + 1]) > 0 then redis.call('EXPIRE', history, ARGV[a + 1]) end
+    redis.call('ZADD', KEYS[4], sec, channel)
 """
-    + count_words_lua(ranking=3, buckets=4, bucket=5, second=4, first_word=9)
+    + count_words_lua(ranking="KEYS[1]", buckets="KEYS[2]", bucket="KEYS[3]", second="sec", words="ARGV[a + 3]")
     + """
-if #KEYS < 9 then return {seq} end
-local nodes = redis.call('SMEMBERS', KEYS[9])
-table.insert(nodes, 1, seq)
-return nodes
+    if nodes_key then
+      local nodes = redis.call('SMEMBERS', nodes_key)
+      table.insert(nodes, 1, seq)
+      answers[#answers + 1] = nodes
+    else
+      answers[#answers + 1] = {seq}
+    end
+  end
+end
+return answers
 """
 )
+
+# messages per call at most (a call blocks Redis while it runs)
+MOST = 50
+
+# a message answered -1 this many times in a row is refused (503)
+TRIES = 4
 
 
 def frame_data_head(message):
@@ -74,52 +110,124 @@ def frame_data_head(message):
     return orjson.dumps(data)[:-1] + b',"seq":'
 
 
+class _Waiting:
+    """A message given to L{Acceptor.accept}, not answered yet."""
+
+    __slots__ = ("message", "words", "head", "d", "tries")
+
+    def __init__(self, message, words, head, d):
+        self.message = message
+        self.words = words
+        self.head = head
+        self.d = d
+        self.tries = 0
+
+
 class Acceptor:
-    def __init__(self, redis, sequences, history, popular, node_id, window=WINDOW):
+    """@param redis: the L{chatnet.stores.redis.RedisStore}.
+    @param sequences: the L{chatnet.sequences.Sequences} (restores a lost
+        counter).
+    @param history: the L{chatnet.history.History} (its length and
+        expiries).
+    @param popular: the L{chatnet.popular.PopularWords} (its clock's
+        second).
+    @param node_id: this node's id.
+    @param reactor: the reactor whose turns gather the messages.
+    @param window: the rescue window (s), L{chatnet.rescue}.
+    """
+
+    def __init__(self, redis, sequences, history, popular, node_id, reactor, window=WINDOW, most=MOST):
         self.redis = redis
         self.sequences = sequences
         self.history = history
         self.popular = popular
         self.node_id = node_id
+        self.reactor = reactor
         self.window = window
+        self.most = most
         self._accepted = accepted_key(node_id)
         self._trimmed = None  # the second of the last trim
+        self._waiting = []  # the _Waiting of this turn
 
-    async def accept(self, message, words):
+    def accept(self, message, words):
         """Give C{message} its seq (set on it), append it to its channel's
-        history and count C{words}; returns the chat frame data (JSON bytes).
-        A room message also gets the room's node set (C{message.nodes}).
+        history and count C{words}: a Deferred of its chat frame data (JSON
+        bytes). A room message also gets the room's node set
+        (C{message.nodes}). The messages of a turn go in one Redis call, in
+        the order given.
 
-        @raise StoreUnavailable: Redis did not answer; nothing was accepted.
+        Fails with L{StoreUnavailable} if Redis did not answer; nothing was
+        accepted then.
         """
-        head = frame_data_head(message)
+        d = defer.Deferred()
+        self._add(_Waiting(message, joined(words), frame_data_head(message), d))
+        return d
+
+    def _add(self, waiting):
+        if not self._waiting:
+            at_turn_end(self.reactor, self._send)
+        self._waiting.append(waiting)
+
+    def _send(self):
+        waiting, self._waiting = self._waiting, []
+        for i in range(0, len(waiting), self.most):
+            self._call(waiting[i:i + self.most])
+
+    def _call(self, batch):
         sec = self.popular.second()
-        keys = [
-            seq_key(message.channel),
-            history_key(message.channel),
-            RANKING,
-            BUCKETS,
-            f"{BUCKET_PREFIX}{sec}",
-            self._accepted,
-            ACCEPTING,
-            SEQ_TRUSTED,
-        ]
-        if message.roomName:
-            keys.append(room_nodes_key(message.roomName))
         trim = 0
         if sec != self._trimmed:
             self._trimmed = sec
             trim = self.window + 1
-        args = [head, self.history.keep, self.history.ttl(message.channel), sec,
-                message.channel, trim, self.window * 2 + 2, self.node_id, joined(words)]
-        answer = await self.redis.eval(ACCEPT, keys, args)
-        tries = 0
-        while answer == -1:
-            tries += 1
-            if tries > 3:
-                raise StoreUnavailable("redis")
-            await self.sequences.restore(message.channel)
-            answer = await self.redis.eval(ACCEPT, keys, args)
-        seq = message.seq = int(answer[0])
-        message.nodes = answer[1:]
-        return head + b"%d}" % seq
+        keys = [RANKING, BUCKETS, f"{BUCKET_PREFIX}{sec}", self._accepted, ACCEPTING, SEQ_TRUSTED]
+        args = [self.history.keep, sec, trim, self.window * 2 + 2, self.node_id]
+        ttl = self.history.ttl
+        for waiting in batch:
+            message = waiting.message
+            channel = message.channel
+            keys.append(seq_key(channel))
+            keys.append(history_key(channel))
+            if message.roomName:
+                keys.append(room_nodes_key(message.roomName))
+            args += (waiting.head, ttl(channel), channel, waiting.words, 1 if message.roomName else 0)
+        self.redis.eval(ACCEPT, keys, args).addCallbacks(
+            self._answered, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+
+    def _answered(self, answers, batch):
+        if not isinstance(answers, list) or len(answers) != len(batch):
+            self._failed(Failure(StoreUnavailable("redis")), batch)
+            return
+        again = []
+        for waiting, answer in zip(batch, answers):
+            if answer == -1:
+                waiting.tries += 1
+                if waiting.tries >= TRIES:
+                    waiting.d.errback(StoreUnavailable("redis"))
+                else:
+                    again.append(waiting)
+                continue
+            message = waiting.message
+            seq = message.seq = int(answer[0])
+            message.nodes = answer[1:]
+            waiting.d.callback(waiting.head + b"%d}" % seq)
+        channels = {}
+        for waiting in again:
+            channels.setdefault(waiting.message.channel, []).append(waiting)
+        for channel, those in channels.items():
+            defer.ensureDeferred(self._restore(channel, those))
+
+    @staticmethod
+    def _failed(failure, batch):
+        for waiting in batch:
+            waiting.d.errback(failure)
+
+    async def _restore(self, channel, those):
+        """Restore the counter of C{channel} and give its messages C{those}
+        to the script again."""
+        try:
+            await self.sequences.restore(channel)
+        except Exception:
+            self._failed(Failure(), those)
+            return
+        for waiting in those:
+            self._add(waiting)

@@ -191,7 +191,7 @@ class ChatNode(MultiService):
         the internal port and that of the server API's commands."""
         config, clock, view = self.config, self.reactor, self.view
         deadline = max(20.0, config.zk_session_timeout * 2 + 5)
-        acceptor = Acceptor(self.redis, self.sequences, self.history, self.popular, view.node_id)
+        acceptor = Acceptor(self.redis, self.sequences, self.history, self.popular, view.node_id, self.reactor)
         self.feed = feed = RoomFeed(view.node_id, self.redis, self.mongo, self.history, self.sequences,
                                     self.factory.prepareMessage, self.emit, clock)
         self.leadership = Leadership(view, self.redis, self.directory, self.popular, self.rescuer, clock,

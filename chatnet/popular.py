@@ -15,19 +15,19 @@ BUCKET_PREFIX = PREFIX + "popular:b:"
 
 
 
-def count_words_lua(ranking, buckets, bucket, second, first_word):
-    """The Lua that counts words into the window, for a script whose KEYS
-    and ARGV hold them at the given (1-based) positions: the words are
-    ARGV[first_word], separated by spaces (L{joined}; one argument instead
-    of one per word makes the request cheaper to build). Shared by L{ADD}
-    and the accept script (L{chatnet.accept}), so the window is fed one
-    way only."""
+def count_words_lua(ranking, buckets, bucket, second, words):
+    """The Lua that counts words into the window, for a script where the
+    given Lua expressions (e.g. C{"KEYS[1]"}) hold the keys, this second
+    and the words, separated by spaces (L{joined}; one argument instead of
+    one per word makes the request cheaper to build). Shared by L{ADD} and
+    the accept script (L{chatnet.accept}), so the window is fed one way
+    only."""
     return f"""
-if ARGV[{first_word}] and ARGV[{first_word}] ~= '' then
-  redis.call('ZADD', KEYS[{buckets}], ARGV[{second}], ARGV[{second}])
-  for word in string.gmatch(ARGV[{first_word}], '[^ ]+') do
-    redis.call('ZINCRBY', KEYS[{ranking}], 1, word)
-    redis.call('HINCRBY', KEYS[{bucket}], word, 1)
+if {words} and {words} ~= '' then
+  redis.call('ZADD', {buckets}, {second}, {second})
+  for word in string.gmatch({words}, '[^ ]+') do
+    redis.call('ZINCRBY', {ranking}, 1, word)
+    redis.call('HINCRBY', {bucket}, word, 1)
   end
 end
 """
@@ -43,7 +43,8 @@ def joined(words):
 
 
 # KEYS: ranking, buckets, bucket of this second; ARGV: this second, the words (joined)
-ADD = count_words_lua(ranking=1, buckets=2, bucket=3, second=1, first_word=2) + "return 1\n"
+ADD = count_words_lua(ranking="KEYS[1]", buckets="KEYS[2]", bucket="KEYS[3]", second="ARGV[1]",
+                      words="ARGV[2]") + "return 1\n"
 
 # KEYS: ranking, buckets; ARGV: cutoff second, bucket prefix, n (0: no read)
 EXPIRE_AND_TOP = """

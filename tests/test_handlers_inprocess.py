@@ -12,6 +12,7 @@ import pymongo
 from argon2 import PasswordHasher
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from chatnet.accept import Acceptor
@@ -78,7 +79,7 @@ def node(redis, mongo_url):
     handlers = ChatHandlers(
         config=NodeConfig(), clock=clock, view=view, redis=redis, mongo=mongo, offline=OfflineStore(mongo),
         history=history, popular=popular, profanity=ProfanityFilter.default(),
-        acceptor=Acceptor(redis, sequences, history, popular, NODE), message_log=message_log,
+        acceptor=Acceptor(redis, sequences, history, popular, NODE, reactor), message_log=message_log,
         directory=directory, sessions=sessions, presence=presence, router=router,
         rooms=rooms, feed=feed, delivery=delivery, emit=emit,
     )

@@ -9,6 +9,7 @@ import uuid
 
 import pytest_twisted
 from bson import ObjectId
+from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from chatnet.accept import Acceptor
@@ -32,7 +33,7 @@ class Node:
         self.clock = clock
         history = History(redis, mongo)
         self.acceptor = Acceptor(redis, Sequences(redis, mongo), history,
-                                 PopularWords(redis, clock, window=60), node_id)
+                                 PopularWords(redis, clock, window=60), node_id, reactor)
 
     async def send(self, count, sender, to="", room="", step=0.0):
         sent = []

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from chatnet.accept import Acceptor
@@ -30,7 +31,7 @@ class Chat:
         clock = Clock()
         clock.advance(1_000_000)
         self.acceptor = Acceptor(redis, Sequences(redis, mongo, self._pending), self.history,
-                                 PopularWords(redis, clock, window=60), "n1")
+                                 PopularWords(redis, clock, window=60), "n1", reactor)
 
     def _pending(self, channel):
         return max((d["seq"] for d in self.log.waiting(channel)), default=0)

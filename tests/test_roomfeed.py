@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from chatnet.accept import Acceptor
@@ -39,7 +39,7 @@ class Parts:
         self.redis = redis
         history = History(redis, mongo)
         sequences = Sequences(redis, mongo)
-        self.acceptor = Acceptor(redis, sequences, history, PopularWords(redis, self.clock), "A")
+        self.acceptor = Acceptor(redis, sequences, history, PopularWords(redis, self.clock), "A", reactor)
         self.feed = RoomFeed("A", redis, mongo, history, sequences, lambda payload: payload,
                              lambda *args: None, self.clock)
         self.service = SessionService(None, None, None, None, None, self.clock, self.feed)

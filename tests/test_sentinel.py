@@ -119,7 +119,7 @@ async def test_a_store_follows_the_failover_and_restores_the_counters(group, mon
     clock = task.Clock()
     clock.advance(time.time())
     acceptor = Acceptor(store, Sequences(store, mongo), History(store, mongo),
-                        PopularWords(store, clock, window=60), "n1")
+                        PopularWords(store, clock, window=60), "n1", reactor)
     try:
         await eventually(lambda: store.call("ping"), what="the store answering through the sentinels")
         await store.call("flushdb")
@@ -156,7 +156,7 @@ async def test_a_counter_is_restored_when_the_server_changed_under_it(redis, mon
     clock = task.Clock()
     clock.advance(time.time())
     acceptor = Acceptor(redis, Sequences(redis, mongo), History(redis, mongo),
-                        PopularWords(redis, clock, window=60), "n1")
+                        PopularWords(redis, clock, window=60), "n1", reactor)
 
     async def accept():
         m = ChatMessage(new_message_id(), "ann", "hi", int(time.time() * 1000), "text", "bob", "")

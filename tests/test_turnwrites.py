@@ -6,7 +6,7 @@ import pytest_twisted
 from twisted.internet import defer, endpoints, protocol, reactor, task
 from twisted.internet.testing import StringTransport
 
-from chatnet.protocols.turnwrites import send_at_turn_end
+from chatnet.protocols.turnwrites import at_turn_end, send_at_turn_end
 
 
 class Collect(protocol.Protocol):
@@ -122,3 +122,28 @@ def test_a_string_is_refused_at_the_write_as_twisted_does():
 
     with pytest.raises(TypeError):
         _Writer(Transport(), None).write("text")
+
+
+def test_calls_at_the_turn_end_come_before_the_writes_of_the_turn(failures_logged):
+    from chatnet.protocols.turnwrites import _turns_of
+
+    clock = task.Clock()
+    done = []
+
+    class Writer:
+        def flush(self):
+            done.append("writes")
+
+    def broken():
+        raise RuntimeError("broken")
+
+    _turns_of(clock)._keep(Writer())
+    at_turn_end(clock, lambda: done.append(1))
+    at_turn_end(clock, broken)
+    at_turn_end(clock, lambda: at_turn_end(clock, lambda: done.append(3)) or done.append(2))
+    assert done == []
+    clock.advance(0)
+    assert done == [1, 2, 3, "writes"]
+    assert any(e["log_failure"].check(RuntimeError) for e in failures_logged())
+    clock.advance(0)
+    assert done == [1, 2, 3, "writes"]

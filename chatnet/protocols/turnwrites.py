@@ -20,6 +20,11 @@ Only plain TCP transports are changed (a TLS connection writes through its
 TLS layer, which is left as it is). A connection whose sending fails in an
 unforeseen way is aborted (its byte stream would have a gap) and logged;
 the other connections of the turn are sent as usual.
+
+L{at_turn_end} runs a call at the end of the turn, before the writes kept
+are sent: work gathered over the turn (the messages to accept in one Redis
+call, L{chatnet.accept}) is done once, and what it writes leaves in the
+same turn.
 """
 from twisted.internet import tcp
 from twisted.logger import Logger
@@ -34,6 +39,7 @@ class _Turns:
     def __init__(self, reactor):
         self.reactor = reactor
         self._waiting = []
+        self._first = []  # calls to make before the writes are sent
         self._call = None
 
     def _keep(self, writer):
@@ -41,7 +47,19 @@ class _Turns:
         if self._call is None:
             self._call = self.reactor.callLater(0, self._flush)
 
+    def _before(self, f):
+        self._first.append(f)
+        if self._call is None:
+            self._call = self.reactor.callLater(0, self._flush)
+
     def _flush(self):
+        while self._first:
+            first, self._first = self._first, []
+            for f in first:
+                try:
+                    f()
+                except Exception:
+                    log.failure("a call at the end of the turn failed")
         self._call = None
         waiting, self._waiting = self._waiting, []
         for writer in waiting:
@@ -120,15 +138,27 @@ class _Writer:
 _turns = {}  # reactor -> its _Turns
 
 
+def _turns_of(reactor):
+    turns = _turns.get(reactor)
+    if turns is None:
+        turns = _turns[reactor] = _Turns(reactor)
+    return turns
+
+
+def at_turn_end(reactor, f):
+    """Call C{f()} at the end of the current turn of C{reactor}, before the
+    writes kept for the turn are sent (what C{f} writes goes with them).
+    An exception of C{f} is logged."""
+    _turns_of(reactor)._before(f)
+
+
 def send_at_turn_end(transport):
     """Make C{transport} (a connection's) keep its writes for the end of
     the turn of its reactor; anything but a plain TCP connection is left as
     it is."""
     if type(transport) not in (tcp.Server, tcp.Client):
         return
-    turns = _turns.get(transport.reactor)
-    if turns is None:
-        turns = _turns[transport.reactor] = _Turns(transport.reactor)
+    turns = _turns_of(transport.reactor)
     writer = _Writer(transport, turns)
     transport.write = writer.write
     transport.writeSequence = writer.writeSequence

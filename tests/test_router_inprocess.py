@@ -117,9 +117,10 @@ async def test_direct_message_follows_the_recipient_to_their_new_node(cluster):
     peers.down.add("B")
     await login(directory, "user2", "C")
     message = direct_message("user2")
-    d = defer.ensureDeferred(router.direct(message, b"{}", [on_b]))
-    await run_until(clock, lambda: d.called, "the direct message delivered")
-    assert d.result is True
+    result = []
+    router.direct(message, b"{}", [on_b]).addBoth(result.append)
+    await run_until(clock, lambda: result, "the direct message delivered")
+    assert result == [True]
     calls = [(node, name, arguments["usernames"]) for node, name, arguments in peers.calls]
     assert calls == [("B", "DeliverMany", ["user2"]), ("C", "DeliverMany", ["user2"])]
     assert peers.calls[1][2]["msgIds"] == [message.msgId]
@@ -131,9 +132,10 @@ async def test_direct_message_gives_up_at_the_deadline(cluster):
     clock, view, directory, peers, router = cluster
     on_b = await login(directory, "user2", "B")
     peers.down.add("B")  # and the directory goes on saying user2 is there
-    d = defer.ensureDeferred(router.direct(direct_message("user2"), b"{}", [on_b]))
-    await run_until(clock, lambda: d.called, "the direct message given up")
-    assert d.result is False
+    result = []
+    router.direct(direct_message("user2"), b"{}", [on_b]).addBoth(result.append)
+    await run_until(clock, lambda: result, "the direct message given up")
+    assert result == [False]
     assert DEADLINE <= clock.seconds() < DEADLINE + 2 * RETRY
     tries = [node for node, _, _ in peers.calls]
     assert set(tries) == {"B"} and len(tries) == int(DEADLINE / RETRY) + 1
@@ -145,7 +147,8 @@ async def test_direct_message_to_someone_gone_offline_stops_at_once(cluster):
     on_b = await login(directory, "user2", "B")
     peers.down.add("B")
     await directory.unpublish(on_b)
-    d = defer.ensureDeferred(router.direct(direct_message("user2"), b"{}", [on_b]))
-    await run_until(clock, lambda: d.called, "the direct message given up")
-    assert d.result is False
+    result = []
+    router.direct(direct_message("user2"), b"{}", [on_b]).addBoth(result.append)
+    await run_until(clock, lambda: result, "the direct message given up")
+    assert result == [False]
     assert clock.seconds() == RETRY

@@ -147,37 +147,56 @@ class Router:
         return self.peers.call(node_id, cmd.DeliverMany, msgIds=[i[0] for i in items], datas=[i[1] for i in items],
                                usernames=[i[2] for i in items])
 
-    async def _reaches(self, node, msg_id, data, to):
-        """Deliver on C{node}: True if C{to} got it there; a failure is
-        False (and logged, unless the node is gone)."""
-        try:
-            return await self.deliver_one(node, msg_id, data, to)
-        except PeerUnavailable:
-            return False
-        except Exception as e:
-            log.warn("direct message {id} to {node}: {why}", id=msg_id, node=node, why=e)
-            return False
+    def _not_reached(self, failure, msg_id, node):
+        """A failed delivery on C{node}: False (logged, unless the node is
+        gone)."""
+        if not failure.check(PeerUnavailable):
+            log.warn("direct message {id} to {node}: {why}", id=msg_id, node=node, why=failure.value)
+        return False
 
-    async def direct(self, message, data, records, to=None):
+    def direct(self, message, data, records, to=None):
         """Deliver direct C{message} to every session of its recipient (or
         of user C{to}): to each node of C{records} (the sessions known), and
         after a failure to the nodes the user is on then, following them if
-        a node dies or they log in elsewhere meanwhile. True if any session
-        got it."""
+        a node dies or they log in elsewhere meanwhile. A Deferred: True if
+        any session got it."""
         to = to or message.to
         give_up = self.clock.seconds() + self.deadline
         nodes = {r.nodeId for r in records or ()}
         reached = set()
+        if len(nodes) != 1:
+            return defer.ensureDeferred(self._direct(message, data, to, nodes, reached, give_up))
+        # the usual case, one session: no coroutine unless it was not reached
+        (node,) = nodes
+        d = self.deliver_one(node, message.msgId, data, to)
+        d.addErrback(self._not_reached, message.msgId, node)
+
+        def then(got):
+            if got:
+                return True
+            return defer.ensureDeferred(self._follow(message, data, to, nodes, reached, give_up))
+
+        return d.addCallback(then)
+
+    async def _direct(self, message, data, to, nodes, reached, give_up):
+        await self._round(message.msgId, data, to, nodes, reached)
+        return await self._follow(message, data, to, nodes, reached, give_up)
+
+    async def _round(self, msg_id, data, to, nodes, reached):
+        """Deliver on each node of C{nodes} not in C{reached}; add those
+        where C{to} got it to C{reached}."""
+        pending = sorted(nodes - reached)
+        attempts = [
+            self.deliver_one(node, msg_id, data, to).addErrback(self._not_reached, msg_id, node) for node in pending
+        ]
+        results = await defer.DeferredList(attempts)
+        reached.update(node for node, (_, got) in zip(pending, results) if got)
+
+    async def _follow(self, message, data, to, nodes, reached, give_up):
+        """After a round on C{nodes}: done if each was reached, else again
+        (every C{retry_interval} seconds, until C{give_up}) on the nodes
+        the user is on then."""
         while True:
-            pending = sorted(nodes - reached)
-            if len(pending) == 1:
-                # (the usual case: one session; no DeferredList)
-                if await self._reaches(pending[0], message.msgId, data, to):
-                    reached.add(pending[0])
-            else:
-                results = await defer.DeferredList(
-                    [defer.ensureDeferred(self._reaches(node, message.msgId, data, to)) for node in pending])
-                reached.update(node for node, (_, got) in zip(pending, results) if got)
             if nodes and nodes <= reached:
                 return True
             if self.clock.seconds() >= give_up:
@@ -192,6 +211,7 @@ class Router:
             if not nodes - reached:
                 # offline now (stored), or every node of theirs has it
                 return bool(reached)
+            await self._round(message.msgId, data, to, nodes, reached)
 
 
 class RoomRouter:

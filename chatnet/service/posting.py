@@ -55,7 +55,7 @@ class Posting:
     def direct(self, message, data, target):
         """Deliver an accepted direct message to C{target}, the recipient's
         session records (in the background)."""
-        defer.ensureDeferred(self.router.direct(message, data, target))
+        self.router.direct(message, data, target)
 
     async def queue(self, message):
         """Queue an accepted direct message for its offline recipient."""

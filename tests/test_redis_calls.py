@@ -5,7 +5,7 @@ Redis (the session's ``redis_server``)."""
 import pytest
 import pytest_twisted
 import txredisapi
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 
 from chatnet.stores.redis import RedisStore, _Protocol
 
@@ -45,11 +45,13 @@ async def test_scripts_run_again_after_a_script_flush(redis_server):
 async def test_the_commands_go_to_the_ready_connections_in_turn(redis_server):
     store = RedisStore(redis_server.url, poolsize=4).connect()
     try:
-        # wait for the whole pool
-        for _ in range(100):
+        # wait for the whole pool (each connection checks the server first)
+        for _ in range(200):
             await store.ping()
             if len(store._factory.connectionQueue.pending) == 4:
                 break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        assert len(store._factory.connectionQueue.pending) == 4
         counts = {}
         for connection in store._factory.connectionQueue.pending:
             def counted(*args, _connection=connection, _real=connection.execute_command, **kwargs):

@@ -147,12 +147,15 @@ class Router:
         return self.peers.call(node_id, cmd.DeliverMany, msgIds=[i[0] for i in items], datas=[i[1] for i in items],
                                usernames=[i[2] for i in items])
 
-    def _not_reached(self, failure, msg_id, node):
-        """A failed delivery on C{node}: False (logged, unless the node is
-        gone)."""
-        if not failure.check(PeerUnavailable):
-            log.warn("direct message {id} to {node}: {why}", id=msg_id, node=node, why=failure.value)
-        return False
+    def _attempt(self, node, msg_id, data, to):
+        """L{deliver_one}, with a failure as False (logged, unless the node
+        is gone)."""
+        def not_reached(failure):
+            if not failure.check(PeerUnavailable):
+                log.warn("direct message {id} to {node}: {why}", id=msg_id, node=node, why=failure.value)
+            return False
+
+        return self.deliver_one(node, msg_id, data, to).addErrback(not_reached)
 
     def direct(self, message, data, records, to=None):
         """Deliver direct C{message} to every session of its recipient (or
@@ -168,15 +171,13 @@ class Router:
             return defer.ensureDeferred(self._direct(message, data, to, nodes, reached, give_up))
         # the usual case, one session: no coroutine unless it was not reached
         (node,) = nodes
-        d = self.deliver_one(node, message.msgId, data, to)
-        d.addErrback(self._not_reached, message.msgId, node)
 
         def then(got):
             if got:
                 return True
             return defer.ensureDeferred(self._follow(message, data, to, nodes, reached, give_up))
 
-        return d.addCallback(then)
+        return self._attempt(node, message.msgId, data, to).addCallback(then)
 
     async def _direct(self, message, data, to, nodes, reached, give_up):
         await self._round(message.msgId, data, to, nodes, reached)
@@ -186,10 +187,7 @@ class Router:
         """Deliver on each node of C{nodes} not in C{reached}; add those
         where C{to} got it to C{reached}."""
         pending = sorted(nodes - reached)
-        attempts = [
-            self.deliver_one(node, msg_id, data, to).addErrback(self._not_reached, msg_id, node) for node in pending
-        ]
-        results = await defer.DeferredList(attempts)
+        results = await defer.DeferredList([self._attempt(node, msg_id, data, to) for node in pending])
         reached.update(node for node, (_, got) in zip(pending, results) if got)
 
     async def _follow(self, message, data, to, nodes, reached, give_up):

@@ -44,11 +44,13 @@ class _Turns:
 
     def _keep(self, writer):
         self._waiting.append(writer)
-        if self._call is None:
-            self._call = self.reactor.callLater(0, self._flush)
+        self._schedule()
 
     def _before(self, f):
         self._first.append(f)
+        self._schedule()
+
+    def _schedule(self):
         if self._call is None:
             self._call = self.reactor.callLater(0, self._flush)
 

@@ -32,6 +32,10 @@ class PublicRooms:
         self.most = most
         self._known = {}  # room -> (public, until)
 
+    def __len__(self):
+        """How many rooms' answers are kept (at most C{most})."""
+        return len(self._known)
+
     async def counted(self, room):
         """Whether the words of a message to C{room} ("" for a direct
         message) go to the public ranking."""

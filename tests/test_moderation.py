@@ -310,3 +310,18 @@ async def test_a_kick_or_ban_ends_the_admin_role(rooms):
     assert "user2" not in doc["admins"] and "user2" not in doc["invited"]
     assert error_code(await ask(rooms, admin, "joinRoom", roomName="club")) == 403
     assert error_code(await ask(rooms, admin, "kick", roomName="club", username="user3")) == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_leaving_ends_the_admin_role(rooms):
+    owner = await logged_in(rooms, "user1")
+    admin = await logged_in(rooms, "user2")
+    member = await logged_in(rooms, "user3")
+    await ask(rooms, owner, "createRoom", roomName="club")
+    await ask(rooms, admin, "joinRoom", roomName="club")
+    await ask(rooms, member, "joinRoom", roomName="club")
+    await ask(rooms, owner, "setRole", roomName="club", username="user2", role="admin")
+    await ask(rooms, admin, "leaveRoom", roomName="club")
+    await ask(rooms, admin, "joinRoom", roomName="club")
+    assert "user2" not in (await rooms.mongo.room("club"))["admins"]
+    assert error_code(await ask(rooms, admin, "kick", roomName="club", username="user3")) == 403

@@ -211,16 +211,20 @@ class MongoStore:
         return result.matched_count > 0
 
     async def remove_member(self, room, username):
+        """Remove C{username} from the members of C{room}, and from its
+        admins (a role ends with the membership); C{False} if no such room."""
         result = await self._run(
             "leaveRoom",
-            self.db.rooms.update_one({"roomName": room}, {"$pull": {"members": username}}),
+            self.db.rooms.update_one({"roomName": room}, {"$pull": {"members": username, "admins": username}}),
         )
         return result.matched_count > 0
 
     async def change_member(self, room, username, joined):
         """Add C{username} to C{room} (C{joined}) or remove them; the room's
-        member count then, C{None} if there is no such room."""
-        update = {"$addToSet" if joined else "$pull": {"members": username}}
+        member count then, C{None} if there is no such room. Leaving ends
+        an admin role too."""
+        update = {"$addToSet": {"members": username}} if joined else {"$pull": {"members": username,
+                                                                                "admins": username}}
         doc = await self._run(
             "joinRoom" if joined else "leaveRoom",
             self.db.rooms.find_one_and_update({"roomName": room}, update, projection={"members": 1},

@@ -1,6 +1,8 @@
 """The rules of names (chatnet.names) and of tokens issued before a
 deletion (chatnet.tokens), on their own."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatnet.names import SYSTEM, name_problem, user_name_problem
 from chatnet.tokens import TokenClaims
@@ -30,3 +32,40 @@ def test_a_token_issued_before_a_deletion():
     assert not TokenClaims("a", None, 1_699_999_990).issued_after(deleted)
     assert not TokenClaims("a", None, 1_700_000_000).issued_after(deleted)  # the same second
     assert TokenClaims("a", None, 1_700_000_001).issued_after(deleted)
+
+
+class _Counting:
+    """unicodedata, counting the characters looked at."""
+
+    def __init__(self):
+        import unicodedata
+        self.real = unicodedata
+        self.calls = 0
+
+    def category(self, c):
+        self.calls += 1
+        return self.real.category(c)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(name=st.text(st.characters(codec="utf-8"), min_size=1, max_size=64))
+def test_checking_a_name_costs_at_most_one_look_up_per_character(monkeypatch_module, name):
+    """The work of L{user_name_problem} grows with the name, never faster:
+    a name twice as long costs at most twice as many look-ups."""
+    counting = monkeypatch_module
+    costs = []
+    for text in (name, name * 2):
+        counting.calls = 0
+        user_name_problem(text)
+        costs.append(counting.calls)
+    assert costs[0] <= len(name) and costs[1] <= 2 * len(name)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    from chatnet import names
+
+    counting = _Counting()
+    real, names.unicodedata = names.unicodedata, counting
+    yield counting
+    names.unicodedata = real

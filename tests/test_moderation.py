@@ -288,11 +288,14 @@ async def test_a_mute_map_of_before_is_read_and_rewritten_as_a_list(rooms):
     member = await logged_in(rooms, "user2")
     await ask(rooms, member, "joinRoom", roomName="club")
     far = int(rooms.clock.seconds() * 1000) + 600_000
-    await rooms.mongo.db.rooms.update_one({"roomName": "club"}, {"$set": {"muted": {"user2": far, "gone": 1}}})
+    # as the version before wrote it, a '$' name among the keys
+    await rooms.mongo.db.rooms.update_one({"roomName": "club"},
+                                          {"$set": {"muted": {"user2": far, "$gt": far, "gone": 1}}})
     assert await rooms.mongo.mutes("user2", ["club"]) == {"club": far}
     await rooms.mongo.mute("club", "user3", far, int(rooms.clock.seconds() * 1000))
     doc = await rooms.mongo.room("club")
-    assert doc["muted"] == [{"user": "user2", "until": far}, {"user": "user3", "until": far}] and doc["mutedRev"] == 1
+    assert doc["muted"] == [{"user": "user2", "until": far}, {"user": "$gt", "until": far},
+                            {"user": "user3", "until": far}] and doc["mutedRev"] == 1
 
 
 @pytest_twisted.ensureDeferred

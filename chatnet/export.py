@@ -72,9 +72,11 @@ NO = {"no", "false", "0", "off"}
 
 
 def message_json(message, node_id):
-    """The JSON document exported for a L{chatnet.messages.ChatMessage}."""
+    """The JSON document exported for a L{chatnet.messages.ChatMessage}
+    (with C{"system": true} for a message of the server API)."""
     return orjson.dumps(
         {
+            **({"system": True} if message.system else {}),
             "msgId": message.msgId,
             "channel": message.channel,
             "roomName": message.roomName,

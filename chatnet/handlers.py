@@ -14,10 +14,12 @@ from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_onli
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
 from chatnet.messages import dm_channel, now_ms, room_channel
+from chatnet.names import user_name_problem
 from chatnet.protocols import codec
 from chatnet.protocols.codec import INT64_MAX
 from chatnet.protocols.constants import ALLIANCE_PREFIX, FEATURES, WORLD, automatic_rooms, is_automatic, online_for
 from chatnet.service.posting import Posting
+from chatnet.service.public_rooms import PublicRooms
 from chatnet.sessions import SessionRecord
 
 log = Logger()
@@ -98,7 +100,8 @@ class ChatHandlers:
         self.tokens = tokens
         self.emit = emit
         self.posting = Posting(config=config, profanity=profanity, acceptor=acceptor, message_log=message_log,
-                               offline=offline, directory=directory, router=router, rooms=rooms, emit=emit)
+                               offline=offline, directory=directory, router=router, rooms=rooms, emit=emit,
+                               public_rooms=PublicRooms(mongo, clock))
         self.login_throttle = LoginThrottle(redis, clock)
         self.actions = {
             "login": self.login,
@@ -140,6 +143,9 @@ class ChatHandlers:
         password = request.string("password", required=False)
         token = request.string("token", required=False, max_length=MAX_TOKEN_CHARS)
         wanted = request.string_list("features")
+        problem = user_name_problem(username)
+        if problem is not None:
+            raise ProtocolError(400, f"a user name {problem}", "login")
         if connection.record is not None:
             if connection.record.username == username:
                 connection.answer("login", self._login_data(connection.record), request)
@@ -223,6 +229,11 @@ class ChatHandlers:
         C{username} (never saying why)."""
         claims = self.tokens.verify(token, username) if self.tokens is not None else None
         if claims is None:
+            await self._login_failed(username, address, "unknown user or wrong password")
+        deleted = (await self.mongo.deleted_at([username])).get(username)
+        if deleted is not None and not claims.issued_after(deleted):
+            # issued before the user was deleted (or without "iat"): it
+            # must not bring the account back
             await self._login_failed(username, address, "unknown user or wrong password")
         user = await self.mongo.token_user(username, claims.alliance)
         await self.login_throttle.succeeded(username)
@@ -380,7 +391,8 @@ class ChatHandlers:
             members = await self.rooms.join(room, username)
             if doc is not None:
                 session.set_muted(room, moderation.muted_until(doc, username))
-            history = await self.history.recent(room_channel(room))
+            floor = doc.get("floor") if doc is not None and isinstance(doc.get("floor"), int) else 0
+            history = await self.history.recent(room_channel(room), floor=floor)
             for data in history:
                 session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
             connection.answer("joinRoom", {"roomName": room, "members": members}, request)
@@ -417,7 +429,8 @@ class ChatHandlers:
         private = request.boolean("private", default=False)
         moderation.check_room_name(room)
         owner = connection.record.username
-        if not await self.mongo.create_room(room, owner, private):
+        floor = await self.history.current_seq(room_channel(room))
+        if not await self.mongo.create_room(room, owner, private, floor):
             raise ProtocolError(409, f"room {room} exists already", "createRoom")
         await self.rooms.member_changed(room, owner, True)
         connection.answer("createRoom", {"roomName": room, "private": private, "owner": owner}, request)
@@ -535,15 +548,22 @@ class ChatHandlers:
                 400, f"at most {RESUME_NAMES} rooms and conversations in one resume", request.action)
         username = connection.record.username
         await self._check_member(connection, rooms, "resume")
-        channels = [(room_channel(r), seq, {"roomName": r}) for r, seq in rooms.items()]
-        channels += [(dm_channel(username, u), seq, {"with": u}) for u, seq in conversations.items()]
+        # a room made again under a deleted one's name starts after its
+        # floor; a conversation of a user deleted meanwhile is sealed
+        ordinary = [r for r in rooms if not is_automatic(r)]
+        floors = await self.mongo.room_floors(ordinary) if ordinary else {}
+        deleted = await self.mongo.deleted_at([username, *conversations]) if conversations else {}
+        mine = deleted.get(username, 0)
+        channels = [(room_channel(r), seq, {"roomName": r}, floors.get(r, 0), 0) for r, seq in rooms.items()]
+        channels += [(dm_channel(username, u), seq, {"with": u}, 0, max(mine, deleted.get(u, 0)))
+                     for u, seq in conversations.items()]
         session = connection.session
         session.hold()
         try:
             # every channel is read before anything is replayed: a store
             # that fails meanwhile (503) leaves nothing half done
-            found = [(name, await self.history.after(channel, seq, RESUME_LIMIT))
-                     for channel, seq, name in channels]
+            found = [(name, await self.history.after(channel, seq, RESUME_LIMIT, floor, sealed))
+                     for channel, seq, name, floor, sealed in channels]
             replayed, too_old = 0, []
             for name, missed in found:
                 if missed is None:

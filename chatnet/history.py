@@ -52,13 +52,15 @@ def _no_log(channel, after):
 
 
 class History:
-    def __init__(self, redis, mongo, size=50, keep=RESUME_LIMIT + 1, waiting=_no_log):
+    def __init__(self, redis, mongo, size=50, keep=RESUME_LIMIT + 1, waiting=_no_log, pending=lambda channel: 0):
         self.redis = redis
         self.mongo = mongo
         self.size = size
         self.keep = max(keep, size)
         # the documents of a channel after a seq still in this node's message log
         self.waiting = waiting
+        # the highest seq of a channel still in this node's message log
+        self.pending = pending
 
     @staticmethod
     def ttl(channel):
@@ -66,10 +68,13 @@ class History:
         message (0: for ever)."""
         return DM_HISTORY_TTL if channel.startswith("dm:") else 0
 
-    async def recent(self, channel, limit=None):
+    async def recent(self, channel, limit=None, floor=0):
         """The last C{limit} messages of C{channel}, oldest first, as chat
-        frame data."""
+        frame data; none with a seq up to C{floor} (those of a room deleted
+        before, L{current_seq})."""
         limit = limit or self.size
+        if floor:
+            return [d for d in await self.recent(channel, limit) if (d.get("seq") or 0) > floor]
         cached = []
         try:
             raw = await self.redis.call("lrange", history_key(channel), -limit, -1)
@@ -89,15 +94,34 @@ class History:
             merged[d["msgId"]] = d
         return sorted(merged.values(), key=_order)[-limit:]
 
-    async def after(self, channel, seq, limit=RESUME_LIMIT):
+    async def after(self, channel, seq, limit=RESUME_LIMIT, floor=0, sealed_until=0):
         """Every message of C{channel} with a seq above C{seq}, oldest
         first: all of them, without a gap, up to the channel's current seq
         when it was read; C{None} ("too old") when more than C{limit} were
         missed or they cannot all be found any more.
 
+        C{floor}: the channel's history starts after this seq (a room made
+        again under the name of a deleted one): a C{seq} below it counts
+        as C{floor}. C{sealed_until} (epoch ms): messages accepted no
+        later than this second are never shown (a conversation of a user
+        deleted then); a replay that would need one is "too old".
+
         @raise StoreUnavailable: Redis (or MongoDB, when needed) did not
             answer.
         """
+        missed = await self._after(channel, max(seq, floor), limit)
+        if missed and sealed_until and any(_accepted_ms(d) <= sealed_until for d in missed):
+            return None
+        return missed
+
+    async def current_seq(self, channel):
+        """The last seq given in C{channel} (0: none): what a room made
+        under the name of a deleted one takes as its floor."""
+        current = await self.redis.call("get", seq_key(channel))
+        stored = await self.mongo.max_seq(channel)
+        return max(int(current or 0), stored, self.pending(channel))
+
+    async def _after(self, channel, seq, limit):
         current, raw = await self.redis.eval(READ_AFTER, [seq_key(channel), history_key(channel)], [seq, limit])
         cached = [orjson.loads(r) for r in raw or ()]
         if current is not None:
@@ -129,6 +153,15 @@ class History:
         if None in missed:
             return None
         return missed
+
+
+def _accepted_ms(data):
+    """When (epoch ms, to the second below) the message of chat frame data
+    C{data} was accepted: the time in its id (an ObjectId)."""
+    try:
+        return int(str(data.get("msgId"))[:8], 16) * 1000
+    except ValueError:
+        return 0
 
 
 def _gap_free(entries, seq, current):

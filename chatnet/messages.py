@@ -3,12 +3,19 @@
 A channel is what a seq number counts in: ``room:<roomName>`` for a room,
 ``dm:<a>\\n<b>`` (the two usernames sorted) for a direct conversation. A
 newline cannot be part of a username, so a channel names one pair only.
+
+A message of the server API (C{system}) carries C{"system": true}, which no
+client can set; its direct messages belong to the conversation of the
+recipient with L{chatnet.names.SYSTEM}, a name no user can have, whatever
+sender name the application gave them.
 """
 import itertools
 import os
 import time
 
 from bson import ObjectId
+
+from chatnet.names import SYSTEM
 
 
 def room_channel(room):
@@ -51,9 +58,10 @@ def now_ms(clock=None):
 class ChatMessage:
     """One accepted message, as routed between nodes and stored."""
 
-    __slots__ = ("msgId", "sender", "to", "roomName", "message", "ts", "format", "seq", "channel", "nodes", "_id")
+    __slots__ = ("msgId", "sender", "to", "roomName", "message", "ts", "format", "seq", "channel", "nodes", "_id",
+                 "system")
 
-    def __init__(self, msgId, sender, message, ts, format="text", to="", roomName="", seq=0):
+    def __init__(self, msgId, sender, message, ts, format="text", to="", roomName="", seq=0, system=False):
         self.msgId = msgId
         self.sender = sender
         self.to = to
@@ -62,16 +70,17 @@ class ChatMessage:
         self.ts = ts
         self.format = format
         self.seq = seq
-        self.channel = room_channel(roomName) if roomName else dm_channel(sender, to)
+        self.system = system
+        self.channel = room_channel(roomName) if roomName else dm_channel(SYSTEM if system else sender, to)
         # a room message: the nodes with members of the room (the accept script)
         self.nodes = ()
         self._id = None  # the ObjectId of msgId, once made
 
     @classmethod
-    def new(cls, sender, message, ts, format="text", to="", roomName=""):
+    def new(cls, sender, message, ts, format="text", to="", roomName="", system=False):
         """A message with a new id."""
         oid = new_object_id()
-        made = cls(str(oid), sender, message, ts, format, to, roomName)
+        made = cls(str(oid), sender, message, ts, format, to, roomName, system=system)
         made._id = oid
         return made
 
@@ -81,7 +90,7 @@ class ChatMessage:
 
     def frame_data(self):
         """The C{data} of the C{chat} frame recipients get."""
-        return {
+        data = {
             "from": self.sender,
             "roomName": self.roomName,
             "message": self.message,
@@ -90,10 +99,13 @@ class ChatMessage:
             "msgId": self.msgId,
             "seq": self.seq,
         }
+        if self.system:
+            data["system"] = True
+        return data
 
     def document(self):
         """The MongoDB document (its C{_id} is the message id)."""
-        return {
+        doc = {
             "_id": self._id or ObjectId(self.msgId),
             "channel": self.channel,
             "roomName": self.roomName,
@@ -104,10 +116,14 @@ class ChatMessage:
             "format": self.format,
             "seq": self.seq,
         }
+        if self.system:
+            doc["system"] = True
+        return doc
 
     @classmethod
     def from_document(cls, doc):
         return cls(
             str(doc["_id"]), doc.get("from", ""), doc.get("message", ""), doc.get("ts", 0),
             doc.get("format", "text"), doc.get("to", ""), doc.get("roomName", ""), doc.get("seq", 0),
+            system=doc.get("system") is True,
         )

@@ -4,8 +4,12 @@
 Pure rules over a room document as MongoDB keeps it::
 
     {"roomName", "members": [...], "owner": username, "private": bool,
-     "admins": [...], "banned": [...], "muted": {username: until_ms},
-     "invited": [...]}
+     "admins": [...], "banned": [...], "invited": [...],
+     "muted": [{"user": username, "until": until_ms}, ...], "mutedRev": n,
+     "floor": seq}
+
+(a user name is a value in it, never a field name: see L{mute_map}; rooms
+written before have C{"muted": {username: until_ms}}, read as well)
 
 (rooms made by chatnet-seed, before these fields, have no owner: public,
 moderated by nobody). Each check raises the L{ProtocolError} the client is
@@ -16,8 +20,10 @@ The rules:
 * a room name is 1 to 128 characters, letters and digits (any script) and
   ``-``, ``_``, ``.``, starting with a letter or a digit; ``world`` is taken
   (400 otherwise);
-* the owner is one user for ever; admins are named by the owner
-  (C{setRole}); members are those who joined;
+* the owner is one user for ever (until that user is deleted); admins are
+  named by the owner (C{setRole}) among the members, and a role ends with
+  the membership (a kick or a ban removes it; an admin who is no member is
+  no admin); members are those who joined;
 * the owner and admins may invite, kick, ban and mute; nobody acts on the
   owner, an admin does not act on another admin (only the owner does), and
   nobody acts on themselves;
@@ -56,11 +62,11 @@ def role(room, username):
     """C{"owner"}, C{"admin"}, C{"member"} or None (not a member)."""
     if room.get("owner") == username:
         return "owner"
+    if username not in (room.get("members") or ()):
+        return None
     if username in (room.get("admins") or ()):
         return "admin"
-    if username in (room.get("members") or ()):
-        return "member"
-    return None
+    return "member"
 
 
 def check_act(room, actor, target, action):
@@ -118,8 +124,7 @@ def visible(room, username):
 
 def muted_until(room, username):
     """The end (ms) of C{username}'s mute in C{room}, 0 if none."""
-    until = (room.get("muted") or {}).get(username)
-    return until if isinstance(until, int) and not isinstance(until, bool) else 0
+    return mute_map(room.get("muted")).get(username, 0)
 
 
 def check_post(room_name, until_ms, now_ms, action="chat"):
@@ -135,3 +140,18 @@ def notice(room_name, action, username, by, until=None):
     if until is not None:
         data["until"] = until
     return data
+
+
+def mute_map(muted):
+    """The mutes of a room document's C{muted}: user name -> end (ms).
+    Written as a list C{[{"user", "until"}]}; rooms written before that
+    have a map C{{user: until}}, read as well (and rewritten as a list by
+    the next mute)."""
+    if isinstance(muted, dict):
+        pairs = muted.items()
+    elif isinstance(muted, list):
+        pairs = [(m.get("user"), m.get("until")) for m in muted if isinstance(m, dict)]
+    else:
+        return {}
+    return {u: t for u, t in pairs
+            if isinstance(u, str) and isinstance(t, int) and not isinstance(t, bool) and t > 0}

@@ -70,7 +70,8 @@ class ChatNode(MultiService):
         self.mongo = MongoStore(config.mongo, timeout=config.store_timeout, reactor=reactor)
         self.message_log = MessageLog(self.mongo, reactor)
         self.message_log.setServiceParent(self)
-        self.history = History(self.redis, self.mongo, waiting=self.message_log.waiting)
+        self.history = History(self.redis, self.mongo, waiting=self.message_log.waiting,
+                               pending=self.message_log.pending_seq)
         self.offline = OfflineStore(self.mongo)
         self.sequences = Sequences(self.redis, self.mongo, self.message_log.pending_seq)
         self.popular = PopularWords(self.redis, reactor, config.popular_window)
@@ -234,7 +235,8 @@ class ChatNode(MultiService):
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
         ))
         api = ServerApi(config=config, clock=clock, view=view, mongo=self.mongo, directory=self.directory,
-                        sessions=self.sessions, posting=handlers.posting, rooms=rooms, peers=self.peers)
+                        sessions=self.sessions, posting=handlers.posting, rooms=rooms, peers=self.peers,
+                        history=self.history)
         return responder, ApiResponder(api)
 
     def _token_verifier(self):

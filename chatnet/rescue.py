@@ -68,6 +68,7 @@ def document(channel, data):
     message = ChatMessage(
         data["msgId"], data.get("from", ""), data.get("message", ""), data.get("ts", 0),
         data.get("format", "text"), to, data.get("roomName", ""), data.get("seq", 0),
+        system=data.get("system") is True,
     )
     doc = message.document()
     doc["channel"] = channel

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from chatnet.names import user_name_problem
 from tests.harness import ChatCluster
 from tests.rawhttp import send
 
@@ -34,9 +35,15 @@ def mostly(good, bad, one_in=5):
     return st.integers(1, one_in).flatmap(lambda n: bad if n == one_in else good)
 
 
+#: names that are data ('$', '.') or hide characters (control, bidi, zero-width)
+tricky_names = st.lists(
+    st.sampled_from(["$", ".", "\x00", "\x07", "\t", "\x7f", "\x85", "\u202e", "\u2066", "\u200b", "\ufeff", "\u2028",
+                     "a", "b", "é", "房", " "]),
+    min_size=1, max_size=10).map("".join) | st.sampled_from(["$gt", "$where", "a.b", "$ne.x", "\u202euser1"])
 names = mostly(
     st.one_of(st.sampled_from(["user1", "user2", "room1", "room2", "world", "alliance:red", "nobody", "system"]),
-              st.text(st.characters(min_codepoint=48, max_codepoint=0x2fff), min_size=1, max_size=20)),
+              st.text(st.characters(min_codepoint=48, max_codepoint=0x2fff), min_size=1, max_size=20),
+              tricky_names),
     st.one_of(st.text(max_size=20), st.just("alliance:"), st.integers(120, 3000).map(lambda n: "n" * n)),
     one_in=4,
 )
@@ -118,3 +125,24 @@ def test_every_api_request_gets_a_documented_json_answer(cluster, target, key, b
     event(f"status {answer.status}")
     normal = send(cluster.gateway_port, raw_request("GET", "/api/v1/rooms/world/presence", KEY, b""), timeout=30)
     assert normal.status == 200 and "online" in json.loads(normal.body), normal.body
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=tricky_names)
+def test_user_names_with_dollars_dots_and_hidden_characters(cluster, name):
+    """A user is made exactly when the name hides nothing and is not the
+    API's sender (else 400), and such a user is then a room member like any
+    other: names are data, never operators (docs/protocol.md, "User names")."""
+    body = json.dumps({"username": name}).encode()
+    answer = send(cluster.gateway_port, raw_request("POST", "/api/v1/users", KEY, body), timeout=30)
+    check_answer(answer, body, "POST")
+    if user_name_problem(name) is not None:
+        assert answer.status == 400, (name, answer.body)
+        return
+    assert answer.status in (201, 409), (name, answer.body)
+    path = f"/api/v1/rooms/room1/members/{quote(name, safe='')}"
+    for method in ("PUT", "DELETE"):
+        answer = send(cluster.gateway_port, raw_request(method, path, KEY, b""), timeout=30)
+        check_answer(answer, b"", method)
+        assert answer.status == 200, (name, method, answer.body)

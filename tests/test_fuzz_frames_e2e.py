@@ -23,6 +23,7 @@ from bson import ObjectId
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chatnet.names import user_name_problem
 from tests.harness import ChatCluster
 
 ERRORS = {400, 401, 403, 404, 409, 413, 429}
@@ -50,7 +51,12 @@ def mutated(value):
     return st.just(value) | json_values
 
 
-usernames = st.sampled_from(["user1", "user2", "user3", "nobody"]) | json_values
+#: names that are data ('$', '.') or hide characters (control, bidi, zero-width)
+TRICKY = ["$gt", "$where", "a.b", "$", ".", "x.$y", "$ne.x", "\u202eevil", "a\x00b", "tab\t", "\u200b", "\u2066x"]
+tricky_names = st.sampled_from(TRICKY) | st.lists(
+    st.sampled_from(["$", ".", "\x00", "\x07", "\x7f", "\u202e", "\u2066", "\u200b", "\ufeff", "a", "b", "é", " "]),
+    min_size=1, max_size=8).map("".join)
+usernames = st.sampled_from(["user1", "user2", "user3", "nobody"]) | tricky_names | json_values
 rooms = st.sampled_from(["room1", "room2", "world", "alliance:red", "no-such-room", ""]) | json_values
 seq_maps = st.dictionaries(st.sampled_from(["room1", "world", "user2", "nobody"]) | texts,
                            st.sampled_from(LIMITS) | json_values, max_size=5) | json_values
@@ -186,3 +192,53 @@ def test_every_acked_chat_is_stored(cluster, fuzzer):
     finally:
         client.close()
 
+
+
+# -- names with '$', '.' and hidden characters, as moderation targets and logins ----------
+
+#: users that exist with names a store could mistake for operators or paths
+DATA_NAMES = ["$gt", "$where", "a.b", "x.$y", "$ne.x"]
+
+
+@pytest.fixture(scope="module")
+def moderator(cluster):
+    client = pymongo.MongoClient(cluster.mongo_url, serverSelectionTimeoutMS=5000)
+    try:
+        for name in DATA_NAMES:
+            client.get_default_database().users.update_one({"username": name}, {"$set": {"username": name}},
+                                                           upsert=True)
+    finally:
+        client.close()
+    owner = cluster.client("node1", "user3")
+    assert owner.request("createRoom", {"roomName": "fuzzmod"})["action"] == "createRoom"
+    members = [cluster.client("node1", name) for name in DATA_NAMES + ["user4"]]
+    for member in members:
+        assert member.request("joinRoom", {"roomName": "fuzzmod"})["action"] == "joinRoom"
+    yield owner
+    for c in [owner, *members]:
+        c.close()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None, print_blob=True,
+          suppress_health_check=list(HealthCheck))
+@given(action=st.sampled_from(["mute", "mute", "ban", "kick", "invite"]), name=tricky_names,
+       seconds=st.integers(1, 600))
+def test_names_with_dollars_dots_and_hidden_characters(cluster, moderator, action, name, seconds):
+    """Whatever the target's name, a moderation is carried out or refused
+    as documented (never 500 or 503), and the room's moderation still works
+    after it; a login with the name is 400 exactly when the name hides
+    characters (docs/protocol.md, "User names")."""
+    answer = moderator.request(action, {"roomName": "fuzzmod", "username": name, "seconds": seconds})
+    assert answer["action"] == action or answer["data"]["code"] in (403, 404), (name, answer)
+    again = moderator.request("mute", {"roomName": "fuzzmod", "username": "user4", "seconds": 60})
+    assert again["action"] == "mute", (name, again)
+    moderator.frames.clear()
+    c = cluster.client("node1")
+    try:
+        login = c.request("login", {"username": name})
+    finally:
+        c.close()
+    if user_name_problem(name) is not None:
+        assert login["action"] == "error" and login["data"]["code"] == 400, (name, login)
+    else:
+        assert login["action"] == "login" or login["data"]["code"] in (401, 429), (name, login)

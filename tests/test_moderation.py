@@ -88,6 +88,21 @@ def test_join_and_visibility():
     assert [moderation.visible(ROOM, u) for u in ("mia", "ivy", "zed")] == [True, True, False]
 
 
+def test_an_admin_who_is_no_member_is_no_admin():
+    room = {**ROOM, "admins": ["ada", "kim"]}  # kim was kicked by a version that left the role
+    assert moderation.role(room, "kim") is None
+    assert code(moderation.check_act, room, "kim", "mia", "kick") == 403
+    assert code(moderation.check_join, room, "kim") == 403
+
+
+def test_mutes_as_a_list_and_as_the_map_of_before():
+    listed = {**ROOM, "muted": [{"user": "mia", "until": 5000}, {"user": "$gt", "until": 7000}, {"user": 3},
+                                "junk", {"user": "max", "until": True}]}
+    assert moderation.mute_map(listed["muted"]) == {"mia": 5000, "$gt": 7000}
+    assert moderation.muted_until(listed, "$gt") == 7000 and moderation.muted_until(listed, "max") == 0
+    assert moderation.mute_map(None) == {} and moderation.mute_map("x") == {}
+
+
 def test_mutes():
     assert moderation.muted_until(ROOM, "mia") == 5000 and moderation.muted_until(ROOM, "max") == 0
     assert code(moderation.check_post, "r", 5000, 4000) == 403
@@ -124,7 +139,7 @@ async def test_create_room_and_its_checks(rooms):
                                                                         "owner": "user1"}
     doc = await rooms.mongo.room("club")
     assert {k: doc[k] for k in ("owner", "private", "members", "admins", "banned", "muted", "invited")} == {
-        "owner": "user1", "private": True, "members": ["user1"], "admins": [], "banned": [], "muted": {},
+        "owner": "user1", "private": True, "members": ["user1"], "admins": [], "banned": [], "muted": [],
         "invited": []}
     assert error_code(await ask(rooms, owner, "createRoom", roomName="club")) == 409
     assert error_code(await ask(rooms, owner, "createRoom", roomName="room1")) == 409  # a seeded one
@@ -218,7 +233,7 @@ async def test_kick_ban_mute_and_roles(rooms):
     assert error_code(await ask(rooms, admin, "ban", roomName="club", username="user3")) == 403
     assert (await ask(rooms, owner, "ban", roomName="club", username="user3"))[0]["action"] == "ban"
     doc = await rooms.mongo.room("club")
-    assert doc["banned"] == ["user4", "user3"] and doc["admins"] == ["user2"] and doc["muted"] == {}
+    assert doc["banned"] == ["user4", "user3"] and doc["admins"] == ["user2"] and doc["muted"] == []
     # automatic and unknown rooms have nobody to moderate them
     assert error_code(await ask(rooms, owner, "kick", roomName="world", username="user2")) == 404
     assert error_code(await ask(rooms, owner, "mute", roomName="nothing", username="user2", seconds=5)) == 404
@@ -237,5 +252,79 @@ async def test_a_user_name_with_a_dot_can_be_muted(rooms):
     await ask(rooms, dotted, "login", username="a.b")
     await ask(rooms, dotted, "joinRoom", roomName="club")
     assert (await ask(rooms, owner, "mute", roomName="club", username="a.b", seconds=5))[0]["action"] == "mute"
-    assert (await rooms.mongo.room("club"))["muted"] == {"a.b": (int(rooms.clock.seconds()) + 5) * 1000}
+    assert (await rooms.mongo.room("club"))["muted"] == [
+        {"user": "a.b", "until": (int(rooms.clock.seconds()) + 5) * 1000}]
     assert error_code(await ask(rooms, dotted, "chat", roomName="club", isGroup=True, message="x")) == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dollar_name_muted_leaves_later_mutes_and_bans_working(rooms):
+    """A '$gt' muted in a room: its name is a value in the mute list, never
+    a key of a MongoDB condition, so the next mute and ban there work."""
+    rooms.handlers.config.open_login = True
+    for name in ("$gt", "$ne", "x.y"):
+        await rooms.mongo.db.users.insert_one({"username": name})
+    owner = await logged_in(rooms, "user1")
+    await ask(rooms, owner, "createRoom", roomName="club")
+    members = {}
+    for name in ("$gt", "$ne", "x.y"):
+        members[name] = rooms.connect()
+        await ask(rooms, members[name], "login", username=name)
+        await ask(rooms, members[name], "joinRoom", roomName="club")
+    assert (await ask(rooms, owner, "mute", roomName="club", username="$gt", seconds=60))[0]["action"] == "mute"
+    assert (await ask(rooms, owner, "mute", roomName="club", username="$ne", seconds=60))[0]["action"] == "mute"
+    assert (await ask(rooms, owner, "ban", roomName="club", username="x.y"))[0]["action"] == "ban"
+    doc = await rooms.mongo.room("club")
+    assert moderation.mute_map(doc["muted"]).keys() == {"$gt", "$ne"} and doc["banned"] == ["x.y"]
+    for name in ("$gt", "$ne"):
+        assert error_code(await ask(rooms, members[name], "chat", roomName="club", isGroup=True, message="x")) == 403
+    assert error_code(await ask(rooms, members["x.y"], "joinRoom", roomName="club")) == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_mute_map_of_before_is_read_and_rewritten_as_a_list(rooms):
+    owner = await logged_in(rooms, "user1")
+    await ask(rooms, owner, "createRoom", roomName="club")
+    member = await logged_in(rooms, "user2")
+    await ask(rooms, member, "joinRoom", roomName="club")
+    far = int(rooms.clock.seconds() * 1000) + 600_000
+    # as the version before wrote it, a '$' name among the keys
+    await rooms.mongo.db.rooms.update_one({"roomName": "club"},
+                                          {"$set": {"muted": {"user2": far, "$gt": far, "gone": 1}}})
+    assert await rooms.mongo.mutes("user2", ["club"]) == {"club": far}
+    await rooms.mongo.mute("club", "user3", far, int(rooms.clock.seconds() * 1000))
+    doc = await rooms.mongo.room("club")
+    assert doc["muted"] == [{"user": "user2", "until": far}, {"user": "$gt", "until": far},
+                            {"user": "user3", "until": far}] and doc["mutedRev"] == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_kick_or_ban_ends_the_admin_role(rooms):
+    owner = await logged_in(rooms, "user1")
+    admin = await logged_in(rooms, "user2")
+    member = await logged_in(rooms, "user3")
+    await ask(rooms, owner, "createRoom", roomName="club", private=True)
+    for name, client in (("user2", admin), ("user3", member)):
+        await ask(rooms, owner, "invite", roomName="club", username=name)
+        await ask(rooms, client, "joinRoom", roomName="club")
+    await ask(rooms, owner, "setRole", roomName="club", username="user2", role="admin")
+    assert (await ask(rooms, owner, "kick", roomName="club", username="user2"))[0]["action"] == "kick"
+    doc = await rooms.mongo.room("club")
+    assert "user2" not in doc["admins"] and "user2" not in doc["invited"]
+    assert error_code(await ask(rooms, admin, "joinRoom", roomName="club")) == 403
+    assert error_code(await ask(rooms, admin, "kick", roomName="club", username="user3")) == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_leaving_ends_the_admin_role(rooms):
+    owner = await logged_in(rooms, "user1")
+    admin = await logged_in(rooms, "user2")
+    member = await logged_in(rooms, "user3")
+    await ask(rooms, owner, "createRoom", roomName="club")
+    await ask(rooms, admin, "joinRoom", roomName="club")
+    await ask(rooms, member, "joinRoom", roomName="club")
+    await ask(rooms, owner, "setRole", roomName="club", username="user2", role="admin")
+    await ask(rooms, admin, "leaveRoom", roomName="club")
+    await ask(rooms, admin, "joinRoom", roomName="club")
+    assert "user2" not in (await rooms.mongo.room("club"))["admins"]
+    assert error_code(await ask(rooms, admin, "kick", roomName="club", username="user3")) == 403

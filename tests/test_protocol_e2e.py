@@ -239,8 +239,11 @@ def test_user_info_offline_is_404(client):
 def test_popular_words(client):
     a, b = client("user2"), client("user4")
     for text in ("zebra zebra yak yak", "zebra, yak! yak", "zebra zebra yak"):
-        a.send("chat", {"to": "user4", "message": text})
+        a.send("chat", {"roomName": "world", "isGroup": True, "message": text})
     assert len(b.chats(count=3)) == 3
+    # a direct message is never counted (nor a private room's)
+    a.send("chat", {"to": "user4", "message": "okapi okapi okapi okapi okapi okapi"})
+    assert len(b.chats(count=1)) == 1
     words = a.request("popular", {"n": 2})["data"]["words"]
     assert words[:4] == ["zebra", "5", "yak", "5"]
     assert all(isinstance(w, str) for w in words)

@@ -127,3 +127,31 @@ async def test_conversation_lists_expire_room_lists_do_not(chat):
     ttl = await chat.redis.call("ttl", history_key(ChatMessage("x", "ann", "", 0, to="bob").channel))
     assert 0 < ttl <= DM_HISTORY_TTL
     assert await chat.redis.call("ttl", history_key("room:r2")) == -1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_floor_hides_the_seqs_of_a_room_deleted_before(chat):
+    """A room made again under a deleted one's name has the channel's last
+    seq as its floor: neither its recent history nor a resume (from 0, or
+    from a mark of the old room) shows what came before."""
+    await chat.store(await chat.send(3))
+    floor = await chat.history.current_seq("room:r1")
+    assert floor == 3
+    await chat.send(2)
+    assert [d["seq"] for d in await chat.history.recent("room:r1", floor=floor)] == [4, 5]
+    for mark in (0, 1, 3):
+        assert [d["seq"] for d in await chat.history.after("room:r1", mark, floor=floor)] == [4, 5]
+    assert [d["seq"] for d in await chat.history.after("room:r1", 4, floor=floor)] == [5]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_sealed_conversation_replays_nothing_of_before(chat):
+    """A conversation whose user was deleted at C{sealed_until} (ms): a
+    replay that would need a message of that second or before is too old;
+    one that starts after them is whole."""
+    docs = await chat.send(2, room="", to="bob")
+    channel = docs[0]["channel"]
+    made = docs[-1]["_id"].generation_time.timestamp() * 1000
+    assert await chat.history.after(channel, 0, sealed_until=int(made)) is None
+    assert [d["seq"] for d in await chat.history.after(channel, 0, sealed_until=int(made) - 1000)] == [1, 2]
+    assert await chat.history.after(channel, 2, sealed_until=int(made)) == []

@@ -1116,3 +1116,15 @@ def test_disconnected_close_code_stops_reconnecting():
     # the user may still come back by hand
     type_line(app, "/reconnect")
     assert net.lookups == 2
+
+
+def test_the_server_apis_direct_messages_are_the_conversation_system():
+    """A message with system: true (the server API) counts in the
+    conversation "system", whatever name it shows, even the user's own."""
+    app, net, clock, t, attempt = connected_app()
+    for seq, sender in ((1, "system"), (2, "Support"), (3, "alice")):
+        attempt.message(frame("chat", {"from": sender, "roomName": "", "message": f"notice {seq}", "system": True,
+                                       "ts": int(T0 * 1000), "format": "text", "msgId": f"{seq:024x}", "seq": seq}))
+    text = screen(app)
+    assert "<Support> notice 2" in text and "<alice> notice 3" in text
+    assert app.conn.last_seq == {"dm:system": 3}

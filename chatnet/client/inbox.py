@@ -8,6 +8,7 @@ from chatnet.client.listener import ConnectionListener
 from chatnet.client.membership import Membership
 from chatnet.client.requests import Requests
 from chatnet.client.resume import ResumeTracker, SeenMessages
+from chatnet.names import SYSTEM
 
 
 class Inbox:
@@ -78,8 +79,11 @@ class Inbox:
         if not self.seen.remember(key):
             return
         me = self.username()
-        own_direct = not room and sender == me
-        peer = sender
+        system = data.get("system") is True
+        own_direct = not room and sender == me and not system
+        # the server API's direct messages are the conversation "system",
+        # whatever name they show
+        peer = SYSTEM if system and not room else sender
         elsewhere = False
         if own_direct:
             # one of ours, replayed: it was shown when sent, and its ack got lost

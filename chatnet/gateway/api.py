@@ -20,6 +20,7 @@ from twisted.web import resource, server
 
 from chatnet.gateway.cluster import ClusterUnavailable
 from chatnet.gateway.openapi import OPENAPI
+from chatnet.names import SYSTEM, name_problem, user_name_problem
 from chatnet.protocols import amp_commands as cmd
 
 log = Logger()
@@ -28,7 +29,7 @@ log = Logger()
 MAX_NAME = 128
 MAX_PASSWORD = 1024
 MAX_MESSAGE = 16384  # the node checks its own (shorter) limit
-DEFAULT_SENDER = "system"
+DEFAULT_SENDER = SYSTEM
 
 _AMP_ERRORS = {
     cmd.BadRequest: 400,
@@ -117,14 +118,13 @@ def _boolean(body, key, default=False):
 
 
 def check_name(value, what):
-    """A user or room name: 1 to 128 characters, no control characters, no
-    white space at either end."""
-    if not value:
-        raise ApiError(400, f"{what} must not be empty")
+    """A user or room name: 1 to 128 characters, no control or format
+    characters (L{chatnet.names}), no white space at either end."""
     if len(value) > MAX_NAME:
         raise ApiError(400, f"{what} is longer than {MAX_NAME} characters")
-    if value != value.strip() or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
-        raise ApiError(400, f"{what} must have no control characters and no white space at either end")
+    problem = name_problem(value)
+    if problem is not None:
+        raise ApiError(400, f"{what} {problem}")
     return value
 
 
@@ -279,6 +279,9 @@ class ApiResource(resource.Resource):
         body = _body(request)
         _fields(body, ("username", "password", "alliance"))
         username = _string(body, "username")
+        problem = user_name_problem(username)
+        if problem is not None:
+            raise ApiError(400, f"field 'username' {problem}")
         arguments = {"username": username}
         password = _string(body, "password", required=False, max_length=MAX_PASSWORD, name=False)
         alliance = _string(body, "alliance", required=False)

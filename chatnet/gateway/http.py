@@ -6,8 +6,8 @@ a request must arrive in time and within size limits.
   seconds after its first byte: else ``408`` and the connection is closed;
 * a connection that sends nothing for ``idle_timeout`` seconds is closed;
 * a request head over ``MAX_HEAD`` bytes (or one line over it), or with more
-  than 500 fields: ``431``, closed; a body over ``MAX_BODY`` bytes: ``413``,
-  closed;
+  than 500 fields: ``431``, closed; a body over ``MAX_BODY`` bytes (by its
+  ``Content-Length``, or as a chunked body is decoded): ``413``, closed;
 * a malformed request: ``400``, closed;
 * a method a resource does not serve: ``405`` with ``Allow``
   (L{PlainResource}); a failure while answering: ``500``.
@@ -48,7 +48,18 @@ class PlainResource(resource.Resource):
 
 
 class PlainRequest(server.Request):
-    """A request whose failures are answered in plain text."""
+    """A request whose failures are answered in plain text, and whose body
+    (however it is framed: C{Content-Length} is checked before, a chunked
+    body here, as it is decoded) is at most C{MAX_BODY} bytes."""
+
+    _body_received = 0
+
+    def handleContentChunk(self, data):
+        self._body_received += len(data)
+        if self._body_received > MAX_BODY:
+            self.channel.refuse_body()
+            return
+        super().handleContentChunk(data)
 
     def processingFailed(self, reason):
         self._log.failure("request failed", failure=reason)
@@ -82,6 +93,8 @@ class GuardedChannel(http.HTTPChannel):
         super().dataReceived(data)
 
     def lineReceived(self, line):
+        if self._refused:
+            return
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
             self._refuse(431, b"Request Header Fields Too Large", b"request head too large\n")
             return
@@ -112,7 +125,13 @@ class GuardedChannel(http.HTTPChannel):
                 return
         super().rawDataReceived(data)
 
+    def refuse_body(self):
+        """The body of the request being received is over C{MAX_BODY}."""
+        self._refuse(413, b"Content Too Large", b"request body too large\n")
+
     def allContentReceived(self):
+        if self._refused:
+            return
         self._cancel_request_timer()
         self._body_bytes = 0
         super().allContentReceived()

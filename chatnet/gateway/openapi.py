@@ -67,7 +67,8 @@ OPENAPI = {
                 "properties": {
                     "roomName": _name("the room"), "to": _name("the user (queued while offline)"),
                     "message": {"type": "string", "minLength": 1},
-                    "from": _name("the sender shown (default: system)"),
+                    "from": _name("the sender shown (default: system); recipients get the message with system: true, "
+                                  "a direct one in their conversation 'system'"),
                 },
             }),
             "responses": {**_ok("accepted", {"type": "object", "properties": {
@@ -103,7 +104,8 @@ OPENAPI = {
             "responses": {**_ok("created", {"type": "object"}, "201"), **_errors("400", "409")},
         }},
         "/users/{username}": {"delete": {
-            "summary": "Delete an account: its room memberships go, its sessions are closed (4010)",
+            "summary": "Delete an account and all it had: memberships, ownerships, roles, invitations, bans, mutes, "
+                       "offline queue, tokens issued before, replayable conversations; sessions closed (4010)",
             "parameters": [USER],
             "responses": {**_ok("deleted", {"type": "object", "properties": {
                 "sessionsClosed": {"type": "integer"}}}), **_errors("404")},
@@ -124,7 +126,7 @@ OPENAPI = {
             "responses": {**_ok("created", {"type": "object"}, "201"), **_errors("400", "404", "409")},
         }},
         "/rooms/{roomName}": {"delete": {
-            "summary": "Delete a room",
+            "summary": "Delete a room; a room made later under its name shows none of its history",
             "parameters": [ROOM],
             "responses": {**_ok("deleted", {"type": "object"}), **_errors("400", "404")},
         }},

@@ -12,7 +12,8 @@ from twisted.logger import Logger
 from chatnet import moderation
 from chatnet.cluster.peers import PeerUnavailable
 from chatnet.errors import ProtocolError, StoreUnavailable
-from chatnet.messages import now_ms
+from chatnet.messages import now_ms, room_channel
+from chatnet.names import user_name_problem
 from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic, online_for
 
@@ -63,10 +64,12 @@ class ServerApi:
         membership changes).
     @param peers: the L{chatnet.cluster.peers.Peers} (disconnects on other
         nodes).
+    @param history: the L{chatnet.history.History} (the floor of a room
+        made under a deleted one's name).
     @param hash_password: C{hash_password(password)}, blocking: run in a thread.
     """
 
-    def __init__(self, *, config, clock, view, mongo, directory, sessions, posting, rooms, peers,
+    def __init__(self, *, config, clock, view, mongo, directory, sessions, posting, rooms, peers, history=None,
                  hash_password=hash_password):
         self.config = config
         self.clock = clock
@@ -77,6 +80,7 @@ class ServerApi:
         self.posting = posting
         self.rooms = rooms
         self.peers = peers
+        self.history = history
         self.hash_password = hash_password
 
     # -- messages ------------------------------------------------------------
@@ -90,13 +94,13 @@ class ServerApi:
         ts = now_ms(self.clock)
         if room:
             await self._check_room(room)
-            message, data = await self.posting.accept(sender, text, ts, room=room)
+            message, data = await self.posting.accept(sender, text, ts, room=room, system=True)
             self.posting.to_room(message, data)
             return message, False
         target = await self.directory.lookup_all(to) or None
         if target is None and not await self.mongo.user_exists(to):
             raise not_found(f"user {to}")
-        message, data = await self.posting.accept(sender, text, ts, to=to)
+        message, data = await self.posting.accept(sender, text, ts, to=to, system=True)
         if target is None:
             await self.posting.queue(message)
             await self.posting.after_queued(message, data)
@@ -181,6 +185,9 @@ class ServerApi:
     # -- accounts --------------------------------------------------------------
 
     async def create_user(self, username, password=None, alliance=None):
+        problem = user_name_problem(username)
+        if problem is not None:
+            raise ProtocolError(400, f"a user name {problem}")
         doc = {"username": username}
         if password:
             doc["passwordHash"] = await threads.deferToThread(self.hash_password, password)
@@ -190,9 +197,11 @@ class ServerApi:
             raise ProtocolError(409, f"user {username} exists already")
 
     async def delete_user(self, username):
-        """Delete the account and close its sessions; how many were closed."""
+        """Delete the account and everything it had
+        (L{chatnet.stores.mongo.MongoStore.delete_user}) and close its
+        sessions; how many were closed."""
         rooms = await self.mongo.rooms_of([username])
-        if not await self.mongo.delete_user(username):
+        if not await self.mongo.delete_user(username, now_ms(self.clock)):
             raise not_found(f"user {username}")
         for room in sorted(rooms):
             await self.rooms.member_changed(room, username, False)
@@ -209,7 +218,8 @@ class ServerApi:
         moderation.check_room_name(room)
         if owner and not await self.mongo.user_exists(owner):
             raise not_found(f"user {owner}")
-        if not await self.mongo.create_room(room, owner or None, bool(private)):
+        floor = await self.history.current_seq(room_channel(room)) if self.history is not None else 0
+        if not await self.mongo.create_room(room, owner or None, bool(private), floor):
             raise ProtocolError(409, f"room {room} exists already")
         if owner:
             await self.rooms.member_changed(room, owner, True)

@@ -26,9 +26,12 @@ class Posting:
     @param router: the L{chatnet.cluster.router.Router}.
     @param rooms: the L{chatnet.cluster.router.RoomRouter}.
     @param emit: C{emit(event, *args)}.
+    @param public_rooms: the L{chatnet.service.public_rooms.PublicRooms}
+        (whose words the ranking counts).
     """
 
-    def __init__(self, *, config, profanity, acceptor, message_log, offline, directory, router, rooms, emit):
+    def __init__(self, *, config, profanity, acceptor, message_log, offline, directory, router, rooms, emit,
+                 public_rooms):
         self.config = config
         self.profanity = profanity
         self.acceptor = acceptor
@@ -38,12 +41,16 @@ class Posting:
         self.router = router
         self.rooms = rooms
         self.emit = emit
+        self.public_rooms = public_rooms
 
-    async def accept(self, sender, text, ts, fmt="text", to="", room=""):
+    async def accept(self, sender, text, ts, fmt="text", to="", room="", system=False):
         """Accept C{text} from C{sender} to C{room} or user C{to}: returns
-        the L{ChatMessage} and its chat frame data (JSON bytes)."""
-        message = ChatMessage.new(sender, self.profanity.mask(text), ts, fmt, to, room)
-        data = await self.acceptor.accept(message, words.tokenize(message.message))
+        the L{ChatMessage} and its chat frame data (JSON bytes). C{system}:
+        a message of the server API. Its words go to the public ranking
+        only from a public room (L{chatnet.service.public_rooms})."""
+        message = ChatMessage.new(sender, self.profanity.mask(text), ts, fmt, to, room, system=system)
+        counted = await self.public_rooms.counted(room)
+        data = await self.acceptor.accept(message, words.tokenize(message.message) if counted else ())
         self.message_log.append(message.document())
         self.emit("message_accepted", message)
         return message, data

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from txmongo import filter as qf
 
 from chatnet.errors import StoreUnavailable
+from chatnet.moderation import mute_map
 
 log = Logger()
 
@@ -148,14 +149,41 @@ class MongoStore:
             return False
         return True
 
-    async def delete_user(self, username):
-        """Delete the account C{username} and its room memberships;
-        C{False} if there was none."""
+    async def delete_user(self, username, now_ms):
+        """Delete the account C{username} and everything it had
+        (docs/api.md): its memberships, ownerships, roles, invitations,
+        bans and mutes, its offline queue; note the deletion
+        (C{user_deletions}: tokens issued before fail, its conversations
+        before are sealed). C{False} if there was no such user."""
         assert isinstance(username, str)
+        if not await self.user_exists(username):
+            return False
+        # noted first: a token login meanwhile must not make the user again
+        await self._run("user", self.db.user_deletions.update_one(
+            {"_id": username}, {"$set": {"at": now_ms}}, upsert=True))
         result = await self._run("user", self.db.users.delete_one({"username": username}))
-        if result.deleted_count:
-            await self._run("user", self.db.rooms.update_many({"members": username}, {"$pull": {"members": username}}))
-        return result.deleted_count > 0
+        if not result.deleted_count:
+            return False
+        db = self.db
+        for field in ("members", "admins", "invited", "banned"):
+            await self._run("user", db.rooms.update_many({field: username}, {"$pull": {field: username}}))
+        await self._run("user", db.rooms.update_many({"owner": username}, {"$unset": {"owner": ""}}))
+        docs = await self._run("user", db.rooms.find({"muted": {"$exists": True}}, {"roomName": 1, "muted": 1}))
+        for doc in docs:
+            if username in mute_map(doc.get("muted")) and isinstance(doc.get("roomName"), str):
+                await self._set_mute(doc["roomName"], username, None, now_ms)
+        await self._run("user", db.offline.delete_many({"to": username}))
+        await self._run("user", db.offline_dropped.delete_one({"_id": username}))
+        return True
+
+    async def deleted_at(self, usernames):
+        """Of C{usernames}: name -> when (ms) an account of that name was
+        last deleted, for those ever deleted."""
+        names = [u for u in usernames if isinstance(u, str)]
+        if not names:
+            return {}
+        docs = await self._run("user", self.db.user_deletions.find({"_id": {"$in": names}}))
+        return {d["_id"]: d.get("at") or 0 for d in docs if isinstance(d.get("_id"), str)}
 
     # -- rooms ----------------------------------------------------------
 
@@ -183,16 +211,20 @@ class MongoStore:
         return result.matched_count > 0
 
     async def remove_member(self, room, username):
+        """Remove C{username} from the members of C{room}, and from its
+        admins (a role ends with the membership); C{False} if no such room."""
         result = await self._run(
             "leaveRoom",
-            self.db.rooms.update_one({"roomName": room}, {"$pull": {"members": username}}),
+            self.db.rooms.update_one({"roomName": room}, {"$pull": {"members": username, "admins": username}}),
         )
         return result.matched_count > 0
 
     async def change_member(self, room, username, joined):
         """Add C{username} to C{room} (C{joined}) or remove them; the room's
-        member count then, C{None} if there is no such room."""
-        update = {"$addToSet" if joined else "$pull": {"members": username}}
+        member count then, C{None} if there is no such room. Leaving ends
+        an admin role too."""
+        update = {"$addToSet": {"members": username}} if joined else {"$pull": {"members": username,
+                                                                                "admins": username}}
         doc = await self._run(
             "joinRoom" if joined else "leaveRoom",
             self.db.rooms.find_one_and_update({"roomName": room}, update, projection={"members": 1},
@@ -365,12 +397,16 @@ class MongoStore:
         assert isinstance(room, str)
         return await self._run("room", self.db.rooms.find_one({"roomName": room}))
 
-    async def create_room(self, room, owner, private):
+    async def create_room(self, room, owner, private, floor=0):
         """Make C{room}, owned by C{owner} (None: by nobody, as the server
-        API may make it), its first member; C{False} if the name is taken."""
+        API may make it), its first member; C{False} if the name is taken.
+        C{floor}: the last seq of the room's channel before it (a room of
+        that name deleted before): its history starts after it."""
         assert isinstance(room, str) and isinstance(owner, (str, type(None))) and isinstance(private, bool)
         doc = {"roomName": room, "members": [owner] if owner else [], "private": private,
-               "admins": [], "banned": [], "muted": {}, "invited": []}
+               "admins": [], "banned": [], "muted": [], "invited": []}
+        if floor:
+            doc["floor"] = floor
         if owner:
             doc["owner"] = owner
         try:
@@ -392,10 +428,11 @@ class MongoStore:
             {"roomName": room}, {"$addToSet": {"invited": username}}))
 
     async def kick(self, room, username):
-        """Remove C{username} from the members (and the invited: a private
-        room needs a new invitation)."""
+        """Remove C{username} from the members, the admins (a role ends with
+        the membership) and the invited (a private room needs a new
+        invitation)."""
         await self._run("kick", self.db.rooms.update_one(
-            {"roomName": room}, {"$pull": {"members": username, "invited": username}}))
+            {"roomName": room}, {"$pull": {"members": username, "invited": username, "admins": username}}))
 
     async def ban(self, room, username, now_ms):
         """Ban C{username}: no longer a member, admin or invited, unmuted
@@ -413,21 +450,28 @@ class MongoStore:
 
     async def _set_mute(self, room, username, until_ms, now_ms):
         """Set (C{until_ms}) or end (None) the mute of C{username}; mutes
-        that ended are dropped. The whole C{muted} map is written, on the
-        condition that it did not change meanwhile (a user name may hold a
-        '.', which a field path cannot)."""
+        that ended are dropped. The whole C{muted} list
+        (C{[{"user", "until"}]}: a name is a value, never a field name, see
+        L{mute_map}) is written, on the condition that the room's
+        C{mutedRev} did not change meanwhile (a number: the list itself,
+        or an old map keyed by names that may start with '$', is never
+        part of a condition)."""
         for _ in range(5):
-            doc = await self._run("mute", self.db.rooms.find_one({"roomName": room}, {"muted": 1}))
+            doc = await self._run("mute", self.db.rooms.find_one({"roomName": room}, {"muted": 1, "mutedRev": 1}))
             if doc is None:
                 return
-            old = doc.get("muted") or {}
-            new = {u: t for u, t in old.items() if isinstance(t, int) and t > now_ms and u != username}
+            old = mute_map(doc.get("muted"))
+            new = {u: t for u, t in old.items() if t > now_ms and u != username}
             if until_ms is not None:
                 new[username] = until_ms
-            if new == old:
+            if new == old and isinstance(doc.get("muted"), list):
                 return
-            condition = {"roomName": room, "muted": old} if "muted" in doc else {"roomName": room, "muted": None}
-            result = await self._run("mute", self.db.rooms.update_one(condition, {"$set": {"muted": new}}))
+            rev = doc.get("mutedRev")
+            rev = rev if isinstance(rev, int) and not isinstance(rev, bool) else None
+            result = await self._run("mute", self.db.rooms.update_one(
+                {"roomName": room, "mutedRev": rev},
+                {"$set": {"muted": [{"user": u, "until": t} for u, t in new.items()],
+                          "mutedRev": (rev or 0) + 1}}))
             if result.matched_count:
                 return
         raise StoreUnavailable("mongodb", "mute")
@@ -443,10 +487,24 @@ class MongoStore:
             {"roomName": {"$in": list(rooms)}}, {"roomName": 1, "muted": 1}))
         found = {}
         for d in docs:
-            until = (d.get("muted") or {}).get(username)
-            if isinstance(until, int) and not isinstance(until, bool):
+            until = mute_map(d.get("muted")).get(username)
+            if until:
                 found[d.get("roomName")] = until
         return found
+
+    async def room_floors(self, rooms):
+        """Of C{rooms}: room name -> its floor (L{create_room}), for those
+        that have one."""
+        docs = await self._run("room", self.db.rooms.find(
+            {"roomName": {"$in": list(rooms)}, "floor": {"$exists": True}}, {"roomName": 1, "floor": 1}))
+        return {d["roomName"]: d["floor"] for d in docs
+                if isinstance(d.get("roomName"), str) and isinstance(d.get("floor"), int)}
+
+    async def is_private(self, room):
+        """Whether C{room} (an ordinary room) is private; None if there is
+        no such room."""
+        doc = await self._run("room", self.db.rooms.find_one({"roomName": room}, {"private": 1}))
+        return None if doc is None else bool(doc.get("private"))
 
 
 def object_id(msg_id):

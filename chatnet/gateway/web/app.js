@@ -385,7 +385,9 @@
   function onChat(d) {
     if (typeof d.from !== "string" || typeof d.message !== "string") return;
     const room = typeof d.roomName === "string" ? d.roomName : "";
-    const own = d.from === S.user;
+    // a message of the server API: its direct ones are the conversation "system"
+    const system = d.system === true;
+    const own = d.from === S.user && !system;
     let c;
     if (room) {
       c = conv("room", room);
@@ -403,7 +405,7 @@
       c = entry.conv;
       saw(c.key, d.seq);
     } else {
-      c = conv("dm", d.from);
+      c = conv("dm", system ? "system" : d.from);
       saw(c.key, d.seq);
     }
     if (d.msgId) {

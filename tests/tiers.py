@@ -96,11 +96,11 @@ _running = None  # the item whose setup, call or teardown runs now
 def pytest_runtest_protocol(item, nextitem):
     global _running
     item.stash[_violations_key] = []
-    _running = item
+    outer, _running = _running, item  # (a test may run pytest in process: tests/test_tiers.py)
     try:
         yield
     finally:
-        _running = None
+        _running = outer
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,12 @@ Asynchronous tests run on the default reactor through pytest-twisted, with
 import pytest
 import pytest_twisted  # noqa: F401  (the plugin runs the reactor for the tests)
 
+from tests.tiers import (  # noqa: F401  (the test tiers: unit, stores, process)
+    _tier_guard,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_protocol,
+)
 from devtools.localservices import (
     ChatProcess,
     RabbitMQServer,

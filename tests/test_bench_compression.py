@@ -7,6 +7,8 @@ import pytest
 from chatnet.bench.cli import run_subprocess
 from tests.harness import ChatCluster
 
+pytestmark = pytest.mark.process  # twistd chat processes (tests/tiers.py)
+
 
 @pytest.fixture
 def cluster(tmp_path, redis_server, zookeeper_server, mongo_server):

@@ -11,9 +11,12 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
 
 from devtools.localservices import REPO_ROOT, free_port, redis_command
 from tests import harness
+
+pytestmark = pytest.mark.process  # the deploy scripts run twistd (tests/tiers.py)
 
 DEPLOY = REPO_ROOT / "deploy"
 

@@ -15,6 +15,8 @@ from chatnet.protocols.internal import PRE_AUTH_SECONDS, client_mac
 from tests.harness import ChatCluster
 from tests.rawamp import RawPeer, encode, rss_kib
 
+pytestmark = pytest.mark.process  # twistd chat nodes (tests/tiers.py)
+
 COMMANDS = [c.commandName for c in (cmd.Challenge, cmd.Authenticate, cmd.SessionChanged, cmd.Deliver,
                                     cmd.DeliverMany, cmd.RoomDeliver, cmd.RoomMember, cmd.RoomNotice)]
 ARGUMENTS = sorted({name for c in (cmd.Authenticate, cmd.SessionChanged, cmd.Deliver, cmd.DeliverMany,

@@ -612,57 +612,24 @@ async def test_no_node_is_an_error_line():
     assert r["command"].startswith("chatnet-bench direct")
 
 
-def _secantusd():
-    import shutil
-
-    exe = shutil.which("secantusd-py")
-    if exe is None:
-        candidate = os.path.join(os.path.dirname(sys.executable), "secantusd-py")
-        exe = candidate if os.path.exists(candidate) else None
-    return exe
-
-
-@pytest.mark.skipif(_secantusd() is None, reason="secantusd-py (MongoDB stand-in) not installed")
-def test_create_users_inserts_missing_users_once():
-    import socket
-    import subprocess
-    import time
+def test_create_users_inserts_missing_users_once(mongo_server):
+    import uuid
 
     import pymongo
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    proc = subprocess.Popen(
-        [_secantusd(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:",
-         "--standalone", "--log-level", "WARNING"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    url = f"mongodb://127.0.0.1:{mongo_server.port}/bench{uuid.uuid4().hex[:8]}"
+    assert targets.create_users(url, ["bench1", "bench2", "bench3"]) == 3
+    assert targets.create_users(url, ["bench2", "bench3", "bench4"]) == 1
+    mongo = pymongo.MongoClient(url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.skip("secantusd-py did not start")
-                time.sleep(0.1)
-        url = f"mongodb://127.0.0.1:{port}/chatnet"
-        assert targets.create_users(url, ["bench1", "bench2", "bench3"]) == 3
-        assert targets.create_users(url, ["bench2", "bench3", "bench4"]) == 1
-        mongo = pymongo.MongoClient(url)
-        try:
-            names = sorted(d["username"] for d in mongo.chatnet.users.find())
-            doc = mongo.chatnet.users.find_one({"username": "bench1"})
-        finally:
-            mongo.close()
-        assert names == ["bench1", "bench2", "bench3", "bench4"]
-        assert "passwordHash" not in doc
+        db = mongo.get_default_database()
+        names = sorted(d["username"] for d in db.users.find())
+        doc = db.users.find_one({"username": "bench1"})
+        mongo.drop_database(db.name)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        mongo.close()
+    assert names == ["bench1", "bench2", "bench3", "bench4"]
+    assert "passwordHash" not in doc
 
 
 def test_chat_frame_ids_carry_the_key():

@@ -129,6 +129,7 @@ def test_mongo_restart_keeps_data(services):
         client.close()
 
 
+@pytest.mark.process
 def test_start_fails_clearly_when_the_server_cannot_run(tmp_path):
     proc = ChatProcess("no-such-twistd-plugin", [], tmp_path / "broken.log", ready_log="never")
     with pytest.raises(ServiceError) as info:
@@ -137,6 +138,7 @@ def test_start_fails_clearly_when_the_server_cannot_run(tmp_path):
     assert not proc.running
 
 
+@pytest.mark.process
 def test_chat_process_runs_a_twistd_plugin(services, tmp_path):
     # The twisted.web plugin stands in for chatnode/chatgateway here.
     (tmp_path / "hello.txt").write_text("hello")
@@ -159,6 +161,7 @@ def test_chat_process_runs_a_twistd_plugin(services, tmp_path):
     assert refuses(port)
 
 
+@pytest.mark.stores
 def test_devcluster_starts_and_stops_the_stores(tmp_path, capsys):
     cluster = tmp_path / "cluster"
     assert devcluster.main(["start", "--dir", str(cluster), "--stores-only"]) == 0

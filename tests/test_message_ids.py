@@ -3,6 +3,7 @@ unique in a process and across a fork."""
 import os
 import time
 
+import pytest
 from bson import ObjectId
 
 from chatnet.messages import new_object_id
@@ -17,6 +18,7 @@ def test_ids_are_objectids_of_now_and_unique():
     assert ids[0].binary[4:9] == ids[-1].binary[4:9]
 
 
+@pytest.mark.process  # a forked child
 def test_a_forked_child_makes_other_ids():
     parent = new_object_id().binary[4:9]
     read, write = os.pipe()

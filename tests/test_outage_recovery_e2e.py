@@ -4,6 +4,8 @@ again, by themselves. Each test breaks stores of its own (``services``)."""
 import time
 
 import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from tests.harness import ChatCluster
 
@@ -46,10 +48,21 @@ def reachable(sender, recipient, tag):
     return text in got and not errors
 
 
-def log_since(process, mark):
-    with open(process.log_path, "rb") as f:
-        f.seek(mark)
-        return f.read().decode("utf-8", "replace")
+def node_sessions(cluster):
+    """Node id -> the ZooKeeper session that owns its ephemeral C{/chatnet/nodes/<id>}."""
+    zk = KazooClient(cluster.zk_hosts, timeout=5)
+    zk.start(timeout=10)
+    try:
+        owners = {}
+        for node in zk.get_children("/chatnet/nodes"):
+            try:
+                owners[node] = zk.get(f"/chatnet/nodes/{node}")[1].ephemeralOwner
+            except NoNodeError:
+                pass
+        return owners
+    finally:
+        zk.stop()
+        zk.close()
 
 
 def test_zookeeper_pause_longer_than_the_session_timeout(tmp_path, services, redis_server, mongo_server, paused):
@@ -59,18 +72,33 @@ def test_zookeeper_pause_longer_than_the_session_timeout(tmp_path, services, red
     try:
         users = {node: cluster.client(node, f"user{i}") for i, node in enumerate(sorted(cluster.nodes), 1)}
         clients = list(users.values())
+        before = node_sessions(cluster)
+        assert set(before) == set(cluster.nodes)
         zookeeper.pause()
         paused.append(zookeeper)
-        time.sleep(SESSION_TIMEOUT * 3)
-        mark = {node: process.log_mark() for node, process in cluster.nodes.items()}
-        zookeeper.resume()
-        # a node whose session expired registers again; ZooKeeper may also
-        # renew a session instead (a reconnect it handles before its expiry
-        # tick), which leaves that node as it was
+        time.sleep(SESSION_TIMEOUT * 3)  # the nodes see ZooKeeper gone for longer than their sessions
+        # A node reconnecting the moment ZooKeeper resumes could renew its
+        # session before ZooKeeper's expiry tick: the nodes are held (SIGSTOP)
+        # until ZooKeeper, running again, has expired every session.
+        mark = {}
         for node, process in cluster.nodes.items():
-            process.wait_for_log("zookeeper connected", timeout=30, since=mark[node])
-            if "zookeeper session lost" in log_since(process, mark[node]):
-                process.wait_for_log("registered in zookeeper", timeout=30, since=mark[node])
+            process.pause()
+            paused.append(process)
+            mark[node] = process.log_mark()
+        zookeeper.resume()
+        wait_until(lambda: not node_sessions(cluster), 30, "ZooKeeper expiring the nodes' sessions")
+        for process in cluster.nodes.values():
+            process.resume()
+        for node, process in cluster.nodes.items():
+            process.wait_for_log("zookeeper session lost", timeout=30, since=mark[node])
+            process.wait_for_log("registered in zookeeper", timeout=30, since=mark[node])
+
+        def all_registered():
+            sessions = node_sessions(cluster)
+            return sessions if set(sessions) == set(cluster.nodes) else None
+
+        after = wait_until(all_registered, 30, "every node registered again")
+        assert all(after[node] != before[node] for node in cluster.nodes), (before, after)
         for i, recipient in enumerate(clients):
             sender = clients[(i + 1) % len(clients)]
             wait_until(lambda: reachable(sender, recipient, i), 15,

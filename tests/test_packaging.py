@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.process  # builds and installs (tests/tiers.py)
+
 REPO = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT = 60
 # what a source tree may hold that is no part of a build

@@ -48,6 +48,7 @@ def test_online_for_format():
     assert format_duration(3723.9) == "00d 01h 02m 03s"
 
 
+@pytest.mark.process  # a Python interpreter of its own
 def test_imports_nothing_heavy():
     code = ("import sys, chatnet.protocols.constants; "
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "

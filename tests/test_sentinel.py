@@ -50,6 +50,7 @@ def test_bad_urls_are_told(url, why):
 
 @pytest.fixture(scope="module")
 def group(tmp_path_factory):
+    """Redis servers and Sentinels of their own (the tests that take it are marked stores)."""
     group = SentinelGroup(tmp_path_factory.mktemp("sentinel")).start()
     yield group
     group.stop()
@@ -70,6 +71,7 @@ async def eventually(check, timeout=30.0, what="the condition"):
     raise AssertionError(f"{what} not within {timeout} s (last error: {last})")
 
 
+@pytest.mark.stores
 @pytest_twisted.ensureDeferred
 async def test_the_master_is_asked_of_the_first_sentinel_that_answers(group):
     dead = ("127.0.0.1", free_port())
@@ -84,6 +86,7 @@ async def test_the_master_is_asked_of_the_first_sentinel_that_answers(group):
         await unknown.discover()
 
 
+@pytest.mark.stores
 def test_seed_checks_the_master_the_sentinels_name(group):
     from chatnet.seed import check_redis, master_address
 
@@ -109,6 +112,7 @@ def test_node_and_gateway_options_take_a_sentinel_url():
             options.parseOptions([*args, "--redis", "redis+sentinel://10.0.0.1:26379"])
 
 
+@pytest.mark.stores
 @pytest_twisted.ensureDeferred
 async def test_a_store_follows_the_failover_and_restores_the_counters(group, mongo_server):
     """Kill the primary: the store answers again from the promoted replica,

@@ -1078,6 +1078,7 @@ def test_own_messages_in_the_replay_are_not_sent_again(tmp_path):
     ["-m", "clients.urwid_client"],
     ["-m", "chatnet.client"],
 ])
+@pytest.mark.process  # a Python interpreter of its own
 def test_entry_points_run_the_client(args):
     import subprocess
     import sys
@@ -1090,6 +1091,7 @@ def test_entry_points_run_the_client(args):
     assert out.stdout.startswith("usage: chatnet-client")
 
 
+@pytest.mark.process  # a Python interpreter of its own
 def test_without_urwid_the_client_says_what_to_install():
     """A plain ``pip install .`` has no urwid (it is the ``client`` extra)."""
     import subprocess

@@ -53,6 +53,7 @@ def cluster(tmp_path, redis_server, zookeeper_server, mongo_server):
     c.stop()
 
 
+@pytest.mark.process
 def test_cluster_with_zookeeper_auth_works_and_strangers_cannot_change_it(cluster):
     assert cluster.leader() in ("node1", "node2")
     alice = cluster.client("node1", username="user1")

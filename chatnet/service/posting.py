@@ -39,11 +39,12 @@ class Posting:
         self.rooms = rooms
         self.emit = emit
 
-    async def accept(self, sender, text, ts, fmt="text", to="", room=""):
+    async def accept(self, sender, text, ts, fmt="text", to="", room="", version=None):
         """Accept C{text} from C{sender} to C{room} or user C{to}: returns
-        the L{ChatMessage} and its chat frame data (JSON bytes)."""
+        the L{ChatMessage} and its chat frame data (JSON bytes). C{version}:
+        see L{chatnet.accept.Acceptor.accept}."""
         message = ChatMessage.new(sender, self.profanity.mask(text), ts, fmt, to, room)
-        data = await self.acceptor.accept(message, words.tokenize(message.message))
+        data = await self.acceptor.accept(message, words.tokenize(message.message), version)
         self.message_log.append(message.document())
         self.emit("message_accepted", message)
         return message, data

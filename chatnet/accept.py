@@ -24,6 +24,12 @@ at most once a second (when the node's second changes), which is also when
 the key's expiry is renewed and the node is added to the set of accepting
 nodes; the other calls only add one ZADD per message.
 
+A room post can carry the version of its sender's room state that its
+checks were made against (:mod:`chatnet.service.roomstate`): the script
+compares it with ``chatnet:room-state:<username>`` and, if the state
+changed since, leaves the message alone and answers -2
+(:class:`StaleRoomState`); one GET in the script, no round trip more.
+
 If Redis lost a channel's counter (restarted empty), or the counter is not
 trusted (not in ``chatnet:seq-trusted``: the data set changed under it, a
 Sentinel failover, see :mod:`chatnet.sequences`), the script leaves that

@@ -36,7 +36,7 @@ from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import room_state_key
-from tests.inprocess import Announcements, FakeConnection, FakePeers, error_code, request, run_until
+from tests.inprocess import Announcements, FakeConnection, FakePeers, error_code, request
 
 PASSWORD = "correct horse"
 HASH = PasswordHasher().hash(PASSWORD)

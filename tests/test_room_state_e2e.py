@@ -20,9 +20,8 @@ def two_nodes(tmp_path, redis_server, zookeeper_server, mongo_server):
                           session_timeout=2.0, extra_args=["--rate-limit", "0"])
     cluster.start()
     yield cluster
-    node2 = cluster.nodes.get("node2")
-    if node2 is not None:
-        node2.resume()
+    for node in cluster.nodes.values():
+        node.resume()
     cluster.stop()
 
 
@@ -161,6 +160,29 @@ def test_a_mute_while_node2_was_stopped_is_enforced_there(two_nodes):
     assert post(owner, "muteroom", "while muted")["action"] == "ack"
     for session in (laptop, phone):
         assert room_texts(session, "muteroom", count=1) == ["while muted"]
+
+
+def test_a_join_made_before_the_login_announcement_landed_reaches_the_new_session(two_nodes):
+    """node1 is stopped past the ZooKeeper timeout, so node2 announces the
+    phone's login to nobody; the laptop's join waits in node1's socket and
+    is handled as soon as node1 runs again, before node1 registers again
+    and hears of the phone (the announcement lands after the join)."""
+    laptop = two_nodes.client("node1")
+    laptop.login("user1", **MULTI)
+    poster = user(two_nodes, "node1", "user2")
+    joined(poster, "room4")
+    two_nodes.nodes["node1"].pause()
+    try:
+        two_nodes.wait_for_nodes(1, exclude=("node1",))
+        phone = two_nodes.client("node2")
+        phone.login("user1", **MULTI)
+        join = laptop.send("joinRoom", {"roomName": "room4"})
+    finally:
+        two_nodes.nodes["node1"].resume()
+    assert laptop.answer(join, timeout=15)["action"] == "joinRoom"
+    two_nodes.wait_for_nodes(2)
+
+    gets_the_room(poster, phone, "room4", "after the join")
 
 
 def test_sessions_that_log_in_while_a_room_is_joined_all_get_it(two_nodes):

@@ -250,10 +250,10 @@ async def test_the_node_that_made_the_change_keeps_its_sessions_current(nodes):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_version_redis_did_not_take_is_written_at_the_next_check(nodes, redis_server):
+async def test_a_version_redis_did_not_take_is_written_at_the_next_check(nodes, free_port):
     from chatnet.stores.redis import RedisStore
 
-    down = RedisStore(f"redis://127.0.0.1:{redis_server.port + 1}/0", timeout=0.2).connect()
+    down = RedisStore(f"redis://127.0.0.1:{free_port}/0", timeout=0.2).connect()  # nothing listens there
     state = RoomState(down, nodes.mongo, nodes.a.sessions, nodes.a.feed, nodes.clock)
     assert await state.changed("user4") is None
     state.redis = nodes.redis

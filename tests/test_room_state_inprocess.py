@@ -307,3 +307,23 @@ async def test_a_check_costs_calls_in_proportion_to_the_users(nodes):
         assert one == ceil(users, roomstate.CHECK_BATCH) + 3 * ceil(stale, roomstate.REFRESH_BATCH)
 
     await threads.deferToThread(bounded)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_ban_unknown_to_the_other_node_ends_the_delivery_at_its_check(nodes):
+    a, b = nodes.a, nodes.b
+    owner = await logged_in(a, "user3", ["ack"])
+    await request(a.handlers, owner, "createRoom", roomName="club")
+    phone = await logged_in(b, "user1")
+    witness = await logged_in(b, "user2")
+    for client in (phone, witness):
+        await request(b.handlers, client, "joinRoom", roomName="club")
+    assert await delivered(nodes, a, owner, phone, "club", "before")
+    await request(a.handlers, owner, "ban", roomName="club", username="user1")
+    assert await delivered(nodes, a, owner, phone, "club", "B not told")  # B heard nothing
+
+    await b.room_state.check()
+    assert phone not in b.feed.members_of("club") and "club" not in phone.session.known_rooms()
+    witness.take()
+    assert not await delivered(nodes, a, owner, phone, "club", "after B's check")
+    assert "after B's check" in texts(witness, "club")

@@ -185,7 +185,8 @@ class RoomState:
         """Write the versions Redis did not take; refresh the users of this
         node whose sessions have another version than Redis."""
         for username in sorted(self._unwritten):
-            await self.changed(username)
+            if await self.changed(username) is None:
+                return  # Redis is still down: the next check tries again
         by_user = {}
         for connection in self.sessions:
             if connection.record is not None and connection.session.room_version is not None:

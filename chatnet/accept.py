@@ -24,6 +24,12 @@ at most once a second (when the node's second changes), which is also when
 the key's expiry is renewed and the node is added to the set of accepting
 nodes; the other calls only add one ZADD per message.
 
+A room post can carry the version of its sender's room state that its
+checks were made against (:mod:`chatnet.service.roomstate`): the script
+compares it with ``chatnet:room-state:<username>`` and, if the state
+changed since, leaves the message alone and answers -2
+(:class:`StaleRoomState`); one GET in the script, no round trip more.
+
 If Redis lost a channel's counter (restarted empty), or the counter is not
 trusted (not in ``chatnet:seq-trusted``: the data set changed under it, a
 Sentinel failover, see :mod:`chatnet.sequences`), the script leaves that
@@ -39,17 +45,20 @@ from chatnet.errors import StoreUnavailable
 from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua, joined
 from chatnet.protocols.turnwrites import at_turn_end
 from chatnet.rescue import ACCEPTING, WINDOW, accepted_key
-from chatnet.stores.redis import SEQ_TRUSTED, history_key, room_nodes_key, seq_key
+from chatnet.stores.redis import SEQ_TRUSTED, history_key, room_nodes_key, room_state_key, seq_key
 
 # KEYS: ranking, buckets, bucket of this second, accepted channels of this
 #       node, accepting nodes, trusted counters; then for each message: its
-#       seq, its history and, for a room message, the room's node set
+#       seq, its history, for a room message the room's node set, and for a
+#       message whose sender's room state is checked that state's version
 # ARGV: history length, this second, trim: drop the accepted channels this
 #       many seconds old or older (0: not now), accepted expiry (s), node id;
 #       then for each message: its frame data up to the seq, its history
 #       expiry (s, 0: none), its channel, its words (chatnet.popular.joined),
-#       1 for a room message (else 0)
-# Answers, for each message in turn, {seq, the room's nodes...} or -1.
+#       1 for a room message (else 0), "" or "=" and the version of the
+#       sender's room state the session knows (chatnet.service.roomstate)
+# Answers, for each message in turn, {seq, the room's nodes...}, -1 (no
+# trusted counter) or -2 (the sender's room state is not that version).
 ACCEPT = (
     """
 local sec = ARGV[2]
@@ -61,17 +70,23 @@ end
 local keep = -tonumber(ARGV[1])
 local answers = {}
 local k = 7
-for a = 6, #ARGV, 5 do
+for a = 6, #ARGV, 6 do
   local seq_key, history = KEYS[k], KEYS[k + 1]
   local nodes_key = false
+  k = k + 2
   if ARGV[a + 4] == '1' then
-    nodes_key = KEYS[k + 2]
-    k = k + 3
-  else
-    k = k + 2
+    nodes_key = KEYS[k]
+    k = k + 1
+  end
+  local stale = false
+  if ARGV[a + 5] ~= '' then
+    stale = '=' .. (redis.call('GET', KEYS[k]) or '') ~= ARGV[a + 5]
+    k = k + 1
   end
   local channel = ARGV[a + 2]
-  if redis.call('SISMEMBER', KEYS[6], channel) == 0 or redis.call('EXISTS', seq_key) == 0 then
+  if stale then
+    answers[#answers + 1] = -2
+  elseif redis.call('SISMEMBER', KEYS[6], channel) == 0 or redis.call('EXISTS', seq_key) == 0 then
     answers[#answers + 1] = -1
   else
     local seq = redis.call('INCR', seq_key)
@@ -102,6 +117,12 @@ MOST = 50
 TRIES = 4
 
 
+class StaleRoomState(Exception):
+    """The sender's room membership and moderation state changed since the
+    version its session knows (L{chatnet.service.roomstate}): nothing was
+    accepted; read the state again, check again, and try again."""
+
+
 def frame_data_head(message):
     """The JSON of C{message}'s chat frame data up to its seq value:
     C{head + b"%d}" % seq} is C{orjson.dumps(message.frame_data())}."""
@@ -113,14 +134,15 @@ def frame_data_head(message):
 class _Waiting:
     """A message given to L{Acceptor.accept}, not answered yet."""
 
-    __slots__ = ("message", "words", "head", "d", "tries")
+    __slots__ = ("message", "words", "head", "d", "tries", "version")
 
-    def __init__(self, message, words, head, d):
+    def __init__(self, message, words, head, d, version=None):
         self.message = message
         self.words = words
         self.head = head
         self.d = d
         self.tries = 0
+        self.version = version
 
 
 class Acceptor:
@@ -149,7 +171,7 @@ class Acceptor:
         self._trimmed = None  # the second of the last trim
         self._waiting = []  # the _Waiting of this turn
 
-    def accept(self, message, words):
+    def accept(self, message, words, version=None):
         """Give C{message} its seq (set on it), append it to its channel's
         history and count C{words}: a Deferred of its chat frame data (JSON
         bytes). A room message also gets the room's node set
@@ -157,10 +179,13 @@ class Acceptor:
         the order given.
 
         Fails with L{StoreUnavailable} if Redis did not answer; nothing was
-        accepted then.
+        accepted then. With C{version} (a string: the version of the
+        sender's room state that the checks before were made against), in
+        the same step: fails with L{StaleRoomState}, nothing accepted, if
+        the sender's room state has another version now.
         """
         d = defer.Deferred()
-        self._add(_Waiting(message, joined(words), frame_data_head(message), d))
+        self._add(_Waiting(message, joined(words), frame_data_head(message), d, version))
         return d
 
     def _add(self, waiting):
@@ -189,7 +214,10 @@ class Acceptor:
             keys.append(history_key(channel))
             if message.roomName:
                 keys.append(room_nodes_key(message.roomName))
-            args += (waiting.head, ttl(channel), channel, waiting.words, 1 if message.roomName else 0)
+            if waiting.version is not None:
+                keys.append(room_state_key(message.sender))
+            args += (waiting.head, ttl(channel), channel, waiting.words, 1 if message.roomName else 0,
+                     "" if waiting.version is None else "=" + waiting.version)
         self.redis.eval(ACCEPT, keys, args).addCallbacks(
             self._answered, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
@@ -199,6 +227,9 @@ class Acceptor:
             return
         again = []
         for waiting, answer in zip(batch, answers):
+            if answer == -2:
+                waiting.d.errback(StaleRoomState(waiting.message.sender))
+                continue
             if answer == -1:
                 waiting.tries += 1
                 if waiting.tries >= TRIES:

@@ -10,6 +10,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from chatnet import moderation
+from chatnet.accept import StaleRoomState
 from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_online, unknown_room
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
@@ -33,6 +34,8 @@ MAX_TOKEN_CHARS = 8192
 # names (rooms and conversations together) one resume may ask about
 RESUME_NAMES = 100
 RESUME_WAIT = 3.0
+# posts tried again after the user's room state changed under them
+STALE_TRIES = 3
 FORMATS = 32
 _hasher = PasswordHasher()
 
@@ -73,13 +76,15 @@ class ChatHandlers:
     @param delivery: the L{chatnet.service.delivery.LocalDelivery}.
     @param tokens: the L{chatnet.tokens.TokenVerifier} of token logins, or
         None (the node takes no tokens).
+    @param room_state: the L{chatnet.service.roomstate.RoomState}, or None
+        (posts are then checked against the session's rooms and mutes only).
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
     """
 
     def __init__(self, *, config, clock, view=None, redis=None, mongo=None, offline=None, history=None,
                  popular=None, profanity=None, acceptor=None, message_log=None, directory=None, sessions=None,
                  presence=None, router=None, rooms=None, feed=None, delivery=None, tokens=None,
-                 emit=lambda event, *args: None):
+                 room_state=None, emit=lambda event, *args: None):
         self.config = config
         self.clock = clock
         self.view = view
@@ -98,6 +103,7 @@ class ChatHandlers:
         self.feed = feed
         self.delivery = delivery
         self.tokens = tokens
+        self.room_state = room_state
         self.emit = emit
         self.posting = Posting(config=config, profanity=profanity, acceptor=acceptor, message_log=message_log,
                                offline=offline, directory=directory, router=router, rooms=rooms, emit=emit,
@@ -184,7 +190,10 @@ class ChatHandlers:
         if not connection.closed:
             # its rooms' messages from now on
             try:
-                await self.feed.session_started(connection)
+                if self.room_state is not None:
+                    await self.room_state.session_started(connection)
+                else:
+                    await self.feed.session_started(connection)
             except StoreUnavailable:
                 await session.logout()
                 raise
@@ -283,14 +292,14 @@ class ChatHandlers:
         if is_group or room:
             if not room:
                 raise ProtocolError(400, "missing field 'roomName'", "chat")
-            await self._check_member(connection, [room], "chat")
             to, target = "", None
+            message, data = await self._accept_in_room(connection, text, ts, fmt, room)
         else:
             to = request.string("to", max_length=MAX_NAME)
             target = await self.directory.lookup_all(to) or None
             if target is None and not ("offline" in connection.features and await self.mongo.user_exists(to)):
                 raise not_online(to)
-        message, data = await self.posting.accept(record.username, text, ts, fmt, to, room or "")
+            message, data = await self.posting.accept(record.username, text, ts, fmt, to)
         if not room and target is None:
             await self.posting.queue(message)
             connection.answer("queued", {"to": to, "msgId": message.msgId, "seq": message.seq, "ts": message.ts}, request)
@@ -312,6 +321,25 @@ class ChatHandlers:
             self.posting.direct(message, data, target)
             if record.multi:
                 defer.ensureDeferred(self._to_own_sessions(message, data))
+
+    async def _accept_in_room(self, connection, text, ts, fmt, room):
+        """Check that the user may post to C{room}, then accept the post;
+        in an ordinary room, on the condition that the user's room state is
+        still the version the check was made against (the session's,
+        taken before the check): if it moved, the state is read again and
+        checked again (L{chatnet.service.roomstate}), L{STALE_TRIES} times
+        at most (then 503)."""
+        session = connection.session
+        username = connection.record.username
+        checked = self.room_state is not None and not is_automatic(room)
+        for _ in range(STALE_TRIES):
+            version = session.room_version if checked else None
+            await self._check_member(connection, [room], "chat")
+            try:
+                return await self.posting.accept(username, text, ts, fmt, room=room, version=version)
+            except StaleRoomState:
+                await self.room_state.refresh([username])
+        raise StoreUnavailable("redis", "chat")
 
     async def _to_own_sessions(self, message, data):
         """Deliver what a user sent to their other C{multi} sessions: the
@@ -467,7 +495,10 @@ class ChatHandlers:
         now = now_ms(self.clock)
         until = now + seconds * 1000
         await self.mongo.mute(room, target, until, now)
+        versions = await self.rooms.state_changed(target)
         await self._notice(connection, room, "mute", target, until)
+        if self.room_state is not None:
+            self.room_state.advanced(target, versions)
         connection.answer("mute", {"roomName": room, "username": target, "until": until}, request)
 
     async def set_role(self, connection, request):
@@ -504,6 +535,8 @@ class ChatHandlers:
         if was_member:
             await self.rooms.member_changed(room, target, False)
             self.emit("room_left", room, target)
+        else:
+            await self.rooms.state_changed(target)
 
     async def _notice(self, connection, room, action, target, until=None):
         frame = codec.encode(

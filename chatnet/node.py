@@ -50,6 +50,7 @@ from chatnet.sequences import Sequences
 from chatnet.service.api import ServerApi
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
 from chatnet.service.roomfeed import RoomFeed
+from chatnet.service.roomstate import RoomState
 from chatnet.service.session import SessionService
 from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.message_log import MessageLog
@@ -84,7 +85,7 @@ class ChatNode(MultiService):
         self.sessions = LocalSessions()
         self.directory = SessionDirectory(self.redis, self.view.live_nodes)
         # made in _start, once the node id is known:
-        self.leadership = self.membership = self.peers = self.feed = None
+        self.leadership = self.membership = self.peers = self.feed = self.room_state = None
         operations.attach(self, NodeGauges(  # metrics, event plugins (self.events), --metrics listener
             connections=lambda: len(self.factory.connections),
             sessions=lambda: len(self.sessions),
@@ -211,8 +212,9 @@ class ChatNode(MultiService):
         self.peers = Peers(clock, view.node_id, secret, responder, tls_options=tls.client_options(config),
                            bind_host=endpoint_interface(config.internal, default=None), metrics=self.metrics)
         router = Router(view, self.peers, self.directory, self.delivery, clock, deadline=deadline)
+        self.room_state = room_state = RoomState(self.redis, self.mongo, self.sessions, feed, clock)
         rooms = RoomRouter(view, self.peers, Rooms(self.mongo, self.directory), feed, self.sessions, self.directory,
-                           self.redis, clock, deadline=deadline)
+                           self.redis, clock, deadline=deadline, room_state=room_state)
         self.presence = Presence(
             view, self.peers, self.sessions, self.directory, self.redis,
             registered=lambda: self.membership is not None and self.membership.registered,
@@ -224,12 +226,13 @@ class ChatNode(MultiService):
         view.subscribe(self.presence.membership_changed)
         view.subscribe(self.leadership.membership_changed)
         feed.start()
+        room_state.start()
         handlers = ChatHandlers(
             config=config, clock=clock, view=view, redis=self.redis, mongo=self.mongo, offline=self.offline,
             history=self.history, popular=self.popular, profanity=self.profanity, acceptor=acceptor,
             message_log=self.message_log, directory=self.directory, sessions=self.sessions,
             presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery,
-            tokens=self._token_verifier(), emit=self.emit,
+            tokens=self._token_verifier(), room_state=room_state, emit=self.emit,
         )
         self.factory.serve(handlers, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
@@ -285,6 +288,7 @@ class ChatNode(MultiService):
         if self.leadership is not None:
             self.leadership.stop()
             self.feed.stop()
+            self.room_state.stop()
         connections = list(self.factory.connections)
         for connection in connections:
             connection.going_away()

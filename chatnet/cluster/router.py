@@ -229,10 +229,13 @@ class RoomRouter:
     @param directory: the L{chatnet.sessions.SessionDirectory} (where a
         user's sessions are).
     @param redis: the L{chatnet.stores.redis.RedisStore} (a room's node set).
+    @param room_state: the L{chatnet.service.roomstate.RoomState} (a new
+        version of the user's state at each change), or None.
     """
 
     def __init__(self, view, peers, rooms, feed, sessions, directory, redis, clock, deadline=20.0,
-                 retry_interval=0.25, batch_window=BATCH_WINDOW):
+                 retry_interval=0.25, batch_window=BATCH_WINDOW, room_state=None):
+        self.room_state = room_state
         self.view = view
         self.peers = peers
         self.rooms = rooms
@@ -267,19 +270,45 @@ class RoomRouter:
         """C{[{"roomName", "members"}, ...]}."""
         return await self.rooms.list()
 
+    async def state_changed(self, username):
+        """The stored room state of C{username} changed (MongoDB has it):
+        its new version (L{chatnet.service.roomstate.RoomState.changed}),
+        or None."""
+        if self.room_state is None:
+            return None
+        return await self.room_state.changed(username)
+
     async def member_changed(self, room, username, joined):
-        """The stored membership of C{username} in C{room} changed: their
-        sessions here and on every other node start (C{joined}) or stop
-        getting the room."""
+        """The stored membership of C{username} in C{room} changed: a new
+        version of their room state; their sessions here and on every
+        other node start (C{joined}) or stop getting the room. Every live
+        node is told (the session cache may not know a session logged in a
+        moment ago); the answers of the nodes the cache names are waited
+        for. A node told late or never follows by the version
+        (L{chatnet.service.roomstate})."""
+        versions = await self.state_changed(username)
         await self.local_member_changed(room, username, joined)
-        nodes = {r.nodeId for r in self.directory.cached_all(username)} & set(self.view.live_nodes())
-        nodes.discard(self.view.node_id)
-        calls = [defer.ensureDeferred(self.peers.call(node, cmd.RoomMember, roomName=room, username=username,
-                                                      joined=joined)) for node in sorted(nodes)]
-        for node, (ok, result) in zip(sorted(nodes), await defer.DeferredList(calls, consumeErrors=True)):
-            if not ok:
+        if self.room_state is not None:
+            self.room_state.advanced(username, versions)
+        live = set(self.view.live_nodes()) - {self.view.node_id}
+        known = sorted({r.nodeId for r in self.directory.cached_all(username)} & live)
+        others = sorted(live.difference(known))
+        calls = [self._tell_member(node, room, username, joined) for node in known]
+        for node in others:
+            self._tell_member(node, room, username, joined)
+        await defer.DeferredList(calls)
+
+    def _tell_member(self, node, room, username, joined):
+        """L{cmd.RoomMember} to C{node}; a failure is logged (C{False})."""
+        def failed(failure):
+            if not failure.check(PeerUnavailable):
                 log.warn("{user} {what} {room}: not told to {node} ({why})", user=username, room=room, node=node,
-                         what="joined" if joined else "left", why=result.getErrorMessage())
+                         what="joined" if joined else "left", why=failure.getErrorMessage())
+            return False
+
+        d = defer.ensureDeferred(self.peers.call(node, cmd.RoomMember, roomName=room, username=username,
+                                                 joined=joined))
+        return d.addErrback(failed)
 
     async def local_member_changed(self, room, username, joined):
         """The sessions of C{username} on this node start or stop getting C{room}."""

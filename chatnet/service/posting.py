@@ -43,14 +43,15 @@ class Posting:
         self.emit = emit
         self.public_rooms = public_rooms
 
-    async def accept(self, sender, text, ts, fmt="text", to="", room="", system=False):
+    async def accept(self, sender, text, ts, fmt="text", to="", room="", system=False, version=None):
         """Accept C{text} from C{sender} to C{room} or user C{to}: returns
         the L{ChatMessage} and its chat frame data (JSON bytes). C{system}:
         a message of the server API. Its words go to the public ranking
-        only from a public room (L{chatnet.service.public_rooms})."""
+        only from a public room (L{chatnet.service.public_rooms}).
+        C{version}: see L{chatnet.accept.Acceptor.accept}."""
         message = ChatMessage.new(sender, self.profanity.mask(text), ts, fmt, to, room, system=system)
         counted = await self.public_rooms.counted(room)
-        data = await self.acceptor.accept(message, words.tokenize(message.message) if counted else ())
+        data = await self.acceptor.accept(message, words.tokenize(message.message) if counted else (), version)
         self.message_log.append(message.document())
         self.emit("message_accepted", message)
         return message, data

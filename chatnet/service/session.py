@@ -97,10 +97,13 @@ class Session:
         this session (L{chatnet.service.roomfeed.RoomFeed}), while logged in.
     @ivar mutes: room -> the end (ms) of the user's mute there (0: none), for
         the rooms whose mute was read (None: none yet).
+    @ivar room_version: the version of the user's room state that L{rooms}
+        and L{mutes} are at least as new as (L{chatnet.service.roomstate});
+        None until the login read it.
     """
 
     __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "marks", "mutes",
-                 "_request_done", "_gone")
+                 "room_version", "_request_done", "_gone")
 
     def __init__(self, service, connection):
         self.service = service
@@ -112,6 +115,7 @@ class Session:
         self.rooms = None
         self.marks = None
         self.mutes = None
+        self.room_version = None
         self._request_done = None  # after the close: fires when the request in hand is done
         self._gone = None
 

@@ -66,6 +66,12 @@ def node_rooms_key(node_id):
     return f"{PREFIX}node-rooms:{node_id}"
 
 
+def room_state_key(username):
+    """The version of C{username}'s room membership and moderation state
+    (L{chatnet.service.roomstate})."""
+    return f"{PREFIX}room-state:{username}"
+
+
 # The sessions of a user are one hash field (the username) holding a JSON
 # list of records (a single object, as older nodes wrote it, reads as a list
 # of one). SESSION_LIST decodes such a field.

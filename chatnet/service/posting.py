@@ -13,6 +13,7 @@ from bson import ObjectId
 from twisted.internet import defer
 
 from chatnet import words
+from chatnet.errors import StoreUnavailable
 from chatnet.messages import ChatMessage
 
 
@@ -41,7 +42,12 @@ class Posting:
 
     async def accept(self, sender, text, ts, fmt="text", to="", room=""):
         """Accept C{text} from C{sender} to C{room} or user C{to}: returns
-        the L{ChatMessage} and its chat frame data (JSON bytes)."""
+        the L{ChatMessage} and its chat frame data (JSON bytes).
+
+        @raise StoreUnavailable: the write-behind log is full (MongoDB is
+            slow or down): nothing was accepted (503)."""
+        if self.message_log.full:
+            raise StoreUnavailable("mongodb", "message log full")
         message = ChatMessage.new(sender, self.profanity.mask(text), ts, fmt, to, room)
         data = await self.acceptor.accept(message, words.tokenize(message.message))
         self.message_log.append(message.document())

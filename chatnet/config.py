@@ -34,6 +34,9 @@ class NodeConfig:
     # --max-client-backlog: bytes a client connection may hold unread beyond
     # its transport's buffer before it is closed with 4008 (0: no bound)
     max_client_backlog: int = 1024 * 1024
+    # --client-send-buffer: SO_SNDBUF of client connections, bytes (0: the
+    # kernel's default, which grows up to net.ipv4.tcp_wmem's maximum)
+    client_send_buffer: int = 0
     # --max-message-log-bytes: accepted messages waiting for MongoDB, in
     # bytes (chatnet.stores.message_log); past it new messages get 503
     max_message_log_bytes: int = 64 * 1024 * 1024

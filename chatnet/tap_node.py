@@ -48,6 +48,8 @@ class Options(usage.Options):
         ["offline-limit", None, 1000, "Queued offline messages kept per user.", int],
         ["max-client-backlog", None, 1024 * 1024, "Bytes a client connection may leave unread (beyond the "
          "transport's 64 KiB buffer) before it is closed with 4008 (0: no bound).", int],
+        ["client-send-buffer", None, 0, "Kernel send buffer (SO_SNDBUF) of each client connection, bytes "
+         "(0: the kernel's, which grows up to net.ipv4.tcp_wmem's maximum while a client does not read).", int],
         ["max-message-log-bytes", None, 64 * 1024 * 1024, "Bytes of accepted messages waiting for MongoDB; past "
          "it new messages get 503.", int],
         ["ping-interval", None, 30.0, "Seconds between keep-alive pings of a client connection.", float],
@@ -84,8 +86,9 @@ class Options(usage.Options):
                      "ping-interval", "ping-timeout"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
-        if self["max-client-backlog"] < 0:
-            raise usage.UsageError("--max-client-backlog must be 0 (no bound) or positive")
+        for name in ("max-client-backlog", "client-send-buffer"):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} must be 0 or positive")
         if self["max-message-chars"] > MAX_MESSAGE_CHARS:
             # a message crosses the internal port as one AMP value (< 64 KiB),
             # up to 6 bytes a character as JSON (an escaped control character)
@@ -127,6 +130,7 @@ class Options(usage.Options):
             store_timeout=self["store-timeout"],
             offline_limit=self["offline-limit"],
             max_client_backlog=self["max-client-backlog"],
+            client_send_buffer=self["client-send-buffer"],
             max_message_log_bytes=self["max-message-log-bytes"],
             ping_interval=self["ping-interval"],
             ping_timeout=self["ping-timeout"],

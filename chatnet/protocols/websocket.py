@@ -7,6 +7,7 @@ can raise past this class or affect another connection. The session of the
 connection (login, logout, replacement, the frames a resume holds back) is
 its L{chatnet.service.session.Session}.
 """
+import socket
 from collections import deque
 
 from autobahn.twisted.websocket import ConnectionDeny, WebSocketServerProtocol
@@ -83,9 +84,11 @@ class ChatServerProtocol(WebSocketServerProtocol):
     def connectionMade(self):
         super().connectionMade()
         send_at_turn_end(self.transport)
-        limit = self.factory.config.max_client_backlog
-        if limit > 0:
-            OutboundBacklog(limit, self._too_slow).attach(self.transport)
+        config = self.factory.config
+        if config.client_send_buffer > 0:
+            _set_send_buffer(self.transport, config.client_send_buffer)
+        if config.max_client_backlog > 0:
+            OutboundBacklog(config.max_client_backlog, self._too_slow).attach(self.transport)
 
     def _too_slow(self):
         """The client reads slower than the node writes to it: close 4008
@@ -344,3 +347,15 @@ def _understood(name, params):
     except Exception:
         return False
     return True
+
+
+def _set_send_buffer(transport, size):
+    """The kernel's send buffer of C{transport}'s socket: C{size} bytes
+    (fixed, instead of growing with the connection, up to 4 MiB on Linux,
+    while its client does not read)."""
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if isinstance(handle, socket.socket):
+        try:
+            handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        except OSError as e:
+            log.warn("cannot set the send buffer of a client connection: {e}", e=e)

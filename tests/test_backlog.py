@@ -9,6 +9,8 @@ import os
 import struct
 
 from autobahn.websocket.compress import PerMessageDeflateOffer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -155,3 +157,41 @@ def test_a_bad_offer_is_passed_over_for_the_next_good_one():
     assert "Sec-WebSocket-Extensions: permessage-deflate" in head
     assert protocol._perMessageCompress is not None
     assert isinstance(PerMessageDeflateOffer.parse([]), PerMessageDeflateOffer)
+
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("write"), st.integers(1, 5000)),
+    st.tuples(st.just("pause"), st.just(0)),
+    st.tuples(st.just("resume"), st.just(0)),
+), max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(STEPS, st.integers(1, 20_000))
+def test_the_bound_holds_for_any_sequence_of_writes_pauses_and_resumes(steps, limit):
+    """Whatever the transport and the node do, the connection is found too
+    slow exactly when the bytes written since the last pause first pass the
+    limit (a client that keeps up is never closed), once; nothing written
+    is lost or reordered on the way."""
+    calls = []
+    backlog = OutboundBacklog(limit, lambda: calls.append(backlog.held))
+    transport = StringTransport()
+    backlog.attach(transport)
+    held, over, written = 0, False, []
+    for kind, n in steps:
+        if kind == "pause":
+            backlog.pauseProducing()  # (again: the count goes on)
+        elif kind == "resume":
+            backlog.resumeProducing()
+            held = 0
+        else:
+            data = bytes([len(written) % 251]) * n
+            written.append(data)
+            transport.write(data)
+            if backlog.paused:
+                held += n
+                if held > limit and not over:
+                    over = True
+                    assert calls == [held]
+        assert backlog.held == held
+    assert len(calls) == (1 if over else 0)
+    assert transport.value() == b"".join(written)

@@ -34,7 +34,8 @@ def cluster(tmp_path_factory, redis_server, zookeeper_server, mongo_server):
         tmp_path_factory.mktemp("cluster"), redis_server, zookeeper_server, mongo_server, nodes=1,
         # the kernel's send buffer fixed at 128 KiB (it would otherwise grow
         # to 4 MiB for each stalled client before the node holds anything)
-        extra_args=["--rate-limit", "0", "--client-send-buffer", "131072", "--metrics", f"tcp:{metrics_port}:interface=127.0.0.1"],
+        extra_args=["--rate-limit", "0", "--client-send-buffer", "131072",
+                    "--metrics", f"tcp:{metrics_port}:interface=127.0.0.1"],
     )
     c.metrics_port = metrics_port
     c.start(users=STALLED + 20)

@@ -8,6 +8,7 @@ import base64
 import os
 import struct
 
+import pytest
 from autobahn.websocket.compress import PerMessageDeflateOffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -56,9 +57,9 @@ def test_only_what_is_written_while_paused_counts():
     assert transport.value() == b"x" * 500 + b"y" * 60 + b"z" * 242  # nothing lost on the way
 
 
-def open_connection(**config):
+def open_connection(clock=None, **config):
     metrics = SlowClients()
-    clock = Clock()
+    clock = clock or Clock()
     factory = ChatServerFactory(NodeConfig(**config), clock, metrics)
     # a connection that does not log in needs none of the session's collaborators
     factory.serve(None, SessionService(None, None, None, None, lambda *args: None, clock, None))
@@ -195,3 +196,51 @@ def test_the_bound_holds_for_any_sequence_of_writes_pauses_and_resumes(steps, li
         assert backlog.held == held
     assert len(calls) == (1 if over else 0)
     assert transport.value() == b"".join(written)
+
+
+def masked(opcode, payload, fin=True):
+    n = len(payload)
+    assert n < 126
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | n]) + b"\0\0\0\0" + payload  # a zero mask
+
+
+def opcodes(data):
+    """The opcodes of the server frames C{data}."""
+    found = []
+    while len(data) >= 2:
+        n, start = data[1] & 0x7F, 2
+        if n == 126:
+            n, start = struct.unpack("!H", data[2:4])[0], 4
+        found.append(data[0] & 0x0F)
+        data = data[start + n:]
+    return found
+
+
+@pytest.mark.parametrize("shape", ["whole", "fragmented", "silent"])
+def test_keep_alive_in_process(shape):
+    """A fake clock drives autobahn's pings (every second, a second to
+    answer): a client that sends a data frame, whole (the protocol's short
+    way) or in fragments (autobahn's way), between pings but never answers
+    one stays open; one that sends nothing is dropped (aborted, as autobahn
+    does on a ping timeout) after its first ping."""
+    from txaio.testutil import replace_loop
+
+    clock = Clock()
+    with replace_loop(clock):
+        protocol, transport, _ = open_connection(ping_interval=1.0, ping_timeout=1.0, clock=clock)
+        for _ in range(6):
+            clock.advance(0.5)
+            clock.advance(0.5)
+            if shape == "whole":
+                protocol.dataReceived(masked(0x1, b"not json"))
+            elif shape == "fragmented":
+                protocol.dataReceived(masked(0x1, b"not ", fin=False) + masked(0x0, b"json"))
+            if shape == "silent" and transport.disconnecting:
+                break
+        sent = opcodes(transport.value())
+        assert sent.count(0x9) >= 1  # pinged
+        if shape == "silent":
+            assert transport.disconnecting and protocol.state == protocol.STATE_CLOSED
+        else:
+            assert not transport.disconnecting and protocol.state == protocol.STATE_OPEN
+            assert sent.count(0x1) == 6  # each frame answered (400: not JSON)

@@ -31,6 +31,17 @@ class NodeConfig:
     login_timeout: float = 60.0
     store_timeout: float = 3.0
     offline_limit: int = 1000
+    # --max-client-backlog: bytes a client connection may hold unread beyond
+    # its transport's buffer before it is closed with 4008 (0: no bound)
+    max_client_backlog: int = 1024 * 1024
+    # --client-send-buffer: SO_SNDBUF of client connections, bytes (0: the
+    # kernel's default, which grows up to net.ipv4.tcp_wmem's maximum)
+    client_send_buffer: int = 0
+    # --max-message-log-bytes: accepted messages waiting for MongoDB, in
+    # bytes (chatnet.stores.message_log); past it new messages get 503
+    max_message_log_bytes: int = 64 * 1024 * 1024
+    ping_interval: float = 30.0  # --ping-interval: seconds between keep-alive pings
+    ping_timeout: float = 20.0  # --ping-timeout: seconds a ping waits for its pong (or any data frame)
     tls_scheme: str = "ws"
     internal_tls: dict = field(default_factory=dict)  # {"ca": PEM file}: peers over TLS
     plugins: list = field(default_factory=list)  # --plugin NAME[:key=value,...]

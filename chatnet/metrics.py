@@ -129,6 +129,9 @@ class NodeMetrics(Metrics):
             "chatnet_internal_call_seconds", "Time until another node answered an internal call.", ["command"],
             buckets=LATENCY_BUCKETS, registry=r)
         self.leaderships = Counter("chatnet_leader_elections", "Times this node became the leader.", registry=r)
+        self.slow_clients = Counter(
+            "chatnet_slow_client_disconnects", "Client connections closed (4008) for leaving more than "
+            "--max-client-backlog unread.", registry=r)
         self._call_counters = {}  # command -> its labelled counters and histogram
         self._accepted_kind = {True: self.accepted.labels("room"), False: self.accepted.labels("direct")}
         self.track("chatnet_connections", "Open client WebSocket connections.",
@@ -167,6 +170,10 @@ class NodeMetrics(Metrics):
         self.rejected.labels(str(code)).inc()
         if code == 429:
             self.rate_limited.inc()
+
+    def slow_client_disconnected(self):
+        """A client connection is closed for reading too slowly."""
+        self.slow_clients.inc()
 
     def time_call(self, command, d):
         """Count the internal call C{command} and time C{d}, its answer

@@ -69,7 +69,7 @@ class ChatNode(MultiService):
         self.reactor = reactor
         self.redis = RedisStore(config.redis, timeout=config.store_timeout, reactor=reactor)
         self.mongo = MongoStore(config.mongo, timeout=config.store_timeout, reactor=reactor)
-        self.message_log = MessageLog(self.mongo, reactor)
+        self.message_log = MessageLog(self.mongo, reactor, max_bytes=config.max_message_log_bytes)
         self.message_log.setServiceParent(self)
         self.history = History(self.redis, self.mongo, waiting=self.message_log.waiting,
                                pending=self.message_log.pending_seq)

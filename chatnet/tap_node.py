@@ -46,6 +46,14 @@ class Options(usage.Options):
         ["login-timeout", None, 60.0, "Seconds a connection may stay without login (0: forever).", float],
         ["store-timeout", None, 3.0, "Seconds to wait for Redis or MongoDB before answering 503.", float],
         ["offline-limit", None, 1000, "Queued offline messages kept per user.", int],
+        ["max-client-backlog", None, 1024 * 1024, "Bytes a client connection may leave unread (beyond the "
+         "transport's 64 KiB buffer) before it is closed with 4008 (0: no bound).", int],
+        ["client-send-buffer", None, 0, "Kernel send buffer (SO_SNDBUF) of each client connection, bytes "
+         "(0: the kernel's, which grows up to net.ipv4.tcp_wmem's maximum while a client does not read).", int],
+        ["max-message-log-bytes", None, 64 * 1024 * 1024, "Bytes of accepted messages waiting for MongoDB; past "
+         "it new messages get 503.", int],
+        ["ping-interval", None, 30.0, "Seconds between keep-alive pings of a client connection.", float],
+        ["ping-timeout", None, 20.0, "Seconds a keep-alive ping waits for its pong or any data frame.", float],
         ["metrics", None, "", "Endpoint serving /metrics (Prometheus) and /health, e.g. tcp:9400."],
         ["log-format", None, "text", "text or json (one JSON object per line)."],
         ["internal-ca", None, "", "PEM trust root of the peers' certificates: the internal port over TLS."],
@@ -74,9 +82,13 @@ class Options(usage.Options):
             if not user or not password:
                 raise usage.UsageError("--zookeeper-auth must be USER:PASSWORD")
         check_token_options(self)
-        for name in ("popular-window", "max-message-chars", "max-frame-bytes"):
+        for name in ("popular-window", "max-message-chars", "max-frame-bytes", "max-message-log-bytes",
+                     "ping-interval", "ping-timeout"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        for name in ("max-client-backlog", "client-send-buffer"):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} must be 0 or positive")
         if self["max-message-chars"] > MAX_MESSAGE_CHARS:
             # a message crosses the internal port as one AMP value (< 64 KiB),
             # up to 6 bytes a character as JSON (an escaped control character)
@@ -117,6 +129,11 @@ class Options(usage.Options):
             login_timeout=self["login-timeout"],
             store_timeout=self["store-timeout"],
             offline_limit=self["offline-limit"],
+            max_client_backlog=self["max-client-backlog"],
+            client_send_buffer=self["client-send-buffer"],
+            max_message_log_bytes=self["max-message-log-bytes"],
+            ping_interval=self["ping-interval"],
+            ping_timeout=self["ping-timeout"],
             plugins=list(self["plugin"]),
             tls_scheme=tls.scheme(self["listen"]),
             internal_tls={"ca": self["internal-ca"]} if self["internal-ca"] else {},

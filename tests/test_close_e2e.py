@@ -192,3 +192,43 @@ def test_frames_in_every_shape_are_read(cluster):
     assert answered == [0, 1, 2, 3, 4, 5]
     raw.send_frame(0x8, struct.pack("!H", 1000))
     raw.sock.close()
+
+
+@pytest.mark.parametrize("close, code", [
+    (struct.pack("!H", 999), 1002),  # a close code no endpoint may send
+    (struct.pack("!H", 1004), 1002),  # a reserved one
+    (struct.pack("!H", 1000) + b"\xff\xfe", 1007),  # a reason that is not UTF-8
+])
+def test_a_bad_close_frame_gets_its_close_code_before_the_tcp_connection_ends(cluster, close, code):
+    """The node fails the connection with the close code of the fault, and
+    that close frame reaches the client before the TCP connection ends
+    (it used to be dropped with the connection, aborted at once)."""
+    raw = RawClient(cluster.port("node1"))
+    raw.send_frame(0x1, b'{"action":"login","id":1,"data":{"username":"user9"}}')
+    raw.send_frame(0x8, close)
+    assert raw.close_code() == code  # read before the end of the stream
+    try:
+        assert raw.sock.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    raw.sock.close()
+
+
+def test_python_websockets_offering_deflate_with_an_unknown_parameter_opens_without_it(cluster):
+    """RFC 7692 section 7: an offer the server does not understand is
+    declined (the connection opens without the extension), not refused."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    async def run():
+        async with connect(f"ws://127.0.0.1:{cluster.port('node1')}/", compression=None,
+                           additional_headers={"Sec-WebSocket-Extensions": "permessage-deflate; x-unknown=1"},
+                           open_timeout=10) as ws:
+            assert ws.response.status_code == 101
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            await ws.send(json.dumps({"id": 1, "action": "login", "data": {"username": "user8"}}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    answer = asyncio.run(run())
+    assert answer["action"] == "login" and answer["re"] == 1, answer

@@ -383,3 +383,18 @@ def test_api_commands_refused_without_an_api_locator():
     p = Pair(source="10.0.0.7", gateways=GATEWAYS)
     assert p.login("gateway:gw1") is None
     assert refusal(p.result(p.client.callRemote(cmd.ApiPresence, username="alice"))) is cmd.NotAllowed
+
+
+def test_a_peer_that_does_not_read_what_it_is_sent_is_dropped():
+    """The transport's buffer is full (it paused the link's producer): what
+    the node sends then counts, and past the bound the link is aborted, as a
+    peer breaking the limits is."""
+    clock = task.Clock()
+    protocol = InternalProtocol(Handler(), b"s3cret", clock, MemberIdentity(lambda: MEMBERS, None, clock))
+    protocol.maxOutboundBytes = 10_000
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.2", 40000))
+    protocol.makeConnection(transport)
+    transport.producer.pauseProducing()
+    for _ in range(4):
+        transport.write(b"x" * 3000)
+    assert transport.disconnecting

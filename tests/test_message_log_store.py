@@ -131,3 +131,28 @@ async def test_what_the_log_stored_survives_a_killed_mongodb(services):
     finally:
         client.close()
     assert kept == len(stored)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_log_is_full_at_its_bound_and_frees_what_mongodb_took(mongo_server):
+    """Each queued document counts 1 KiB plus 4 bytes a character (an upper
+    bound of its memory); at C{max_bytes} the log is full, and it is not
+    once MongoDB stored them (dead letters included)."""
+    from chatnet.stores.message_log import document_bytes
+
+    mongo = store(mongo_server.port)
+    size = document_bytes(document(0))
+    log = MessageLog(mongo, reactor, max_bytes=10 * size)
+    try:
+        for i in range(9):
+            log.append(document(i))
+        assert not log.full and log.bytes == 9 * size
+        log.append(document(9))
+        assert log.full
+        log.append(document(10, ts=2**63))  # appended all the same: the caller checked before accepting
+        await flushed(log)
+        assert log.bytes == 0 and not log.full and log.pending == 0
+        assert log.stored == 10 and log.dead_lettered == 1
+    finally:
+        await mongo.db.command("dropDatabase")
+        await mongo.disconnect()

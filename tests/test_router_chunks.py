@@ -80,3 +80,75 @@ def test_a_batch_is_cut_to_fit_amp_values():
     assert sum(sizes) == 10 and max(sizes) <= 2
     for _, _, a in node.peers.calls:
         amp.ListOf(amp.String()).toStringProto(a["datas"], None)
+
+
+class SlowNode:
+    """Calls to one node that are answered when the test says so."""
+
+    def __init__(self):
+        self.calls = []  # (items, Deferred of the answer)
+
+    def send(self, node_id, items):
+        from twisted.internet import defer
+
+        d = defer.Deferred()
+        self.calls.append((list(items), d))
+        return d
+
+
+def make_batches(clock, peer, max_in_flight=2, max_waiting=10_000):
+    from chatnet.cluster.router import Batches
+
+    return Batches(clock, BATCH_WINDOW, peer.send, lambda item: item, lambda items, answer: [answer] * len(items),
+                   max_in_flight=max_in_flight, max_waiting=max_waiting)
+
+
+def test_calls_in_flight_are_bounded_and_what_piled_up_goes_as_one_call():
+    clock, peer = Clock(), SlowNode()
+    batches = make_batches(clock, peer)
+    results = []
+    for i in range(2):  # two windows, two calls, both unanswered
+        batches.add("n2", b"m%d" % i).addCallback(results.append)
+        clock.advance(BATCH_WINDOW)
+    assert [items for items, _ in peer.calls] == [[b"m0"], [b"m1"]]
+    for i in range(2, 7):  # the bound reached: these pile up, whatever the time
+        batches.add("n2", b"m%d" % i).addCallback(results.append)
+        clock.advance(BATCH_WINDOW)
+    assert len(peer.calls) == 2 and batches.in_flight == {"n2": 2}
+    peer.calls[0][1].callback("ok")  # one answer: the pile goes at once, as one call
+    assert [items for items, _ in peer.calls[2:]] == [[b"m2", b"m3", b"m4", b"m5", b"m6"]]
+    for _, d in peer.calls[1:]:
+        d.callback("ok")
+    assert results == ["ok"] * 7 and batches.in_flight == {}
+
+
+def test_a_failed_call_frees_its_place_too():
+    clock, peer = Clock(), SlowNode()
+    batches = make_batches(clock, peer, max_in_flight=1)
+    first = batches.add("n2", b"a")
+    clock.advance(BATCH_WINDOW)
+    second = batches.add("n2", b"b")
+    clock.advance(BATCH_WINDOW)
+    assert len(peer.calls) == 1
+    peer.calls[0][1].errback(RuntimeError("link aborted"))
+    first.addErrback(lambda f: f.trap(RuntimeError))
+    assert [items for items, _ in peer.calls[1:]] == [[b"b"]]
+    peer.calls[1][1].callback("ok")
+    assert second.result == "ok"
+
+
+def test_past_the_waiting_bound_a_message_fails_at_once():
+    from chatnet.cluster.peers import PeerUnavailable
+
+    clock, peer = Clock(), SlowNode()
+    batches = make_batches(clock, peer, max_in_flight=1, max_waiting=3 * 700)
+    batches.add("n2", b"x" * 100)
+    clock.advance(BATCH_WINDOW)  # in flight, unanswered
+    waiting = [batches.add("n2", b"x" * 100) for _ in range(3)]  # 700 each counted
+    refused = batches.add("n2", b"x" * 100)
+    failures = []
+    refused.addErrback(failures.append)
+    assert failures and failures[0].check(PeerUnavailable)
+    assert all(not d.called for d in waiting)  # the ones piled up wait their turn
+    peer.calls[0][1].callback("ok")
+    assert [len(items) for items, _ in peer.calls] == [1, 3]

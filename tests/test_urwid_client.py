@@ -1130,3 +1130,17 @@ def test_the_server_apis_direct_messages_are_the_conversation_system():
     text = screen(app)
     assert "<Support> notice 2" in text and "<alice> notice 3" in text
     assert app.conn.last_seq == {"dm:system": 3}
+
+def test_too_slow_4008_reconnects_at_once_and_resumes():
+    """The node closed the connection because the client read too slowly
+    (4008): the client comes back at once (the quick retry) and resumes from
+    the last seqs it saw."""
+    app, net, clock, t1, a1 = connected_app(features=FEATURES)
+    join(app, t1, a1, "room1", history=[chat("bob", "room1", "old", -5, seq=4)])
+    a1.closed(4008, "too slow: reconnect and resume")
+    assert "node1 closed the connection: too slow: reconnect and resume" in status_line(app)
+    clock.advance(0.5)
+    t2, a2 = open_and_login(app, net, node="node1", features=FEATURES)
+    assert t2.last("resume")["data"] == {"rooms": {"room1": 4}, "conversations": {}}
+    a2.message(frame("resume", {"replayed": 0, "tooOld": []}, t2.last("resume")["id"]))
+    assert app.conn.state == "online"

@@ -121,6 +121,8 @@ class BenchClient:
         self._open_d = None
         self.login_latency: Optional[float] = None
         self.compressed = False  # permessage-deflate negotiated
+        self.stalled = False  # room --stalled: what it reads is not counted
+        self.close_code = None
 
     # connection -----------------------------------------------------------
     def connect(self):
@@ -172,6 +174,7 @@ class BenchClient:
             self._open_d.callback(None)
 
     def _closed(self, code, reason):
+        self.close_code = code
         was_connected = self.connected
         self.connected = False
         self.closed = True
@@ -230,6 +233,8 @@ class BenchClient:
         self.send("chat", data, chat_frame_id(key))
 
     def _frame(self, payload: bytes) -> None:
+        if self.stalled:
+            return
         run = self.run
         try:
             msg = orjson.loads(payload)

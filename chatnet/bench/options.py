@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     traffic.add_argument("--members", type=int, default=30, help="room: members")
     traffic.add_argument("--senders", type=int, default=3, help="room: senders among the members")
     traffic.add_argument("--room", default="room1", help="room: room name (default room1)")
+    traffic.add_argument("--stalled", type=int, default=0, metavar="N",
+                         help="room: N more members on the first node that log in, join and never "
+                              "read again; reports that node's RSS and how many were closed")
     traffic.add_argument("--rooms", type=int, default=30, help="rooms: number of rooms")
     traffic.add_argument("--room-size", type=int, default=10, metavar="N",
                          help="rooms: members per room (the first of them sends)")
@@ -146,6 +149,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             build_parser().error("--members and --senders must be at least 1")
         if opts.senders > opts.members:
             build_parser().error("--senders cannot exceed --members")
+        if opts.stalled < 0:
+            build_parser().error("--stalled must be 0 or more")
     if opts.scenario == "rooms" and (opts.rooms < 1 or opts.room_size < 1):
         build_parser().error("--rooms and --room-size must be at least 1")
     if opts.window < 0 or (opts.window == 0 and opts.rate <= 0):
@@ -163,7 +168,7 @@ def users_needed(opts) -> int:
     if opts.scenario == "direct":
         return 2 * opts.pairs
     if opts.scenario == "room":
-        return opts.members
+        return opts.members + opts.stalled
     if opts.scenario == "rooms":
         return opts.rooms * opts.room_size
     if opts.scenario == "connections":

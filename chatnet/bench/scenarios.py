@@ -89,17 +89,23 @@ async def join_all(run: BenchRun, joins) -> list:
 async def scenario_room(run: BenchRun) -> Dict[str, Any]:
     opts = run.opts
     nodes = await run.discover()
-    clients = run.make_clients(spread(opts.members, len(nodes)))
+    # the stalled members (--stalled) all on the first node, after the others
+    clients = run.make_clients(spread(opts.members, len(nodes)) + [0] * opts.stalled)
     await run.maybe_create_users()
     run.progress.start()
     run.phase = "login"
     await run.login_all(clients)
-    members = [c for c in clients if c.logged_in]
+    members = [c for c in clients[:opts.members] if c.logged_in]
     if not members:
         return await run.fail("no member could log in")
     joined = await join_all(run, [(c, opts.room) for c in members])
     if not joined:
         return await run.fail(f"no member could join {opts.room}")
+    stalled = []
+    if opts.stalled:
+        stalled = await join_all(run, [(c, opts.room) for c in clients[opts.members:] if c.logged_in])
+        for c in stalled:
+            stall(c)
     await run.sleep(opts.settle)
     recipients = frozenset(c.index for c in joined)
     # the first members are on different nodes (round-robin)
@@ -107,14 +113,76 @@ async def scenario_room(run: BenchRun) -> Dict[str, Any]:
     senders = [Sender(c, recipients, {"roomName": opts.room, "isGroup": True, "format": "text"})
                for c in sending]
     run.traffic.release_on_own_echo = True
+    rss = StalledNodeRss(run, nodes[0]) if opts.stalled else None
     await run.traffic.run_senders(senders)
-    return await run.traffic_result({
+    figures = {
         "members": len(joined),
         "members_requested": opts.members,
         "senders": len(senders),
         "room": opts.room,
         "deliveries_per_s": _round(run.tracker.throughput(), 1),
-    })
+    }
+    if rss is not None:
+        figures.update(rss.stop())
+        # read again: a connection the node closed shows it now (a client
+        # that does not read does not see the end of its connection)
+        for c in stalled:
+            c.proto.transport.resumeProducing()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(c.closed for c in stalled):
+            await run.sleep(0.2)
+        figures["stalled"] = len(stalled)
+        figures["stalled_closed"] = sum(1 for c in stalled if c.closed)
+        figures["stalled_close_codes"] = dict(collections.Counter(str(c.close_code) for c in stalled if c.closed))
+    return await run.traffic_result(figures)
+
+
+def stall(client) -> None:
+    """Make C{client} stop reading: a 4 KiB receive buffer, and its
+    transport no longer reads from the socket."""
+    client.stalled = True
+    transport = client.proto.transport
+    handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+    if hasattr(handle, "setsockopt"):
+        import socket
+
+        handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    transport.pauseProducing()
+
+
+class StalledNodeRss:
+    """The RSS of the node with the stalled members, before the traffic and
+    at its peak (read every 0.1 s while the scenario runs)."""
+
+    def __init__(self, run: BenchRun, node):
+        from twisted.internet import task
+
+        self.pid = run.node_pids([node]).get(node.name)
+        self.node = node.name
+        self.before = read_rss_kb(self.pid) if self.pid else None
+        self.peak = self.before
+        self._loop = task.LoopingCall(self._sample)
+        self._loop.clock = run.reactor
+        if self.pid:
+            self._loop.start(0.1)
+        else:
+            run.note("stalled node's RSS not measured: pass --node-pids or --cluster-dir")
+
+    def _sample(self):
+        rss = read_rss_kb(self.pid)
+        if rss is not None and (self.peak is None or rss > self.peak):
+            self.peak = rss
+
+    def stop(self) -> Dict[str, Any]:
+        if self._loop.running:
+            self._loop.stop()
+        after = read_rss_kb(self.pid) if self.pid else None
+        return {
+            "stalled_node": self.node,
+            "stalled_node_rss_kb_before": self.before,
+            "stalled_node_rss_kb_peak": self.peak,
+            "stalled_node_rss_kb_after": after,
+        }
 
 
 async def scenario_rooms(run: BenchRun) -> Dict[str, Any]:

@@ -23,7 +23,7 @@ from chatnet.client.requests import Request, RequestIds, Requests
 from chatnet.client.resume import ResumeTracker, SeenMessages
 from chatnet.client.text import clean_text
 from chatnet.client.transport import Attempt, Link, LinkOwner, describe_exception
-from chatnet.protocols.constants import DISCONNECTED, FEATURES, GOING_AWAY, REPLACED, is_automatic
+from chatnet.protocols.constants import DISCONNECTED, FEATURES, GOING_AWAY, REPLACED, TOO_SLOW, is_automatic
 
 #: answers handed to the listener as they are
 _ANSWERS = ("userInfo", "popular", "listRooms", "createRoom", "invite", "kick", "ban", "mute", "setRole")
@@ -368,6 +368,8 @@ def _why_closed(node: str | None, code: int | None, reason: str | None) -> str:
     """What the user is told when the connection to ``node`` closed with ``code``."""
     if code == GOING_AWAY:
         return f"{node} is shutting down"
+    if code == TOO_SLOW:  # (or no login in time): reconnect and resume
+        return f"{node} closed the connection: {reason or 'too slow'}"
     if code == 1001:
         return f"{node} is going away"
     if code == 1000:

@@ -142,8 +142,10 @@ class Peers:
     def _failed(self, failure, protocol, node):
         e = failure.value
         if isinstance(e, (defer.TimeoutError, defer.CancelledError)):
+            # aborted: a node that does not answer may not read either, and
+            # closing would wait for it to take what is buffered for it
             if protocol.transport is not None:
-                protocol.transport.loseConnection()
+                protocol.transport.abortConnection()
             raise PeerUnavailable(node) from e
         if isinstance(e, (ConnectionClosed, cmd.NotAuthenticated)) or (
             isinstance(e, RemoteAmpError) and e.errorCode == b"NOT_AUTHENTICATED"

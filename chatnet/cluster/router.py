@@ -39,11 +39,39 @@ BATCH_BYTES = 48 * 1024
 BATCH_WINDOW = 0.002
 
 
+# calls carrying messages that may wait for their answer from one node at a
+# time; what is given for the node meanwhile piles up and goes as one call
+# (cut at BATCH_BYTES) as soon as one is answered
+MAX_IN_FLIGHT = 16
+
+# bytes of message data that may pile up for one node while its calls are
+# not answered; past it, a message for the node fails at once, as if the node
+# could not be reached (its sender retries, the node catches up from the
+# history: the same as for a node that is down)
+MAX_WAITING_BYTES = 4 * 1024 * 1024
+
+
+class _Pile:
+    """The items waiting for one node, and their Deferreds."""
+
+    __slots__ = ("items", "waiters", "bytes", "scheduled")
+
+    def __init__(self):
+        self.items = []
+        self.waiters = []
+        self.bytes = 0
+        self.scheduled = False
+
+
 class Batches:
     """Calls to other nodes that carry several messages: the items given
     for one node within C{window} seconds go in calls of at most
     L{BATCH_BYTES} of message data each (every list of a call is one AMP
-    value, below 64 KiB).
+    value, below 64 KiB). At most C{max_in_flight} calls wait for their
+    answer from one node; meanwhile the items pile up (at most
+    C{max_waiting} bytes of message data, beyond which an item fails at once
+    with L{PeerUnavailable}) and go together once a call is answered (or
+    failed: the link times out and is aborted, L{chatnet.cluster.peers}).
 
     @param send: C{send(node_id, items)} makes the call; returns a Deferred
         of its answer.
@@ -51,45 +79,95 @@ class Batches:
     @param results: C{results(items, answer)}: the result of each item.
     """
 
-    def __init__(self, clock, window, send, data_of, results):
+    def __init__(self, clock, window, send, data_of, results, max_in_flight=MAX_IN_FLIGHT,
+                 max_waiting=MAX_WAITING_BYTES):
         self.clock = clock
         self.window = window
         self.send = send
         self.data_of = data_of
         self.results = results
-        self._waiting = {}  # node id -> ([item], [Deferred])
+        self.max_in_flight = max_in_flight
+        self.max_waiting = max_waiting
+        self._waiting = {}  # node id -> _Pile
+        self._in_flight = {}  # node id -> calls not answered yet
+        self._flushing = set()  # node ids being sent to (an answer may come at once)
 
     def add(self, node_id, item):
         """A Deferred of C{item}'s result, once the call that carries it
         is answered."""
-        batch = self._waiting.get(node_id)
-        if batch is None:
-            batch = self._waiting[node_id] = ([], [])
-            self.clock.callLater(self.window, self._flush, node_id)
+        pile = self._waiting.get(node_id)
+        if pile is None:
+            pile = self._waiting[node_id] = _Pile()
+        size = len(self.data_of(item)) + 600  # (600: the item's other values)
+        if pile.bytes + size > self.max_waiting and pile.items:
+            return defer.fail(PeerUnavailable(node_id))
         d = defer.Deferred()
-        batch[0].append(item)
-        batch[1].append(d)
+        pile.items.append(item)
+        pile.waiters.append(d)
+        pile.bytes += size
+        if not pile.scheduled and self._in_flight.get(node_id, 0) < self.max_in_flight:
+            pile.scheduled = True
+            self.clock.callLater(self.window, self._flush, node_id)
         return d
 
+    @property
+    def in_flight(self):
+        """Calls waiting for their answer, by node id."""
+        return dict(self._in_flight)
+
     def _flush(self, node_id):
-        items, waiters = self._waiting.pop(node_id)
-        start, size = 0, 0
-        for i, item in enumerate(items):
-            # (600: the item's other values)
-            if i > start and size + len(self.data_of(item)) + 600 > BATCH_BYTES:
+        pile = self._waiting.get(node_id)
+        if pile is None:
+            return
+        pile.scheduled = False
+        self._flushing.add(node_id)
+        try:
+            self._send_pile(node_id, pile)
+        finally:
+            self._flushing.discard(node_id)
+
+    def _send_pile(self, node_id, pile):
+        items, waiters = pile.items, pile.waiters
+        start, size, i = 0, 0, 0
+        while i < len(items) and self._in_flight.get(node_id, 0) < self.max_in_flight:
+            item_size = len(self.data_of(items[i])) + 600
+            if i > start and size + item_size > BATCH_BYTES:
                 self._call(node_id, items[start:i], waiters[start:i])
                 start, size = i, 0
-            size += len(self.data_of(item)) + 600
-        self._call(node_id, items[start:], waiters[start:])
+                continue
+            size += item_size
+            i += 1
+        if i == len(items) and i > start:
+            self._call(node_id, items[start:], waiters[start:])
+            start = i
+        if start == len(items):
+            del self._waiting[node_id]
+        else:  # the rest waits for an answer
+            pile.items, pile.waiters = items[start:], waiters[start:]
+            pile.bytes = sum(len(self.data_of(item)) + 600 for item in pile.items)
 
     def _call(self, node_id, items, waiters):
+        self._in_flight[node_id] = self._in_flight.get(node_id, 0) + 1
+
+        def done():
+            left = self._in_flight[node_id] - 1
+            if left:
+                self._in_flight[node_id] = left
+            else:
+                del self._in_flight[node_id]
+            pile = self._waiting.get(node_id)
+            if pile is not None and not pile.scheduled and node_id not in self._flushing:
+                self._flush(node_id)  # what piled up meanwhile
+
         def answered(answer):
             for waiter, result in zip(waiters, self.results(items, answer)):
                 waiter.callback(result)
+            done()
 
         def failed(failure):
             for waiter in waiters:
                 waiter.errback(failure)
+            done()
 
         defer.ensureDeferred(self.send(node_id, items)).addCallbacks(answered, failed)
 

@@ -59,8 +59,11 @@ class ChatServerFactory(WebSocketServerFactory):
             applyMask=False,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=3,
-            autoPingInterval=30,
-            autoPingTimeout=20,
+            autoPingInterval=config.ping_interval,
+            autoPingTimeout=config.ping_timeout,
+            # a data frame counts as a pong: ChatServerProtocol._alive, for
+            # the frames autobahn reads and those the protocol reads itself
+            autoPingRestartOnAnyTraffic=False,
             # a frame too big or not UTF-8 gets its close code (1009, 1007)
             # and a closing handshake instead of a TCP reset
             failByDrop=False,

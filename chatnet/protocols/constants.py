@@ -18,6 +18,10 @@ ALLIANCE_PREFIX = "alliance:"
 GOING_AWAY = 4001
 #: no login within the node's login timeout
 LOGIN_TIMEOUT = 4008
+#: the client read slower than the node wrote to it (its backlog passed the
+#: node's bound): reconnect and resume; the same code as LOGIN_TIMEOUT, both
+#: mean that the node stopped waiting for this client
+TOO_SLOW = 4008
 #: a newer login of the same user took this session over (after the 409 error frame)
 REPLACED = 4009
 #: the server's operator disconnected this user (the server API): do not reconnect automatically

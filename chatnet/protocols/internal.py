@@ -25,6 +25,12 @@ memory it sends:
   plus a few small fields) is below 200 KiB. A larger box drops the
   connection.
 
+What a node sends a peer is bounded too: a peer that leaves more than
+L{MAX_OUTBOUND_BYTES} unread (beyond the transport's 64 KiB buffer; counted
+by L{chatnet.protocols.backlog.OutboundBacklog}) is dropped. Its calls fail
+as for a node that went away (the callers retry or catch up, see
+L{chatnet.cluster.router}), and the link is made again at the next call.
+
 The boxes are read here rather than by Twisted's box parser, and the calls
 that carry the messages (L{cmd.DeliverMany}, L{cmd.RoomDeliver}) are
 encoded, answered and decoded here rather than by AMP's generic command
@@ -44,6 +50,7 @@ from twisted.python.failure import Failure
 
 from chatnet.errors import ProtocolError, StoreUnavailable
 from chatnet.protocols import amp_commands as cmd
+from chatnet.protocols.backlog import OutboundBacklog
 from chatnet.protocols.turnwrites import send_at_turn_end
 
 log = Logger()
@@ -54,6 +61,9 @@ PRE_AUTH_BYTES = 4096
 PRE_AUTH_SECONDS = 5.0
 MAX_BOX_KEYS = 32
 MAX_BOX_BYTES = 256 * 1024
+# what may wait unread by a peer: the calls in flight to it (16 of at most
+# 200 KiB, chatnet.cluster.router.MAX_IN_FLIGHT) and the answers to its own
+MAX_OUTBOUND_BYTES = 16 * 1024 * 1024
 
 
 def client_mac(secret, server_nonce, node_id):
@@ -154,6 +164,7 @@ class InternalProtocol(amp.AMP):
     preAuthSeconds = PRE_AUTH_SECONDS
     maxBoxKeys = MAX_BOX_KEYS
     maxBoxBytes = MAX_BOX_BYTES
+    maxOutboundBytes = MAX_OUTBOUND_BYTES
 
     def __init__(self, handler, secret, clock, identity=None, api=None):
         super().__init__()
@@ -176,6 +187,8 @@ class InternalProtocol(amp.AMP):
 
     def connectionMade(self):
         send_at_turn_end(self.transport)
+        OutboundBacklog(self.maxOutboundBytes, lambda: self._drop("it does not read what it is sent")).attach(
+            self.transport)
         super().connectionMade()
         self._deadline = self.clock.callLater(self.preAuthSeconds, self._drop, "did not authenticate in time")
 

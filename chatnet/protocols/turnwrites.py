@@ -14,7 +14,10 @@ is written during the turn and sends it all with one C{send()} at the end
 of the turn (a call scheduled for when the reactor's I/O of the turn is
 done, before it polls again). Only what the socket does not take at once
 goes Twisted's way (the rest keeps its order: nothing is sent straight
-while Twisted still holds bytes of the connection). Closing the connection
+while Twisted still holds bytes of the connection; the writes of a turn
+are then handed to it one by one, not joined, so that a frame written to
+many connections stays one object in memory however many of them do not
+read). Closing the connection
 sends what is kept first; aborting it drops it, as Twisted's abort does.
 Only plain TCP transports are changed (a TLS connection writes through its
 TLS layer, which is left as it is). A connection whose sending fails in an
@@ -101,10 +104,15 @@ class _Writer:
         pending, self.pending = self.pending, None
         if not pending:
             return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
         transport = self.transport
-        if (transport.connected and not transport.disconnecting and not transport.TLS
-                and not transport.dataBuffer and not transport._tempDataBuffer):
+        if transport.dataBuffer or transport._tempDataBuffer:
+            # Twisted holds bytes of the connection already (its client is
+            # slow): it keeps these writes as they are, by reference (a room's
+            # frame is one bytes object for all its members' connections)
+            tcp.Connection.writeSequence(transport, pending)
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        if transport.connected and not transport.disconnecting and not transport.TLS:
             try:
                 sent = transport.socket.send(data)
             except (BlockingIOError, InterruptedError):

@@ -7,16 +7,19 @@ can raise past this class or affect another connection. The session of the
 connection (login, logout, replacement, the frames a resume holds back) is
 its L{chatnet.service.session.Session}.
 """
+import socket
 from collections import deque
 
 from autobahn.twisted.websocket import ConnectionDeny, WebSocketServerProtocol
+from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from chatnet.errors import ProtocolError, as_protocol_error
 from chatnet.protocols import codec
-from chatnet.protocols.constants import DISCONNECTED, GOING_AWAY, LOGIN_TIMEOUT, REPLACED
+from chatnet.protocols.backlog import OutboundBacklog
+from chatnet.protocols.constants import DISCONNECTED, GOING_AWAY, LOGIN_TIMEOUT, REPLACED, TOO_SLOW
 from chatnet.protocols.turnwrites import send_at_turn_end
 from chatnet.ratelimit import TokenBucket
 from chatnet.service.session import CLOSED
@@ -53,6 +56,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
     _queue = ()  # the requests waiting their turn (a deque from the first one)
     _busy = False
     _login_timer = None
+    _drop_timer = None  # aborts a connection whose closing writes are not read
 
     @property
     def record(self):
@@ -80,8 +84,27 @@ class ChatServerProtocol(WebSocketServerProtocol):
     def connectionMade(self):
         super().connectionMade()
         send_at_turn_end(self.transport)
+        config = self.factory.config
+        if config.client_send_buffer > 0:
+            _set_send_buffer(self.transport, config.client_send_buffer)
+        if config.max_client_backlog > 0:
+            OutboundBacklog(config.max_client_backlog, self._too_slow).attach(self.transport)
+
+    def _too_slow(self):
+        """The client reads slower than the node writes to it: close 4008
+        (it resumes after reconnecting); what it did not read is dropped
+        with the connection, at the latest when the closing handshake
+        times out."""
+        self.factory.metrics.slow_client_disconnected()
+        if self.state == OPEN:
+            self.sendClose(TOO_SLOW, "too slow: reconnect and resume")
 
     def onConnect(self, request):
+        # An offer of an extension with a parameter the node does not
+        # understand is declined, not refused (RFC 7692 section 7):
+        # autobahn answers it with 400, so it never sees it.
+        self.websocket_extensions = [(name, params) for name, params in self.websocket_extensions
+                                     if _understood(name, params)]
         config = self.factory.config
         if config.allowed_origins and request.headers.get("origin") is not None:
             # a browser page (non-browser clients send no Origin)
@@ -156,9 +179,24 @@ class ChatServerProtocol(WebSocketServerProtocol):
                 except UnicodeDecodeError:
                     return super().processData()
                 self.data = data[end:]
+                self._alive()
                 self.onMessage(payload, False)
                 return len(self.data) > 0
         return super().processData()
+
+    def onFrameEnd(self):
+        if self.current_frame.opcode < 8:  # a data frame, whole or a fragment
+            self._alive()
+        return super().onFrameEnd()
+
+    def _alive(self):
+        """A data frame arrived: the one place both ways of reading frames
+        tell the keep-alive. As autobahn does with
+        C{autoPingRestartOnAnyTraffic} (which the factory turns off, so
+        that this is the only place): a data frame while a ping waits for
+        its pong ends the wait and schedules the next ping."""
+        if self.autoPingTimeoutCall is not None:
+            self._cancelAutoPingTimeoutCall()
 
     def onFrameBegin(self):
         mask = self.current_frame.mask
@@ -266,6 +304,29 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     # -- end -----------------------------------------------------------------
 
+    def _closeConnection(self, abort=False):
+        """autobahn's, except after the node failed the connection (a bad
+        close frame: 1002, 1007; a frame too big: 1009): autobahn aborts
+        the TCP connection at once, which would drop the close frame it
+        just wrote. The connection is closed after its writes are sent
+        instead, or aborted if the client does not take them within the
+        closing handshake timeout."""
+        if abort and self.failedByMe and self._drop_timer is None and self.closeHandshakeTimeout > 0:
+            self._drop_timer = self.factory.clock.callLater(self.closeHandshakeTimeout, self._drop)
+            self.transport.loseConnection()
+        else:
+            super()._closeConnection(abort)
+
+    def _drop(self):
+        self._drop_timer = None
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason):
+        if self._drop_timer is not None:
+            self._drop_timer.cancel()
+            self._drop_timer = None
+        super().connectionLost(reason)
+
     def onClose(self, wasClean, code, reason):
         self._queue = ()
         if self._login_timer is not None and self._login_timer.active():
@@ -273,3 +334,28 @@ class ChatServerProtocol(WebSocketServerProtocol):
         self.factory.connections.discard(self)
         if self.session is not None:
             self.session.closed(self._busy)
+
+
+def _understood(name, params):
+    """Whether the node can accept the extension offer C{name} with
+    C{params} (a permessage-deflate offer whose parameters it knows)."""
+    kind = PERMESSAGE_COMPRESSION_EXTENSION.get(name)
+    if kind is None:
+        return True  # autobahn passes over the extensions it does not know
+    try:
+        kind["Offer"].parse(params)
+    except Exception:
+        return False
+    return True
+
+
+def _set_send_buffer(transport, size):
+    """The kernel's send buffer of C{transport}'s socket: C{size} bytes
+    (fixed, instead of growing with the connection, up to 4 MiB on Linux,
+    while its client does not read)."""
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if isinstance(handle, socket.socket):
+        try:
+            handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        except OSError as e:
+            log.warn("cannot set the send buffer of a client connection: {e}", e=e)

@@ -13,6 +13,7 @@ from bson import ObjectId
 from twisted.internet import defer
 
 from chatnet import words
+from chatnet.errors import StoreUnavailable
 from chatnet.messages import ChatMessage
 
 
@@ -48,7 +49,12 @@ class Posting:
         the L{ChatMessage} and its chat frame data (JSON bytes). C{system}:
         a message of the server API. Its words go to the public ranking
         only from a public room (L{chatnet.service.public_rooms}).
-        C{version}: see L{chatnet.accept.Acceptor.accept}."""
+        C{version}: see L{chatnet.accept.Acceptor.accept}.
+
+        @raise StoreUnavailable: the write-behind log is full (MongoDB is
+            slow or down): nothing was accepted (503)."""
+        if self.message_log.full:
+            raise StoreUnavailable("mongodb", "message log full")
         message = ChatMessage.new(sender, self.profanity.mask(text), ts, fmt, to, room, system=system)
         counted = await self.public_rooms.counted(room)
         data = await self.acceptor.accept(message, words.tokenize(message.message) if counted else (), version)

@@ -16,6 +16,12 @@ accepted. Two kinds of failure are told apart:
   (``{"_id", "msgId", "reason", "at", "document"}``, the document as JSON
   text, its first MiB), counted (``dead_lettered``) and logged; the rest is stored. If
   MongoDB refuses the dead letter too, it is logged as one JSON line.
+
+The queue is bounded: each document counts for at most the memory it takes
+(L{document_bytes}); once the queue holds C{max_bytes}, L{full} is true and
+new messages are refused with 503 before they are accepted
+(L{chatnet.service.posting.Posting.accept}) until MongoDB took enough of
+it. Nothing accepted is ever dropped to make room.
 """
 import datetime
 from collections import deque
@@ -33,11 +39,23 @@ log = Logger()
 _INT64 = 2**63
 # (a refused document may be too large for MongoDB itself)
 DEAD_LETTER_CHARS = 1 << 20
+#: what a queued document takes beside its text: the dict, the ObjectId and
+#: the short fields (measured with tracemalloc: about 600 bytes with short
+#: user and room names; longer names take the rest)
+DOCUMENT_OVERHEAD = 1024
+
+
+def document_bytes(doc):
+    """An upper bound of the memory C{doc} takes in the queue: its text
+    at 4 bytes a character (the widest a Python string stores)."""
+    return DOCUMENT_OVERHEAD + 4 * len(doc.get("message") or "")
 
 
 class MessageLog(Service):
-    def __init__(self, mongo, clock, interval=0.05, batch=500, max_backoff=2.0):
+    def __init__(self, mongo, clock, interval=0.05, batch=500, max_backoff=2.0, max_bytes=64 << 20):
         self.mongo = mongo
+        self.max_bytes = max_bytes
+        self.bytes = 0  # document_bytes of the queue
         self.clock = clock
         self.interval = interval
         self.batch = batch
@@ -51,8 +69,17 @@ class MessageLog(Service):
         self.failures = 0
         self.dead_lettered = 0
 
+    @property
+    def full(self):
+        """Whether the queue holds C{max_bytes}: new messages must wait
+        (503) until MongoDB stored some."""
+        return self.bytes >= self.max_bytes
+
     def append(self, doc):
+        """Queue C{doc}, an accepted message, always (the caller looked at
+        L{full} before accepting it)."""
         self.queue.append(doc)
+        self.bytes += document_bytes(doc)
         if len(self.queue) == 1 or len(self.queue) >= self.batch:
             self._schedule(self.interval if len(self.queue) < self.batch else 0)
 
@@ -122,7 +149,7 @@ class MessageLog(Service):
     def _written(self, dead, count):
         self._writing = None
         for _ in range(count):
-            self.queue.popleft()
+            self.bytes -= document_bytes(self.queue.popleft())
         self.stored += count - dead
         if self._backoff:
             log.info("mongodb is back: message log resumed, {n} queued", n=len(self.queue))

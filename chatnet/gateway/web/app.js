@@ -228,10 +228,11 @@
     const node = S.nodeId || "the node";
     let why = `lost connection to ${node}`;
     if (code === CLOSE.GOING_AWAY) why = `${node} is shutting down`;
-    else if (code === CLOSE.LOGIN_TIMEOUT) why = `${node} closed the connection: no login in time`;
+    // 4008: the node stopped waiting for this page (no login in time, or it read too slowly): back with a resume
+    else if (code === CLOSE.LOGIN_TIMEOUT) why = `${node} closed the connection: ${reason || "too slow"}`;
     else if (code === 1000) why = `${node} closed the connection`;
     else if (code && code !== 1005 && code !== 1006) why = `connection to ${node} closed (${code}${reason ? ": " + reason : ""})`;
-    lost(why, code === CLOSE.GOING_AWAY);
+    lost(why, code === CLOSE.GOING_AWAY || code === CLOSE.LOGIN_TIMEOUT);
   }
 
   function lost(why, quick = false) {

@@ -49,13 +49,18 @@ import os
 import re
 import threading
 from array import array
+from operator import itemgetter
 from importlib import resources
 from typing import Iterable, Iterator, Optional, Union
 
 import ahocorasick_rs
 
+from chatnet import textcost
+
 __all__ = [
     "MASK_CHAR",
+    "JUDGED_LIMIT",
+    "MAX_WORD",
     "ProfanityFilter",
     "WordSet",
     "default_dictionary",
@@ -66,6 +71,19 @@ __all__ = [
 ]
 
 MASK_CHAR = "*"
+
+#: The longest word the filter analyses, in characters (letters, digits and
+#: the symbols that count as word characters). The longest words of the
+#: dictionary have 45 letters; a longer run of word characters is no word of
+#: any language, so it spares no match in it (see the module docstring).
+#: The bound keeps the work per match constant, however long the run.
+MAX_WORD = 64
+
+#: The most matches lying inside words that the filter judges in one message
+#: (a word that comes again is judged once); further such matches are masked
+#: (see the module docstring). The bound keeps the work per message linear
+#: in its length with a small constant, whatever the message holds.
+JUDGED_LIMIT = 128
 
 #: Sources of the ``english-words`` package that make up the dictionary.
 ENGLISH_WORDS_SOURCES = ("gcide", "web2")
@@ -137,7 +155,12 @@ _MIN_COMPOUND_PART = 3
 
 _CORE_CACHE_LIMIT = 50_000
 
+_END = itemgetter(2)
+
 _STRETCHED = re.compile(r"(.)\1\1+")
+
+# A run of word characters longer than MAX_WORD in the classes of a text.
+_LONG_RUN = re.compile(rb"(?<!w)w{%d,}" % (MAX_WORD + 1))
 
 # Camel-case humps: a capital after a small letter, or a capital followed by
 # a small letter after a capital ("XML|Parser").
@@ -404,29 +427,62 @@ class ProfanityFilter:
     # -- the slow path: at least one entry was found
 
     def _mask_matches(self, text: str, low: str, matches) -> str:
+        # Linear in len(text) by construction (see "Cost" in the module
+        # docstring): each match costs a bounded number of steps.
         # classes[i] is b"w" where low[i] is a word character, else b" ".
         if low.isascii():
             classes = low.encode("ascii").translate(_ASCII_WORD_CLASS)
         else:
             classes = low.translate(_WORD_CLASS).encode("ascii")
         n = len(low)
-        spans = []
+        ends = [m[2] for m in matches]
+        if ends != sorted(ends):
+            matches = sorted(matches, key=_END)
+            ends.sort()
+        scan = _Scan(self, text, low, classes, matches, ends)
+        spans = scan.spans
+        last = [-1, -1]  # the masked span the next matches most likely extend
+        # Runs of word characters longer than MAX_WORD, in order: every
+        # match lying in one is masked without a look at the run.
+        long_runs = [m.span() for m in _LONG_RUN.finditer(classes)]
+        long_runs.append((n + 1, n + 1))
+        k = 0
+        long_start, long_end = long_runs[0]
+        # the last word whose matches (those lying in it) are all decided
+        word_start, word_end = 0, -1
         for _, start, end in matches:
-            left_inside = start > 0 and classes[start - 1] == _W and classes[start] == _W
-            right_inside = end < n and classes[end] == _W and classes[end - 1] == _W
-            if left_inside or right_inside:
-                spared = True
-                left_host = None
-                if left_inside:
-                    left_host = _host_bounds(classes, start, n)
-                    spared = self._host_spared(text, low, left_host, start, end)
-                if spared and right_inside:
-                    right_host = _host_bounds(classes, end - 1, n)
-                    if right_host != left_host:
-                        spared = self._host_spared(text, low, right_host, start, end)
-                if spared:
-                    continue
-            spans.append((start, end))
+            if last[0] <= start and end <= last[1]:
+                continue  # masked whatever the judgement
+            if word_start <= start and end <= word_end:
+                continue  # decided with its word
+            while end > long_end:
+                k += 1
+                long_start, long_end = long_runs[k]
+            if long_start > start:
+                left_inside = start > 0 and classes[start - 1] == _W and classes[start] == _W
+                right_inside = end < n and classes[end] == _W and classes[end - 1] == _W
+                if left_inside or right_inside:
+                    host = scan.host(start if left_inside else end - 1)
+                    if host is not None:
+                        word_start, word_end = host
+                        if word_start <= start and end <= word_end:
+                            scan.word(word_start, word_end)
+                            continue
+                        if scan.crossing(start, end, host, left_inside, right_inside):
+                            continue
+            # masked
+            if start <= last[1] and last[0] <= end:
+                # overlaps or touches the last span: grow it
+                if start < last[0]:
+                    last[0] = start
+                if end > last[1]:
+                    last[1] = end
+            else:
+                last = [start, end]
+                spans.append(last)
+        if textcost.active is not None:
+            textcost.charge("profanity.matches", 2 * len(matches) + len(long_runs))
+            textcost.charge("profanity.words", scan.steps)
         if not spans:
             return text
         spans.sort()
@@ -444,45 +500,15 @@ class ProfanityFilter:
         out.append(text[pos:])
         return "".join(out)
 
-    def _host_spared(
-        self, text: str, low: str, host: tuple[int, int], start: int, end: int
-    ) -> bool:
-        """Whether the match ``low[start:end]`` is spared because of the word
-        ``low[host[0]:host[1]]`` it lies partly or wholly in."""
-        a, b = host
-        if _HUMP_HINT.search(text, a + 1, b) is not None:
-            a, b = _camel_part(text, a, b, start, end)
-        core = low[a:b]
-        if not core.isalpha():
-            while a < b and not low[a].isalpha():
-                a += 1
-            while b > a and not low[b - 1].isalpha():
-                b -= 1
-            core = low[a:b].translate(_APOSTROPHES)
-        part_start = (start if start > a else a) - a
-        part_end = (end if end < b else b) - a
-        if part_start >= part_end:
-            # The match does not touch the letters of the word.
-            return False
+    def _judged(self, core: str) -> tuple[bool, tuple[int, ...]]:
+        """`_judge` of `core`, cached per filter."""
         info = self._core_cache.get(core)
         if info is None:
             info = self._judge(core)
             if len(self._core_cache) >= _CORE_CACHE_LIMIT:
                 self._core_cache.clear()
             self._core_cache[core] = info
-        ordinary, splits = info
-        if ordinary:
-            return _partial(core, part_start, part_end)
-        for k in splits:
-            # A compound of two ordinary words spares a match lying within
-            # one of them, as that word alone would.
-            if part_end <= k:
-                if _partial(core[:k], part_start, part_end):
-                    return True
-            elif part_start >= k:
-                if _partial(core[k:], part_start - k, part_end - k):
-                    return True
-        return False
+        return info
 
     def _judge(self, core: str) -> tuple[bool, tuple[int, ...]]:
         """(whether `core` is an ordinary word, the places where it splits
@@ -524,18 +550,169 @@ class ProfanityFilter:
         return None
 
 
-def _camel_part(text: str, a: int, b: int, start: int, end: int) -> tuple[int, int]:
-    """The part of the camel-case word ``text[a:b]`` (``HelloWorld``,
-    ``XMLParser``) that holds the match ``[start, end)``; the whole word if
-    it has no humps or the match runs over one."""
-    base = a
-    for hump in _HUMP.finditer(text[a:b]):
-        k = base + hump.start()
-        if k <= start:
-            a = k
-        elif k >= end:
-            return a, k
-    return a, b
+class _Scan:
+    """What `ProfanityFilter._mask_matches` learns about the words of one
+    message, so that each word is analysed once however many matches it
+    holds: the last word found, the matches decided for each word (by its
+    text: a word that comes again is not judged again), the humps of each
+    camel-case word and the core and verdict of each word part; and how
+    many judgements the message has left (`JUDGED_LIMIT`). `spans` collects
+    the masked spans; `steps` counts the work done (`chatnet.textcost`)."""
+
+    __slots__ = ("filter", "text", "low", "classes", "n", "matches", "ends", "spans", "found", "words",
+                 "humps", "parts", "left", "steps")
+
+    def __init__(self, filter: "ProfanityFilter", text: str, low: str, classes: bytes, matches, ends):
+        self.filter = filter
+        self.text = text
+        self.low = low
+        self.classes = classes
+        self.n = len(low)
+        self.matches = matches
+        self.ends = ends
+        self.spans: list[list[int]] = []
+        self.found = (0, 0)  # the last word found
+        self.words: dict[tuple[str, str], tuple[tuple[int, int], ...]] = {}
+        self.humps: dict[int, tuple[int, ...]] = {}
+        self.parts: dict[tuple[int, int], tuple[int, str, bool, tuple[int, ...]]] = {}
+        self.left = JUDGED_LIMIT
+        self.steps = 0
+
+    def host(self, i: int) -> Optional[tuple[int, int]]:
+        """The word (maximal run of word characters) around index `i`, or
+        None if it is longer than `MAX_WORD`; found by scanning at most
+        ``2 * MAX_WORD`` characters."""
+        a, b = self.found
+        if a <= i < b:
+            return self.found
+        self.steps += 1
+        found = _host_bounds(self.classes, i, self.n)
+        if found is not None:
+            self.found = found
+        return found
+
+    def word(self, a: int, b: int) -> None:
+        """Decide every match lying in the word ``[a, b)`` and add those
+        masked to `spans`; a word of the same text decided before in this
+        message is not judged again."""
+        key = (self.text[a:b], self.low[a:b])
+        decided = self.words.get(key)
+        if decided is None:
+            masked = []
+            matches = self.matches
+            lo = bisect.bisect_right(self.ends, a)
+            hi = bisect.bisect_right(self.ends, b, lo)
+            self.steps += 1 + hi - lo
+            for j in range(lo, hi):
+                _, start, end = matches[j]
+                if start < a:
+                    continue
+                if (start == a and end == b) or not self.judged((a, b), start, end):
+                    masked.append((start - a, end - a))
+            decided = self.words[key] = tuple(masked)
+        self.steps += 1 + len(decided)
+        spans = self.spans
+        for start, end in decided:
+            spans.append([a + start, a + end])
+
+    def crossing(self, start: int, end: int, host: tuple[int, int], left_inside: bool, right_inside: bool) -> bool:
+        """Whether the match ``[start, end)``, which runs over the edge of
+        the word `host` it starts or ends inside, is spared: each word it
+        starts or ends inside must spare it."""
+        if left_inside:
+            if not self.judged(host, start, end):
+                return False
+            if not right_inside:
+                return True
+            host = self.host(end - 1)
+            return host is not None and self.judged(host, start, end)
+        return self.judged(host, start, end)
+
+    def judged(self, host: tuple[int, int], start: int, end: int) -> bool:
+        """`spared`, while the message has judgements left; False after."""
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return self.spared(host, start, end)
+
+    def spared(self, host: tuple[int, int], start: int, end: int) -> bool:
+        """Whether the match ``low[start:end]`` is spared because of the word
+        `host` it lies partly or wholly in (see the module docstring)."""
+        a, b = host
+        humps = self.humps.get(a)
+        if humps is None:
+            humps = self.humps[a] = _humps(self.text, a, b)
+            self.steps += 1 + len(humps)
+        self.steps += 1
+        if humps:
+            # the part between the last hump at or before the match and the
+            # first hump at or after it (humps inside the match are ignored)
+            i = bisect.bisect_right(humps, start)
+            if i:
+                a = humps[i - 1]
+            j = bisect.bisect_left(humps, end, i)
+            if j < len(humps):
+                b = humps[j]
+        part = self.parts.get((a, b))
+        if part is None:
+            part = self.parts[(a, b)] = self._part(a, b)
+        ca, core, ordinary, splits = part
+        if not ordinary and not splits:
+            return False
+        part_start = (start if start > ca else ca) - ca
+        part_end = (end if end < ca + len(core) else ca + len(core)) - ca
+        if part_start >= part_end:
+            # The match does not touch the letters of the word.
+            return False
+        if ordinary:
+            return _partial(core, part_start, part_end)
+        self.steps += len(splits)
+        for k in splits:
+            # A compound of two ordinary words spares a match lying within
+            # one of them, as that word alone would.
+            if part_end <= k:
+                if _partial(core[:k], part_start, part_end):
+                    return True
+            elif part_start >= k:
+                if _partial(core[k:], part_start - k, part_end - k):
+                    return True
+        return False
+
+    def _part(self, a: int, b: int) -> tuple[int, str, bool, tuple[int, ...]]:
+        """(start of the core, core, whether it is an ordinary word, its
+        compound splits) of the word part ``low[a:b]``; the core is the part
+        without leading and trailing digits and symbols."""
+        low = self.low
+        core = low[a:b]
+        if not core.isalpha():
+            while a < b and not low[a].isalpha():
+                a += 1
+            while b > a and not low[b - 1].isalpha():
+                b -= 1
+            core = low[a:b].translate(_APOSTROPHES)
+        info = self.filter._core_cache.get(core)
+        if info is None:
+            info = self.filter._judged(core)
+            self.steps += _judge_steps(core)
+        self.steps += 1
+        return (a, core, info[0], info[1])
+
+
+def _judge_steps(core: str) -> int:
+    """An upper bound of the look-ups `ProfanityFilter._judge` makes for
+    `core`: the word, its reductions (two a suffix, two for stretched
+    letters, each in two sets), two for each compound split, plus the length
+    of the word (the slices, the stretched-letter scan)."""
+    splits = max(0, len(core) - 2 * _MIN_COMPOUND_PART + 1)
+    return 2 + 2 * (2 * len(_SUFFIXES) + 4) + 2 * splits + len(core)
+
+
+def _humps(text: str, a: int, b: int) -> tuple[int, ...]:
+    """The camel-case humps of the word ``text[a:b]`` (``Hello|World``,
+    ``XML|Parser``), as indexes into `text`."""
+    if _HUMP_HINT.search(text, a + 1, b) is None:
+        return ()
+    return tuple(a + hump.start() for hump in _HUMP.finditer(text[a:b]))
 
 
 def _partial(word: str, start: int, end: int) -> bool:
@@ -550,10 +727,25 @@ def _partial(word: str, start: int, end: int) -> bool:
     return True
 
 
-def _host_bounds(classes: bytes, i: int, n: int) -> tuple[int, int]:
-    """The maximal run of word characters around index `i`."""
-    b = classes.find(b" ", i)
-    return classes.rfind(b" ", 0, i) + 1, (n if b < 0 else b)
+def _host_bounds(classes: bytes, i: int, n: int) -> Optional[tuple[int, int]]:
+    """The maximal run of word characters around index `i`, or None if it is
+    longer than `MAX_WORD` (found by scanning at most ``2 * MAX_WORD``
+    characters, however long the run)."""
+    lo = i - MAX_WORD
+    r = classes.rfind(b" ", lo if lo > 0 else 0, i)
+    if r >= 0:
+        a = r + 1
+    elif lo <= 0:
+        a = 0
+    else:
+        return None
+    hi = a + MAX_WORD + 1
+    b = classes.find(b" ", i, hi)
+    if b >= 0:
+        return a, b
+    if n < hi:
+        return a, n
+    return None
 
 
 def _stems(word: str) -> list[str]:

@@ -83,7 +83,7 @@ MAX_WORD = 64
 #: (a word that comes again is judged once); further such matches are masked
 #: (see the module docstring). The bound keeps the work per message linear
 #: in its length with a small constant, whatever the message holds.
-JUDGED_LIMIT = 128
+JUDGED_LIMIT = 64
 
 #: Sources of the ``english-words`` package that make up the dictionary.
 ENGLISH_WORDS_SOURCES = ("gcide", "web2")
@@ -156,6 +156,7 @@ _MIN_COMPOUND_PART = 3
 _CORE_CACHE_LIMIT = 50_000
 
 _END = itemgetter(2)
+_ASCII_MASK = MASK_CHAR.encode("ascii")
 
 _STRETCHED = re.compile(r"(.)\1\1+")
 
@@ -258,13 +259,24 @@ class WordSet:
     megabytes; this keeps one sorted 64-bit hash per word instead (8 bytes a
     word). Two words sharing a hash would make a non-word look like a word;
     with a few hundred thousand words the chance of a given look-up hitting
-    such a pair is of the order of 1e-14.
+    such a pair is of the order of 1e-14. A bit per hash value modulo 2**24
+    (2 MiB) answers most look-ups of non-words before the binary search
+    (about 3% of them pass it with the default dictionary): a message made
+    to be judged word by word mostly holds non-words.
     """
 
-    __slots__ = ("_hashes",)
+    __slots__ = ("_hashes", "_bits")
 
     def __init__(self, words: Iterable[str] = ()):
-        self._hashes = array("q", sorted({hash(_fold_word(w)) for w in words}))
+        self._set_hashes(sorted({hash(_fold_word(w)) for w in words}))
+
+    def _set_hashes(self, hashes: list[int]) -> None:
+        self._hashes = array("q", hashes)
+        bits = bytearray(_BITS_BYTES)
+        for h in hashes:
+            h &= _BITS_MASK
+            bits[h >> 3] |= 1 << (h & 7)
+        self._bits = bytes(bits)
 
     @classmethod
     def _from_folded(cls, chunks: Iterable[Iterable[str]]) -> "WordSet":
@@ -273,13 +285,16 @@ class WordSet:
         for chunk in chunks:
             hashes.update(map(hash, chunk))
         ws = cls.__new__(cls)
-        ws._hashes = array("q", sorted(hashes))
+        ws._set_hashes(sorted(hashes))
         return ws
 
     def __contains__(self, word: object) -> bool:
         if not isinstance(word, str):
             return False
         h = hash(word)
+        b = h & _BITS_MASK
+        if not self._bits[b >> 3] & (1 << (b & 7)):
+            return False
         hashes = self._hashes
         i = bisect.bisect_left(hashes, h)
         return i < len(hashes) and hashes[i] == h
@@ -289,6 +304,10 @@ class WordSet:
 
     def __repr__(self) -> str:
         return f"<WordSet of {len(self)} words>"
+
+
+_BITS_MASK = (1 << 24) - 1
+_BITS_BYTES = 1 << 21
 
 
 def load_dictionary(
@@ -411,6 +430,11 @@ class ProfanityFilter:
     def __repr__(self) -> str:
         return f"<ProfanityFilter of {len(self.words)} entries>"
 
+    def clear_cache(self) -> None:
+        """Forget the verdicts on the words seen so far (benchmarks measure
+        the cost of words never seen)."""
+        self._core_cache.clear()
+
     def mask(self, text: str) -> str:
         """`text` with every character of every list entry found in it
         replaced by ``*``; same length as `text`. Returns `text` itself when
@@ -441,64 +465,85 @@ class ProfanityFilter:
             ends.sort()
         scan = _Scan(self, text, low, classes, matches, ends)
         spans = scan.spans
-        last = [-1, -1]  # the masked span the next matches most likely extend
+        decided_words = scan.words
+        ascii_text = n == len(text) and text.isascii()
         # Runs of word characters longer than MAX_WORD, in order: every
         # match lying in one is masked without a look at the run.
         long_runs = [m.span() for m in _LONG_RUN.finditer(classes)]
         long_runs.append((n + 1, n + 1))
         k = 0
         long_start, long_end = long_runs[0]
-        # the last word whose matches (those lying in it) are all decided
-        word_start, word_end = 0, -1
+        last_start = last_end = -1  # the masked span the next matches most likely extend
+        word_start, word_end = 0, -1  # the last word whose matches are all decided
+        doom_start, doom_end = 0, -1  # the last word whose matches are all masked
+        found_start, found_end = 0, 0  # the last word found
+        lookups = 0
         for _, start, end in matches:
-            if last[0] <= start and end <= last[1]:
+            if last_start <= start and end <= last_end:
                 continue  # masked whatever the judgement
             if word_start <= start and end <= word_end:
                 continue  # decided with its word
             while end > long_end:
                 k += 1
                 long_start, long_end = long_runs[k]
-            if long_start > start:
+            if long_start > start and not (doom_start <= start and end <= doom_end):
                 left_inside = start > 0 and classes[start - 1] == _W and classes[start] == _W
                 right_inside = end < n and classes[end] == _W and classes[end - 1] == _W
                 if left_inside or right_inside:
-                    host = scan.host(start if left_inside else end - 1)
-                    if host is not None:
-                        word_start, word_end = host
-                        if word_start <= start and end <= word_end:
-                            scan.word(word_start, word_end)
+                    i = start if left_inside else end - 1
+                    if not found_start <= i < found_end:
+                        lookups += 1
+                        host = _host_bounds(classes, i, n)
+                        if host is None:
+                            found_start = found_end = 0
+                        else:
+                            found_start, found_end = host
+                    if found_start <= start and end <= found_end:
+                        # lies in one word: decide all the matches lying in it
+                        key = text[found_start:found_end]
+                        if not ascii_text:
+                            key = (key, low[found_start:found_end])
+                        decided = decided_words.get(key)
+                        if decided is None and scan.left > 0:
+                            decided = scan.decide(found_start, found_end, key)
+                        if decided is not None:
+                            word_start, word_end = found_start, found_end
+                            for s, e in decided:
+                                spans.append((word_start + s, word_start + e))
                             continue
-                        if scan.crossing(start, end, host, left_inside, right_inside):
+                        # no judgements left: this match and the others lying in the word are masked
+                        doom_start, doom_end = found_start, found_end
+                    elif found_start <= i < found_end:
+                        if scan.crossing(start, end, (found_start, found_end), left_inside, right_inside):
                             continue
             # masked
-            if start <= last[1] and last[0] <= end:
+            if start <= last_end and last_start <= end:
                 # overlaps or touches the last span: grow it
-                if start < last[0]:
-                    last[0] = start
-                if end > last[1]:
-                    last[1] = end
+                if start < last_start:
+                    last_start = start
+                if end > last_end:
+                    last_end = end
             else:
-                last = [start, end]
-                spans.append(last)
+                if last_end >= 0:
+                    spans.append((last_start, last_end))
+                last_start, last_end = start, end
+        if last_end >= 0:
+            spans.append((last_start, last_end))
+        scan.steps += lookups
         if textcost.active is not None:
             textcost.charge("profanity.matches", 2 * len(matches) + len(long_runs))
             textcost.charge("profanity.words", scan.steps)
         if not spans:
             return text
-        spans.sort()
-        out = []
-        pos = 0
+        if ascii_text:
+            out = bytearray(text, "ascii")
+            for start, end in spans:
+                out[start:end] = _ASCII_MASK * (end - start)
+            return out.decode("ascii")
+        chars = list(text)
         for start, end in spans:
-            if end <= pos:
-                continue
-            if start > pos:
-                out.append(text[pos:start])
-            else:
-                start = pos
-            out.append(MASK_CHAR * (end - start))
-            pos = end
-        out.append(text[pos:])
-        return "".join(out)
+            chars[start:end] = MASK_CHAR * (end - start)
+        return "".join(chars)
 
     def _judged(self, core: str) -> tuple[bool, tuple[int, ...]]:
         """`_judge` of `core`, cached per filter."""
@@ -570,9 +615,9 @@ class _Scan:
         self.n = len(low)
         self.matches = matches
         self.ends = ends
-        self.spans: list[list[int]] = []
+        self.spans: list[tuple[int, int]] = []
         self.found = (0, 0)  # the last word found
-        self.words: dict[tuple[str, str], tuple[tuple[int, int], ...]] = {}
+        self.words: dict[object, tuple[tuple[int, int], ...]] = {}
         self.humps: dict[int, tuple[int, ...]] = {}
         self.parts: dict[tuple[int, int], tuple[int, str, bool, tuple[int, ...]]] = {}
         self.left = JUDGED_LIMIT
@@ -591,29 +636,23 @@ class _Scan:
             self.found = found
         return found
 
-    def word(self, a: int, b: int) -> None:
-        """Decide every match lying in the word ``[a, b)`` and add those
-        masked to `spans`; a word of the same text decided before in this
-        message is not judged again."""
-        key = (self.text[a:b], self.low[a:b])
-        decided = self.words.get(key)
-        if decided is None:
-            masked = []
-            matches = self.matches
-            lo = bisect.bisect_right(self.ends, a)
-            hi = bisect.bisect_right(self.ends, b, lo)
-            self.steps += 1 + hi - lo
-            for j in range(lo, hi):
-                _, start, end = matches[j]
-                if start < a:
-                    continue
-                if (start == a and end == b) or not self.judged((a, b), start, end):
-                    masked.append((start - a, end - a))
-            decided = self.words[key] = tuple(masked)
-        self.steps += 1 + len(decided)
-        spans = self.spans
-        for start, end in decided:
-            spans.append([a + start, a + end])
+    def decide(self, a: int, b: int, key) -> tuple[tuple[int, int], ...]:
+        """The masked spans (relative to `a`) of the matches lying in the
+        word ``[a, b)``, remembered under `key` (its text): a word of the
+        same text is not judged again in this message."""
+        masked = []
+        matches = self.matches
+        lo = bisect.bisect_right(self.ends, a)
+        hi = bisect.bisect_right(self.ends, b, lo)
+        self.steps += 1 + hi - lo
+        for j in range(lo, hi):
+            _, start, end = matches[j]
+            if start < a:
+                continue
+            if (start == a and end == b) or not self.judged((a, b), start, end):
+                masked.append((start - a, end - a))
+        decided = self.words[key] = tuple(masked)
+        return decided
 
     def crossing(self, start: int, end: int, host: tuple[int, int], left_inside: bool, right_inside: bool) -> bool:
         """Whether the match ``[start, end)``, which runs over the edge of
@@ -776,7 +815,14 @@ def _unstretched(word: str) -> list[str]:
     """``word`` with each run of three or more equal letters cut to two and
     to one (``hellooo`` -> ``helloo``, ``hello``); empty if it has no such
     run."""
-    runs = _STRETCHED.findall(word)
-    if not runs:
+    if _STRETCHED.search(word) is None:
         return []
-    return [_STRETCHED.sub(r"\1\1", word), _STRETCHED.sub(r"\1", word)]
+    return [_STRETCHED.sub(_twice, word), _STRETCHED.sub(_once, word)]
+
+
+def _twice(run: re.Match) -> str:
+    return run.group(1) * 2
+
+
+def _once(run: re.Match) -> str:
+    return run.group(1)

@@ -444,6 +444,8 @@ class ProfanityFilter:
             return text
         low = text.lower() if text.isascii() else fold(text)
         matches = find(low, overlapping=True)
+        if textcost.active is not None:
+            textcost.charge("profanity.scan", len(text))
         if not matches:
             return text
         return self._mask_matches(text, low, matches)
@@ -530,6 +532,8 @@ class ProfanityFilter:
         if last_end >= 0:
             spans.append((last_start, last_end))
         scan.steps += lookups
+        if textcost.active is not None:
+            textcost.note("profanity.judged", JUDGED_LIMIT - scan.left)
         if textcost.active is not None:
             textcost.charge("profanity.matches", 2 * len(matches) + len(long_runs))
             textcost.charge("profanity.words", scan.steps)

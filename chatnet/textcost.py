@@ -17,7 +17,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-__all__ = ["WorkCounter", "active", "charge", "counting"]
+__all__ = ["WorkCounter", "active", "charge", "counting", "note"]
 
 
 class WorkCounter:
@@ -26,13 +26,17 @@ class WorkCounter:
     def __init__(self) -> None:
         self.steps = 0
         self.kinds: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
 
     def add(self, kind: str, steps: int) -> None:
         self.steps += steps
         self.kinds[kind] = self.kinds.get(kind, 0) + steps
 
+    def note(self, kind: str, count: int) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + count
+
     def __repr__(self) -> str:
-        return f"<WorkCounter {self.steps} steps {self.kinds}>"
+        return f"<WorkCounter {self.steps} steps {self.kinds} {self.counts}>"
 
 
 #: The counter of the active `counting` block, else None.
@@ -44,6 +48,14 @@ def charge(kind: str, steps: int) -> None:
     counter = active
     if counter is not None:
         counter.add(kind, steps)
+
+
+def note(kind: str, count: int) -> None:
+    """Count `count` events of `kind` that are not steps (the judgements of
+    a message), if counting."""
+    counter = active
+    if counter is not None:
+        counter.note(kind, count)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from chatnet import moderation
+from chatnet.budget import ByteBudget
 from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_online, unknown_room
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
@@ -72,12 +73,14 @@ class ChatHandlers:
     @param tokens: the L{chatnet.tokens.TokenVerifier} of token logins, or
         None (the node takes no tokens).
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    @param budget: the L{chatnet.budget.ByteBudget} every request is charged
+        to first (default: the one of C{config}).
     """
 
     def __init__(self, *, config, clock, view=None, redis=None, mongo=None, offline=None, history=None,
                  popular=None, profanity=None, acceptor=None, message_log=None, directory=None, sessions=None,
                  presence=None, router=None, rooms=None, feed=None, delivery=None, tokens=None,
-                 emit=lambda event, *args: None):
+                 emit=lambda event, *args: None, budget=None):
         self.config = config
         self.clock = clock
         self.view = view
@@ -100,6 +103,7 @@ class ChatHandlers:
         self.posting = Posting(config=config, profanity=profanity, acceptor=acceptor, message_log=message_log,
                                offline=offline, directory=directory, router=router, rooms=rooms, emit=emit)
         self.login_throttle = LoginThrottle(redis, clock)
+        self.budget = budget if budget is not None else ByteBudget.from_config(config, clock)
         self.actions = {
             "login": self.login,
             "chat": self.chat,
@@ -118,6 +122,8 @@ class ChatHandlers:
         }
 
     async def handle(self, connection, request):
+        record = connection.record
+        self.budget.charge(connection, record.username if record is not None else None, request.size)
         action = request.action
         handler = self.actions.get(action)
         if handler is None:

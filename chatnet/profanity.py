@@ -655,7 +655,16 @@ class _Scan:
                 continue
             if (start == a and end == b) or not self.judged((a, b), start, end):
                 masked.append((start - a, end - a))
-        decided = self.words[key] = tuple(masked)
+        # as few spans as cover the same characters
+        masked.sort()
+        merged: list[tuple[int, int]] = []
+        for start, end in masked:
+            if merged and start <= merged[-1][1]:
+                if end > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        decided = self.words[key] = tuple(merged)
         return decided
 
     def crossing(self, start: int, end: int, host: tuple[int, int], left_inside: bool, right_inside: bool) -> bool:

@@ -40,6 +40,36 @@ Overlapping matches are all masked. The dictionary is the union of the
 ``english-words`` package's lists (GCIDE and Webster's 2nd) and the system
 word lists found under ``/usr/share/dict`` (Debian's ``wbritish-huge`` adds
 place names such as Scunthorpe and every inflected form).
+
+Cost
+----
+
+Masking costs time linear in the length of the message, with a small
+constant, whatever it holds (docs/design.md, "Text processing cost"). Two
+rules bound the work a message can make the filter do; neither changes
+anything for ordinary text:
+
+* A run of word characters longer than `MAX_WORD` (64) characters is no
+  word of any language (the longest words of the dictionary have 45 letters,
+  60 with a Welsh place name), so it spares no match in it: every match in
+  it is masked, without a look at the run. So its camel humps and stretched
+  letters are not looked at either (a ``hellooo...`` of 65 letters is not
+  ``hello``).
+* A message gets at most `JUDGED_LIMIT` (64) judgements of a match inside a
+  word; a word that comes again in the message (the same text) is judged
+  once for all its copies. A match inside a word that finds no judgement
+  left is masked. No dictionary word holds more than 6 entries of the
+  shipped list (the words with 4 to 6 are themselves profane), and an
+  ordinary message holds a few words with an entry inside; a message with
+  over 64 different such words is made to cost work.
+
+Within these bounds each word is analysed once however many matches it
+holds: its humps are found once, its core cut once, its verdict cached per
+filter; a match is judged once for all the copies of its word, and a match
+within the part already masked is not judged at all. The matches per
+character are bounded by the list (the entries that end at one place are
+suffixes of one another: at most 3 for the shipped list and the old
+system's). `chatnet.textcost` counts the work for the tests that bound it.
 """
 
 from __future__ import annotations

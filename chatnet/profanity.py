@@ -524,16 +524,23 @@ class ProfanityFilter:
                 if left_inside or right_inside:
                     i = start if left_inside else end - 1
                     if not found_start <= i < found_end:
+                        # _host_bounds, inlined
                         lookups += 1
-                        host = _host_bounds(classes, i, n)
-                        if host is None:
-                            found_start = found_end = 0
+                        lo = i - MAX_WORD
+                        found_start = classes.rfind(b" ", lo if lo > 0 else 0, i) + 1
+                        if found_start == 0 and lo > 0:
+                            found_start = found_end = 0  # longer than MAX_WORD
                         else:
-                            found_start, found_end = host
+                            hi = found_start + MAX_WORD + 1
+                            found_end = classes.find(b" ", i, hi)
+                            if found_end < 0:
+                                found_end = n if n < hi else 0
+                                if not found_end:
+                                    found_start = 0
                     if found_start <= start and end <= found_end:
                         # lies in one word: decide all the matches lying in it
                         key = text[found_start:found_end]
-                        if not ascii_text:
+                        if not ascii_text and not key.isascii():
                             key = (key, low[found_start:found_end])
                         decided = decided_words.get(key)
                         if decided is None and scan.left > 0:

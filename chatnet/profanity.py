@@ -186,12 +186,14 @@ _MIN_COMPOUND_PART = 3
 _CORE_CACHE_LIMIT = 50_000
 
 _END = itemgetter(2)
+_FEW_MATCHES = 8
 _ASCII_MASK = MASK_CHAR.encode("ascii")
 
 _STRETCHED = re.compile(r"(.)\1\1+")
 
 # A run of word characters longer than MAX_WORD in the classes of a text.
 _LONG_RUN = re.compile(rb"(?<!w)w{%d,}" % (MAX_WORD + 1))
+_LONG_RUN_WORD = b"w" * (MAX_WORD + 1)
 
 # Camel-case humps: a capital after a small letter, or a capital followed by
 # a small letter after a capital ("XML|Parser").
@@ -491,17 +493,18 @@ class ProfanityFilter:
         else:
             classes = low.translate(_WORD_CLASS).encode("ascii")
         n = len(low)
-        ends = [m[2] for m in matches]
-        if ends != sorted(ends):
-            matches = sorted(matches, key=_END)
-            ends.sort()
-        scan = _Scan(self, text, low, classes, matches, ends)
-        spans = scan.spans
-        decided_words = scan.words
+        scan = None  # made for the first match inside a word
+        spans: list[tuple[int, int]] = []
+        decided_words: dict = {}  # a word's text: the spans it masks
         ascii_text = n == len(text) and text.isascii()
         # Runs of word characters longer than MAX_WORD, in order: every
-        # match lying in one is masked without a look at the run.
-        long_runs = [m.span() for m in _LONG_RUN.finditer(classes)]
+        # match lying in one is masked without a look at the run. (The
+        # matches come in the order of their ends; were they not, a match
+        # in such a run would still be masked, as its word is not found.)
+        if n > MAX_WORD and _LONG_RUN_WORD in classes:
+            long_runs = [m.span() for m in _LONG_RUN.finditer(classes)]
+        else:
+            long_runs = []
         long_runs.append((n + 1, n + 1))
         k = 0
         long_start, long_end = long_runs[0]
@@ -510,6 +513,9 @@ class ProfanityFilter:
         doom_start, doom_end = 0, -1  # the last word whose matches are all masked
         found_start, found_end = 0, 0  # the last word found
         lookups = 0
+        # A message with a few matches has them judged one by one (the same
+        # verdicts, without the bookkeeping that spares the work of many).
+        few = len(matches) <= _FEW_MATCHES
         for _, start, end in matches:
             if last_start <= start and end <= last_end:
                 continue  # masked whatever the judgement
@@ -537,14 +543,20 @@ class ProfanityFilter:
                                 found_end = n if n < hi else 0
                                 if not found_end:
                                     found_start = 0
-                    if found_start <= start and end <= found_end:
+                    if scan is None:
+                        scan = _Scan(self, text, low, classes, matches)
+                    if few and found_start <= start and end <= found_end:
+                        # lies in one word, among a few matches: judged on its own
+                        if scan.judged((found_start, found_end), start, end):
+                            continue
+                    elif found_start <= start and end <= found_end:
                         # lies in one word: decide all the matches lying in it
                         key = text[found_start:found_end]
                         if not ascii_text and not key.isascii():
                             key = (key, low[found_start:found_end])
                         decided = decided_words.get(key)
                         if decided is None and scan.left > 0:
-                            decided = scan.decide(found_start, found_end, key)
+                            decided = decided_words[key] = scan.decide(found_start, found_end)
                         if decided is not None:
                             word_start, word_end = found_start, found_end
                             for s, e in decided:
@@ -568,12 +580,12 @@ class ProfanityFilter:
                 last_start, last_end = start, end
         if last_end >= 0:
             spans.append((last_start, last_end))
-        scan.steps += lookups
-        if textcost.active is not None:
+        if textcost.active is not None and scan is not None:
+            scan.steps += lookups
             textcost.note("profanity.judged", JUDGED_LIMIT - scan.left)
         if textcost.active is not None:
             textcost.charge("profanity.matches", 2 * len(matches) + len(long_runs))
-            textcost.charge("profanity.words", scan.steps)
+            textcost.charge("profanity.words", scan.steps if scan is not None else 0)
         if not spans:
             return text
         if ascii_text:
@@ -639,26 +651,24 @@ class ProfanityFilter:
 class _Scan:
     """What `ProfanityFilter._mask_matches` learns about the words of one
     message, so that each word is analysed once however many matches it
-    holds: the last word found, the matches decided for each word (by its
-    text: a word that comes again is not judged again), the humps of each
-    camel-case word and the core and verdict of each word part; and how
-    many judgements the message has left (`JUDGED_LIMIT`). `spans` collects
-    the masked spans; `steps` counts the work done (`chatnet.textcost`)."""
+    holds: the humps of each camel-case word, the core and verdict of each
+    word part, the matches sorted by their ends (to find those of a word);
+    and how many judgements the message has left (`JUDGED_LIMIT`). `steps`
+    counts the work done (`chatnet.textcost`). Made for the first match
+    inside a word of a message."""
 
-    __slots__ = ("filter", "text", "low", "classes", "n", "matches", "ends", "spans", "found", "words",
-                 "humps", "parts", "left", "steps")
+    __slots__ = ("filter", "text", "low", "classes", "n", "matches", "ends", "found", "humps", "parts", "left",
+                 "steps")
 
-    def __init__(self, filter: "ProfanityFilter", text: str, low: str, classes: bytes, matches, ends):
+    def __init__(self, filter: "ProfanityFilter", text: str, low: str, classes: bytes, matches):
         self.filter = filter
         self.text = text
         self.low = low
         self.classes = classes
         self.n = len(low)
         self.matches = matches
-        self.ends = ends
-        self.spans: list[tuple[int, int]] = []
+        self.ends: Optional[list[int]] = None  # made for the first word decided
         self.found = (0, 0)  # the last word found
-        self.words: dict[object, tuple[tuple[int, int], ...]] = {}
         self.humps: dict[int, tuple[int, ...]] = {}
         self.parts: dict[tuple[int, int], tuple[int, str, bool, tuple[int, ...]]] = {}
         self.left = JUDGED_LIMIT
@@ -677,14 +687,19 @@ class _Scan:
             self.found = found
         return found
 
-    def decide(self, a: int, b: int, key) -> tuple[tuple[int, int], ...]:
+    def decide(self, a: int, b: int) -> tuple[tuple[int, int], ...]:
         """The masked spans (relative to `a`) of the matches lying in the
-        word ``[a, b)``, remembered under `key` (its text): a word of the
-        same text is not judged again in this message."""
+        word ``[a, b)``, as few as cover them."""
         masked = []
+        ends = self.ends
+        if ends is None:
+            ends = self.ends = [m[2] for m in self.matches]
+            if ends != sorted(ends):
+                self.matches = sorted(self.matches, key=_END)
+                ends.sort()
         matches = self.matches
-        lo = bisect.bisect_right(self.ends, a)
-        hi = bisect.bisect_right(self.ends, b, lo)
+        lo = bisect.bisect_right(ends, a)
+        hi = bisect.bisect_right(ends, b, lo)
         self.steps += 1 + hi - lo
         for j in range(lo, hi):
             _, start, end = matches[j]
@@ -701,8 +716,7 @@ class _Scan:
                     merged[-1] = (merged[-1][0], end)
             else:
                 merged.append((start, end))
-        decided = self.words[key] = tuple(merged)
-        return decided
+        return tuple(merged)
 
     def crossing(self, start: int, end: int, host: tuple[int, int], left_inside: bool, right_inside: bool) -> bool:
         """Whether the match ``[start, end)``, which runs over the edge of

@@ -236,3 +236,13 @@ def test_same_masking_as_the_rules_one_match_at_a_time(pieces):
         masked = f.mask(text)
     assume(counter.counts.get("profanity.judged", 0) < JUDGED_LIMIT)
     assert masked == reference_mask(f, text)
+
+
+def test_bench_filter_worst_reports_shapes():
+    from chatnet.bench.cli import run
+
+    result = run(["filter", "--worst", "--duration", "1", "--chars", "256", "--profanity-file", str(SEED_LIST)])
+    assert result["scenario"] == "filter" and result["chars"] == 256
+    assert result["worst"] and result["known"]
+    assert all(entry["cpu_ms"] >= 0 and entry["steps"] > 0 for entry in result["worst"])
+    assert result["max_steps_per_char"] <= STEPS_PER_CHAR + JUDGEMENT_STEPS / 256

@@ -622,14 +622,14 @@ class ProfanityFilter:
             # Both parts must be dictionary words as they are (no reductions:
             # with them, junk like "lam" + "eass" would pass).
             words, listed = self._dictionary, self._listed
-            splits = tuple(
-                k
-                for k in range(_MIN_COMPOUND_PART, len(core) - _MIN_COMPOUND_PART + 1)
-                if core[:k] in words
-                and core[k:] in words
-                and core[:k] not in listed
-                and core[k:] not in listed
-            )
+            found = []
+            for k in range(_MIN_COMPOUND_PART, len(core) - _MIN_COMPOUND_PART + 1):
+                head = core[:k]
+                if head in words and head not in listed:
+                    tail = core[k:]
+                    if tail in words and tail not in listed:
+                        found.append(k)
+            splits = tuple(found)
         return False, splits
 
     def _ordinary(self, word: str) -> Optional[bool]:
@@ -644,10 +644,12 @@ class ProfanityFilter:
         if word in self._dictionary:
             return True
         variants = _stems(word) + _unstretched(word)
-        if any(v in listed for v in variants):
+        if not listed.isdisjoint(variants):
             return False
-        if any(v in self._dictionary for v in variants):
-            return True
+        dictionary = self._dictionary
+        for variant in variants:
+            if variant in dictionary:
+                return True
         return None
 
 

@@ -28,6 +28,11 @@ class NodeConfig:
     max_frame_bytes: int = 1024 * 1024
     rate_limit: float = 20.0
     rate_burst: float = 40.0
+    # bytes a second per connection and per user on this node (chatnet.budget)
+    rate_bytes: float = 16384.0
+    rate_bytes_burst: float = 65536.0
+    user_rate_bytes: float = 32768.0
+    user_rate_bytes_burst: float = 131072.0
     login_timeout: float = 60.0
     store_timeout: float = 3.0
     offline_limit: int = 1000

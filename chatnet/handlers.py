@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from chatnet import moderation
 from chatnet.accept import StaleRoomState
+from chatnet.budget import ByteBudget
 from chatnet.errors import ProtocolError, StoreUnavailable, not_member, not_online, unknown_room
 from chatnet.history import RESUME_LIMIT
 from chatnet.login_throttle import LoginThrottle
@@ -79,12 +80,14 @@ class ChatHandlers:
     @param room_state: the L{chatnet.service.roomstate.RoomState}, or None
         (posts are then checked against the session's rooms and mutes only).
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    @param budget: the L{chatnet.budget.ByteBudget} every request is charged
+        to first (default: the one of C{config}).
     """
 
     def __init__(self, *, config, clock, view=None, redis=None, mongo=None, offline=None, history=None,
                  popular=None, profanity=None, acceptor=None, message_log=None, directory=None, sessions=None,
                  presence=None, router=None, rooms=None, feed=None, delivery=None, tokens=None,
-                 room_state=None, emit=lambda event, *args: None):
+                 room_state=None, emit=lambda event, *args: None, budget=None):
         self.config = config
         self.clock = clock
         self.view = view
@@ -109,6 +112,7 @@ class ChatHandlers:
                                offline=offline, directory=directory, router=router, rooms=rooms, emit=emit,
                                public_rooms=PublicRooms(mongo, clock))
         self.login_throttle = LoginThrottle(redis, clock)
+        self.budget = budget if budget is not None else ByteBudget.from_config(config, clock)
         self.actions = {
             "login": self.login,
             "chat": self.chat,
@@ -127,6 +131,8 @@ class ChatHandlers:
         }
 
     async def handle(self, connection, request):
+        record = connection.record
+        self.budget.charge(connection, record.username if record is not None else None, request.size)
         action = request.action
         handler = self.actions.get(action)
         if handler is None:

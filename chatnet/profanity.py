@@ -40,6 +40,39 @@ Overlapping matches are all masked. The dictionary is the union of the
 ``english-words`` package's lists (GCIDE and Webster's 2nd) and the system
 word lists found under ``/usr/share/dict`` (Debian's ``wbritish-huge`` adds
 place names such as Scunthorpe and every inflected form).
+
+Cost
+----
+
+Masking costs time linear in the length of the message, with a small
+constant, whatever it holds (docs/design.md, "Text processing cost"). Two
+rules bound the work a message can make the filter do; neither changes
+anything for ordinary text:
+
+* A run of word characters longer than `MAX_WORD` (64) characters is no
+  word of any language (the longest words of the dictionary have 45 letters,
+  60 with a Welsh place name), so it spares no match in it: every match in
+  it is masked, without a look at the run. So its camel humps and stretched
+  letters are not looked at either (a ``hellooo...`` of 65 letters is not
+  ``hello``).
+* A message gets at most `JUDGED_LIMIT` (64) judgements of a match inside a
+  word; a word that comes again in the message (the same text) is judged
+  once for all its copies. A match inside a word that finds no judgement
+  left is masked. No dictionary word holds more than 6 entries of the
+  shipped list (the words with 4 to 6 are themselves profane), and an
+  ordinary message holds a few words with an entry inside: over a megabyte
+  of English prose (licences, package descriptions, this project's docs),
+  no stretch of 4,096 characters needed more than 16 judgements with
+  either list. A message with over 64 different such words is made to cost
+  work.
+
+Within these bounds each word is analysed once however many matches it
+holds: its humps are found once, its core cut once, its verdict cached per
+filter; a match is judged once for all the copies of its word, and a match
+within the part already masked is not judged at all. The matches per
+character are bounded by the list (the entries that end at one place are
+suffixes of one another: at most 3 for the shipped list and the old
+system's). `chatnet.textcost` counts the work for the tests that bound it.
 """
 
 from __future__ import annotations
@@ -49,13 +82,18 @@ import os
 import re
 import threading
 from array import array
+from operator import itemgetter
 from importlib import resources
 from typing import Iterable, Iterator, Optional, Union
 
 import ahocorasick_rs
 
+from chatnet import textcost
+
 __all__ = [
     "MASK_CHAR",
+    "JUDGED_LIMIT",
+    "MAX_WORD",
     "ProfanityFilter",
     "WordSet",
     "default_dictionary",
@@ -66,6 +104,19 @@ __all__ = [
 ]
 
 MASK_CHAR = "*"
+
+#: The longest word the filter analyses, in characters (letters, digits and
+#: the symbols that count as word characters). The longest words of the
+#: dictionary have 45 letters; a longer run of word characters is no word of
+#: any language, so it spares no match in it (see the module docstring).
+#: The bound keeps the work per match constant, however long the run.
+MAX_WORD = 64
+
+#: The most matches lying inside words that the filter judges in one message
+#: (a word that comes again is judged once); further such matches are masked
+#: (see the module docstring). The bound keeps the work per message linear
+#: in its length with a small constant, whatever the message holds.
+JUDGED_LIMIT = 64
 
 #: Sources of the ``english-words`` package that make up the dictionary.
 ENGLISH_WORDS_SOURCES = ("gcide", "web2")
@@ -137,7 +188,15 @@ _MIN_COMPOUND_PART = 3
 
 _CORE_CACHE_LIMIT = 50_000
 
+_END = itemgetter(2)
+_FEW_MATCHES = 8
+_ASCII_MASK = MASK_CHAR.encode("ascii")
+
 _STRETCHED = re.compile(r"(.)\1\1+")
+
+# A run of word characters longer than MAX_WORD in the classes of a text.
+_LONG_RUN = re.compile(rb"(?<!w)w{%d,}" % (MAX_WORD + 1))
+_LONG_RUN_WORD = b"w" * (MAX_WORD + 1)
 
 # Camel-case humps: a capital after a small letter, or a capital followed by
 # a small letter after a capital ("XML|Parser").
@@ -235,13 +294,24 @@ class WordSet:
     megabytes; this keeps one sorted 64-bit hash per word instead (8 bytes a
     word). Two words sharing a hash would make a non-word look like a word;
     with a few hundred thousand words the chance of a given look-up hitting
-    such a pair is of the order of 1e-14.
+    such a pair is of the order of 1e-14. A bit per hash value modulo 2**24
+    (2 MiB) answers most look-ups of non-words before the binary search
+    (about 3% of them pass it with the default dictionary): a message made
+    to be judged word by word mostly holds non-words.
     """
 
-    __slots__ = ("_hashes",)
+    __slots__ = ("_hashes", "_bits")
 
     def __init__(self, words: Iterable[str] = ()):
-        self._hashes = array("q", sorted({hash(_fold_word(w)) for w in words}))
+        self._set_hashes(sorted({hash(_fold_word(w)) for w in words}))
+
+    def _set_hashes(self, hashes: list[int]) -> None:
+        self._hashes = array("q", hashes)
+        bits = bytearray(_BITS_BYTES)
+        for h in hashes:
+            h &= _BITS_MASK
+            bits[h >> 3] |= 1 << (h & 7)
+        self._bits = bytes(bits)
 
     @classmethod
     def _from_folded(cls, chunks: Iterable[Iterable[str]]) -> "WordSet":
@@ -250,13 +320,16 @@ class WordSet:
         for chunk in chunks:
             hashes.update(map(hash, chunk))
         ws = cls.__new__(cls)
-        ws._hashes = array("q", sorted(hashes))
+        ws._set_hashes(sorted(hashes))
         return ws
 
     def __contains__(self, word: object) -> bool:
         if not isinstance(word, str):
             return False
         h = hash(word)
+        b = h & _BITS_MASK
+        if not self._bits[b >> 3] & (1 << (b & 7)):
+            return False
         hashes = self._hashes
         i = bisect.bisect_left(hashes, h)
         return i < len(hashes) and hashes[i] == h
@@ -266,6 +339,10 @@ class WordSet:
 
     def __repr__(self) -> str:
         return f"<WordSet of {len(self)} words>"
+
+
+_BITS_MASK = (1 << 24) - 1
+_BITS_BYTES = 1 << 21
 
 
 def load_dictionary(
@@ -388,6 +465,11 @@ class ProfanityFilter:
     def __repr__(self) -> str:
         return f"<ProfanityFilter of {len(self.words)} entries>"
 
+    def clear_cache(self) -> None:
+        """Forget the verdicts on the words seen so far (benchmarks measure
+        the cost of words never seen)."""
+        self._core_cache.clear()
+
     def mask(self, text: str) -> str:
         """`text` with every character of every list entry found in it
         replaced by ``*``; same length as `text`. Returns `text` itself when
@@ -397,6 +479,8 @@ class ProfanityFilter:
             return text
         low = text.lower() if text.isascii() else fold(text)
         matches = find(low, overlapping=True)
+        if textcost.active is not None:
+            textcost.charge("profanity.scan", len(text))
         if not matches:
             return text
         return self._mask_matches(text, low, matches)
@@ -404,85 +488,128 @@ class ProfanityFilter:
     # -- the slow path: at least one entry was found
 
     def _mask_matches(self, text: str, low: str, matches) -> str:
+        # Linear in len(text) by construction (see "Cost" in the module
+        # docstring): each match costs a bounded number of steps.
         # classes[i] is b"w" where low[i] is a word character, else b" ".
         if low.isascii():
             classes = low.encode("ascii").translate(_ASCII_WORD_CLASS)
         else:
             classes = low.translate(_WORD_CLASS).encode("ascii")
         n = len(low)
-        spans = []
+        scan = None  # made for the first match inside a word
+        spans: list[tuple[int, int]] = []
+        decided_words: dict = {}  # a word's text: the spans it masks
+        ascii_text = n == len(text) and text.isascii()
+        # Runs of word characters longer than MAX_WORD, in order: every
+        # match lying in one is masked without a look at the run. (The
+        # matches come in the order of their ends; were they not, a match
+        # in such a run would still be masked, as its word is not found.)
+        if n > MAX_WORD and _LONG_RUN_WORD in classes:
+            long_runs = [m.span() for m in _LONG_RUN.finditer(classes)]
+        else:
+            long_runs = []
+        long_runs.append((n + 1, n + 1))
+        k = 0
+        long_start, long_end = long_runs[0]
+        last_start = last_end = -1  # the masked span the next matches most likely extend
+        word_start, word_end = 0, -1  # the last word whose matches are all decided
+        doom_start, doom_end = 0, -1  # the last word whose matches are all masked
+        found_start, found_end = 0, 0  # the last word found
+        lookups = 0
+        # A message with a few matches has them judged one by one (the same
+        # verdicts, without the bookkeeping that spares the work of many).
+        few = len(matches) <= _FEW_MATCHES
         for _, start, end in matches:
-            left_inside = start > 0 and classes[start - 1] == _W and classes[start] == _W
-            right_inside = end < n and classes[end] == _W and classes[end - 1] == _W
-            if left_inside or right_inside:
-                spared = True
-                left_host = None
-                if left_inside:
-                    left_host = _host_bounds(classes, start, n)
-                    spared = self._host_spared(text, low, left_host, start, end)
-                if spared and right_inside:
-                    right_host = _host_bounds(classes, end - 1, n)
-                    if right_host != left_host:
-                        spared = self._host_spared(text, low, right_host, start, end)
-                if spared:
-                    continue
-            spans.append((start, end))
+            if last_start <= start and end <= last_end:
+                continue  # masked whatever the judgement
+            if word_start <= start and end <= word_end:
+                continue  # decided with its word
+            while end > long_end:
+                k += 1
+                long_start, long_end = long_runs[k]
+            if long_start > start and not (doom_start <= start and end <= doom_end):
+                left_inside = start > 0 and classes[start - 1] == _W and classes[start] == _W
+                right_inside = end < n and classes[end] == _W and classes[end - 1] == _W
+                if left_inside or right_inside:
+                    i = start if left_inside else end - 1
+                    if not found_start <= i < found_end:
+                        # _host_bounds, inlined
+                        lookups += 1
+                        lo = i - MAX_WORD
+                        found_start = classes.rfind(b" ", lo if lo > 0 else 0, i) + 1
+                        if found_start == 0 and lo > 0:
+                            found_start = found_end = 0  # longer than MAX_WORD
+                        else:
+                            hi = found_start + MAX_WORD + 1
+                            found_end = classes.find(b" ", i, hi)
+                            if found_end < 0:
+                                found_end = n if n < hi else 0
+                                if not found_end:
+                                    found_start = 0
+                    if scan is None:
+                        scan = _Scan(self, text, low, classes, matches)
+                    if few and found_start <= start and end <= found_end:
+                        # lies in one word, among a few matches: judged on its own
+                        if scan.judged((found_start, found_end), start, end):
+                            continue
+                    elif found_start <= start and end <= found_end:
+                        # lies in one word: decide all the matches lying in it
+                        key = text[found_start:found_end]
+                        if not ascii_text and not key.isascii():
+                            key = (key, low[found_start:found_end])
+                        decided = decided_words.get(key)
+                        if decided is None and scan.left > 0:
+                            decided = decided_words[key] = scan.decide(found_start, found_end)
+                        if decided is not None:
+                            word_start, word_end = found_start, found_end
+                            for s, e in decided:
+                                spans.append((word_start + s, word_start + e))
+                            continue
+                        # no judgements left: this match and the others lying in the word are masked
+                        doom_start, doom_end = found_start, found_end
+                    elif found_start <= i < found_end:
+                        if scan.crossing(start, end, (found_start, found_end), left_inside, right_inside):
+                            continue
+            # masked
+            if start <= last_end and last_start <= end:
+                # overlaps or touches the last span: grow it
+                if start < last_start:
+                    last_start = start
+                if end > last_end:
+                    last_end = end
+            else:
+                if last_end >= 0:
+                    spans.append((last_start, last_end))
+                last_start, last_end = start, end
+        if last_end >= 0:
+            spans.append((last_start, last_end))
+        if textcost.active is not None and scan is not None:
+            scan.steps += lookups
+            textcost.note("profanity.judged", JUDGED_LIMIT - scan.left)
+        if textcost.active is not None:
+            textcost.charge("profanity.matches", 2 * len(matches) + len(long_runs))
+            textcost.charge("profanity.words", scan.steps if scan is not None else 0)
         if not spans:
             return text
-        spans.sort()
-        out = []
-        pos = 0
+        if ascii_text:
+            out = bytearray(text, "ascii")
+            for start, end in spans:
+                out[start:end] = _ASCII_MASK * (end - start)
+            return out.decode("ascii")
+        chars = list(text)
         for start, end in spans:
-            if end <= pos:
-                continue
-            if start > pos:
-                out.append(text[pos:start])
-            else:
-                start = pos
-            out.append(MASK_CHAR * (end - start))
-            pos = end
-        out.append(text[pos:])
-        return "".join(out)
+            chars[start:end] = MASK_CHAR * (end - start)
+        return "".join(chars)
 
-    def _host_spared(
-        self, text: str, low: str, host: tuple[int, int], start: int, end: int
-    ) -> bool:
-        """Whether the match ``low[start:end]`` is spared because of the word
-        ``low[host[0]:host[1]]`` it lies partly or wholly in."""
-        a, b = host
-        if _HUMP_HINT.search(text, a + 1, b) is not None:
-            a, b = _camel_part(text, a, b, start, end)
-        core = low[a:b]
-        if not core.isalpha():
-            while a < b and not low[a].isalpha():
-                a += 1
-            while b > a and not low[b - 1].isalpha():
-                b -= 1
-            core = low[a:b].translate(_APOSTROPHES)
-        part_start = (start if start > a else a) - a
-        part_end = (end if end < b else b) - a
-        if part_start >= part_end:
-            # The match does not touch the letters of the word.
-            return False
+    def _judged(self, core: str) -> tuple[bool, tuple[int, ...]]:
+        """`_judge` of `core`, cached per filter."""
         info = self._core_cache.get(core)
         if info is None:
             info = self._judge(core)
             if len(self._core_cache) >= _CORE_CACHE_LIMIT:
                 self._core_cache.clear()
             self._core_cache[core] = info
-        ordinary, splits = info
-        if ordinary:
-            return _partial(core, part_start, part_end)
-        for k in splits:
-            # A compound of two ordinary words spares a match lying within
-            # one of them, as that word alone would.
-            if part_end <= k:
-                if _partial(core[:k], part_start, part_end):
-                    return True
-            elif part_start >= k:
-                if _partial(core[k:], part_start - k, part_end - k):
-                    return True
-        return False
+        return info
 
     def _judge(self, core: str) -> tuple[bool, tuple[int, ...]]:
         """(whether `core` is an ordinary word, the places where it splits
@@ -495,14 +622,14 @@ class ProfanityFilter:
             # Both parts must be dictionary words as they are (no reductions:
             # with them, junk like "lam" + "eass" would pass).
             words, listed = self._dictionary, self._listed
-            splits = tuple(
-                k
-                for k in range(_MIN_COMPOUND_PART, len(core) - _MIN_COMPOUND_PART + 1)
-                if core[:k] in words
-                and core[k:] in words
-                and core[:k] not in listed
-                and core[k:] not in listed
-            )
+            found = []
+            for k in range(_MIN_COMPOUND_PART, len(core) - _MIN_COMPOUND_PART + 1):
+                head = core[:k]
+                if head in words and head not in listed:
+                    tail = core[k:]
+                    if tail in words and tail not in listed:
+                        found.append(k)
+            splits = tuple(found)
         return False, splits
 
     def _ordinary(self, word: str) -> Optional[bool]:
@@ -517,25 +644,183 @@ class ProfanityFilter:
         if word in self._dictionary:
             return True
         variants = _stems(word) + _unstretched(word)
-        if any(v in listed for v in variants):
+        if not listed.isdisjoint(variants):
             return False
-        if any(v in self._dictionary for v in variants):
-            return True
+        dictionary = self._dictionary
+        for variant in variants:
+            if variant in dictionary:
+                return True
         return None
 
 
-def _camel_part(text: str, a: int, b: int, start: int, end: int) -> tuple[int, int]:
-    """The part of the camel-case word ``text[a:b]`` (``HelloWorld``,
-    ``XMLParser``) that holds the match ``[start, end)``; the whole word if
-    it has no humps or the match runs over one."""
-    base = a
-    for hump in _HUMP.finditer(text[a:b]):
-        k = base + hump.start()
-        if k <= start:
-            a = k
-        elif k >= end:
-            return a, k
-    return a, b
+class _Scan:
+    """What `ProfanityFilter._mask_matches` learns about the words of one
+    message, so that each word is analysed once however many matches it
+    holds: the humps of each camel-case word, the core and verdict of each
+    word part, the matches sorted by their ends (to find those of a word);
+    and how many judgements the message has left (`JUDGED_LIMIT`). `steps`
+    counts the work done (`chatnet.textcost`). Made for the first match
+    inside a word of a message."""
+
+    __slots__ = ("filter", "text", "low", "classes", "n", "matches", "ends", "found", "humps", "parts", "left",
+                 "steps")
+
+    def __init__(self, filter: "ProfanityFilter", text: str, low: str, classes: bytes, matches):
+        self.filter = filter
+        self.text = text
+        self.low = low
+        self.classes = classes
+        self.n = len(low)
+        self.matches = matches
+        self.ends: Optional[list[int]] = None  # made for the first word decided
+        self.found = (0, 0)  # the last word found
+        self.humps: dict[int, tuple[int, ...]] = {}
+        self.parts: dict[tuple[int, int], tuple[int, str, bool, tuple[int, ...]]] = {}
+        self.left = JUDGED_LIMIT
+        self.steps = 0
+
+    def host(self, i: int) -> Optional[tuple[int, int]]:
+        """The word (maximal run of word characters) around index `i`, or
+        None if it is longer than `MAX_WORD`; found by scanning at most
+        ``2 * MAX_WORD`` characters."""
+        a, b = self.found
+        if a <= i < b:
+            return self.found
+        self.steps += 1
+        found = _host_bounds(self.classes, i, self.n)
+        if found is not None:
+            self.found = found
+        return found
+
+    def decide(self, a: int, b: int) -> tuple[tuple[int, int], ...]:
+        """The masked spans (relative to `a`) of the matches lying in the
+        word ``[a, b)``, as few as cover them."""
+        masked = []
+        ends = self.ends
+        if ends is None:
+            ends = self.ends = [m[2] for m in self.matches]
+            if ends != sorted(ends):
+                self.matches = sorted(self.matches, key=_END)
+                ends.sort()
+        matches = self.matches
+        lo = bisect.bisect_right(ends, a)
+        hi = bisect.bisect_right(ends, b, lo)
+        self.steps += 1 + hi - lo
+        for j in range(lo, hi):
+            _, start, end = matches[j]
+            if start < a:
+                continue
+            if (start == a and end == b) or not self.judged((a, b), start, end):
+                masked.append((start - a, end - a))
+        # as few spans as cover the same characters
+        masked.sort()
+        merged: list[tuple[int, int]] = []
+        for start, end in masked:
+            if merged and start <= merged[-1][1]:
+                if end > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        return tuple(merged)
+
+    def crossing(self, start: int, end: int, host: tuple[int, int], left_inside: bool, right_inside: bool) -> bool:
+        """Whether the match ``[start, end)``, which runs over the edge of
+        the word `host` it starts or ends inside, is spared: each word it
+        starts or ends inside must spare it."""
+        if left_inside:
+            if not self.judged(host, start, end):
+                return False
+            if not right_inside:
+                return True
+            host = self.host(end - 1)
+            return host is not None and self.judged(host, start, end)
+        return self.judged(host, start, end)
+
+    def judged(self, host: tuple[int, int], start: int, end: int) -> bool:
+        """`spared`, while the message has judgements left; False after."""
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return self.spared(host, start, end)
+
+    def spared(self, host: tuple[int, int], start: int, end: int) -> bool:
+        """Whether the match ``low[start:end]`` is spared because of the word
+        `host` it lies partly or wholly in (see the module docstring)."""
+        a, b = host
+        humps = self.humps.get(a)
+        if humps is None:
+            humps = self.humps[a] = _humps(self.text, a, b)
+            self.steps += 1 + len(humps)
+        self.steps += 1
+        if humps:
+            # the part between the last hump at or before the match and the
+            # first hump at or after it (humps inside the match are ignored)
+            i = bisect.bisect_right(humps, start)
+            if i:
+                a = humps[i - 1]
+            j = bisect.bisect_left(humps, end, i)
+            if j < len(humps):
+                b = humps[j]
+        part = self.parts.get((a, b))
+        if part is None:
+            part = self.parts[(a, b)] = self._part(a, b)
+        ca, core, ordinary, splits = part
+        if not ordinary and not splits:
+            return False
+        part_start = (start if start > ca else ca) - ca
+        part_end = (end if end < ca + len(core) else ca + len(core)) - ca
+        if part_start >= part_end:
+            # The match does not touch the letters of the word.
+            return False
+        if ordinary:
+            return _partial(core, part_start, part_end)
+        self.steps += len(splits)
+        for k in splits:
+            # A compound of two ordinary words spares a match lying within
+            # one of them, as that word alone would.
+            if part_end <= k:
+                if _partial(core[:k], part_start, part_end):
+                    return True
+            elif part_start >= k:
+                if _partial(core[k:], part_start - k, part_end - k):
+                    return True
+        return False
+
+    def _part(self, a: int, b: int) -> tuple[int, str, bool, tuple[int, ...]]:
+        """(start of the core, core, whether it is an ordinary word, its
+        compound splits) of the word part ``low[a:b]``; the core is the part
+        without leading and trailing digits and symbols."""
+        low = self.low
+        core = low[a:b]
+        if not core.isalpha():
+            while a < b and not low[a].isalpha():
+                a += 1
+            while b > a and not low[b - 1].isalpha():
+                b -= 1
+            core = low[a:b].translate(_APOSTROPHES)
+        info = self.filter._core_cache.get(core)
+        if info is None:
+            info = self.filter._judged(core)
+            self.steps += _judge_steps(core)
+        self.steps += 1
+        return (a, core, info[0], info[1])
+
+
+def _judge_steps(core: str) -> int:
+    """An upper bound of the look-ups `ProfanityFilter._judge` makes for
+    `core`: the word, its reductions (two a suffix, two for stretched
+    letters, each in two sets), two for each compound split, plus the length
+    of the word (the slices, the stretched-letter scan)."""
+    splits = max(0, len(core) - 2 * _MIN_COMPOUND_PART + 1)
+    return 2 + 2 * (2 * len(_SUFFIXES) + 4) + 2 * splits + len(core)
+
+
+def _humps(text: str, a: int, b: int) -> tuple[int, ...]:
+    """The camel-case humps of the word ``text[a:b]`` (``Hello|World``,
+    ``XML|Parser``), as indexes into `text`."""
+    if _HUMP_HINT.search(text, a + 1, b) is None:
+        return ()
+    return tuple(a + hump.start() for hump in _HUMP.finditer(text[a:b]))
 
 
 def _partial(word: str, start: int, end: int) -> bool:
@@ -550,10 +835,25 @@ def _partial(word: str, start: int, end: int) -> bool:
     return True
 
 
-def _host_bounds(classes: bytes, i: int, n: int) -> tuple[int, int]:
-    """The maximal run of word characters around index `i`."""
-    b = classes.find(b" ", i)
-    return classes.rfind(b" ", 0, i) + 1, (n if b < 0 else b)
+def _host_bounds(classes: bytes, i: int, n: int) -> Optional[tuple[int, int]]:
+    """The maximal run of word characters around index `i`, or None if it is
+    longer than `MAX_WORD` (found by scanning at most ``2 * MAX_WORD``
+    characters, however long the run)."""
+    lo = i - MAX_WORD
+    r = classes.rfind(b" ", lo if lo > 0 else 0, i)
+    if r >= 0:
+        a = r + 1
+    elif lo <= 0:
+        a = 0
+    else:
+        return None
+    hi = a + MAX_WORD + 1
+    b = classes.find(b" ", i, hi)
+    if b >= 0:
+        return a, b
+    if n < hi:
+        return a, n
+    return None
 
 
 def _stems(word: str) -> list[str]:
@@ -584,7 +884,14 @@ def _unstretched(word: str) -> list[str]:
     """``word`` with each run of three or more equal letters cut to two and
     to one (``hellooo`` -> ``helloo``, ``hello``); empty if it has no such
     run."""
-    runs = _STRETCHED.findall(word)
-    if not runs:
+    if _STRETCHED.search(word) is None:
         return []
-    return [_STRETCHED.sub(r"\1\1", word), _STRETCHED.sub(r"\1", word)]
+    return [_STRETCHED.sub(_twice, word), _STRETCHED.sub(_once, word)]
+
+
+def _twice(run: re.Match) -> str:
+    return run.group(1) * 2
+
+
+def _once(run: re.Match) -> str:
+    return run.group(1)

@@ -43,6 +43,12 @@ class Options(usage.Options):
         ["max-frame-bytes", None, 1024 * 1024, "Largest WebSocket frame; a larger one closes the connection.", int],
         ["rate-limit", None, 20.0, "Frames per second per connection (0: no limit).", float],
         ["rate-burst", None, 40.0, "Burst size of the rate limit.", float],
+        ["rate-bytes", None, 16384.0, "Bytes per second per connection (0: no limit; see docs/operations.md).",
+         float],
+        ["rate-bytes-burst", None, 65536.0, "Bytes a connection may send at once.", float],
+        ["user-rate-bytes", None, 32768.0, "Bytes per second per user, all their connections to this node "
+         "together (0: no limit).", float],
+        ["user-rate-bytes-burst", None, 131072.0, "Bytes a user may send at once.", float],
         ["login-timeout", None, 60.0, "Seconds a connection may stay without login (0: forever).", float],
         ["store-timeout", None, 3.0, "Seconds to wait for Redis or MongoDB before answering 503.", float],
         ["offline-limit", None, 1000, "Queued offline messages kept per user.", int],
@@ -89,6 +95,11 @@ class Options(usage.Options):
         for name in ("max-client-backlog", "client-send-buffer"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must be 0 or positive")
+        for name in ("rate-bytes", "user-rate-bytes"):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} must be 0 (no limit) or positive")
+            if self[name] > 0 and self[name + "-burst"] <= 0:
+                raise usage.UsageError(f"--{name}-burst must be positive")
         if self["max-message-chars"] > MAX_MESSAGE_CHARS:
             # a message crosses the internal port as one AMP value (< 64 KiB),
             # up to 6 bytes a character as JSON (an escaped control character)
@@ -126,6 +137,10 @@ class Options(usage.Options):
             max_frame_bytes=self["max-frame-bytes"],
             rate_limit=self["rate-limit"],
             rate_burst=self["rate-burst"],
+            rate_bytes=self["rate-bytes"],
+            rate_bytes_burst=self["rate-bytes-burst"],
+            user_rate_bytes=self["user-rate-bytes"],
+            user_rate_bytes_burst=self["user-rate-bytes-burst"],
             login_timeout=self["login-timeout"],
             store_timeout=self["store-timeout"],
             offline_limit=self["offline-limit"],

@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
                               "(the nodes need --compression deflate to take it)")
     traffic.add_argument("--size", type=int, default=0, metavar="CHARS",
                          help="pad each message text to this many characters")
+    filt = p.add_argument_group("filter")
+    filt.add_argument("--worst", action="store_true",
+                      help="filter: search for --duration seconds for the message shapes that cost the "
+                           "node's text processing most, and report the worst with their CPU per message")
+    filt.add_argument("--chars", type=int, default=4096, metavar="N",
+                      help="filter --worst: characters a message (default 4096, the node's --max-message-chars)")
+    filt.add_argument("--profanity-file", metavar="FILE",
+                      help="filter: the word list (default: the shipped list)")
     conns = p.add_argument_group("connections")
     conns.add_argument("--clients", type=int, default=1000, help="connections: idle clients")
     conns.add_argument("--node", help="connections: nodeId (or index in the node list, or URL)")
@@ -155,6 +163,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         build_parser().error("--rooms and --room-size must be at least 1")
     if opts.window < 0 or (opts.window == 0 and opts.rate <= 0):
         build_parser().error("--window must be at least 1 (0 only with --rate)")
+    if opts.chars < 1:
+        build_parser().error("--chars must be at least 1")
     if opts.create_users and not opts.mongo:
         build_parser().error("--create-users needs --mongo URL")
     return opts

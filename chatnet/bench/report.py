@@ -36,6 +36,11 @@ def human_summary(r: Dict[str, Any]) -> str:
             lines.append(f"{k:<12} {r[k]}")
     if r.get("rooms_with_loss"):
         lines.append(f"{'rooms_with_loss':<12} {r['rooms_with_loss']} of {r.get('rooms')}")
+    if r.get("worst"):
+        lines.append(f"worst shapes of {r.get('chars')}-character messages ({r.get('shapes_tried')} tried), "
+                     "CPU ms per message (mask and word cutting, cold caches):")
+        for entry in (*r["worst"], *(r.get("known") or ())):
+            lines.append(f"  {entry['cpu_ms']:>8.3f} ms {entry['steps']:>7} steps  {entry['shape']}")
     for n in r.get("notes") or ():
         lines.append(f"note         {n}")
     return "\n".join(lines)

@@ -331,8 +331,20 @@ def scenario_filter(opts, argv) -> Dict[str, Any]:
     except ImportError as e:
         r["error"] = f"the filter benchmark is not available: {e}"
         return r
+    from chatnet.profanity import ProfanityFilter
+
+    filter = ProfanityFilter.from_file(opts.profanity_file) if opts.profanity_file else None
+    if opts.worst:
+        from chatnet.bench.worst_text import search_worst
+
+        t0 = time.perf_counter()
+        r.update(search_worst(filter, chars=opts.chars, seconds=opts.duration))
+        r["seconds"] = round(time.perf_counter() - t0, 3)
+        r["scenario"] = "filter"
+        r["worst_cpu_ms"] = r["worst"][0]["cpu_ms"] if r["worst"] else None
+        return r
     t0 = time.perf_counter()
-    res = run_filter_bench(opts.duration)
+    res = run_filter_bench(opts.duration, filter)
     r["seconds"] = round(time.perf_counter() - t0, 3)
     if isinstance(res, dict):
         r.update(res)

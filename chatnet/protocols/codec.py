@@ -25,12 +25,13 @@ TS_TOLERANCE_MS = 24 * 3600 * 1000
 
 
 class Request:
-    __slots__ = ("id", "action", "data")
+    __slots__ = ("id", "action", "data", "size")
 
-    def __init__(self, id, action, data):
+    def __init__(self, id, action, data, size=0):
         self.id = id
         self.action = action
         self.data = data
+        self.size = size  # bytes of the frame it came in (chatnet.budget)
 
     def string(self, key, *, required=True, default=None, max_length=None):
         """The string field C{key} of C{data}, or raise a 400."""
@@ -123,7 +124,7 @@ def decode(payload, isBinary=False):
         data = {}
     if not isinstance(data, dict):
         raise ProtocolError(400, "'data' must be an object", action, re=request_id)
-    return Request(request_id, action, data)
+    return Request(request_id, action, data, len(payload))
 
 
 _counter = itertools.count()

@@ -348,7 +348,8 @@ def test_filter_scenario_calls_filter_bench(monkeypatch):
     calls = []
     fake = types.ModuleType("chatnet.bench.filter_bench")
 
-    def run_filter_bench(seconds):
+    def run_filter_bench(seconds, filter=None):
+        assert filter is None  # the node's own list unless --profanity-file names one
         calls.append(seconds)
         return {"mb_per_s": 12.5, "msgs_per_s": 1000.0}
 

@@ -10,7 +10,10 @@ start --bench``) and the peer (``python -m bench.peer start``: Redis and 3
 Node.js processes), unless ``--chatnet-dir`` / ``--peer-dir`` name ones
 already running; waits before every run until all their processes are idle;
 runs each scenario (`SCENARIO_ARGS`: the issue's loads, a fixed number of
-messages per sender) with ``--cluster-dir``; prints one JSON line per run,
+messages per sender) with ``--cluster-dir``; after each run waits again
+until that system's processes are idle and reports the CPU they used
+meanwhile (``after_cpu_s``: work a run left behind, e.g. a store still
+writing, which the run's own window does not see); prints one JSON line per run,
 then a Markdown table (medians, every run, the CPU of every process); and
 stops what it started (``--keep`` leaves it running). It needs a checkout
 (devtools/ and bench/ are not installed).
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from chatnet.bench.cpu import CLUSTER_FILE, proc_cpu_seconds
 
@@ -139,6 +142,23 @@ def wait_idle(dirs: Sequence[Path], limit: float) -> float:
             return waited
 
 
+def settle(directory: Path, limit: float) -> Tuple[float, float]:
+    """After a run: wait (at most ``limit`` s) until the processes of
+    ``directory`` are idle; (seconds waited, CPU seconds they used
+    meanwhile): the work a run left behind (a store writing what it was
+    given, a collection), which the run's own window does not see."""
+    pids = _pids(directory)
+    start = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+    t0 = time.monotonic()
+    while True:
+        before = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+        time.sleep(0.5)
+        now = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+        waited = time.monotonic() - t0
+        if now - before < 0.03 or waited >= limit:
+            return waited, now - start
+
+
 def bench_run(scenario: str, directory: Path, extra: Sequence[str]) -> Dict[str, Any]:
     argv = [scenario, "--cluster-dir", str(directory), *SCENARIO_ARGS[scenario], *COMMON_ARGS,
             *extra, "--json", "--quiet"]
@@ -185,6 +205,7 @@ def row(system: str, r: Dict[str, Any]) -> Dict[str, Any]:
         "server_cpu_us_per_delivery": round(total * 1e6 / n, 1) if n else None,
         "cpu_s": {k: round(v, 3) for k, v in sorted(cpu.items())},
         "cpu_us_per_delivery": {k: round(v * 1e6 / n, 1) for k, v in sorted(cpu.items())} if n else {},
+        "after_cpu_s": r.get("after_cpu_s"),
         "bench_cpu_s": r.get("bench_cpu_s"),
         "load": r.get("load"),
         "error": r.get("error"),
@@ -244,23 +265,28 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
               for k in ("node.js", "redis")}
         out.append(f"| {scen} of which | " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in ga.items())
                    + " | " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in gb.items()) + " | |")
+        ma = _median([r["after_cpu_s"] for r in a])
+        mb = _median([r["after_cpu_s"] for r in b])
+        out.append(f"| {scen} CPU s after the run, until idle (median) | {_fmt(ma, 2)} | {_fmt(mb, 2)} | |")
         ma = _median([r["server_cpu_us_per_delivery"] for r in a])
         mb = _median([r["server_cpu_us_per_delivery"] for r in b])
         out.append(f"| {scen} server CPU per delivery, us (median) | {_fmt(ma)} | {_fmt(mb)} "
                    f"| {_ratio(ma, mb)} |")
     out += ["", "| # | scenario | system | msgs/s | p50 / p99 ms | lost | server CPU s "
-                "| CPU per delivery us | CPU s of each process | load generator CPU s | load avg |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| CPU per delivery us | CPU s of each process | after the run | load generator CPU s "
+                "| load avg |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
         if r["error"]:
             out.append(f"| {i} | {r['scenario']} | {r['system']} | error: {r['error'][:80]} "
-                       "| | | | | | | |")
+                       "| | | | | | | | |")
             continue
         procs = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
         out.append(f"| {i} | {r['scenario']} | {r['system']} | {_fmt(r['msgs_per_s'], 0)} "
                    f"| {_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])} | {r['lost']} "
                    f"| {_fmt(r['server_cpu_s'], 2)} | {_fmt(r['server_cpu_us_per_delivery'])} "
-                   f"| {procs} | {_fmt(r['bench_cpu_s'], 2)} | {_fmt(r['load'], 2)} |")
+                   f"| {procs} | {_fmt(r['after_cpu_s'], 2)} | {_fmt(r['bench_cpu_s'], 2)} "
+                   f"| {_fmt(r['load'], 2)} |")
     return "\n".join(out)
 
 
@@ -294,6 +320,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          f"load {load:.2f}) ...")
                     r = bench_run(scen, dirs[system], opts.bench_arg)
                     r["load"] = round(load, 2)
+                    _waited, after = settle(dirs[system], opts.idle_wait)
+                    r["after_cpu_s"] = round(after, 3)
                     line = row(system, r)
                     rows.append(line)
                     print(json.dumps(line), flush=True)

@@ -123,9 +123,14 @@ def stop_peer(directory: Path) -> None:
     _run_module("bench.peer", "stop", "--dir", str(directory))
 
 
-def _pids(directory: Path) -> List[int]:
+def _named_pids(directory: Path) -> Dict[str, int]:
     data = json.loads((directory / CLUSTER_FILE).read_text())
-    return [e["pid"] for e in data.get("processes") or () if isinstance(e.get("pid"), int)]
+    return {str(e.get("name") or e["pid"]): e["pid"] for e in data.get("processes") or ()
+            if isinstance(e.get("pid"), int)}
+
+
+def _pids(directory: Path) -> List[int]:
+    return list(_named_pids(directory).values())
 
 
 def wait_idle(dirs: Sequence[Path], limit: float) -> float:
@@ -142,21 +147,27 @@ def wait_idle(dirs: Sequence[Path], limit: float) -> float:
             return waited
 
 
-def settle(directory: Path, limit: float) -> Tuple[float, float]:
+def settle(directory: Path, limit: float) -> Tuple[float, Dict[str, float]]:
     """After a run: wait (at most ``limit`` s) until the processes of
-    ``directory`` are idle; (seconds waited, CPU seconds they used
-    meanwhile): the work a run left behind (a store writing what it was
-    given, a collection), which the run's own window does not see."""
-    pids = _pids(directory)
-    start = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+    ``directory`` are idle; (seconds waited, ``{process: CPU seconds}`` of
+    those that used any meanwhile): the work a run left behind (a store
+    writing what it was given, a collection), which the run's own window
+    does not see."""
+    named = _named_pids(directory)
+
+    def snapshot():
+        return {name: proc_cpu_seconds(pid) or 0.0 for name, pid in named.items()}
+
+    start = snapshot()
     t0 = time.monotonic()
     while True:
-        before = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+        before = snapshot()
         time.sleep(0.5)
-        now = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+        now = snapshot()
         waited = time.monotonic() - t0
-        if now - before < 0.03 or waited >= limit:
-            return waited, now - start
+        if sum(now.values()) - sum(before.values()) < 0.03 or waited >= limit:
+            used = {name: round(now[name] - start[name], 3) for name in named}
+            return waited, {name: s for name, s in used.items() if s > 0}
 
 
 def bench_run(scenario: str, directory: Path, extra: Sequence[str]) -> Dict[str, Any]:
@@ -206,6 +217,9 @@ def row(system: str, r: Dict[str, Any]) -> Dict[str, Any]:
         "cpu_s": {k: round(v, 3) for k, v in sorted(cpu.items())},
         "cpu_us_per_delivery": {k: round(v * 1e6 / n, 1) for k, v in sorted(cpu.items())} if n else {},
         "after_cpu_s": r.get("after_cpu_s"),
+        "after_cpu": r.get("after_cpu") or {},
+        "server_cpu_with_after_us_per_delivery":
+            round((total + (r.get("after_cpu_s") or 0.0)) * 1e6 / n, 1) if n else None,
         "bench_cpu_s": r.get("bench_cpu_s"),
         "load": r.get("load"),
         "error": r.get("error"),
@@ -265,13 +279,18 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
               for k in ("node.js", "redis")}
         out.append(f"| {scen} of which | " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in ga.items())
                    + " | " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in gb.items()) + " | |")
-        ma = _median([r["after_cpu_s"] for r in a])
-        mb = _median([r["after_cpu_s"] for r in b])
-        out.append(f"| {scen} CPU s after the run, until idle (median) | {_fmt(ma, 2)} | {_fmt(mb, 2)} | |")
         ma = _median([r["server_cpu_us_per_delivery"] for r in a])
         mb = _median([r["server_cpu_us_per_delivery"] for r in b])
         out.append(f"| {scen} server CPU per delivery, us (median) | {_fmt(ma)} | {_fmt(mb)} "
                    f"| {_ratio(ma, mb)} |")
+        ma = _median([r["after_cpu_s"] for r in a])
+        mb = _median([r["after_cpu_s"] for r in b])
+        out.append(f"| {scen} CPU s after the run, until idle (median) | {_fmt(ma, 2)} "
+                   f"| {_fmt(mb, 2)} | |")
+        ma = _median([r["server_cpu_with_after_us_per_delivery"] for r in a])
+        mb = _median([r["server_cpu_with_after_us_per_delivery"] for r in b])
+        out.append(f"| {scen} server CPU per delivery with that, us (median) | {_fmt(ma)} "
+                   f"| {_fmt(mb)} | {_ratio(ma, mb)} |")
     out += ["", "| # | scenario | system | msgs/s | p50 / p99 ms | lost | server CPU s "
                 "| CPU per delivery us | CPU s of each process | after the run | load generator CPU s "
                 "| load avg |",
@@ -282,10 +301,11 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
                        "| | | | | | | | |")
             continue
         procs = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
+        after = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["after_cpu"].items()) if v >= 0.01)
         out.append(f"| {i} | {r['scenario']} | {r['system']} | {_fmt(r['msgs_per_s'], 0)} "
                    f"| {_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])} | {r['lost']} "
                    f"| {_fmt(r['server_cpu_s'], 2)} | {_fmt(r['server_cpu_us_per_delivery'])} "
-                   f"| {procs} | {_fmt(r['after_cpu_s'], 2)} | {_fmt(r['bench_cpu_s'], 2)} "
+                   f"| {procs} | {after or '0'} | {_fmt(r['bench_cpu_s'], 2)} "
                    f"| {_fmt(r['load'], 2)} |")
     return "\n".join(out)
 
@@ -321,7 +341,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     r = bench_run(scen, dirs[system], opts.bench_arg)
                     r["load"] = round(load, 2)
                     _waited, after = settle(dirs[system], opts.idle_wait)
-                    r["after_cpu_s"] = round(after, 3)
+                    r["after_cpu"] = after
+                    r["after_cpu_s"] = round(sum(after.values()), 3)
                     line = row(system, r)
                     rows.append(line)
                     print(json.dumps(line), flush=True)

@@ -170,6 +170,17 @@ def settle(directory: Path, limit: float) -> Tuple[float, Dict[str, float]]:
             return waited, {name: s for name, s in used.items() if s > 0}
 
 
+def calibration_ms() -> float:
+    """CPU ms of a fixed pure-Python loop (600,000 dict stores): the
+    machine's speed of the moment (bench/RESULTS.md: it moves from one
+    minute to the next on a shared guest; the CPU per delivery moves with it)."""
+    t0 = time.process_time()
+    d: Dict[int, int] = {}
+    for i in range(600_000):
+        d[i & 1023] = i
+    return round((time.process_time() - t0) * 1000.0, 1)
+
+
 def bench_run(scenario: str, directory: Path, extra: Sequence[str]) -> Dict[str, Any]:
     argv = [scenario, "--cluster-dir", str(directory), *SCENARIO_ARGS[scenario], *COMMON_ARGS,
             *extra, "--json", "--quiet"]
@@ -222,6 +233,7 @@ def row(system: str, r: Dict[str, Any]) -> Dict[str, Any]:
             round((total + (r.get("after_cpu_s") or 0.0)) * 1e6 / n, 1) if n else None,
         "bench_cpu_s": r.get("bench_cpu_s"),
         "load": r.get("load"),
+        "calibration_ms": r.get("calibration_ms"),
         "error": r.get("error"),
         "command": r.get("command"),
     }
@@ -293,12 +305,12 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
                    f"| {_fmt(mb)} | {_ratio(ma, mb)} |")
     out += ["", "| # | scenario | system | msgs/s | p50 / p99 ms | lost | server CPU s "
                 "| CPU per delivery us | CPU s of each process | after the run | load generator CPU s "
-                "| load avg |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| load avg | calibration ms |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
         if r["error"]:
             out.append(f"| {i} | {r['scenario']} | {r['system']} | error: {r['error'][:80]} "
-                       "| | | | | | | | |")
+                       "| | | | | | | | | |")
             continue
         procs = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
         after = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["after_cpu"].items()) if v >= 0.01)
@@ -306,7 +318,7 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
                    f"| {_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])} | {r['lost']} "
                    f"| {_fmt(r['server_cpu_s'], 2)} | {_fmt(r['server_cpu_us_per_delivery'])} "
                    f"| {procs} | {after or '0'} | {_fmt(r['bench_cpu_s'], 2)} "
-                   f"| {_fmt(r['load'], 2)} |")
+                   f"| {_fmt(r['load'], 2)} | {_fmt(r['calibration_ms'])} |")
     return "\n".join(out)
 
 
@@ -336,10 +348,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 for system in ("chatnet", opts.peer):
                     waited = wait_idle(list(dirs.values()), opts.idle_wait)
                     load = os.getloadavg()[0]
+                    calib = calibration_ms()
                     _log(f"{scen} {i + 1}/{opts.runs} {system} (waited {waited:.0f} s for idle, "
                          f"load {load:.2f}) ...")
                     r = bench_run(scen, dirs[system], opts.bench_arg)
                     r["load"] = round(load, 2)
+                    r["calibration_ms"] = calib
                     _waited, after = settle(dirs[system], opts.idle_wait)
                     r["after_cpu"] = after
                     r["after_cpu_s"] = round(sum(after.values()), 3)

@@ -69,6 +69,7 @@ def main(argv=None):
         "syscalls": counts,
         "syscalls_per_delivery": {k: round(v / n, 3) for k, v in counts.items()} if n else None,
         "cpu_us_per_delivery": {k: round(v * 1e6 / n, 1) for k, v in sorted(cpu.items())} if n else None,
+        "members": r.get("members"), "pairs": r.get("pairs"), "notes": r.get("notes"),
         "load": round(os.getloadavg()[0], 2),
         "command": r.get("command"),
     }))

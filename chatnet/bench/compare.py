@@ -234,6 +234,8 @@ def row(system: str, r: Dict[str, Any]) -> Dict[str, Any]:
         "bench_cpu_s": r.get("bench_cpu_s"),
         "load": r.get("load"),
         "calibration_ms": r.get("calibration_ms"),
+        "pairs_or_members": r.get("pairs") if r.get("scenario") == "direct" else r.get("members"),
+        "notes": r.get("notes") or [],
         "error": r.get("error"),
         "command": r.get("command"),
     }
@@ -303,18 +305,19 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
         mb = _median([r["server_cpu_with_after_us_per_delivery"] for r in b])
         out.append(f"| {scen} server CPU per delivery with that, us (median) | {_fmt(ma)} "
                    f"| {_fmt(mb)} | {_ratio(ma, mb)} |")
-    out += ["", "| # | scenario | system | msgs/s | p50 / p99 ms | lost | server CPU s "
+    out += ["", "| # | scenario | system | pairs / members | msgs/s | p50 / p99 ms | lost | server CPU s "
                 "| CPU per delivery us | CPU s of each process | after the run | load generator CPU s "
                 "| load avg | calibration ms |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
         if r["error"]:
-            out.append(f"| {i} | {r['scenario']} | {r['system']} | error: {r['error'][:80]} "
+            out.append(f"| {i} | {r['scenario']} | {r['system']} | | error: {r['error'][:80]} "
                        "| | | | | | | | | |")
             continue
         procs = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
         after = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["after_cpu"].items()) if v >= 0.01)
-        out.append(f"| {i} | {r['scenario']} | {r['system']} | {_fmt(r['msgs_per_s'], 0)} "
+        out.append(f"| {i} | {r['scenario']} | {r['system']} | {r['pairs_or_members']} "
+                   f"| {_fmt(r['msgs_per_s'], 0)} "
                    f"| {_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])} | {r['lost']} "
                    f"| {_fmt(r['server_cpu_s'], 2)} | {_fmt(r['server_cpu_us_per_delivery'])} "
                    f"| {procs} | {after or '0'} | {_fmt(r['bench_cpu_s'], 2)} "

@@ -11,7 +11,8 @@ the gateway and ZooKeeper is counted, from just before the run starts to
 just after it ends (so the logins and joins of the run are in the counts
 too: a few per client). Prints one JSON line: the run's figures, the
 system calls of each process, per delivery, and each process's CPU per
-delivery. Needs ``perf`` and the right to trace (root). Linux only.
+delivery (the run's window) and its user and system (kernel) parts over
+the span counted. Needs ``perf`` and the right to trace (root). Linux only.
 """
 import json
 import os
@@ -23,6 +24,14 @@ import tempfile
 import time
 
 LEFT_OUT = ("gateway", "zookeeper")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def user_system(pid):
+    """(user, system) CPU seconds of ``pid`` from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def main(argv=None):
@@ -44,8 +53,10 @@ def main(argv=None):
             counters[name] = (subprocess.Popen(
                 ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid), "-o", out]), out)
         time.sleep(1.0)  # perf attached
+        before = {name: user_system(pid) for name, pid in procs.items()}
         run = subprocess.run([sys.executable, "-m", "chatnet.bench", *bench_args, "--cluster-dir",
                               directory, "--json", "--quiet"], capture_output=True, text=True)
+        after = {name: user_system(pid) for name, pid in procs.items()}
         for proc, _out in counters.values():
             proc.send_signal(signal.SIGINT)
         counts = {}
@@ -69,6 +80,12 @@ def main(argv=None):
         "syscalls": counts,
         "syscalls_per_delivery": {k: round(v / n, 3) for k, v in counts.items()} if n else None,
         "cpu_us_per_delivery": {k: round(v * 1e6 / n, 1) for k, v in sorted(cpu.items())} if n else None,
+        # over the whole span counted (logins included): user and system
+        # (kernel) CPU per delivery, from /proc
+        "user_us_per_delivery": {k: round((after[k][0] - before[k][0]) * 1e6 / n, 1)
+                                 for k in procs} if n else None,
+        "system_us_per_delivery": {k: round((after[k][1] - before[k][1]) * 1e6 / n, 1)
+                                   for k in procs} if n else None,
         "members": r.get("members"), "pairs": r.get("pairs"), "notes": r.get("notes"),
         "load": round(os.getloadavg()[0], 2),
         "command": r.get("command"),

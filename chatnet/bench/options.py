@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chatnet-bench",
         description="Load generator for a chatnet cluster. Prints one JSON line "
         "with sent, delivered, lost, duplicated, msgs_per_s, p50_ms, p99_ms, "
-        "seconds. Traffic scenarios need the nodes started with --rate-limit 0.",
+        "seconds. Traffic scenarios need the nodes started with --rate-limit 0. "
+        "'chatnet-bench compare' runs chatnet against a Socket.IO peer (compare --help).",
     )
     p.add_argument("scenario", choices=SCENARIOS)
     where = p.add_argument_group("cluster")

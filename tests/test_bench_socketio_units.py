@@ -323,3 +323,28 @@ def test_compare_rows_and_table():
     assert "| direct lost (all runs) | 2 | 0 | |" in text
     assert text.count("\n| ") >= 4 + 8
     assert orjson.dumps(rows)  # the JSON lines
+
+
+def test_compare_settle_reports_the_work_left_behind(tmp_path):
+    """`settle` reads each listed process's CPU until they are idle: a
+    sleeping process used none, a busy one is reported with what it used
+    (waited for at most the limit)."""
+    import subprocess
+    import sys
+
+    idle = subprocess.Popen(["sleep", "60"])
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        (tmp_path / "pids.json").write_text(json.dumps({"processes": [
+            {"name": "idle", "pid": idle.pid}, {"name": "busy", "pid": busy.pid}]}))
+        _waited, used = compare.settle(tmp_path, limit=1.0)
+        assert set(used) == {"busy"} and used["busy"] > 0, used
+        busy.kill()
+        busy.wait()
+        (tmp_path / "pids.json").write_text(json.dumps({"processes": [
+            {"name": "idle", "pid": idle.pid}]}))
+        assert compare.settle(tmp_path, limit=5.0)[1] == {}
+    finally:
+        for p in (idle, busy):
+            p.kill()
+            p.wait()

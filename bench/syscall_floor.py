@@ -14,7 +14,8 @@ three ways, each timed by its own CPU (``getrusage``: user + system):
   floor of a Python server (the system call and the least Python around it);
 * ``twisted``: ``transport.write(frame)`` per connection in a reactor turn,
   Twisted sending it when the socket is writable (its own path: the write
-  is buffered, the socket registered for writing, sent, unregistered);
+  is buffered, the socket registered for writing, sent, unregistered),
+  one reactor iteration per turn included;
 * ``recv`` (the drain's side): CPU per ``recv()`` call and frames per call.
 
 Over loopback the kernel does the receiving side's TCP work in the sender's

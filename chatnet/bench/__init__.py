@@ -42,8 +42,13 @@ Traffic scenarios report the CPU seconds of each node process during the
 run (:mod:`chatnet.bench.cpu`; pids from ``--node-pids``, ``--cluster-dir``
 or the local listeners of the nodes' ports) and the CPU per message.
 
+``--target socketio`` drives the Socket.IO peer (bench/peers/socketio/)
+with the same scenarios and client; ``chatnet-bench compare`` runs both
+systems, alternating (:mod:`chatnet.bench.compare`).
+
 The modules: ``options`` (command line), ``targets`` (nodes, local processes,
 bench users), ``cpu`` (node CPU time), ``client`` (one WebSocket user), ``run`` (a run's clients,
 notes and result), ``traffic`` (senders and their windows), ``progress``,
-``tracker``, ``report``, ``scenarios``, ``cli``.
+``tracker``, ``report``, ``scenarios``, ``cli``, ``socketio`` (the Socket.IO
+framing), ``sioclient`` (one Socket.IO user), ``compare``.
 """

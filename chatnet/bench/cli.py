@@ -128,6 +128,10 @@ def run_subprocess(argv: Sequence[str], timeout: Optional[float] = None) -> Dict
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        from chatnet.bench.compare import main as compare
+
+        return compare(argv[1:])
     opts = parse_args(argv)
     result = run(argv)
     if not opts.json:

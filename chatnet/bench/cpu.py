@@ -62,8 +62,11 @@ def parse_node_pids(text: str) -> Dict[str, int]:
 
 def read_cluster_dir(directory: str) -> Dict[str, Any]:
     """What a run-cluster directory tells: ``gateway``, ``mongo`` (URLs, or
-    ``None``), ``node_pids`` (``{nodeId: pid}`` of the chat nodes) and
-    ``store_pids`` (``{"redis": pid, "mongo": pid}``)."""
+    ``None``), ``node_pids`` (``{nodeId: pid}`` of the chat nodes, or of the
+    entries with ``"role": "node"``), ``store_pids`` (``{"redis": pid,
+    "mongo": pid}``), and for a peer's directory (``python -m bench.peer``)
+    ``nodes`` (the servers' WebSocket URLs; ``[]`` if none) and ``target``
+    (``"socketio"``; ``None`` if not said)."""
     path = Path(directory) / CLUSTER_FILE
     try:
         data = json.loads(path.read_text())
@@ -77,12 +80,16 @@ def read_cluster_dir(directory: str) -> Dict[str, Any]:
             continue
         cmd = entry.get("cmdline") or []
         name = str(entry.get("name") or "")
-        if any(str(a) == "chatnode" for a in cmd) or name.startswith("node"):
+        if (any(str(a) == "chatnode" for a in cmd) or name.startswith("node")
+                or entry.get("role") == "node"):
             node_pids[name or f"pid{entry['pid']}"] = entry["pid"]
         elif name in STORES:
             store_pids[name] = entry["pid"]
+    nodes = data.get("nodes")
+    nodes = [str(u) for u in nodes] if isinstance(nodes, list) else []
+    target = data.get("target") if data.get("target") in ("chatnet", "socketio") else None
     return {"gateway": data.get("gateway"), "mongo": data.get("mongo"), "node_pids": node_pids,
-            "store_pids": store_pids}
+            "store_pids": store_pids, "nodes": nodes, "target": target}
 
 
 class NodeCpu:

@@ -12,6 +12,12 @@ SCENARIOS = ("direct", "room", "rooms", "connections", "filter")
 #: the scenarios that send chat traffic through a cluster
 TRAFFIC_SCENARIOS = ("direct", "room", "rooms")
 
+#: the kinds of server the load generator speaks to
+TARGETS = ("chatnet", "socketio")
+
+#: the scenarios a Socket.IO peer can serve
+SOCKETIO_SCENARIOS = ("direct", "room")
+
 
 def spread(count: int, nodes: int, offset: int = 0) -> List[int]:
     """Round-robin node index for ``count`` clients over ``nodes`` nodes."""
@@ -43,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chatnet-bench",
         description="Load generator for a chatnet cluster. Prints one JSON line "
         "with sent, delivered, lost, duplicated, msgs_per_s, p50_ms, p99_ms, "
-        "seconds. Traffic scenarios need the nodes started with --rate-limit 0.",
+        "seconds. Traffic scenarios need the nodes started with --rate-limit 0. "
+        "'chatnet-bench compare' runs chatnet against a Socket.IO peer (compare --help).",
     )
     p.add_argument("scenario", choices=SCENARIOS)
     where = p.add_argument_group("cluster")
@@ -55,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--cluster-dir", metavar="DIR",
                        help="a run-cluster directory: the gateway, MongoDB URL and node pids "
                             "come from its pids.json (options given explicitly win)")
+    where.add_argument("--target", choices=TARGETS, default=None,
+                       help="the kind of server: chatnet (default), or socketio, the Socket.IO "
+                            "peer of bench/peers/socketio (direct and room; --nodes or "
+                            "--cluster-dir of a peer started by python -m bench.peer)")
     where.add_argument("--node-pids", metavar="PIDS",
                        help="node1=PID,node2=PID (or PID,PID): the node processes whose CPU "
                             "time is reported (default: those listening on the nodes' "
@@ -87,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="rooms: members per room (the first of them sends)")
     traffic.add_argument("--room-prefix", default="benchroom", metavar="PREFIX",
                          help="rooms: the rooms are PREFIX1..PREFIXN (default benchroom)")
+    traffic.add_argument("--messages", type=int, default=0, metavar="N",
+                         help="each sender sends N messages, then the run drains (the send "
+                              "phase ends once all are delivered; --duration caps it); "
+                              "0: send for --duration")
     traffic.add_argument("--rate", type=float, default=0.0,
                          help="messages/s per sender, 0 = as fast as the window allows")
     traffic.add_argument("--compression", choices=("off", "deflate"), default="off",
@@ -141,6 +156,21 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             opts.mongo = cluster["mongo"]
         opts.cluster_pids = cluster["node_pids"]
         opts.store_pids = cluster["store_pids"]
+        if opts.target is None:
+            opts.target = cluster["target"]
+        if not (opts.gateway or opts.nodes) and cluster["nodes"]:
+            opts.nodes = ",".join(cluster["nodes"])
+    if opts.target is None:
+        opts.target = "chatnet"
+    if opts.target == "socketio":
+        if opts.scenario not in SOCKETIO_SCENARIOS and opts.scenario != "filter":
+            build_parser().error(f"--target socketio runs {' and '.join(SOCKETIO_SCENARIOS)}, "
+                                 f"not {opts.scenario}")
+        if opts.gateway and not opts.nodes:
+            build_parser().error("--target socketio needs --nodes URLS or --cluster-dir DIR "
+                                 "(a Socket.IO peer has no gateway)")
+        if opts.create_users:
+            build_parser().error("--target socketio has no users to create")
     if opts.node_pids:
         from chatnet.bench.cpu import parse_node_pids
 
@@ -165,6 +195,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         build_parser().error("--window must be at least 1 (0 only with --rate)")
     if opts.chars < 1:
         build_parser().error("--chars must be at least 1")
+
+    if opts.messages < 0:
+        build_parser().error("--messages must be at least 0")
     if opts.create_users and not opts.mongo:
         build_parser().error("--create-users needs --mongo URL")
     return opts

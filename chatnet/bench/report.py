@@ -28,10 +28,13 @@ def empty_result(scenario: str) -> Dict[str, Any]:
 
 def human_summary(r: Dict[str, Any]) -> str:
     lines = [f"scenario     {r.get('scenario')}"]
+    if r.get("target") and r["target"] != "chatnet":
+        lines.append(f"target       {r['target']}")
     for k in ("sent", "delivered", "lost", "duplicated", "reordered", "msgs_per_s",
               "room_msgs_per_s", "deliveries_per_s", "p50_ms", "p99_ms", "seconds",
               "rss_per_conn_kb", "node_cpu_s", "node_cpu_busiest_over_mean",
-              "node_cpu_us_per_msg", "node_cpu_us_per_delivery", "store_cpu_us_per_msg", "error"):
+              "node_cpu_us_per_msg", "node_cpu_us_per_delivery", "store_cpu_us_per_msg",
+              "bench_cpu_s", "error"):
         if r.get(k) is not None:
             lines.append(f"{k:<12} {r[k]}")
     if r.get("rooms_with_loss"):

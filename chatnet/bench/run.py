@@ -64,6 +64,8 @@ class BenchRun:
         self.clients: List[BenchClient] = []
         self.cpu = NodeCpu({})
         self.store_cpu = NodeCpu(getattr(opts, "store_pids", None) or {})
+        # the load generator itself: it shares the machine with the servers
+        self.own_cpu = NodeCpu({"bench": os.getpid()})
         self.disconnects = 0
         self.t_start = time.perf_counter()
         self._factories: Dict[str, Any] = {}
@@ -126,7 +128,12 @@ class BenchRun:
     async def discover(self) -> List[Node]:
         opts = self.opts
         if opts.nodes:
-            nodes = [node_from_url(u) for u in opts.nodes.split(",") if u.strip()]
+            urls = [u.strip() for u in opts.nodes.split(",") if u.strip()]
+            if self.socketio:
+                from chatnet.bench.socketio import websocket_url
+
+                urls = [websocket_url(u) for u in urls]
+            nodes = [node_from_url(u) for u in urls]
         else:
             from twisted.web.client import Agent
 
@@ -163,10 +170,18 @@ class BenchRun:
         return pids
 
     # clients ------------------------------------------------------------------
+    @property
+    def socketio(self) -> bool:
+        """True when the servers are the Socket.IO peer (``--target socketio``)."""
+        return getattr(self.opts, "target", None) == "socketio"
+
     def make_clients(self, node_indexes: Sequence[int]) -> List[BenchClient]:
         names = user_names(user_prefix(self.opts), self.opts.user_start, len(node_indexes))
+        cls = BenchClient
+        if self.socketio:
+            from chatnet.bench.sioclient import SocketIOClient as cls
         self.clients = [
-            BenchClient(self, i, names[i], self.nodes[n]) for i, n in enumerate(node_indexes)
+            cls(self, i, names[i], self.nodes[n]) for i, n in enumerate(node_indexes)
         ]
         return self.clients
 
@@ -253,6 +268,13 @@ class BenchRun:
             call.cancel()
         self._stop_early = None
 
+    def end_send_phase(self) -> None:
+        """End the send phase now (every sender has sent and seen all its
+        ``--messages``)."""
+        d = self._stop_early
+        if d is not None and not d.called:
+            d.callback(None)
+
     def stop_early(self) -> bool:
         d = self._stop_early
         if d is not None and not d.called:
@@ -282,6 +304,9 @@ class BenchRun:
         r.update(figures)
         r.update(self.cpu.figures(self.tracker.sent, self.tracker.delivered))
         r.update(store_figures(self.store_cpu, self.tracker.sent))
+        own = self.own_cpu.seconds().get("bench")
+        r["bench_cpu_s"] = own
+        r["target"] = getattr(self.opts, "target", None) or "chatnet"
         r.update({
             "timeouts": self.traffic.timeouts,
             "disconnects": self.disconnects,
@@ -314,5 +339,6 @@ def traffic_params(opts) -> Dict[str, Any]:
         "drain": opts.drain,
         "window": opts.window,
         "rate": opts.rate,
+        "messages": getattr(opts, "messages", 0),
         "size": opts.size,
     }

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class Sender:
-    __slots__ = ("client", "index", "recipients", "data", "n", "inflight", "loop", "group")
+    __slots__ = ("client", "index", "recipients", "data", "n", "inflight", "loop", "group", "done")
 
     def __init__(self, client: "BenchClient", recipients, data: dict, group=None):
         self.client = client
@@ -32,6 +32,7 @@ class Sender:
         self.n = 0
         self.inflight: Dict[Key, float] = {}
         self.loop = None
+        self.done = False  # sent all its --messages and has none in flight
 
 
 class Traffic:
@@ -54,6 +55,9 @@ class Traffic:
         self.order_by_seq = False
         self.sending = False
         self.timeouts = 0
+        # --messages: each sender's count (0: no count), and the senders done
+        self.limit = getattr(self.opts, "messages", 0) or 0
+        self.finished = 0
 
     def inflight(self) -> int:
         return sum(len(s.inflight) for s in self.senders.values())
@@ -77,14 +81,33 @@ class Traffic:
         if not self.sending or not s.client.connected:
             return
         w = self.opts.window
-        while len(s.inflight) < w and self.sending:
+        limit = self.limit
+        while len(s.inflight) < w and self.sending and not (limit and s.n >= limit):
             self.send_one(s)
+        if limit and s.n >= limit and not s.inflight:
+            self._sender_done(s)
+
+    def _sender_done(self, s: Sender) -> None:
+        if not s.done:
+            s.done = True
+            self.finished += 1
+            if self.finished == len(self.senders):
+                self.run.end_send_phase()
+
+    @property
+    def all_done(self) -> bool:
+        """Every sender has sent and seen all its ``--messages``."""
+        return bool(self.limit) and self.finished == len(self.senders)
 
     def tick(self, s: Sender) -> None:
         """One paced send (rate mode)."""
         if not self.sending or not s.client.connected:
             return
         if self.opts.window and len(s.inflight) >= self.opts.window:
+            return
+        if self.limit and s.n >= self.limit:
+            if not s.inflight:
+                self._sender_done(s)
             return
         self.send_one(s)
 
@@ -98,8 +121,11 @@ class Traffic:
             return
         if self.release_on_own_echo and client.index != s.index:
             return
-        if s.inflight.pop(key, None) is not None and self.opts.rate <= 0:
-            self.fill(s)
+        if s.inflight.pop(key, None) is not None:
+            if self.opts.rate <= 0:
+                self.fill(s)
+            elif self.limit and s.n >= self.limit and not s.inflight:
+                self._sender_done(s)
 
     def on_chat_error(self, client: "BenchClient", key: Key, code) -> None:
         self.tracker.on_reject(key)
@@ -123,6 +149,8 @@ class Traffic:
                 self.timeouts += len(expired)
                 if self.opts.rate <= 0:
                     self.fill(s)
+                elif self.limit and s.n >= self.limit and not s.inflight:
+                    self._sender_done(s)
 
     # the phases -------------------------------------------------------------------
     async def run_senders(self, senders: List[Sender]) -> None:
@@ -144,6 +172,7 @@ class Traffic:
         starts = []
         run.cpu.start()
         run.store_cpu.start()
+        run.own_cpu.start()
         self.sending = True
         try:
             if warmup > 0:
@@ -161,11 +190,12 @@ class Traffic:
             else:
                 for s in senders:
                     self.fill(s)
-            if warmup > 0:
+            if warmup > 0 and not self.all_done:
                 await run.send_phase(warmup)
                 self.tracker.start_measure(time.perf_counter())
                 run.phase = "send"
-            await run.send_phase(opts.duration - warmup)
+            if not self.all_done:
+                await run.send_phase(opts.duration - warmup)
         finally:
             self.sending = False
             self.tracker.stop_measure(time.perf_counter())
@@ -185,5 +215,6 @@ class Traffic:
         finally:
             run.cpu.stop()
             run.store_cpu.stop()
+            run.own_cpu.stop()
             if sweeper.running:
                 sweeper.stop()

@@ -100,6 +100,8 @@ class ChatHandlers:
         self.posting = Posting(config=config, profanity=profanity, acceptor=acceptor, message_log=message_log,
                                offline=offline, directory=directory, router=router, rooms=rooms, emit=emit)
         self.login_throttle = LoginThrottle(redis, clock)
+        # what an extension adds to the login answer (chatnet.livehandlers)
+        self.login_extras = _no_extras
         self.actions = {
             "login": self.login,
             "chat": self.chat,
@@ -189,6 +191,7 @@ class ChatHandlers:
         data = self._login_data(record)
         if "features" in request.data:
             data["features"] = sorted(connection.features)
+        data.update(await self.login_extras(connection))
         if "resume" in connection.features:
             # a resume is likely next: live messages wait for its replay, so
             # that they follow it in seq order
@@ -288,7 +291,8 @@ class ChatHandlers:
         if "ack" in connection.features:
             connection.answer(
                 "ack",
-                {"re": request.id, "id": message.msgId, "msgId": message.msgId, "seq": message.seq, "ts": message.ts},
+                {"re": request.id, "id": message.msgId, "msgId": message.msgId, "seq": message.seq, "ts": message.ts,
+                 **({"message": message.message} if message.message != text else {})},
                 request,
             )
         if room:
@@ -309,6 +313,9 @@ class ChatHandlers:
         if own:
             data = orjson.dumps({**orjson.loads(data), "to": message.to})
             await self.router.direct(message, data, own, to=message.sender)
+
+    def check_member(self, connection, rooms, action):
+        return self._check_member(connection, rooms, action)
 
     async def _check_member(self, connection, rooms, action):
         """Refuse C{action} unless the connection's user is a member of every
@@ -495,7 +502,8 @@ class ChatHandlers:
     async def _notice(self, connection, room, action, target, until=None):
         frame = codec.encode(
             "roomNotice", moderation.notice(room, action, target, connection.record.username, until))
-        await self.rooms.notice(room, frame)
+        # the moderator's session has its answer
+        await self.rooms.notice(room, frame, skip_session=connection.record.sessionId)
 
     # -- information -------------------------------------------------------------
 
@@ -560,6 +568,10 @@ class ChatHandlers:
         # old clients send n as typed: a string of digits
         n = request.integer("n", default=1, minimum=0, maximum=1000, digits=True) or 1
         connection.answer("popular", {"words": await self.popular_words.top(n)}, request)
+
+
+async def _no_extras(connection):
+    return {}
 
 
 def _peer_address(connection):

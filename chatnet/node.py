@@ -41,6 +41,7 @@ from chatnet.factories.internal import InternalFactory
 from chatnet.factories.websocket import ChatServerFactory
 from chatnet.handlers import ChatHandlers
 from chatnet.history import History
+from chatnet.livehandlers import LiveHandlers
 from chatnet.metrics import NodeGauges
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
@@ -49,9 +50,13 @@ from chatnet.rooms import Rooms
 from chatnet.sequences import Sequences
 from chatnet.service.api import ServerApi
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
+from chatnet.service.notices import UserNotices
+from chatnet.service.revisions import Revisions
 from chatnet.service.roomfeed import RoomFeed
+from chatnet.service.scrollback import Scrollback
 from chatnet.service.session import SessionService
 from chatnet.sessions import LocalSessions, SessionDirectory
+from chatnet.stores.livestate import LiveState
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import RedisStore
@@ -70,7 +75,8 @@ class ChatNode(MultiService):
         self.mongo = MongoStore(config.mongo, timeout=config.store_timeout, reactor=reactor)
         self.message_log = MessageLog(self.mongo, reactor)
         self.message_log.setServiceParent(self)
-        self.history = History(self.redis, self.mongo, waiting=self.message_log.waiting)
+        self.live = LiveState(self.mongo)
+        self.history = History(self.redis, self.mongo, waiting=self.message_log.waiting, revise=self.live.revise_all)
         self.offline = OfflineStore(self.mongo)
         self.sequences = Sequences(self.redis, self.mongo, self.message_log.pending_seq)
         self.popular = PopularWords(self.redis, reactor, config.popular_window)
@@ -230,6 +236,13 @@ class ChatNode(MultiService):
             presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery,
             tokens=self._token_verifier(), emit=self.emit,
         )
+        LiveHandlers(
+            base=handlers, config=config, clock=clock, redis=self.redis, mongo=self.mongo, live=self.live,
+            scrollback=Scrollback(self.redis, self.live, self.message_log.waiting),
+            revisions=Revisions(self.redis, self.live, self.message_log.waiting),
+            notices=UserNotices(view, self.peers, self.directory, self.sessions), rooms=rooms,
+            directory=self.directory, profanity=self.profanity,
+        ).install()
         self.factory.serve(handlers, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
         ))

@@ -105,6 +105,7 @@ class LiveHandlers:
                             ("leaveRoom", self._members_changed), ("kick", self._members_changed),
                             ("ban", self._members_changed)):
             actions[name] = _then(actions[name], extra)
+        self._base_list_rooms = actions["listRooms"]
         actions.update({
             "history": self.history,
             "edit": self.edit,
@@ -304,6 +305,9 @@ class LiveHandlers:
         return entries
 
     async def list_rooms(self, connection, request):
+        if LIVE not in connection.features:
+            await self._base_list_rooms(connection, request)
+            return
         connection.answer("listRooms", {"rooms": await self._room_entries(connection, True)}, request)
 
     async def login_extras(self, connection):

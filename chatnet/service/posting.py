@@ -12,7 +12,7 @@ direct one to the recipient's sessions, or to their offline queue.
 from bson import ObjectId
 from twisted.internet import defer
 
-from chatnet import words
+from chatnet import stopwords, words
 from chatnet.messages import ChatMessage
 
 
@@ -38,12 +38,13 @@ class Posting:
         self.router = router
         self.rooms = rooms
         self.emit = emit
+        self.stop_words = stopwords.load(getattr(config, "popular_stop_words", ""))
 
     async def accept(self, sender, text, ts, fmt="text", to="", room=""):
         """Accept C{text} from C{sender} to C{room} or user C{to}: returns
         the L{ChatMessage} and its chat frame data (JSON bytes)."""
         message = ChatMessage.new(sender, self.profanity.mask(text), ts, fmt, to, room)
-        data = await self.acceptor.accept(message, words.tokenize(message.message))
+        data = await self.acceptor.accept(message, stopwords.without(words.tokenize(message.message), self.stop_words))
         self.message_log.append(message.document())
         self.emit("message_accepted", message)
         return message, data

@@ -518,6 +518,7 @@ class ChatHandlers:
         if not records:
             raise not_online(username, "userInfo")
         login_time = min(r.loginTime for r in records)
+        records = self.directory.reachable(records)
         nodes = sorted({r.nodeId for r in records})
         connection.answer(
             "userInfo",

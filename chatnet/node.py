@@ -87,7 +87,9 @@ class ChatNode(MultiService):
             self.profanity = ProfanityFilter.default()
         self.view = ClusterView(config.node_id, reactor)
         self.sessions = LocalSessions()
-        self.directory = SessionDirectory(self.redis, self.view.live_nodes)
+        self.directory = SessionDirectory(
+            self.redis, self.view.live_nodes,
+            unreachable=lambda node: self.peers is not None and self.peers.lost_link(node))
         # made in _start, once the node id is known:
         self.leadership = self.membership = self.peers = self.feed = None
         operations.attach(self, NodeGauges(  # metrics, event plugins (self.events), --metrics listener

@@ -212,3 +212,29 @@ def test_typing_read_state_and_invitations_across_nodes(cluster):
     assert count["data"] == {"roomName": "hideout", "members": 2}
     listed = {r["roomName"]: r for r in carol.request("listRooms")["data"]["rooms"]}
     assert "invited" not in listed["hideout"] and listed["hideout"]["unread"] == 0
+
+
+def test_user_info_after_a_failover_names_the_new_node_and_keeps_the_online_time(cluster):
+    """A user whose node is killed (-9) reconnects to another node: right
+    away, userInfo names only the node they are on now, and counts their
+    online time from their first login."""
+    before = cluster.client("node1")
+    first = before.login("user11", features=["multi"])
+    asker = cluster.client("node3", "user12")
+    since = asker.request("userInfo", {"username": "user11"})["data"]["loginTime"]
+    time.sleep(1.1)
+    cluster.nodes["node1"].kill()
+    again = cluster.client("node2")
+    again.login("user11", features=["multi"])
+    info = asker.request("userInfo", {"username": "user11"})["data"]
+    assert info["nodes"] == ["node2"] and info["nodeId"] == "node2", info
+    assert info["loginTime"] == since, (info, first)
+    assert info["onlineFor"] >= "00d 00h 00m 01s"
+    # and once the dead node's session is gone (its ZooKeeper session expired)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if "node1" not in [s["nodeId"] for s in cluster.servers()]:
+            break
+        time.sleep(0.2)
+    info = asker.request("userInfo", {"username": "user11"})["data"]
+    assert info["nodes"] == ["node2"] and info["loginTime"] == since, info

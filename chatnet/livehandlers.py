@@ -14,6 +14,7 @@ one relay a second per room or conversation).
 import re
 from collections import OrderedDict
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from chatnet import moderation
@@ -191,7 +192,7 @@ class LiveHandlers:
             raise self._gone(msg_id, room, user, "edit")
         answer = {"msgId": msg_id, "seq": revised["seq"], "message": revised["message"], "editedAt": at}
         connection.answer("edit", {**_where(room, user, "to"), **answer}, request)
-        await self._tell(connection, "messageEdited", room, user, {**answer, "by": me})
+        _background(self._tell(connection, "messageEdited", room, user, {**answer, "by": me}), "messageEdited")
 
     async def delete(self, connection, request):
         msg_id = self._msg_id(request)
@@ -207,7 +208,7 @@ class LiveHandlers:
         answer = {"msgId": msg_id, "seq": data["seq"]}
         if not data.get("deleted"):
             await self.revisions.revise(channel, data, me, now_ms(self.clock))
-            await self._tell(connection, "messageDeleted", room, user, {**answer, "by": me})
+            _background(self._tell(connection, "messageDeleted", room, user, {**answer, "by": me}), "messageDeleted")
         connection.answer("delete", {**_where(room, user, "to"), **answer}, request)
 
     async def _message(self, channel, msg_id, room, user, deleted_ok=False):
@@ -229,8 +230,11 @@ class LiveHandlers:
             frame = codec.encode(action, {"roomName": room, **data})
             await self.rooms.notice(room, frame, LIVE, skip_session=session)
             return
-        await self.notices.send(user, codec.encode(action, {"conversation": me, **data}))
-        await self.notices.send(me, codec.encode(action, {"conversation": user, **data}), skip=session)
+        await defer.DeferredList([
+            defer.ensureDeferred(self.notices.send(user, codec.encode(action, {"conversation": me, **data}))),
+            defer.ensureDeferred(self.notices.send(me, codec.encode(action, {"conversation": user, **data}),
+                                                   skip=session)),
+        ], consumeErrors=True)
 
     # -- typing --------------------------------------------------------------
 
@@ -240,13 +244,13 @@ class LiveHandlers:
         if room is not None:
             await self.base.check_member(connection, [room], "typing")
             if self.typing_gate.allow(me, "#" + room):
-                await self.rooms.notice(room, codec.encode("typing", {"roomName": room, "from": me}), LIVE,
-                                        skip_user=me)
+                _background(self.rooms.notice(room, codec.encode("typing", {"roomName": room, "from": me}), LIVE,
+                                              skip_user=me), "typing")
             return
         if user == me:
             raise ProtocolError(400, "a conversation is with another user", "typing")
         if self.directory.cached_all(user) and self.typing_gate.allow(me, "@" + user):
-            await self.notices.send(user, codec.encode("typing", {"to": user, "from": me}))
+            _background(self.notices.send(user, codec.encode("typing", {"to": user, "from": me})), "typing")
 
     # -- read markers and unread counts ---------------------------------------
 
@@ -258,7 +262,7 @@ class LiveHandlers:
         answer = {"roomName": room} if room is not None else {"conversation": user}
         answer["seq"] = stored
         connection.answer("read", answer, request)
-        await self.notices.send(me, codec.encode("read", answer), skip=connection.record.sessionId)
+        _background(self.notices.send(me, codec.encode("read", answer), skip=connection.record.sessionId), "read")
 
     async def _unread(self, username, rooms):
         """C{room -> unread} of C{rooms} (the user is in each): the room's
@@ -327,7 +331,7 @@ class LiveHandlers:
         room, target = request.data["roomName"], request.data["username"]
         frame = codec.encode("roomNotice", {"roomName": room, "action": "invite", "kind": "invited",
                                             "username": target, "by": connection.record.username})
-        await self.notices.send(target, frame)
+        _background(self.notices.send(target, frame), "invitation")
 
     async def _joined(self, connection, request):
         """A new member's marker is the room's last seq; the others learn
@@ -356,7 +360,16 @@ class LiveHandlers:
             return
         if doc is not None:
             frame = codec.encode("members", {"roomName": room, "members": len(doc.get("members") or ())})
-            await self.rooms.notice(room, frame, LIVE, skip_session=skip)
+            _background(self.rooms.notice(room, frame, LIVE, skip_session=skip), "members")
+
+
+def _background(coroutine, what):
+    """Run a fan-out to other nodes without holding up the connection's
+    next request (a node that does not answer costs it the peer call's
+    timeout); the frames for this node's sessions are sent before its
+    first wait."""
+    defer.ensureDeferred(coroutine).addErrback(
+        lambda f: log.warn("{what} notice not sent everywhere: {why}", what=what, why=f.getErrorMessage()))
 
 
 def _where(room, user, other):

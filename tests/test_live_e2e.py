@@ -238,3 +238,30 @@ def test_user_info_after_a_failover_names_the_new_node_and_keeps_the_online_time
         time.sleep(0.2)
     info = asker.request("userInfo", {"username": "user11"})["data"]
     assert info["nodes"] == ["node2"] and info["loginTime"] == since, info
+
+
+def test_an_edit_while_a_node_is_paused_reaches_its_members_late_or_in_history(cluster):
+    """SIGSTOP of the node of a member: the edit is answered and the
+    editor goes on while that node is stopped; once the
+    node runs again its member sees the edit, live (late) at most once, and
+    in history in any case."""
+    alice = live_client(cluster, "node1", "user13")
+    bob = live_client(cluster, "node2", "user14")
+    for client in (alice, bob):
+        assert client.request("joinRoom", {"roomName": "room4"})["action"] == "joinRoom"
+        client.quiet(0.3)
+    sent = alice.request("chat", {"roomName": "room4", "isGroup": True, "message": "befor"})["data"]
+    bob.chats(count=1)
+    cluster.nodes["node2"].pause()
+    try:
+        edited = alice.request("edit", {"roomName": "room4", "msgId": sent["msgId"], "message": "before"})
+        assert edited["action"] == "edit", edited
+        # the next request is answered while node2 cannot answer the notice
+        assert alice.request("history", {"roomName": "room4", "limit": 1})["data"]["messages"][0][
+            "message"] == "before"
+    finally:
+        cluster.nodes["node2"].resume()
+    page = bob.request("history", {"roomName": "room4", "limit": 1}, timeout=15)["data"]["messages"]
+    assert page[0]["message"] == "before" and page[0]["edited"] == edited["data"]["editedAt"]
+    late = [f for f in bob.quiet(1.0) + bob.frames if f.get("action") == "messageEdited"]
+    assert len(late) <= 1

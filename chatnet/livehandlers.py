@@ -258,7 +258,13 @@ class LiveHandlers:
         seq = self._seq(request, "seq", required=True)
         room, user, channel = await self._channel(connection, request)
         me = connection.record.username
-        stored = await self.live.mark_read(me, channel, seq)
+        # (a marker beyond the channel's last seq, or of a conversation
+        # that never had a message, would store what is not there)
+        current = await self.redis.call("get", seq_key(channel))
+        current = int(current) if current is not None else 0
+        if current == 0 and user is not None:
+            raise ProtocolError(404, f"no conversation with {user}", "read")
+        stored = await self.live.mark_read(me, channel, min(seq, current))
         answer = {"roomName": room} if room is not None else {"conversation": user}
         answer["seq"] = stored
         connection.answer("read", answer, request)

@@ -24,7 +24,7 @@ from chatnet.stores.livestate import LiveState
 from chatnet.stores.mongo import MongoStore
 from chatnet.stores.redis import RedisStore
 from tests.inprocess import FakePeers, error_code, request
-from tests.test_handlers_inprocess import NODE, logged_in, mongo_url, node  # noqa: F401 (fixtures)
+from tests.test_handlers_inprocess import NODE, PASSWORD, logged_in, mongo_url, node  # noqa: F401 (fixtures)
 
 LIVE = ("ack", "live", "multi")
 HYPOTHESIS = dict(deadline=None, derandomize=True, database=None, max_examples=150,
@@ -290,3 +290,36 @@ async def test_popular_words_leave_the_stop_words_out(node):
         await request(node.handlers, alice, "chat", roomName="world", isGroup=True, message=text)
     top = await request(node.handlers, alice, "popular", n=5)
     assert top[0]["data"]["words"] == ["zebra", "3", "yak", "2"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_markers_stay_within_the_channel(live):
+    """A marker is never stored beyond a channel's last seq, nor for a
+    conversation that has no message: the markers a user can make are
+    bounded by the channels that exist."""
+    node = live.node
+    alice = await logged_in(node, "user1", LIVE)
+    assert error_code(await request(node.handlers, alice, "read", conversation="user2", seq=5)) == 404
+    assert error_code(await request(node.handlers, alice, "read", conversation="nobody", seq=5)) == 404
+    await request(node.handlers, alice, "chat", roomName="world", isGroup=True, message="one")
+    answer = await request(node.handlers, alice, "read", roomName="world", seq=INT64_MAX)
+    assert answer[0]["data"] == {"roomName": "world", "seq": 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_queued_direct_message_is_delivered_as_edited_or_deleted(live):
+    node = live.node
+    alice = await logged_in(node, "user1", ("ack", "offline", "live"))
+    sent = []
+    for text in ("typo", "oops"):
+        frames = await request(node.handlers, alice, "chat", to="user2", message=text)
+        sent.append(frames[0]["data"])
+    assert [f["action"] for f in (await request(node.handlers, alice, "edit", to="user2", msgId=sent[0]["msgId"],
+                                                message="fixed"))] == ["edit"]
+    assert [f["action"] for f in (await request(node.handlers, alice, "delete", to="user2",
+                                                msgId=sent[1]["msgId"]))] == ["delete"]
+    bob = node.connect()
+    frames = await request(node.handlers, bob, "login", username="user2", password=PASSWORD,
+                           features=["ack", "offline", "live"])
+    chats = [f["data"] for f in frames if f["action"] == "chat"]
+    assert [(c["message"], c.get("deleted", False)) for c in chats] == [("fixed", False), ("", True)]

@@ -77,6 +77,7 @@ class LiveState:
             await self.mongo.run("delete", self.mongo.db.revisions.replace_one({"_id": msg_id}, doc, upsert=True))
             await self.mongo.run("delete", self.mongo.db.messages.update_one(
                 {"_id": ObjectId(msg_id)}, {"$set": {"message": "", "deleted": True}}))
+            await self._revise_queued(msg_id, {"data.message": "", "data.deleted": True})
             return True
         doc = {"channel": channel, "seq": seq, "by": by, "editedAt": at, "message": message}
         try:
@@ -84,7 +85,13 @@ class LiveState:
                 {"_id": msg_id, "deleted": {"$ne": True}}, doc, upsert=True))
         except DuplicateKeyError:
             return False  # deleted meanwhile
+        await self._revise_queued(msg_id, {"data.message": message, "data.edited": at})
         return True
+
+    async def _revise_queued(self, msg_id, change):
+        """A direct message still queued for its offline recipient
+        (C{offline}) is delivered as revised."""
+        await self.mongo.run("revise", self.mongo.db.offline.update_one({"_id": ObjectId(msg_id)}, {"$set": change}))
 
     async def revise_all(self, messages):
         """C{messages} (chat frame data) with their revisions laid over them."""

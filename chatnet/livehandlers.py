@@ -164,7 +164,6 @@ class LiveHandlers:
         limit = request.data.get("limit", DEFAULT_PAGE)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ProtocolError(400, f"field 'limit' must be an integer from 1 to {MAX_PAGE}", "history")
-        self._target(request)
         room, user, channel = await self._channel(connection, request)
         messages, more = await self.scrollback.page(channel, before, limit)
         me = connection.record.username
@@ -180,7 +179,6 @@ class LiveHandlers:
     async def edit(self, connection, request):
         msg_id = self._msg_id(request)
         text = request.string("message", max_length=self.config.max_message_chars)
-        self._target(request, "to")
         room, user, channel = await self._channel(connection, request, "to")
         me = connection.record.username
         data = await self._message(channel, msg_id, room, user)
@@ -196,7 +194,6 @@ class LiveHandlers:
 
     async def delete(self, connection, request):
         msg_id = self._msg_id(request)
-        self._target(request, "to")
         room, user, channel = await self._channel(connection, request, "to")
         me = connection.record.username
         data = await self._message(channel, msg_id, room, user, deleted_ok=True)

@@ -292,7 +292,12 @@ class LiveHandlers:
             name = ALLIANCE_PREFIX + record.alliance
             entries.append({"roomName": name, "members": len(self.base.rooms.rooms.online_in(name)),
                             "member": True})
-        for doc in sorted(await self.mongo.room_list(), key=lambda d: d["roomName"]):
+        if everything:
+            docs = await self.mongo.room_list()
+        else:
+            # the rooms the session was given at login (no scan of every room)
+            docs = await self.live.rooms(sorted(r for r in connection.session.known_rooms() if not is_automatic(r)))
+        for doc in sorted(docs, key=lambda d: d["roomName"]):
             members = doc.get("members") or ()
             mine = me in members
             if not moderation.visible(doc, me) or not (everything or mine):

@@ -98,6 +98,18 @@ class LiveState:
         revisions = await self.revisions([d["msgId"] for d in messages])
         return [revised(d, revisions.get(d["msgId"])) for d in messages] if revisions else messages
 
+    # -- rooms --------------------------------------------------------------
+
+    async def rooms(self, names):
+        """The documents of rooms C{names} (those that exist), with the
+        fields C{listRooms} shows."""
+        if not names:
+            return []
+        docs = await self.mongo.run("rooms", self.mongo.db.rooms.find(
+            {"roomName": {"$in": list(names)}},
+            {"roomName": 1, "members": 1, "private": 1, "owner": 1, "admins": 1, "invited": 1}))
+        return [d for d in docs if isinstance(d.get("roomName"), str)]
+
     # -- read markers -----------------------------------------------------
 
     async def mark_read(self, username, channel, seq):

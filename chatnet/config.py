@@ -22,6 +22,7 @@ class NodeConfig:
     jwt_public_key: str = ""  # --jwt-public-key: PEM file, RS256 or ES256 login tokens
     profanity_file: str = ""
     popular_window: int = 3600
+    popular_stop_words: str = ""  # a list file; "" the shipped list, "none" none (chatnet.stopwords)
     zk_session_timeout: float = 10.0
     node_id: str = ""
     max_message_chars: int = 4096

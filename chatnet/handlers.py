@@ -113,6 +113,8 @@ class ChatHandlers:
                                public_rooms=PublicRooms(mongo, clock))
         self.login_throttle = LoginThrottle(redis, clock)
         self.budget = budget if budget is not None else ByteBudget.from_config(config, clock)
+        # what an extension adds to the login answer (chatnet.livehandlers)
+        self.login_extras = _no_extras
         self.actions = {
             "login": self.login,
             "chat": self.chat,
@@ -210,6 +212,7 @@ class ChatHandlers:
         data = self._login_data(record)
         if "features" in request.data:
             data["features"] = sorted(connection.features)
+        data.update(await self.login_extras(connection))
         if "resume" in connection.features:
             # a resume is likely next: live messages wait for its replay, so
             # that they follow it in seq order
@@ -314,7 +317,8 @@ class ChatHandlers:
         if "ack" in connection.features:
             connection.answer(
                 "ack",
-                {"re": request.id, "id": message.msgId, "msgId": message.msgId, "seq": message.seq, "ts": message.ts},
+                {"re": request.id, "id": message.msgId, "msgId": message.msgId, "seq": message.seq, "ts": message.ts,
+                 **({"message": message.message} if message.message != text else {})},
                 request,
             )
         if room:
@@ -354,6 +358,9 @@ class ChatHandlers:
         if own:
             data = orjson.dumps({**orjson.loads(data), "to": message.to})
             await self.router.direct(message, data, own, to=message.sender)
+
+    def check_member(self, connection, rooms, action):
+        return self._check_member(connection, rooms, action)
 
     async def _check_member(self, connection, rooms, action):
         """Refuse C{action} unless the connection's user is a member of every
@@ -547,7 +554,8 @@ class ChatHandlers:
     async def _notice(self, connection, room, action, target, until=None):
         frame = codec.encode(
             "roomNotice", moderation.notice(room, action, target, connection.record.username, until))
-        await self.rooms.notice(room, frame)
+        # the moderator's session has its answer
+        await self.rooms.notice(room, frame, skip_session=connection.record.sessionId)
 
     # -- information -------------------------------------------------------------
 
@@ -562,6 +570,7 @@ class ChatHandlers:
         if not records:
             raise not_online(username, "userInfo")
         login_time = min(r.loginTime for r in records)
+        records = self.directory.reachable(records)
         nodes = sorted({r.nodeId for r in records})
         connection.answer(
             "userInfo",
@@ -619,6 +628,10 @@ class ChatHandlers:
         # old clients send n as typed: a string of digits
         n = request.integer("n", default=1, minimum=0, maximum=1000, digits=True) or 1
         connection.answer("popular", {"words": await self.popular_words.top(n)}, request)
+
+
+async def _no_extras(connection):
+    return {}
 
 
 def _peer_address(connection):

@@ -51,9 +51,18 @@ def _no_log(channel, after):
     return []
 
 
+async def _as_is(messages):
+    return messages
+
+
 class History:
-    def __init__(self, redis, mongo, size=50, keep=RESUME_LIMIT + 1, waiting=_no_log, pending=lambda channel: 0):
+    def __init__(self, redis, mongo, size=50, keep=RESUME_LIMIT + 1, waiting=_no_log, pending=lambda channel: 0,
+                 revise=None):
         self.redis = redis
+        # lays edits and deletions over messages read from MongoDB
+        # (chatnet.stores.livestate.LiveState.revise_all); the Redis lists
+        # are revised in place
+        self.revise = revise or _as_is
         self.mongo = mongo
         self.size = size
         self.keep = max(keep, size)
@@ -89,7 +98,8 @@ class History:
             if cached:
                 return cached
             raise
-        merged = {d["msgId"]: d for d in (ChatMessage.from_document(doc).frame_data() for doc in docs)}
+        merged = {d["msgId"]: d for d in await self.revise(
+            [ChatMessage.from_document(doc).frame_data() for doc in docs])}
         for d in cached:
             merged[d["msgId"]] = d
         return sorted(merged.values(), key=_order)[-limit:]
@@ -138,8 +148,7 @@ class History:
         waiting = self.waiting(channel, seq)
         stored = await self.mongo.messages_after(channel, seq, limit + 1)
         found = {}
-        for doc in waiting + stored:
-            data = ChatMessage.from_document(doc).frame_data()
+        for data in await self.revise([ChatMessage.from_document(doc).frame_data() for doc in waiting + stored]):
             found.setdefault(data["seq"], data)
         for data in cached:
             found[data.get("seq") or 0] = data

@@ -41,6 +41,7 @@ from chatnet.factories.internal import InternalFactory
 from chatnet.factories.websocket import ChatServerFactory
 from chatnet.handlers import ChatHandlers
 from chatnet.history import History
+from chatnet.livehandlers import LiveHandlers
 from chatnet.metrics import NodeGauges
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
@@ -49,10 +50,14 @@ from chatnet.rooms import Rooms
 from chatnet.sequences import Sequences
 from chatnet.service.api import ServerApi
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
+from chatnet.service.notices import UserNotices
+from chatnet.service.revisions import Revisions
 from chatnet.service.roomfeed import RoomFeed
 from chatnet.service.roomstate import RoomState
+from chatnet.service.scrollback import Scrollback
 from chatnet.service.session import SessionService
 from chatnet.sessions import LocalSessions, SessionDirectory
+from chatnet.stores.livestate import LiveState
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import RedisStore
@@ -71,8 +76,9 @@ class ChatNode(MultiService):
         self.mongo = MongoStore(config.mongo, timeout=config.store_timeout, reactor=reactor)
         self.message_log = MessageLog(self.mongo, reactor, max_bytes=config.max_message_log_bytes)
         self.message_log.setServiceParent(self)
+        self.live = LiveState(self.mongo)
         self.history = History(self.redis, self.mongo, waiting=self.message_log.waiting,
-                               pending=self.message_log.pending_seq)
+                               pending=self.message_log.pending_seq, revise=self.live.revise_all)
         self.offline = OfflineStore(self.mongo)
         self.sequences = Sequences(self.redis, self.mongo, self.message_log.pending_seq)
         self.popular = PopularWords(self.redis, reactor, config.popular_window)
@@ -83,7 +89,9 @@ class ChatNode(MultiService):
             self.profanity = ProfanityFilter.default()
         self.view = ClusterView(config.node_id, reactor)
         self.sessions = LocalSessions()
-        self.directory = SessionDirectory(self.redis, self.view.live_nodes)
+        self.directory = SessionDirectory(
+            self.redis, self.view.live_nodes,
+            unreachable=lambda node: self.peers is not None and self.peers.lost_link(node))
         # made in _start, once the node id is known:
         self.leadership = self.membership = self.peers = self.feed = self.room_state = None
         operations.attach(self, NodeGauges(  # metrics, event plugins (self.events), --metrics listener
@@ -234,6 +242,13 @@ class ChatNode(MultiService):
             presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery,
             tokens=self._token_verifier(), room_state=room_state, emit=self.emit,
         )
+        LiveHandlers(
+            base=handlers, config=config, clock=clock, redis=self.redis, mongo=self.mongo, live=self.live,
+            scrollback=Scrollback(self.redis, self.live, self.message_log.waiting),
+            revisions=Revisions(self.redis, self.live, self.message_log.waiting),
+            notices=UserNotices(view, self.peers, self.directory, self.sessions), rooms=rooms,
+            directory=self.directory, profanity=self.profanity,
+        ).install()
         self.factory.serve(handlers, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
         ))

@@ -140,11 +140,14 @@ class SessionDirectory:
 
     ENDED = 100_000
 
-    def __init__(self, redis, members=lambda: ()):
+    def __init__(self, redis, members=lambda: (), unreachable=lambda node: False):
         self.redis = redis
         self.records = {}
         # callable: the node ids that are members of the cluster right now
         self.members = members
+        # callable: whether this node lost its link to a node (it may have
+        # died, and still be a member until its ZooKeeper session expires)
+        self.unreachable = unreachable
         self.ended = OrderedDict()  # sessionId -> None, oldest first
 
     # -- reading ----------------------------------------------------------
@@ -190,6 +193,13 @@ class SessionDirectory:
             self.records.pop(username, None)
         return self.cached_all(username)
 
+    def reachable(self, records):
+        """C{records} less those on nodes this node lost its link to,
+        unless that leaves none (a display of where a user is: right after
+        a node died, the user's session there is gone, their new one not)."""
+        kept = [r for r in records if not self.unreachable(r.nodeId)]
+        return kept or records
+
     async def lookup(self, username, refresh=False):
         """The newest session of C{username}, or C{None} if they are not online."""
         records = await self.lookup_all(username, refresh)
@@ -210,8 +220,13 @@ class SessionDirectory:
     async def publish(self, record):
         """Add C{record} to the sessions of its user (replacing those it does
         not coexist with); returns the records it replaced in Redis."""
-        old, version = await self.redis.eval(SET_SESSION, [SESSIONS], [record.username, record.to_json()])
+        answer = await self.redis.eval(SET_SESSION, [SESSIONS],
+                                       [record.username, record.to_json(), " ".join(sorted(self.members()))])
+        old, version = answer[0], answer[1]
         record.version = int(version)
+        if len(answer) > 2 and answer[2] is not None:
+            # the user was online already (another session, or one whose node just died)
+            record.loginTime = min(record.loginTime, int(answer[2]))
         self.apply(record)
         if old:
             return SessionRecord.list_from_json(record.username, old)

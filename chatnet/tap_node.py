@@ -3,7 +3,7 @@ import os
 
 from twisted.python import usage
 
-from chatnet import tls
+from chatnet import stopwords, tls
 from chatnet.config import COMPRESSION, NodeConfig
 from chatnet.logs import with_log_format
 from chatnet.operations import check_options as check_operations
@@ -37,6 +37,8 @@ class Options(usage.Options):
         ["jwt-public-key", None, "", "PEM file of the public key of RS256 (RSA) or ES256 (EC P-256) login tokens."],
         ["profanity-file", None, "", "Word list of the profanity filter (default: the shipped list)."],
         ["popular-window", None, 3600, "Seconds of the popular-words sliding window.", int],
+        ["popular-stop-words", None, "", "Word list the popular words do not count (default: the shipped "
+         "English and Chinese list; none: count every word)."],
         ["zk-session-timeout", None, 10.0, "ZooKeeper session timeout in seconds (failure detection).", float],
         ["node-id", None, "", "Node id (default: advertised host:port)."],
         ["max-message-chars", None, 4096, "Longest chat message, in characters.", int],
@@ -114,6 +116,10 @@ class Options(usage.Options):
         if self["compression"] not in COMPRESSION:
             raise usage.UsageError(f"--compression must be one of {', '.join(COMPRESSION)}")
         check_operations(self)
+        try:
+            stopwords.load(self["popular-stop-words"])
+        except (OSError, UnicodeDecodeError) as e:
+            raise usage.UsageError(f"--popular-stop-words: {e}")
 
     def config(self):
         return NodeConfig(
@@ -131,6 +137,7 @@ class Options(usage.Options):
             jwt_public_key=self["jwt-public-key"],
             profanity_file=self["profanity-file"],
             popular_window=self["popular-window"],
+            popular_stop_words=self["popular-stop-words"],
             zk_session_timeout=self["zk-session-timeout"],
             node_id=self["node-id"],
             max_message_chars=self["max-message-chars"],

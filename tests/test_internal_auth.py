@@ -37,7 +37,7 @@ class Handler:
     def session_changed(self, *args):
         self.sessions.append(args)
 
-    def room_notice(self, roomName, data):
+    def room_notice(self, roomName, data, feature=None, skip_user=None, skip_session=None):
         pass
 
 

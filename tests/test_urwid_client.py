@@ -401,7 +401,7 @@ def test_login_frame_and_status_bar():
     app, net, clock, t, attempt = connected_app()
     login = t.frames("login")[0]
     assert login["action"] == "login" and login["data"]["username"] == "alice"
-    assert login["data"]["features"] == ["ack", "offline", "resume", "multi"]
+    assert login["data"]["features"] == ["ack", "offline", "resume", "multi", "live"]
     assert app.conn.server_features == frozenset()  # a node that answers without features
     assert "password" not in login["data"]
     assert isinstance(login["id"], int)
@@ -754,7 +754,7 @@ def test_login_refused_asks_for_password():
     t2 = FakeTransport()
     net.attempt.opened(t2)
     assert t2.last("login")["data"] == {"username": "alice", "password": "s3cret",
-                                        "features": ["ack", "offline", "resume", "multi"]}
+                                        "features": ["ack", "offline", "resume", "multi", "live"]}
     # the password is not in the input history
     assert app.input.history == []
 

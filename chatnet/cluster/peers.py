@@ -41,6 +41,9 @@ class Peers:
         self.addresses = {}
         self.links = {}
         self.connecting = {}
+        # nodes whose link broke, or could not be made, since the last
+        # link to them: they may have died (L{lost_link})
+        self.lost = set()
 
     def update(self, members):
         """C{members}: node id -> member info with C{internalHost},
@@ -52,6 +55,7 @@ class Peers:
         }
         for node in [n for n in self.links if n not in self.addresses]:
             self._drop(node)
+        self.lost &= set(self.addresses)
 
     def _drop(self, node):
         protocol = self.links.pop(node, None)
@@ -87,9 +91,11 @@ class Peers:
                     continue
                 for waiter in self.connecting.pop(node):
                     waiter.errback(PeerUnavailable(node))
+                self.lost.add(node)
                 return
         if node in self.addresses:
             self.links[node] = protocol
+            self.lost.discard(node)
         for waiter in self.connecting.pop(node):
             waiter.callback(protocol)
 
@@ -112,9 +118,19 @@ class Peers:
             protocol.transport.loseConnection()
             raise PeerUnavailable(node) from e
         protocol.peerNodeId = node
-        protocol.onLost = lambda: self.links.get(node) is protocol and self.links.pop(node)
+        protocol.onLost = lambda: self._lost(node, protocol)
         return protocol
 
+    def _lost(self, node, protocol):
+        if self.links.get(node) is protocol:
+            self.links.pop(node)
+            self.lost.add(node)
+
+    def lost_link(self, node):
+        """Whether the last link to C{node} broke (or could not be made)
+        and no new one was made since: a sign that it died, before
+        ZooKeeper says so."""
+        return node in self.lost
     def call(self, node, command, **arguments):
         """Run C{command} on C{node}: a Deferred of its answer, which fails
         with L{PeerUnavailable} if the node cannot be reached or the link

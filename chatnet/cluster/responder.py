@@ -2,6 +2,7 @@
 (L{chatnet.protocols.internal.InternalProtocol} unpacks the AMP boxes and
 calls these methods with their arguments)."""
 from chatnet.service.api import close_sessions
+from chatnet.service.notices import send_local
 from chatnet.sessions import SessionRecord
 
 
@@ -55,5 +56,8 @@ class Responder:
     async def room_member(self, roomName, username, joined):
         await self.members(roomName, username, joined)
 
-    def room_notice(self, roomName, data):
-        self.feed.notice(roomName, data)
+    def room_notice(self, roomName, data, feature=None, skip_user=None, skip_session=None):
+        self.feed.notice(roomName, data, feature, skip_user, skip_session)
+
+    def user_notice(self, username, data, feature, skip):
+        send_local(self.sessions, username, data, feature, skip)

@@ -429,16 +429,20 @@ class RoomRouter:
         return self.peers.call(node_id, cmd.RoomDeliver, roomNames=[i[0] for i in items], seqs=[i[1] for i in items],
                                msgIds=[i[2] for i in items], datas=[i[3] for i in items])
 
-    async def notice(self, room, data):
+    async def notice(self, room, data, feature=None, skip_user=None, skip_session=None):
         """Send a frame (C{data}: the encoded frame) to every online member
-        of C{room}, on every node."""
-        self.feed.notice(room, data)
+        of C{room}, on every node (those that asked for C{feature}, if
+        given; not the sessions of C{skip_user} nor session C{skip_session})."""
+        self.feed.notice(room, data, feature, skip_user, skip_session)
+        extra = {k: v for k, v in (("feature", feature), ("skipUser", skip_user), ("skipSession", skip_session))
+                 if v}
         try:
             nodes = set(await self.redis.call("smembers", room_nodes_key(room)))
         except StoreUnavailable:
             nodes = set(self.view.live_nodes())
         nodes = sorted((nodes & set(self.view.live_nodes())) - {self.view.node_id})
-        calls = [defer.ensureDeferred(self.peers.call(n, cmd.RoomNotice, roomName=room, data=data)) for n in nodes]
+        calls = [defer.ensureDeferred(self.peers.call(n, cmd.RoomNotice, roomName=room, data=data, **extra))
+                 for n in nodes]
         await defer.DeferredList(calls, consumeErrors=True)
 
 

@@ -159,9 +159,24 @@ class RoomMember(amp.Command):
 
 
 class RoomNotice(amp.Command):
-    """A frame (C{data}, encoded) for the receiver's members of C{roomName}."""
+    """A frame (C{data}, encoded) for the receiver's members of C{roomName}:
+    those whose login asked for C{feature} (if given), except the sessions
+    of user C{skipUser} and session C{skipSession}."""
 
-    arguments = [(b"roomName", amp.Unicode()), (b"data", amp.String())]
+    arguments = [(b"roomName", amp.Unicode()), (b"data", amp.String()),
+                 (b"feature", amp.Unicode(optional=True)), (b"skipUser", amp.Unicode(optional=True)),
+                 (b"skipSession", amp.Unicode(optional=True))]
+    response = []
+    errors = COMMON_ERRORS
+
+
+class UserNotice(amp.Command):
+    """A frame (C{data}, encoded) for the receiver's sessions of
+    C{username} whose login asked for C{feature} (if not empty), except
+    session C{skip} (L{chatnet.service.notices})."""
+
+    arguments = [(b"username", amp.Unicode()), (b"data", amp.String()), (b"feature", amp.Unicode()),
+                 (b"skip", amp.Unicode())]
     response = []
     errors = COMMON_ERRORS
 

@@ -6,7 +6,7 @@ the reference for every name here).
 """
 
 #: protocol extensions a client may ask for with login's ``features``
-FEATURES = ("ack", "offline", "resume", "multi")
+FEATURES = ("ack", "offline", "resume", "multi", "live")
 
 #: the room every online user is in without joining it
 WORLD = "world"

@@ -475,8 +475,13 @@ class InternalProtocol(amp.AMP):
         return self._call(self.handler.room_member(roomName, username, joined)).addCallback(lambda _: {})
 
     @cmd.RoomNotice.responder
-    def room_notice(self, roomName, data):
-        self.handler.room_notice(roomName, data)
+    def room_notice(self, roomName, data, feature=None, skipUser=None, skipSession=None):
+        self.handler.room_notice(roomName, data, feature, skipUser, skipSession)
+        return {}
+
+    @cmd.UserNotice.responder
+    def user_notice(self, username, data, feature, skip):
+        self.handler.user_notice(username, data, feature, skip)
         return {}
 
     @cmd.Disconnect.responder

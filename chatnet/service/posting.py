@@ -12,7 +12,7 @@ direct one to the recipient's sessions, or to their offline queue.
 from bson import ObjectId
 from twisted.internet import defer
 
-from chatnet import words
+from chatnet import stopwords, words
 from chatnet.errors import StoreUnavailable
 from chatnet.messages import ChatMessage
 
@@ -43,12 +43,14 @@ class Posting:
         self.rooms = rooms
         self.emit = emit
         self.public_rooms = public_rooms
+        self.stop_words = stopwords.load(getattr(config, "popular_stop_words", ""))
 
     async def accept(self, sender, text, ts, fmt="text", to="", room="", system=False, version=None):
         """Accept C{text} from C{sender} to C{room} or user C{to}: returns
         the L{ChatMessage} and its chat frame data (JSON bytes). C{system}:
         a message of the server API. Its words go to the public ranking
-        only from a public room (L{chatnet.service.public_rooms}).
+        only from a public room (L{chatnet.service.public_rooms}), less the
+        stop words.
         C{version}: see L{chatnet.accept.Acceptor.accept}.
 
         @raise StoreUnavailable: the write-behind log is full (MongoDB is
@@ -57,7 +59,8 @@ class Posting:
             raise StoreUnavailable("mongodb", "message log full")
         message = ChatMessage.new(sender, self.profanity.mask(text), ts, fmt, to, room, system=system)
         counted = await self.public_rooms.counted(room)
-        data = await self.acceptor.accept(message, words.tokenize(message.message) if counted else (), version)
+        tokens = stopwords.without(words.tokenize(message.message), self.stop_words) if counted else ()
+        data = await self.acceptor.accept(message, tokens, version)
         self.message_log.append(message.document())
         self.emit("message_accepted", message)
         return message, data

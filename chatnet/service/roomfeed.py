@@ -262,12 +262,17 @@ class RoomFeed:
         room.next = seq + 1
         self._drain(room)
 
-    def notice(self, name, payload):
-        """Send a frame (C{payload}, encoded) to this node's members of C{name}.
+    def notice(self, name, payload, feature=None, skip_user=None, skip_session=None):
+        """Send a frame (C{payload}, encoded) to this node's members of C{name}
+        (those that asked for C{feature}, if given; not the sessions of
+        C{skip_user} nor session C{skip_session}).
         A C{roomNotice} also reaches the sessions of the user it is about
         (L{chatnet.service.session.Session.room_notice}: a mute is kept)."""
         room = self.rooms.get(name)
         members = [c for c in (room.members if room is not None else ()) if c.record is not None]
+        if feature or skip_user or skip_session:
+            members = [c for c in members if (not feature or feature in c.features)
+                       and c.record.username != skip_user and c.record.sessionId != skip_session]
         if b'"action":"roomNotice"' in payload:
             data = orjson.loads(payload).get("data") or {}
             for connection in members:

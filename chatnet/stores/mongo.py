@@ -106,6 +106,11 @@ class MongoStore:
                 raise StoreUnavailable("mongodb", what)
             raise
 
+    def run(self, what, d):
+        """C{d} (a query of C{self.db}) bounded by the timeout; a database
+        that does not answer raises L{StoreUnavailable}."""
+        return self._run(what, d)
+
     async def ping(self):
         if self.db is None:
             raise StoreUnavailable("mongodb", "ping")

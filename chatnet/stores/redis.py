@@ -92,21 +92,30 @@ end
 # Adds the session ARGV[2] (JSON) of user ARGV[1], stamped with Redis's own
 # clock in microseconds ("version": the order of logins, whichever node took
 # them). A session with "multi" set keeps the user's other "multi" sessions;
-# any other session replaces them all. Returns {the JSON list of the sessions
-# it replaced, the version}.
+# any other session replaces them all. ARGV[3] (optional): the member nodes,
+# separated by spaces: a user who has a session on one of them already has
+# been online since its login, so the new session's loginTime is the
+# earliest of theirs (a reconnect after a node died keeps the online time).
+# Returns {the JSON list of the sessions it replaced, the version, the
+# loginTime}.
 SET_SESSION = SESSION_LIST + """
 local t = redis.call('TIME')
 local version = t[1] .. string.format('%06d', tonumber(t[2]))
 local record = cjson.decode(ARGV[2])
 record['version'] = version
+local live = {}
+for node in string.gmatch(ARGV[3] or '', '[^ ]+') do live[node] = true end
 local kept, replaced = {}, {}
 for _, s in ipairs(sessions(redis.call('HGET', KEYS[1], ARGV[1]))) do
   if record['multi'] and s['multi'] then table.insert(kept, s) else table.insert(replaced, s) end
+  if live[s['nodeId']] and type(s['loginTime']) == 'number' and s['loginTime'] < record['loginTime'] then
+    record['loginTime'] = s['loginTime']
+  end
 end
 table.insert(kept, record)
 store(KEYS[1], ARGV[1], kept)
-if #replaced == 0 then return {false, version} end
-return {cjson.encode(replaced), version}
+if #replaced == 0 then return {false, version, record['loginTime']} end
+return {cjson.encode(replaced), version, record['loginTime']}
 """
 
 # Deletes the session ARGV[2] (its sessionId) of user ARGV[1], if it is still

@@ -1,0 +1,393 @@
+"""The client actions of the ``live`` extension (docs/protocol.md, "`live`:
+history, edits, typing, read state, invitations"): scroll-back, editing and
+deleting messages, typing, read markers, and what the extension adds to
+``listRooms``, ``invite``, ``joinRoom``, ``leaveRoom``, ``kick``, ``ban``
+and ``createRoom`` of L{chatnet.handlers.ChatHandlers} (each of those runs
+first, then its addition here: an error of the base action leaves nothing
+added).
+
+Each request is checked (types, then ranges) before any store is asked;
+each costs a bounded amount of work (a page is at most L{MAX_PAGE}
+messages, a text at most C{--max-message-chars}, a user's typing at most
+one relay a second per room or conversation).
+"""
+import re
+from collections import OrderedDict
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from chatnet import moderation
+from chatnet.errors import ProtocolError, StoreUnavailable
+from chatnet.messages import dm_channel, now_ms, room_channel
+from chatnet.protocols import codec
+from chatnet.protocols.codec import INT64_MAX
+from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic
+from chatnet.service.notices import LIVE
+from chatnet.service.scrollback import MAX_PAGE
+from chatnet.stores.redis import seq_key
+
+log = Logger()
+
+MAX_NAME = 128
+#: messages of a page when the request gives no C{limit}
+DEFAULT_PAGE = 50
+#: seconds between two relayed C{typing} of one user in one room or conversation
+TYPING_EVERY = 1.0
+#: (user, room) pairs whose last typing a node remembers
+TYPING_REMEMBERED = 100_000
+_MSG_ID = re.compile(r"[0-9a-fA-F]{24}\Z")
+
+
+class TypingGate:
+    """At most one C{typing} a C{every} seconds per user and room (or
+    conversation): the others are dropped. Remembers the last
+    C{remembered} pairs (the oldest forgotten first), so its memory is
+    bounded whatever the clients send."""
+
+    def __init__(self, clock, every=TYPING_EVERY, remembered=TYPING_REMEMBERED):
+        self.clock = clock
+        self.every = every
+        self.remembered = remembered
+        self.last = OrderedDict()
+
+    def allow(self, username, target):
+        now = self.clock.seconds()
+        key = (username, target)
+        last = self.last.get(key)
+        if last is not None and now - last < self.every:
+            return False
+        self.last[key] = now
+        self.last.move_to_end(key)
+        while len(self.last) > self.remembered:
+            self.last.popitem(last=False)
+        return True
+
+
+class LiveHandlers:
+    """The actions of the C{live} extension. Collaborators (keyword
+    arguments):
+
+    @param base: the L{chatnet.handlers.ChatHandlers} whose actions this
+        extends (L{install} puts these in its table).
+    @param config: the L{chatnet.config.NodeConfig}.
+    @param clock: an C{IReactorTime}.
+    @param redis: the L{chatnet.stores.redis.RedisStore} (rooms' last seqs).
+    @param mongo: the L{chatnet.stores.mongo.MongoStore} (rooms).
+    @param live: the L{chatnet.stores.livestate.LiveState} (read markers).
+    @param scrollback: the L{chatnet.service.scrollback.Scrollback}.
+    @param revisions: the L{chatnet.service.revisions.Revisions}.
+    @param notices: the L{chatnet.service.notices.UserNotices}.
+    @param rooms: the L{chatnet.cluster.router.RoomRouter} (room notices).
+    @param directory: the L{chatnet.sessions.SessionDirectory}.
+    @param profanity: the L{chatnet.profanity.ProfanityFilter}.
+    """
+
+    def __init__(self, *, base, config, clock, redis, mongo, live, scrollback, revisions, notices, rooms,
+                 directory, profanity):
+        self.base = base
+        self.config = config
+        self.clock = clock
+        self.redis = redis
+        self.mongo = mongo
+        self.live = live
+        self.scrollback = scrollback
+        self.revisions = revisions
+        self.notices = notices
+        self.rooms = rooms
+        self.directory = directory
+        self.profanity = profanity
+        self.typing_gate = TypingGate(clock)
+
+    def install(self):
+        """Put the actions in the base's table (wrapping those extended)."""
+        actions = self.base.actions
+        for name, extra in (("invite", self._invited), ("joinRoom", self._joined), ("createRoom", self._created),
+                            ("leaveRoom", self._members_changed), ("kick", self._members_changed),
+                            ("ban", self._members_changed)):
+            actions[name] = _then(actions[name], extra)
+        self._base_list_rooms = actions["listRooms"]
+        actions.update({
+            "history": self.history,
+            "edit": self.edit,
+            "delete": self.delete,
+            "typing": self.typing,
+            "read": self.read,
+            "listRooms": self.list_rooms,
+        })
+        self.base.login_extras = self.login_extras
+
+    # -- what a request names ----------------------------------------------
+
+    def _target(self, request, other="conversation"):
+        """C{(room, user)}: the room or the other user (field C{other}) a
+        request names, exactly one of them."""
+        room = request.string("roomName", required=False, max_length=MAX_NAME)
+        user = request.string(other, required=False, max_length=MAX_NAME)
+        if (room is None) == (user is None) or room == "" or user == "":
+            raise ProtocolError(400, f"give either 'roomName' or {other!r}", request.action)
+        return room, user
+
+    async def _channel(self, connection, request, other="conversation"):
+        """C{(room, user, channel)} of a request, once the user may use it:
+        a room they are a member of, or their conversation with C{user}."""
+        room, user = self._target(request, other)
+        me = connection.record.username
+        if room is not None:
+            await self.base.check_member(connection, [room], request.action)
+            return room, None, room_channel(room)
+        if user == me:
+            raise ProtocolError(400, "a conversation is with another user", request.action)
+        return None, user, dm_channel(me, user)
+
+    @staticmethod
+    def _msg_id(request):
+        msg_id = request.string("msgId", max_length=64)
+        if not _MSG_ID.match(msg_id):
+            raise ProtocolError(400, "field 'msgId' must be a message id (24 hex digits)", request.action)
+        return msg_id.lower()
+
+    @staticmethod
+    def _seq(request, key, required):
+        value = request.data.get(key)
+        if value is None and not required:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not (0 if required else 1) <= value <= INT64_MAX:
+            low = 0 if required else 1
+            raise ProtocolError(400, f"field {key!r} must be an integer from {low} to 2^63 - 1", request.action)
+        return value
+
+    # -- history -------------------------------------------------------------
+
+    async def history(self, connection, request):
+        before = self._seq(request, "before", required=False)
+        limit = request.data.get("limit", DEFAULT_PAGE)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ProtocolError(400, f"field 'limit' must be an integer from 1 to {MAX_PAGE}", "history")
+        room, user, channel = await self._channel(connection, request)
+        messages, more = await self.scrollback.page(channel, before, limit)
+        me = connection.record.username
+        if user is not None:
+            for data in messages:
+                data["to"] = user if data.get("from") == me else me
+        answer = {"roomName": room} if room is not None else {"conversation": user}
+        answer.update(messages=messages, more=more)
+        connection.answer("history", answer, request)
+
+    # -- edit and delete -----------------------------------------------------
+
+    async def edit(self, connection, request):
+        msg_id = self._msg_id(request)
+        text = request.string("message", max_length=self.config.max_message_chars)
+        room, user, channel = await self._channel(connection, request, "to")
+        me = connection.record.username
+        data = await self._message(channel, msg_id, room, user)
+        if data.get("from") != me:
+            raise ProtocolError(403, "only its author may edit a message", "edit")
+        at = now_ms(self.clock)
+        revised = await self.revisions.revise(channel, data, me, at, self.profanity.mask(text))
+        if revised is None:
+            raise self._gone(msg_id, room, user, "edit")
+        answer = {"msgId": msg_id, "seq": revised["seq"], "message": revised["message"], "editedAt": at}
+        connection.answer("edit", {**_where(room, user, "to"), **answer}, request)
+        _background(self._tell(connection, "messageEdited", room, user, {**answer, "by": me}), "messageEdited")
+
+    async def delete(self, connection, request):
+        msg_id = self._msg_id(request)
+        room, user, channel = await self._channel(connection, request, "to")
+        me = connection.record.username
+        data = await self._message(channel, msg_id, room, user, deleted_ok=True)
+        if data.get("from") != me:
+            doc = None if room is None or is_automatic(room) else await self.mongo.room(room)
+            if doc is None or moderation.role(doc, me) not in ("owner", "admin"):
+                raise ProtocolError(403, "only its author, or the room's owner and admins, may delete a message",
+                                    "delete")
+        answer = {"msgId": msg_id, "seq": data["seq"]}
+        if not data.get("deleted"):
+            await self.revisions.revise(channel, data, me, now_ms(self.clock))
+            _background(self._tell(connection, "messageDeleted", room, user, {**answer, "by": me}), "messageDeleted")
+        connection.answer("delete", {**_where(room, user, "to"), **answer}, request)
+
+    async def _message(self, channel, msg_id, room, user, deleted_ok=False):
+        data = await self.revisions.find(channel, msg_id)
+        if data is None or (data.get("deleted") and not deleted_ok):
+            raise self._gone(msg_id, room, user, "delete" if deleted_ok else "edit")
+        return data
+
+    @staticmethod
+    def _gone(msg_id, room, user, action):
+        where = f"room {room}" if room is not None else f"the conversation with {user}"
+        return ProtocolError(404, f"no message {msg_id} in {where}", action)
+
+    async def _tell(self, connection, action, room, user, data):
+        """Send the room's members (or both users of the conversation) the
+        frame C{action}, except the session that asked."""
+        me, session = connection.record.username, connection.record.sessionId
+        if room is not None:
+            frame = codec.encode(action, {"roomName": room, **data})
+            await self.rooms.notice(room, frame, LIVE, skip_session=session)
+            return
+        await defer.DeferredList([
+            defer.ensureDeferred(self.notices.send(user, codec.encode(action, {"conversation": me, **data}))),
+            defer.ensureDeferred(self.notices.send(me, codec.encode(action, {"conversation": user, **data}),
+                                                   skip=session)),
+        ], consumeErrors=True)
+
+    # -- typing --------------------------------------------------------------
+
+    async def typing(self, connection, request):
+        room, user = self._target(request, "to")
+        me = connection.record.username
+        if room is not None:
+            await self.base.check_member(connection, [room], "typing")
+            if self.typing_gate.allow(me, "#" + room):
+                _background(self.rooms.notice(room, codec.encode("typing", {"roomName": room, "from": me}), LIVE,
+                                              skip_user=me), "typing")
+            return
+        if user == me:
+            raise ProtocolError(400, "a conversation is with another user", "typing")
+        if self.directory.cached_all(user) and self.typing_gate.allow(me, "@" + user):
+            _background(self.notices.send(user, codec.encode("typing", {"to": user, "from": me})), "typing")
+
+    # -- read markers and unread counts ---------------------------------------
+
+    async def read(self, connection, request):
+        seq = self._seq(request, "seq", required=True)
+        room, user, channel = await self._channel(connection, request)
+        me = connection.record.username
+        # (a marker beyond the channel's last seq, or of a conversation
+        # that never had a message, would store what is not there)
+        current = await self.redis.call("get", seq_key(channel))
+        current = int(current) if current is not None else 0
+        if current == 0 and user is not None:
+            raise ProtocolError(404, f"no conversation with {user}", "read")
+        stored = await self.live.mark_read(me, channel, min(seq, current))
+        answer = {"roomName": room} if room is not None else {"conversation": user}
+        answer["seq"] = stored
+        connection.answer("read", answer, request)
+        _background(self.notices.send(me, codec.encode("read", answer), skip=connection.record.sessionId), "read")
+
+    async def _unread(self, username, rooms):
+        """C{room -> unread} of C{rooms} (the user is in each): the room's
+        last seq minus the user's marker (0 without one)."""
+        if not rooms:
+            return {}
+        channels = [room_channel(r) for r in rooms]
+        counters = await self.redis.call("mget", [seq_key(c) for c in channels])
+        markers = await self.live.markers(username, channels)
+        unread = {}
+        for room, channel, counter in zip(rooms, channels, counters):
+            marker = markers.get(channel)
+            unread[room] = 0 if marker is None or counter is None else max(0, int(counter) - marker)
+        return unread
+
+    async def _room_entries(self, connection, everything):
+        """The C{listRooms} entries: the automatic rooms, then the rooms
+        users made that the user may see (C{everything}) or is in (not
+        C{everything}), each with the extension's fields."""
+        record = connection.record
+        me = record.username
+        entries = [{"roomName": WORLD, "members": len(self.directory.online()), "member": True}]
+        if record.alliance:
+            name = ALLIANCE_PREFIX + record.alliance
+            entries.append({"roomName": name, "members": len(self.base.rooms.rooms.online_in(name)),
+                            "member": True})
+        if everything:
+            docs = await self.mongo.room_list()
+        else:
+            # the rooms the session was given at login (no scan of every room)
+            docs = await self.live.rooms(sorted(r for r in connection.session.known_rooms() if not is_automatic(r)))
+        for doc in sorted(docs, key=lambda d: d["roomName"]):
+            members = doc.get("members") or ()
+            mine = me in members
+            if not moderation.visible(doc, me) or not (everything or mine):
+                continue
+            entry = {"roomName": doc["roomName"], "members": len(members)}
+            if doc.get("private"):
+                entry["private"] = True
+            if mine:
+                entry["member"] = True
+            elif me in (doc.get("invited") or ()):
+                entry["invited"] = True
+            entries.append(entry)
+        unread = await self._unread(me, [e["roomName"] for e in entries if e.get("member")])
+        for entry in entries:
+            if entry.get("member"):
+                entry["unread"] = unread.get(entry["roomName"], 0)
+        return entries
+
+    async def list_rooms(self, connection, request):
+        if LIVE not in connection.features:
+            await self._base_list_rooms(connection, request)
+            return
+        connection.answer("listRooms", {"rooms": await self._room_entries(connection, True)}, request)
+
+    async def login_extras(self, connection):
+        """What the C{login} answer gains with C{live}: the user's rooms."""
+        if LIVE not in connection.features:
+            return {}
+        try:
+            return {"rooms": await self._room_entries(connection, False)}
+        except StoreUnavailable:
+            log.warn("rooms of {user} not in its login answer: a store is unavailable",
+                     user=connection.record.username)
+            return {}
+
+    # -- what the extension adds to the base actions ----------------------------
+
+    async def _invited(self, connection, request):
+        room, target = request.data["roomName"], request.data["username"]
+        frame = codec.encode("roomNotice", {"roomName": room, "action": "invite", "kind": "invited",
+                                            "username": target, "by": connection.record.username})
+        _background(self.notices.send(target, frame), "invitation")
+
+    async def _joined(self, connection, request):
+        """A new member's marker is the room's last seq; the others learn
+        the count (the joining session has it in its answer)."""
+        if not is_automatic(request.data["roomName"]):
+            await self._created(connection, request)
+            await self._members_changed(connection, request, skip=connection.record.sessionId)
+
+    async def _created(self, connection, request):
+        room = request.data["roomName"]
+        if is_automatic(room):
+            return
+        try:
+            counters = await self.redis.call("mget", [seq_key(room_channel(room))])
+            await self.live.mark_read(connection.record.username, room_channel(room), int(counters[0] or 0))
+        except StoreUnavailable:
+            log.warn("read marker of {user} in {room} not set", user=connection.record.username, room=room)
+
+    async def _members_changed(self, connection, request, skip=None):
+        room = request.data["roomName"]
+        if is_automatic(room):
+            return
+        try:
+            doc = await self.mongo.room(room)
+        except StoreUnavailable:
+            return
+        if doc is not None:
+            frame = codec.encode("members", {"roomName": room, "members": len(doc.get("members") or ())})
+            _background(self.rooms.notice(room, frame, LIVE, skip_session=skip), "members")
+
+
+def _background(coroutine, what):
+    """Run a fan-out to other nodes without holding up the connection's
+    next request (a node that does not answer costs it the peer call's
+    timeout); the frames for this node's sessions are sent before its
+    first wait."""
+    defer.ensureDeferred(coroutine).addErrback(
+        lambda f: log.warn("{what} notice not sent everywhere: {why}", what=what, why=f.getErrorMessage()))
+
+
+def _where(room, user, other):
+    return {"roomName": room} if room is not None else {other: user}
+
+
+def _then(action, extra):
+    """An action that runs C{action}, then, if it succeeded, C{extra}."""
+    async def both(connection, request):
+        await action(connection, request)
+        await extra(connection, request)
+    return both
+

@@ -1,0 +1,325 @@
+"""The requests of the ``live`` extension (L{chatnet.livehandlers}) in
+process, on the real Redis and MongoDB (SecantusDB) and a fake clock:
+every field checked before a store is asked, every request answered as
+docs/protocol.md documents it, and the cost of a request bounded whatever
+the input (counted, not timed)."""
+from types import SimpleNamespace
+
+import pytest
+import pytest_twisted
+from bson import ObjectId
+from hypothesis import HealthCheck, given, settings, strategies as st
+from twisted.internet.task import Clock
+
+from chatnet import stopwords, words
+from chatnet.cluster.view import ClusterView
+from chatnet.config import NodeConfig
+from chatnet.livehandlers import LiveHandlers, TypingGate
+from chatnet.messages import room_channel
+from chatnet.protocols.codec import INT64_MAX
+from chatnet.service.notices import UserNotices
+from chatnet.service.revisions import Revisions
+from chatnet.service.scrollback import MAX_PAGE, Scrollback
+from chatnet.stores.livestate import LiveState
+from chatnet.stores.mongo import MongoStore
+from chatnet.stores.redis import RedisStore
+from tests.inprocess import FakePeers, error_code, request
+from tests.test_handlers_inprocess import NODE, PASSWORD, logged_in, mongo_url, node  # noqa: F401 (fixtures)
+
+LIVE = ("ack", "live", "multi")
+HYPOTHESIS = dict(deadline=None, derandomize=True, database=None, max_examples=150,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+class CountingLiveState(LiveState):
+    """The real store, counting the stored messages it hands over."""
+
+    read = 0
+
+    async def messages_before(self, channel, before, limit):
+        docs = await super().messages_before(channel, before, limit)
+        self.read += len(docs)
+        return docs
+
+
+class CountingRedis:
+    """The real Redis store, counting the list entries its scripts hand over."""
+
+    def __init__(self, redis):
+        self.redis = redis
+        self.read = 0
+
+    async def eval(self, script, keys=(), args=()):
+        answer = await self.redis.eval(script, keys, args)
+        if isinstance(answer, list) and len(answer) == 2 and isinstance(answer[1], list):
+            self.read += len(answer[1])
+        return answer
+
+    def call(self, *args, **kwargs):
+        return self.redis.call(*args, **kwargs)
+
+
+def live_handlers(node, redis, mongo):
+    live = CountingLiveState(mongo)
+    view = ClusterView(NODE, node.clock)
+    view.changed({NODE: {}}, NODE)
+    handlers = LiveHandlers(
+        base=node.handlers, config=NodeConfig(), clock=node.clock, redis=redis, mongo=mongo, live=live,
+        scrollback=Scrollback(redis, live, node.message_log.waiting),
+        revisions=Revisions(redis, live, node.message_log.waiting),
+        notices=UserNotices(view, FakePeers(), node.directory, node.sessions), rooms=node.handlers.rooms,
+        directory=node.directory, profanity=node.handlers.profanity)
+    handlers.install()
+    return handlers
+
+
+@pytest.fixture
+def live(node):
+    counting = CountingRedis(node.redis)
+    handlers = live_handlers(node, counting, node.mongo)
+    return SimpleNamespace(node=node, handlers=handlers, redis=counting, state=handlers.live)
+
+
+@pytest.fixture
+def cut_off(node, free_port):
+    """The handlers with Redis and MongoDB that never answer: a request
+    that reaches a store is a 503."""
+    redis = RedisStore(f"redis://127.0.0.1:{free_port}/0", timeout=0.3).connect()
+    mongo = MongoStore(f"mongodb://127.0.0.1:{free_port}/none", timeout=0.3).connect()
+    live_handlers(node, redis, mongo)
+    yield node
+    pytest_twisted.blockon(mongo.disconnect())
+    pytest_twisted.blockon(redis.disconnect())
+
+
+async def client_of(ns, node):
+    """One logged-in client per test (Hypothesis runs many examples)."""
+    if getattr(ns, "client", None) is None:
+        ns.client = await logged_in(node, "user1", LIVE)
+    return ns.client
+
+
+# -- every field is checked before a store is asked --------------------------------
+
+NAMES = st.one_of(st.sampled_from(["world", "room1", "user2", "", "user1"]), st.text(max_size=140),
+                  st.integers(), st.none(), st.lists(st.text(max_size=3), max_size=2), st.booleans())
+SEQS = st.one_of(st.integers(min_value=-2**63, max_value=2**63 - 1), st.booleans(), st.floats(allow_nan=False),
+                 st.text(max_size=5), st.none())
+IDS = st.one_of(st.just(str(ObjectId())), st.text(max_size=30), st.integers(), st.none())
+TEXTS = st.one_of(st.text(max_size=50), st.just("x" * 5000), st.integers(), st.none())
+REQUESTS = st.tuples(
+    st.sampled_from(["history", "edit", "delete", "typing", "read"]),
+    st.fixed_dictionaries({}, optional={"roomName": NAMES, "conversation": NAMES, "to": NAMES, "msgId": IDS,
+                                        "message": TEXTS, "before": SEQS, "limit": SEQS, "seq": SEQS}),
+)
+
+#: what each action may answer besides an error (typing: nothing)
+ANSWERS = {"history": "history", "edit": "edit", "delete": "delete", "typing": None, "read": "read"}
+
+
+@settings(**HYPOTHESIS)
+@given(asked=REQUESTS)
+@pytest_twisted.ensureDeferred
+async def test_every_request_is_answered_as_documented(live, asked):
+    """Whatever the fields, an answer of its action or a documented error;
+    never a crash, never a 500."""
+    action, data = asked
+    client = await client_of(live, live.node)
+    frames = await request(live.node.handlers, client, action, **data)
+    code = error_code(frames)
+    if code is None:
+        answers = [f["action"] for f in frames if f["action"] not in ("typing", "chat")]
+        assert answers == ([ANSWERS[action]] if ANSWERS[action] else []), frames
+    else:
+        assert code in (400, 403, 404, 413), frames
+
+
+def _bad_field(action):
+    """A request of C{action} with one field of a wrong type or out of range."""
+    base = {"history": {"roomName": "world", "limit": 10, "before": 5},
+            "edit": {"roomName": "world", "msgId": str(ObjectId()), "message": "x"},
+            "delete": {"roomName": "world", "msgId": str(ObjectId())},
+            "typing": {"roomName": "world"},
+            "read": {"roomName": "world", "seq": 3}}[action]
+    ints = st.integers(min_value=-2**63, max_value=2**63 - 1)
+    bad = {"roomName": st.one_of(ints, st.just(""), st.lists(ints, max_size=1)),
+           "limit": st.one_of(st.integers(min_value=-2**63, max_value=0), st.integers(min_value=MAX_PAGE + 1, max_value=2**63 - 1),
+                              st.text(max_size=3), st.booleans(), st.floats()),
+           "before": st.one_of(st.integers(min_value=-2**63, max_value=0), st.text(max_size=3), st.booleans(), st.floats()),
+           "msgId": st.one_of(st.text(max_size=30).filter(lambda s: len(s) != 24), ints),
+           "message": st.one_of(ints, st.just("x" * 5000)),
+           "seq": st.one_of(st.integers(min_value=-2**63, max_value=-1), st.text(max_size=3), st.booleans(), st.floats())}
+    return st.sampled_from(sorted(base)).flatmap(
+        lambda key: bad[key].map(lambda value: (action, {**base, key: value})))
+
+
+@settings(**HYPOTHESIS)
+@given(asked=st.sampled_from(sorted(ANSWERS)).flatmap(_bad_field))
+@pytest_twisted.ensureDeferred
+async def test_a_bad_field_is_refused_before_any_store_is_asked(cut_off, asked):
+    """With stores that never answer, a bad field is still its 400 (or
+    413): the check comes before any store call (which would be a 503)."""
+    action, data = asked
+    client = await client_of(cut_off, cut_off)
+    frames = await request(cut_off.handlers, client, action, **data)
+    assert error_code(frames) in (400, 413), (data, frames)
+
+
+# -- bounded cost -------------------------------------------------------------------
+
+
+def _fill(node, room, count):
+    """C{count} messages of C{room} stored in MongoDB only (as after Redis lost them)."""
+    import pymongo
+
+    client = pymongo.MongoClient(node.mongo.url)
+    docs = [{"_id": ObjectId(), "channel": room_channel(room), "roomName": room, "from": "user2", "to": "",
+             "message": f"m{seq}", "ts": seq, "format": "text", "seq": seq} for seq in range(1, count + 1)]
+    client.get_default_database().messages.insert_many(docs)
+    client.close()
+
+
+@pytest.fixture
+def filled(live):
+    for room, count in (("small", 300), ("large", 600)):
+        _fill(live.node, room, count)
+    return live
+
+
+@settings(**HYPOTHESIS)
+@given(position=st.floats(min_value=0, max_value=1), limit=st.integers(min_value=1, max_value=MAX_PAGE),
+       newest=st.booleans())
+@pytest_twisted.ensureDeferred
+async def test_a_page_costs_at_most_its_limit_whatever_the_channel_size(filled, position, limit, newest):
+    """cost(2n) == cost(n): a page of a room of 600 messages reads no more
+    than the same page of a room of 300, and at most C{limit} messages."""
+    costs = []
+    for room, count in (("small", 300), ("large", 600)):
+        before = None if newest else 1 + round(position * count)
+        filled.state.read = filled.redis.read = 0
+        messages, more = await filled.handlers.scrollback.page(room_channel(room), before, limit)
+        top = count + 1 if before is None else before
+        assert [m["seq"] for m in messages] == list(range(max(1, top - limit), top))
+        assert more == (bool(messages) and messages[0]["seq"] > 1)
+        costs.append(filled.state.read + filled.redis.read)
+    assert costs[0] <= limit and costs[1] <= limit, costs
+
+
+@settings(**HYPOTHESIS)
+@given(events=st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from("xyz"),
+                                 st.floats(min_value=0, max_value=2)), max_size=200),
+       remembered=st.integers(min_value=1, max_value=12))
+def test_typing_is_relayed_once_a_second_at_most_with_bounded_memory(events, remembered):
+    """Whatever the clients send, the gate remembers at most C{remembered}
+    pairs; while it can remember every pair (9 here), none is relayed twice
+    within a second."""
+    clock = Clock()
+    gate = TypingGate(clock, every=1.0, remembered=remembered)
+    relayed = {}
+    for user, target, dt in events:
+        clock.advance(dt)
+        if gate.allow(user, target):
+            last = relayed.get((user, target))
+            if remembered >= 9 and last is not None:
+                assert clock.seconds() - last >= 1.0
+            relayed[(user, target)] = clock.seconds()
+        assert len(gate.last) <= remembered
+
+
+def test_typing_gate_drops_a_second_typing_within_the_second():
+    clock = Clock()
+    gate = TypingGate(clock)
+    assert gate.allow("a", "#r") and not gate.allow("a", "#r") and gate.allow("b", "#r")
+    clock.advance(0.99)
+    assert not gate.allow("a", "#r")
+    clock.advance(0.01)
+    assert gate.allow("a", "#r")
+
+
+# -- the live frames of one node ------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_edit_history_and_read_on_one_node(live):
+    node = live.node
+    alice = await logged_in(node, "user1", LIVE)
+    phone = await logged_in(node, "user1", LIVE)
+    bob = await logged_in(node, "user2", LIVE)
+    sent = await request(node.handlers, alice, "chat", roomName="world", isGroup=True, message="you are a shit")
+    ack = [f for f in sent if f["action"] == "ack"][0]["data"]
+    assert ack["message"] == "you are a ****"  # the sender sees what the others see
+    plain = await request(node.handlers, alice, "chat", roomName="world", isGroup=True, message="fine")
+    assert "message" not in [f for f in plain if f["action"] == "ack"][0]["data"]
+    for client in (phone, bob):
+        client.take()
+    edited = await request(node.handlers, alice, "edit", roomName="world", msgId=ack["msgId"], message="shit, sorry")
+    assert [f["action"] for f in edited] == ["edit"] and edited[0]["data"]["message"] == "****, sorry"
+    for client in (phone, bob):
+        assert [(f["action"], f["data"]["message"]) for f in client.take()] == [("messageEdited", "****, sorry")]
+    page = await request(node.handlers, bob, "history", roomName="world")
+    assert [m["message"] for m in page[0]["data"]["messages"]] == ["****, sorry", "fine"]
+    read = await request(node.handlers, bob, "read", roomName="world", seq=ack["seq"])
+    assert read[0]["data"] == {"roomName": "world", "seq": ack["seq"]}
+    listed = await request(node.handlers, bob, "listRooms")
+    assert listed[0]["data"]["rooms"][0] == {"roomName": "world", "members": 2, "member": True, "unread": 1}
+    assert await live.state.mark_read("user2", room_channel("world"), 0) == ack["seq"]
+
+
+# -- stop words ----------------------------------------------------------------------
+
+
+def test_the_shipped_stop_words_drop_english_and_chinese_filler():
+    stop = stopwords.load()
+    text = "The cat is on the mat, and it's a good cat. 我的猫是在垫子上"
+    assert stopwords.without(words.tokenize(text), stop) == ["cat", "mat", "good", "cat", "猫", "垫子"]
+    assert stopwords.load(stopwords.NONE) == frozenset()
+
+
+def test_a_stop_word_file_replaces_the_list(tmp_path):
+    path = tmp_path / "stop.txt"
+    path.write_text("# mine\nCAT  # upper case is lowered\nｍａｔ\n", encoding="utf-8")
+    stop = stopwords.load(str(path))
+    assert stop == {"cat", "mat"}
+    assert stopwords.without(words.tokenize("the cat on the mat"), stop) == ["the", "on", "the"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_popular_words_leave_the_stop_words_out(node):
+    alice = await logged_in(node, "user1")
+    for text in ("the zebra is a zebra", "a yak is the yak", "the the the zebra"):
+        await request(node.handlers, alice, "chat", roomName="world", isGroup=True, message=text)
+    top = await request(node.handlers, alice, "popular", n=5)
+    assert top[0]["data"]["words"] == ["zebra", "3", "yak", "2"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_markers_stay_within_the_channel(live):
+    """A marker is never stored beyond a channel's last seq, nor for a
+    conversation that has no message: the markers a user can make are
+    bounded by the channels that exist."""
+    node = live.node
+    alice = await logged_in(node, "user1", LIVE)
+    assert error_code(await request(node.handlers, alice, "read", conversation="user2", seq=5)) == 404
+    assert error_code(await request(node.handlers, alice, "read", conversation="nobody", seq=5)) == 404
+    await request(node.handlers, alice, "chat", roomName="world", isGroup=True, message="one")
+    answer = await request(node.handlers, alice, "read", roomName="world", seq=INT64_MAX)
+    assert answer[0]["data"] == {"roomName": "world", "seq": 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_queued_direct_message_is_delivered_as_edited_or_deleted(live):
+    node = live.node
+    alice = await logged_in(node, "user1", ("ack", "offline", "live"))
+    sent = []
+    for text in ("typo", "oops"):
+        frames = await request(node.handlers, alice, "chat", to="user2", message=text)
+        sent.append(frames[0]["data"])
+    assert [f["action"] for f in (await request(node.handlers, alice, "edit", to="user2", msgId=sent[0]["msgId"],
+                                                message="fixed"))] == ["edit"]
+    assert [f["action"] for f in (await request(node.handlers, alice, "delete", to="user2",
+                                                msgId=sent[1]["msgId"]))] == ["delete"]
+    bob = node.connect()
+    frames = await request(node.handlers, bob, "login", username="user2", password=PASSWORD,
+                           features=["ack", "offline", "live"])
+    chats = [f["data"] for f in frames if f["action"] == "chat"]
+    assert [(c["message"], c.get("deleted", False)) for c in chats] == [("fixed", False), ("", True)]

@@ -325,6 +325,7 @@ def test_compare_rows_and_table():
     assert orjson.dumps(rows)  # the JSON lines
 
 
+@pytest.mark.process  # it starts a busy process and an idle one
 def test_compare_settle_reports_the_work_left_behind(tmp_path):
     """`settle` reads each listed process's CPU until they are idle: a
     sleeping process used none, a busy one is reported with what it used

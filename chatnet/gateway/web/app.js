@@ -1,7 +1,7 @@
 // The chatnet web client: one page, plain JavaScript modules, no build step.
 // It asks the gateway (GET /server) for a node and speaks docs/protocol.md
 // over a WebSocket, with the ack, offline and resume extensions (and asks for
-// multi, which a server grants only if it has it). This module wires the
+// multi and live, which a server grants only if it has them). This module wires the
 // page's controls; the others: state, connection, frames, commands, view, texts.
 import {$, POPULAR_DEFAULT, S, conv} from "./state.js";
 import {connect} from "./connection.js";

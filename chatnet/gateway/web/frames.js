@@ -202,8 +202,9 @@ export function roomList(rooms) {
   for (const r of rooms) {
     if (!r || typeof r.roomName !== "string") continue;
     let c = S.convs.get(roomKey(r.roomName));
-    // the automatic rooms listed are the user's own (world, their alliance): always in them
-    if (isAutomatic(r.roomName) && !(c && c.joined)) {
+    // the automatic rooms listed are the user's own (world, their alliance): always in them;
+    // a room the server says the user is in (joined on another device) is one of the page's too
+    if ((isAutomatic(r.roomName) || r.member === true) && !(c && c.joined)) {
       c = conv("room", r.roomName);
       c.joined = true;
       // its last messages and member count

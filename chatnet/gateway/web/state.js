@@ -1,6 +1,6 @@
 // The client's state: constants, the conversations and what was seen.
 
-export const FEATURES = ["ack", "offline", "resume", "multi"];
+export const FEATURES = ["ack", "offline", "resume", "multi", "live"];
 export const WORLD = "world";
 export const ALLIANCE = "alliance:";
 export const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];

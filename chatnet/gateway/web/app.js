@@ -7,7 +7,7 @@ import {$, POPULAR_DEFAULT, S, conv} from "./state.js";
 import {connect} from "./connection.js";
 import {joinRoom, leaveRoom, popular, runLine, stats} from "./commands.js";
 import {renderSidebar, switchTo} from "./view.js";
-import {onScroll} from "./history.js";
+import {onScroll, userScrolled} from "./history.js";
 import {askPermission, viewed} from "./notify.js";
 import {typed} from "./typing.js";
 
@@ -65,6 +65,9 @@ placeholder();
 narrow.addEventListener("change", placeholder);
 
 $("messages").addEventListener("scroll", onScroll, {passive: true});
+for (const kind of ["wheel", "touchmove", "keydown", "pointerdown"]) {
+  $("messages").addEventListener(kind, userScrolled, {passive: true});
+}
 
 // back to the page: what is shown is read
 document.addEventListener("visibilitychange", () => {

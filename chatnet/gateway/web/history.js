@@ -107,8 +107,18 @@ export function renderLoadButton() {
   else $("messages").prepend(loadButton(c));
 }
 
-// scrolled to the top: the page before
+// Scrolled to the top by the user (wheel, touch, keys, the scroll bar; not a
+// scroll of the page's own, such as bringing the button into view): the page before.
+const USER_SCROLL_MS = 1500;
+let userScrolledAt = 0;
+
+export function userScrolled(event) {
+  if (event.type === "pointerdown" && event.target !== $("messages")) return; // the scroll bar only
+  userScrolledAt = Date.now();
+}
+
 export function onScroll() {
   const log = $("messages");
+  if (Date.now() - userScrolledAt > USER_SCROLL_MS) return;
   if (log.scrollTop < 30 && log.scrollHeight > log.clientHeight) loadEarlier(S.current);
 }

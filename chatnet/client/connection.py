@@ -31,7 +31,7 @@ _ANSWERS = ("userInfo", "popular", "listRooms", "createRoom", "invite", "kick", 
 #: what the extension ``live`` pushes (docs/protocol.md), shown by the listener
 _PUSHED = ("messageEdited", "messageDeleted", "typing", "members", "read")
 #: asked of the node at login: the shared extensions and ``live``
-CLIENT_FEATURES = (*FEATURES, "live")
+CLIENT_FEATURES = tuple(dict.fromkeys((*FEATURES, "live")))
 
 
 class ChatConnection(LinkOwner):

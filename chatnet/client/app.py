@@ -217,7 +217,7 @@ class ChatApp(ConnectionListener):
                     self._seq_of.pop(old, None)
                 del ids[:-OWN_KEPT]
         if entry.sender and entry.room and self.typing.get(entry.room, {}).pop(entry.sender, None):
-            self.refresh_status()
+            self._changed()
         if entry.sender and entry.sender != "?":
             self.known_users.add(entry.sender)
         if entry.room:
@@ -396,12 +396,12 @@ class ChatApp(ConnectionListener):
             key = where if isinstance(where, str) and where else who
             if isinstance(who, str) and isinstance(key, str):
                 self.typing.setdefault(key, {})[who] = self.clock.seconds() + TYPING_SHOWN
-                self.clock.callLater(TYPING_SHOWN + 0.1, self.refresh_status)
-                self.refresh_status()
+                self.clock.callLater(TYPING_SHOWN + 0.1, self._changed)
+                self._changed()
         elif action == "read":
             if isinstance(where, str):
                 self.unread.pop(where, None)
-                self.refresh_status()
+                self._changed()
 
     def typing_now(self) -> list[str]:
         """Who is typing in the current room, or to this user directly."""
@@ -421,7 +421,8 @@ class ChatApp(ConnectionListener):
                 ids.remove(msg_id)
 
     def room_notice(self, data: dict) -> None:
-        mine = data.get("username") == self.conn.username
+        # something done to the user (kicked, muted) is shown as an error; an invitation is not
+        mine = data.get("username") == self.conn.username and data.get("kind") != "invited"
         self.notice(notice_text(data, self.conn.username, self.clock.seconds() * 1000), "error" if mine else "system")
 
     def request_failed(self, code: int, message: str, request: Request | None) -> None:

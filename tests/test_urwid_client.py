@@ -1163,6 +1163,14 @@ def test_history_asks_for_the_page_before_the_first_message_shown_and_shows_it()
     assert "no earlier messages in #room1" in pane_text(app)
 
 
+def test_tombstones_and_edited_messages_in_a_join_history_and_live():
+    app, net, clock, t, attempt = connected_app(features=["ack", "resume", "live"])
+    join(app, t, attempt, "room1", history=[{**chat("bob", "room1", "", 1, seq=1), "deleted": True},
+                                            {**chat("bob", "room1", "better", 2, seq=2), "edited": int(T0 * 1000)}])
+    text = pane_text(app)
+    assert "<bob> (message deleted)" in text and "<bob> better (edited)" in text
+
+
 def test_edit_and_delete_the_last_own_message_or_one_by_number():
     app, net, clock, t, attempt = connected_app(features=["ack", "resume", "live"])
     join(app, t, attempt, "room1")

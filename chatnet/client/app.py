@@ -372,12 +372,7 @@ class ChatApp(ConnectionListener):
         span = f" ({min(seqs)} to {max(seqs)})" if seqs else ""
         self.divider(f"earlier messages of #{clean_text(str(room))}{span}")
         for m in messages:
-            m = {**m, "roomName": m.get("roomName") or room}
-            if m.get("deleted"):
-                m["message"] = "(message deleted)"
-            elif m.get("edited"):
-                m["message"] = f"{m.get('message')} (edited)"
-            self.show_chat(m, True)
+            self.show_chat({**m, "roomName": m.get("roomName") or room}, True)
         more = "; /history or page up for more" if data.get("more") else "; that is the first message"
         self.divider(f"end of earlier messages of #{clean_text(str(room))}{more}")
 

@@ -222,6 +222,11 @@ def chat_entry(data: dict, history: bool, me: str | None, now: float) -> ChatEnt
     room = clean_text(str(data.get("roomName") or ""))
     message = data.get("message")
     text = clean_text(message if isinstance(message, str) else str(message or ""))
+    # the extension live: a deleted message is a tombstone, an edited one says so
+    if data.get("deleted") is True:
+        text = "(message deleted)"
+    elif data.get("edited") not in (None, False):
+        text += " (edited)"
     ts = data.get("ts")
     when = ts / 1000.0 if isinstance(ts, (int, float)) and not isinstance(ts, bool) else now
     own = sender == me

@@ -113,6 +113,8 @@ export function confirm(entry, d) {
   item.seq = d.seq;
   if (d.msgId) S.seen.add(d.msgId);
   setItemState(item, "sent");
+  // one's own message is read (the server counts every message after the marker)
+  if (entry.conv === S.current) viewed();
 }
 
 export function onAck(d, re) {

@@ -33,12 +33,22 @@ export function maybeNotify(c, item) {
 // -- read markers -------------------------------------------------------------
 
 let readTimer = null;
+let readConv = null;
 
 // the current conversation is seen (switched to, or a message came while looking)
 export function viewed() {
-  if (document.hidden) return;
+  if (document.hidden || !S.current) return;
   clearTimeout(readTimer);
-  readTimer = setTimeout(sendRead, READ_DELAY_MS);
+  readConv = S.current;
+  readTimer = setTimeout(() => sendRead(readConv), READ_DELAY_MS);
+}
+
+// leaving a conversation: what was seen there is read now, not after the delay
+export function flushRead() {
+  if (readTimer === null) return;
+  clearTimeout(readTimer);
+  readTimer = null;
+  sendRead(readConv);
 }
 
 function lastShownSeq(c) {
@@ -47,8 +57,8 @@ function lastShownSeq(c) {
   return Math.max(last, S.lastSeq.get(c.key) || 0);
 }
 
-export function sendRead() {
-  const c = S.current;
+export function sendRead(c = S.current) {
+  readTimer = null;
   if (!c || !online() || S.noRead) return;
   if (c.kind === "room" && !c.joined) return;
   const seq = lastShownSeq(c);

@@ -4,7 +4,7 @@ import {mentionPattern} from "./texts.js";
 import {joinRoom, stats} from "./commands.js";
 import {actions} from "./edits.js";
 import {hasEarlier, loadButton} from "./history.js";
-import {viewed} from "./notify.js";
+import {flushRead, viewed} from "./notify.js";
 import {renderTyping} from "./typing.js";
 
 // Messages of a conversation are shown in seq order, however they came (live,
@@ -186,6 +186,7 @@ export function redraw() {
 
 export function switchTo(c) {
   if (!c) return;
+  flushRead();
   S.current = c;
   c.unread = 0;
   c.mention = false;

@@ -241,7 +241,7 @@ export function renderSidebar() {
     const b = el("button", "conv joinable invited");
     b.type = "button";
     b.append(el("span", "sigil", "#"), el("span", "name", name));
-    if (by) b.append(el("span", "count", `from ${by}`));
+    if (by) b.title = `invited by ${by}`;
     b.append(el("span", "join", "Join"));
     b.setAttribute("aria-label", `Join #${name}${by ? `, invited by ${by}` : ""}`);
     b.addEventListener("click", () => joinRoom(name));

@@ -1229,6 +1229,19 @@ def test_an_invitation_is_shown_and_the_private_room_hint_names_the_room():
     assert "created #games (private: /invite games <user> lets someone in)" in pane_text(app)
 
 
+def test_unread_counts_of_the_login_answer_are_in_the_status_bar():
+    app, net, clock = make_app()
+    app.start()
+    t = FakeTransport()
+    net.attempt.opened(t)
+    net.attempt.message(frame("login", {"username": "alice", "sessionId": "s1", "nodeId": "node1",
+                                        "features": ["ack", "resume", "live"],
+                                        "rooms": [{"roomName": "world", "members": 4, "unread": 0, "member": True},
+                                                  {"roomName": "room7", "members": 2, "unread": 5, "member": True}]},
+                              t.last("login")["id"]))
+    assert "#room7(5)" in status_line(app)
+
+
 def test_unread_counts_come_from_the_server():
     app, net, clock, t, attempt = connected_app(features=["ack", "resume", "live"])
     join(app, t, attempt, "room1")

@@ -319,15 +319,7 @@ class ChatApp(ConnectionListener):
             self.notice("\n".join(format_popular(data.get("words"))))
         elif action == "listRooms":
             self.show_rooms(data.get("rooms"))
-            for entry in data.get("rooms") if isinstance(data.get("rooms"), list) else []:
-                # unread counts from the server's read markers
-                if isinstance(entry, dict) and isinstance(entry.get("unread"), int) and \
-                        entry.get("roomName") != self.current_room and entry.get("roomName") in self.conn.rooms:
-                    if entry["unread"] > 0:
-                        self.unread[entry["roomName"]] = entry["unread"]
-                    else:
-                        self.unread.pop(entry["roomName"], None)
-            self.refresh_status()
+            self._unread_from(data.get("rooms"), lambda room: room in self.conn.rooms)
         elif action == "history":
             self._show_history(data, request)
         elif action == "edit":
@@ -397,6 +389,24 @@ class ChatApp(ConnectionListener):
             if isinstance(where, str):
                 self.unread.pop(where, None)
                 self._changed()
+
+    def rooms_at_login(self, rooms: list) -> None:
+        # the rooms the user is a member of (joined here or on another device)
+        self._unread_from(rooms, lambda room: True)
+
+    def _unread_from(self, rooms: Any, counted: Callable[[str], bool]) -> None:
+        """Unread counts from the server's read markers (``unread`` of ``listRooms`` and of the login answer)."""
+        for entry in rooms if isinstance(rooms, list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("roomName"), str):
+                continue
+            room, unread = entry["roomName"], entry.get("unread")
+            if isinstance(unread, int) and not isinstance(unread, bool) and room != self.current_room \
+                    and counted(room):
+                if unread > 0:
+                    self.unread[room] = unread
+                else:
+                    self.unread.pop(room, None)
+        self._changed()
 
     def typing_now(self) -> list[str]:
         """Who is typing in the current room, or to this user directly."""

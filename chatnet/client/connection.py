@@ -264,6 +264,8 @@ class ChatConnection(LinkOwner):
         self.server_features = frozenset(
             f for f in (granted if isinstance(granted, list) else []) if f in self.features)
         self.requests.acked = "ack" in self.server_features
+        if isinstance(data.get("rooms"), list):  # live: the user's rooms, with unread counts
+            self.listener.rooms_at_login(data["rooms"])
         reconnect = self.ever_online
         self._reconnecting = reconnect
         self.ever_online = True

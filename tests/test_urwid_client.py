@@ -1256,3 +1256,22 @@ def test_unread_counts_come_from_the_server():
     # read on another device
     attempt.message(frame("read", {"roomName": "room1", "seq": 40}))
     assert "#room1(" not in status_line(app)
+
+
+@pytest.mark.parametrize("head", ["/edit", "/delete", "/history"])
+def test_the_live_commands_parse_any_line_to_a_command_or_a_usage_error(head):
+    """Whatever follows the command name: a command with a count of at least 1
+    (and, for /edit, words), or a usage error; never an exception."""
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+    def check(rest):
+        parsed = parse_command(f"{head} {rest}")
+        assert isinstance(parsed, (Command, UsageError))
+        if isinstance(parsed, Command) and head != "/history":
+            assert parsed.count >= 1
+            if head == "/edit":
+                assert parsed.text and parsed.text == parsed.text.strip()
+
+    check()

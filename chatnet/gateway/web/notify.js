@@ -2,7 +2,7 @@
 // action (logging in); mentions and direct messages are notified while the
 // page is hidden. A conversation viewed sends `read` (its last seq) so the
 // user's other sessions and devices clear their unread counts.
-import {S, conv} from "./state.js";
+import {S, conv, quietly} from "./state.js";
 import {online, transmit} from "./connection.js";
 import {renderSidebar} from "./view.js";
 
@@ -65,7 +65,7 @@ export function sendRead(c = S.current) {
   if (!seq || seq <= (c.readSeq || 0)) return;
   c.readSeq = seq;
   const id = transmit("read", c.kind === "room" ? {roomName: c.name, seq} : {conversation: c.name, seq});
-  S.quiet.set(id, "read");
+  quietly(id, "read");
 }
 
 // read on another session of the user's: nothing unread up to seq

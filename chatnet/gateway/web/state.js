@@ -47,6 +47,14 @@ export const S = {
   noRead: false, // nor `read`
 };
 
+// a request sent without waiting for its answer (`typing`, `read`): an error
+// for it is not shown; the last QUIET_KEPT are remembered
+const QUIET_KEPT = 64;
+export function quietly(id, kind) {
+  S.quiet.set(id, kind);
+  if (S.quiet.size > QUIET_KEPT) S.quiet.delete(S.quiet.keys().next().value);
+}
+
 let lastId = 0;
 export function nextId() {
   lastId = Math.max(Date.now() * 1000, lastId + 1);

@@ -2,7 +2,7 @@
 // while the user types in a conversation (never queued: it means nothing
 // later); a `typing` frame shows its sender under the log for TYPING_SHOWN_MS,
 // or until their message comes.
-import {$, S, conv} from "./state.js";
+import {$, S, conv, quietly} from "./state.js";
 import {online, transmit} from "./connection.js";
 
 export const TYPING_EVERY_MS = 3000;
@@ -20,7 +20,7 @@ export function typed(text) {
   if (now - (sentAt.get(c.key) || 0) < TYPING_EVERY_MS) return;
   sentAt.set(c.key, now);
   const id = transmit("typing", c.kind === "room" ? {roomName: c.name} : {to: c.name});
-  S.quiet.set(id, "typing");
+  quietly(id, "typing");
 }
 
 // a message was sent: the next keystroke says typing again at once

@@ -274,6 +274,16 @@ export function onModerated(action, d, re) {
   return note(`${user} ${done} #${room}`, "answer", target);
 }
 
+// "user2 was muted in #room by user1 for 00d 00h 10m 00s", "you were kicked out of #room by user1"
+function moderationLine(kind, room, who, by, until) {
+  if (kind === "mute") {
+    const left = Number.isInteger(until) ? ` for ${duration(Math.max(0, (until - Date.now()) / 1000))}` : "";
+    return `${who} muted in #${room} by ${by}${left}`;
+  }
+  const verb = {kick: "kicked out of", ban: "banned from"}[kind] || String(kind);
+  return `${who} ${verb} #${room} by ${by}`;
+}
+
 // One confirmation per moderation action: the answer to the moderator and the
 // room's notice (which the moderator gets too, as a member) say the same; the
 // first of them is shown.
@@ -313,14 +323,7 @@ export function onRoomNotice(d) {
   if (d.by === S.user && d.username !== S.user && confirmed(kind, room, String(d.username))) return;
   const me = d.username === S.user;
   const who = me ? "you were" : `${d.username} was`;
-  let text;
-  if (kind === "mute") {
-    const left = Number.isInteger(d.until) ? ` for ${duration(Math.max(0, (d.until - Date.now()) / 1000))}` : "";
-    text = `${who} muted in #${room} by ${d.by}${left}`;
-  } else {
-    const verb = {kick: "kicked out of", ban: "banned from"}[kind] || String(kind);
-    text = `${who} ${verb} #${room} by ${d.by}`;
-  }
+  const text = moderationLine(kind, room, who, d.by, d.until);
   const c = S.convs.get(roomKey(room));
   note(text, me ? "error" : "system", c && c.joined ? c : S.current);
   if (me && (kind === "kick" || kind === "ban") && c && c.joined) {

@@ -124,6 +124,11 @@ def _room_arg(word: str) -> str:
     return word.lstrip("#")
 
 
+def _number(word: str) -> bool:
+    """Decimal digits 0-9 only (``isdigit`` also takes ``²`` and other digits ``int`` refuses)."""
+    return word.isascii() and word.isdigit() and len(word) <= 9
+
+
 def parse_command(line: str) -> Command | UsageError | None:
     """Parse one input line.  ``None`` for an empty line."""
     line = line.rstrip("\r\n")
@@ -192,13 +197,13 @@ def parse_command(line: str) -> Command | UsageError | None:
     if name == "edit":
         words = rest.split(None, 1)
         count = 1
-        if words and words[0].isdigit() and len(words) == 2:
+        if words and _number(words[0]) and len(words) == 2:
             count, rest = int(words[0]), words[1].strip()
         if not rest or count < 1:
             return bad()
         return Command("edit", count=count, text=rest)
     if name == "delete":
-        if len(args) > 1 or (args and (not args[0].isdigit() or int(args[0]) < 1)):
+        if len(args) > 1 or (args and (not _number(args[0]) or int(args[0]) < 1)):
             return bad()
         return Command("delete", count=int(args[0]) if args else 1)
     if name == "stats":

@@ -10,6 +10,11 @@ is listed in ``<dir>/pids.json``; ``stop`` ends them, ``status`` shows them.
 ``--node-arg ARG`` (repeatable) passes ARG on to every chat node's command
 line; ``--bench`` starts a benchmark-ready cluster (the nodes without their
 per-connection rate limit: ``--rate-limit 0``, see bench/README.md).
+
+``stop-node NODE``, ``start-node NODE`` and ``restart NODE`` stop and start
+one process of a running cluster (a chat node such as ``node2``, or the
+``gateway``) with the command line recorded for it, e.g. to bring back a node
+after ``kill -9``.
 """
 import argparse
 import json
@@ -428,6 +433,86 @@ def status(args):
 
 
 # --------------------------------------------------------------------------
+# one process: stop-node, start-node, restart
+
+
+def _entry(state, name):
+    for entry in state.processes:
+        if entry["name"] == name and entry.get("kind"):
+            return entry
+    return None
+
+
+def _process_of(entry):
+    """A L{ChatProcess} that runs C{entry}'s recorded command line again."""
+    cmdline = entry.get("cmdline") or []
+    kind = entry["kind"]
+    if kind not in cmdline:
+        raise ServiceError(f"{entry['name']}: no command line recorded")
+    args = cmdline[cmdline.index(kind) + 1:]
+    return ChatProcess(kind, args, entry["log"], name=entry["name"], ready_port=entry.get("port"),
+                       detach=True)
+
+
+def _one(args):
+    """The cluster state and the entry of C{args.node}, or an exit code."""
+    state = ClusterState(args.dir)
+    if not state.load():
+        print(f"run-cluster: no cluster recorded in {state.directory} (no {PIDS_FILE}); "
+              "start one first", file=sys.stderr)
+        return None, None, 1
+    entry = _entry(state, args.node)
+    if entry is None:
+        names = ", ".join(e["name"] for e in state.processes if e.get("kind"))
+        print(f"run-cluster: no process {args.node!r} in this cluster (there are: {names})",
+              file=sys.stderr)
+        return None, None, 2
+    return state, entry, 0
+
+
+def stop_node(args):
+    state, entry, code = _one(args)
+    if entry is None:
+        return code
+    if not is_alive(entry):
+        print(f"{entry['name']} is not running")
+        return 0
+    print(f"stopping {entry['name']} (pid {entry['pid']})", flush=True)
+    if stop_entries([entry]):
+        print(f"run-cluster: could not stop {entry['name']} (pid {entry['pid']})", file=sys.stderr)
+        return 1
+    print(f"{entry['name']} stopped")
+    return 0
+
+
+def start_node(args):
+    state, entry, code = _one(args)
+    if entry is None:
+        return code
+    if is_alive(entry):
+        print(f"{entry['name']} is already running (pid {entry['pid']})")
+        return 0
+    print(f"starting {entry['name']} ...", flush=True)
+    try:
+        process = _process_of(entry)
+        process.start()
+    except (ServiceError, OSError) as e:
+        print(f"run-cluster: {entry['name']} did not start: {e}", file=sys.stderr)
+        return 1
+    fresh = process.describe()
+    fresh["starttime"] = _start_time(process.pid)
+    entry.update(fresh)
+    state.save()
+    print(f"{entry['name']} is running (pid {entry['pid']}, {entry.get('url')}); log {entry['log']}")
+    return 0
+
+
+def restart(args):
+    code = stop_node(args)
+    return code if code else start_node(args)
+
+
+# --------------------------------------------------------------------------
 
 
 def build_parser():
@@ -456,6 +541,11 @@ def build_parser():
                         "'--node-arg=--rate-limit --node-arg=0' or '--node-arg=\"--rate-limit 0\"')")
     with_dir(sub.add_parser("stop", help="stop everything listed in pids.json"))
     with_dir(sub.add_parser("status", help="show what runs"))
+    for name, what in (("stop-node", "stop one node (or the gateway)"),
+                       ("start-node", "start a stopped node again, as it was started"),
+                       ("restart", "stop and start one node")):
+        p = with_dir(sub.add_parser(name, help=what))
+        p.add_argument("node", help="node1, node2, ... or gateway")
     return parser
 
 
@@ -464,7 +554,8 @@ def main(argv=None):
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "start")
     args = build_parser().parse_args(argv)
-    command = {"start": start, "stop": stop, "status": status}[args.command]
+    command = {"start": start, "stop": stop, "status": status, "stop-node": stop_node,
+               "start-node": start_node, "restart": restart}[args.command]
     return command(args)
 
 

@@ -7,6 +7,8 @@
 # "compat" mode (so that twistd finds the repo's twisted/plugins). The package
 # is reinstalled only when setup.cfg or pyproject.toml changed since the last
 # install. Prints nothing unless a step fails; then it shows that step's output.
+# With CHATNET_BOOTSTRAP_PROGRESS=1 (scripts/run-cluster) it also says, on
+# stderr, each install step it starts and how long it took.
 #
 # Afterwards: CHATNET_ROOT is the repo root, CHATNET_VENV its .venv, and
 # .venv/bin is first on PATH.
@@ -22,11 +24,14 @@ _chatnet_bootstrap() {
         # _chatnet_step DESCRIPTION COMMAND...: run quietly, show the output on failure.
         local what="$1"
         shift
+        local began=$SECONDS
+        [ -z "${CHATNET_BOOTSTRAP_PROGRESS:-}" ] || echo "bootstrap: $what ..." >&2
         if ! "$@" >"$log" 2>&1; then
             echo "bootstrap: $what failed:" >&2
             cat "$log" >&2
             return 1
         fi
+        [ -z "${CHATNET_BOOTSTRAP_PROGRESS:-}" ] || echo "bootstrap: $what done ($((SECONDS - began)) s)" >&2
     }
 
     # 1. System packages, only those that are missing.

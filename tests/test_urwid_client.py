@@ -328,7 +328,7 @@ def test_wrong_usage_shows_usage_line_not_traceback():
 def test_help_lists_commands():
     app, *_ = connected_app()
     type_line(app, "/help")
-    text = screen(app)
+    text = screen(app, (100, 45))
     for usage in ("/chat <user> <words...>", "/chat room:<room> <words...>", "/stats <user>", "/popular [n]",
                   "/join <room>", "/leave [room]", "/rooms", "/msg <user> <words...>", "/room [room]",
                   "/whoami", "/help [command]", "/exit"):
@@ -407,7 +407,7 @@ def test_login_frame_and_status_bar():
     assert isinstance(login["id"], int)
     assert net.attempts[0][0] == "ws://127.0.0.1:9001/"
     status = status_line(app)
-    assert re.search(r"alice \| node1 \| online \| no room", status), status
+    assert re.search(r"alice \| node1 \| online \| #world", status), status
     assert "connected to node1 as alice" in screen(app)
     join(app, t, attempt, "room1")
     join(app, t, attempt, "room2")
@@ -473,11 +473,22 @@ def test_own_direct_message_sent_from_another_session_is_shown():
     assert app.conn.last_seq == {"dm:bob": 3}
 
 
-def test_line_without_room_says_how_to_join():
+def test_the_client_starts_in_world_which_needs_no_join():
+    """Every user is in world: a line typed before any /join goes there, and
+    /room world switches back to it without a /join; a joined room becomes
+    the current one."""
     app, net, clock, t, attempt = connected_app()
     type_line(app, "anyone here?")
-    assert t.frames("chat") == []
-    assert "you are not in a room: /join <room>" in screen(app)
+    assert t.last("chat")["data"]["roomName"] == "world"
+    assert t.frames("joinRoom") == []
+    join(app, t, attempt, "room1")
+    assert app.current_room == "room1"
+    type_line(app, "/room world")
+    assert app.current_room == "world"
+    assert "current room: #world" in screen(app)
+    assert "/join world first" not in screen(app)
+    type_line(app, "/room room2")
+    assert "you are not in #room2: /join room2 first" in screen(app)
 
 
 def test_stats_and_popular_answers():
@@ -1144,3 +1155,150 @@ def test_too_slow_4008_reconnects_at_once_and_resumes():
     assert t2.last("resume")["data"] == {"rooms": {"room1": 4}, "conversations": {}}
     a2.message(frame("resume", {"replayed": 0, "tooOld": []}, t2.last("resume")["id"]))
     assert app.conn.state == "online"
+
+# ---------------------------------------------------------------------------
+# the extension live (docs/protocol.md): frames as the node sends them
+# ---------------------------------------------------------------------------
+
+
+def test_history_asks_for_the_page_before_the_first_message_shown_and_shows_it():
+    """/history (and page up at the top of the pane) asks for the 50 messages
+    before the lowest seq shown; the answer is shown between dividers with
+    edited texts and tombstones marked, and says whether there is more."""
+    app, net, clock, t, attempt = connected_app(features=["ack", "resume", "live"])
+    join(app, t, attempt, "room1", history=[chat("bob", "room1", f"m{i}", i, seq=i) for i in (120, 121)])
+    type_line(app, "/history")
+    req = t.last("history")
+    assert req["data"] == {"roomName": "room1", "before": 120, "limit": 50}
+    messages = [chat("bob", "room1", "old one", -60, seq=70),
+                {**chat("carol", "room1", "", -50, seq=71), "deleted": True},
+                {**chat("bob", "room1", "fixed", -40, seq=72), "edited": int(T0 * 1000)}]
+    attempt.message(frame("history", {"roomName": "room1", "messages": messages, "more": True}, req["id"]))
+    text = pane_text(app)
+    assert "earlier messages of #room1 (70 to 72)" in text
+    assert "<bob> old one" in text and "<carol> (message deleted)" in text and "<bob> fixed (edited)" in text
+    assert "/history or page up for more" in text
+    # page up with the whole pane on screen: the page before that
+    type_keys(app, ["page up"])
+    assert t.last("history")["data"] == {"roomName": "room1", "before": 70, "limit": 50}
+    attempt.message(frame("history", {"roomName": "room1", "messages": [chat("dan", "room1", "first", -99, seq=1)],
+                                      "more": False}, t.last("history")["id"]))
+    assert "that is the first message" in pane_text(app)
+    count = len(t.frames("history"))
+    type_line(app, "/history")
+    assert len(t.frames("history")) == count
+    assert "no earlier messages in #room1" in pane_text(app)
+
+
+def test_tombstones_and_edited_messages_in_a_join_history_and_live():
+    app, net, clock, t, attempt = connected_app(features=["ack", "resume", "live"])
+    join(app, t, attempt, "room1", history=[{**chat("bob", "room1", "", 1, seq=1), "deleted": True},
+                                            {**chat("bob", "room1", "better", 2, seq=2), "edited": int(T0 * 1000)}])
+    text = pane_text(app)
+    assert "<bob> (message deleted)" in text and "<bob> better (edited)" in text
+
+
+def test_edit_and_delete_the_last_own_message_or_one_by_number():
+    app, net, clock, t, attempt = connected_app(features=["ack", "resume", "live"])
+    join(app, t, attempt, "room1")
+    ids = ["a" * 24, "b" * 24, "c" * 24]
+    for seq, (msg_id, text) in enumerate(zip(ids, ["one", "two", "three"]), start=5):
+        attempt.message(frame("chat", chat("alice", "room1", text, seq, msg_id=msg_id, seq=seq)))
+    type_line(app, "/edit three, fixed")
+    assert t.last("edit")["data"] == {"roomName": "room1", "msgId": ids[2], "message": "three, fixed"}
+    attempt.message(frame("edit", {"roomName": "room1", "msgId": ids[2], "seq": 7, "message": "three, fixed",
+                                   "editedAt": int(T0 * 1000)}, t.last("edit")["id"]))
+    assert "edited: three, fixed" in pane_text(app)
+    type_line(app, "/delete 2")
+    assert t.last("delete")["data"] == {"roomName": "room1", "msgId": ids[1]}
+    attempt.message(frame("delete", {"roomName": "room1", "msgId": ids[1], "seq": 6}, t.last("delete")["id"]))
+    assert "message deleted" in pane_text(app)
+    # the deleted one no longer counts: the 2nd last is now "one"
+    type_line(app, "/delete 2")
+    assert t.last("delete")["data"]["msgId"] == ids[0]
+    type_line(app, "/delete 9")
+    assert "no message of yours to delete in #room1 (you have 2 here)" in pane_text(app)
+    assert isinstance(parse_command("/edit"), UsageError)
+    assert isinstance(parse_command("/delete x"), UsageError)
+    # what others' sessions get
+    attempt.message(frame("messageEdited", {"roomName": "room1", "msgId": "d" * 24, "seq": 3, "message": "typo gone",
+                                            "editedAt": int(T0 * 1000), "by": "bob"}))
+    attempt.message(frame("messageDeleted", {"roomName": "room1", "msgId": "e" * 24, "seq": 4, "by": "bob"}))
+    text = pane_text(app)
+    assert "bob edited a message in #room1: typo gone" in text
+    assert "bob deleted a message in #room1" in text
+
+
+def test_typing_shows_in_the_status_bar_for_a_while_and_goes_with_the_message():
+    app, net, clock, t, attempt = connected_app(features=["ack", "resume", "live"])
+    join(app, t, attempt, "room1")
+    attempt.message(frame("typing", {"roomName": "room1", "from": "bob"}))
+    assert "bob is typing..." in status_line(app)
+    attempt.message(frame("typing", {"roomName": "room1", "from": "carol"}))
+    assert "bob and carol are typing..." in status_line(app)
+    attempt.message(frame("chat", chat("bob", "room1", "done", 1, seq=9)))
+    assert "carol is typing..." in status_line(app)
+    clock.advance(6)
+    assert "typing" not in status_line(app)
+    # another room's typing is not this room's
+    attempt.message(frame("typing", {"roomName": "room2", "from": "dan"}))
+    assert "typing" not in status_line(app)
+
+
+def test_an_invitation_is_shown_and_the_private_room_hint_names_the_room():
+    app, net, clock, t, attempt = connected_app(features=["ack", "resume", "live"])
+    attempt.message(frame("roomNotice", {"roomName": "club", "action": "invite", "kind": "invited",
+                                         "username": "alice", "by": "bob"}))
+    assert "bob invited you to #club: /join club" in pane_text(app)
+    type_line(app, "/create games private")
+    attempt.message(frame("createRoom", {"roomName": "games", "private": True, "owner": "alice"},
+                          t.last("createRoom")["id"]))
+    assert "created #games (private: /invite games <user> lets someone in)" in pane_text(app)
+
+
+def test_unread_counts_of_the_login_answer_are_in_the_status_bar():
+    app, net, clock = make_app()
+    app.start()
+    t = FakeTransport()
+    net.attempt.opened(t)
+    net.attempt.message(frame("login", {"username": "alice", "sessionId": "s1", "nodeId": "node1",
+                                        "features": ["ack", "resume", "live"],
+                                        "rooms": [{"roomName": "world", "members": 4, "unread": 0, "member": True},
+                                                  {"roomName": "room7", "members": 2, "unread": 5, "member": True}]},
+                              t.last("login")["id"]))
+    assert "#room7(5)" in status_line(app)
+
+
+def test_unread_counts_come_from_the_server():
+    app, net, clock, t, attempt = connected_app(features=["ack", "resume", "live"])
+    join(app, t, attempt, "room1")
+    join(app, t, attempt, "room2")
+    type_line(app, "/rooms")
+    attempt.message(frame("listRooms", {"rooms": [
+        {"roomName": "world", "members": 5, "unread": 0, "member": True},
+        {"roomName": "room1", "members": 3, "unread": 4, "member": True},
+        {"roomName": "room2", "members": 3, "unread": 9, "member": True}]}, t.last("listRooms")["id"]))
+    status = status_line(app)
+    assert "#room1(4)" in status and "room2(" not in status  # room2 is the current room
+    # read on another device
+    attempt.message(frame("read", {"roomName": "room1", "seq": 40}))
+    assert "#room1(" not in status_line(app)
+
+
+@pytest.mark.parametrize("head", ["/edit", "/delete", "/history"])
+def test_the_live_commands_parse_any_line_to_a_command_or_a_usage_error(head):
+    """Whatever follows the command name: a command with a count of at least 1
+    (and, for /edit, words), or a usage error; never an exception."""
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+    def check(rest):
+        parsed = parse_command(f"{head} {rest}")
+        assert isinstance(parsed, (Command, UsageError))
+        if isinstance(parsed, Command) and head != "/history":
+            assert parsed.count >= 1
+            if head == "/edit":
+                assert parsed.text and parsed.text == parsed.text.strip()
+
+    check()

@@ -382,3 +382,61 @@ def chat_both_ways(a: TerminalClient, b: TerminalClient, tag: str) -> None:
     mark_a, mark_b = a.mark(), b.type(f"room {words} two")
     a.wait(rf"^#room1 <user2> room {words} two$", mark_a)
     b.wait(rf"^#room1 <user2> room {words} two$", mark_b)
+
+
+def test_terminal_starts_in_world_and_uses_the_live_commands(cluster, terminals):
+    """The client starts in world (a line goes there without /join; /room
+    world needs none), the private-room hint names the room; where the nodes
+    grant ``live``: /history goes back to the room's first message, /edit and
+    /delete change the user's messages for another member, another member's
+    typing shows in the status bar and an invitation is shown."""
+    other = cluster.client()
+    granted = other.login("user5", features=["ack", "live"]).get("features") or []
+    a = terminals("user1")
+    a.wait(r"^\*\*\* connected to (\S+) as user1$")
+    a.wait_screen("[#world] ")
+    mark = a.type("hello world, no join needed")
+    a.wait(r"^#world <user1> hello world, no join needed$", mark)
+    mark = a.type("/create nook private")
+    a.wait(r"^\*\*\* created #nook \(private: /invite nook <user> lets someone in\)$", mark)
+    a.wait(r"^\*\*\* joined #nook", mark)
+    mark = a.type("/room world")
+    a.wait(r"^\*\*\* current room: #world$", mark)
+    if "live" not in granted:
+        pytest.skip("the nodes do not grant the extension live (docs/protocol.md) yet")
+
+    assert other.request("createRoom", {"roomName": "tales"})["action"] == "createRoom"
+    for i in range(1, 61):
+        post_acked(other, {"roomName": "tales", "isGroup": True, "message": f"tale {i}"})
+    mark = a.type("/join tales")
+    a.wait(r"^\(history\) #tales <user5> tale 60$", mark)
+    a.wait(r"^\*\*\* joined #tales", mark)
+    assert not any("tale 10" == line.rsplit("> ", 1)[-1] for line in a.lines()[mark:])
+    mark = a.type("/history")
+    a.wait(r"^\(history\) #tales <user5> tale 1$", mark)
+    a.wait(r"^\(history\) #tales <user5> tale 10$", mark)
+    a.wait_screen("that is the first message")
+
+    mark = a.type("my first line")
+    a.wait(r"^#tales <user1> my first line$", mark)
+    mark = a.type("my second line")
+    a.wait(r"^#tales <user1> my second line$", mark)
+    mark = a.type("/edit 2 my first line, edited")
+    a.wait(r"^\*\*\* edited: my first line, edited$", mark)
+    edited = other.expect(action="messageEdited", timeout=10)["data"]
+    assert (edited["roomName"], edited["message"], edited["by"]) == ("tales", "my first line, edited", "user1")
+    mark = a.type("/delete")
+    a.wait(r"^\*\*\* message deleted$", mark)
+    deleted = other.expect(action="messageDeleted", timeout=10)["data"]
+    assert (deleted["roomName"], deleted["by"]) == ("tales", "user1")
+
+    other.send("typing", {"roomName": "tales"})
+    a.wait_screen("user5 is typing...")
+
+    assert other.request("createRoom", {"roomName": "den", "private": True})["action"] == "createRoom"
+    mark = a.mark()
+    assert other.request("invite", {"roomName": "den", "username": "user1"})["action"] == "invite"
+    a.wait(r"^\*\*\* user5 invited you to #den: /join den$", mark)
+    mark = a.type("/join den")
+    a.wait(r"^\*\*\* joined #den", mark)
+    other.close()

@@ -81,3 +81,49 @@ def test_other_methods_get_405():
     request, _ = get(b"/", method=b"POST")
     assert request.responseCode == 405
     assert header(request, b"allow") == b"GET, HEAD"
+
+
+def test_the_script_is_a_module_whose_imports_are_all_served_with_one_version():
+    """app.js is loaded as a module; every module it reaches is served as
+    JavaScript under the policy, its imports naming the shared version (so a
+    page never mixes modules of two versions), and nothing imports a file the
+    gateway does not serve."""
+    _, page = get(b"/")
+    assert re.search(rb'<script type="module" src="/static/app\.js\?v=[0-9a-f]{16}"></script>', page)
+    _, static = load_files()
+    modules = {name for name in static if name.endswith(".js")}
+    version = static["app.js"].version
+    assert {static[name].version for name in modules} == {version}
+    seen, todo = set(), ["app.js"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        request, body = get(b"/static/" + name.encode() + b"?v=" + version.encode())
+        assert header(request, b"content-type") == b"text/javascript; charset=utf-8"
+        assert header(request, b"content-security-policy") == CSP
+        assert header(request, b"cache-control") == b"public, max-age=31536000, immutable"
+        imports = re.findall(rb'(?:from|import)\s*"\./([a-z]+\.js)(\?v=[0-9a-f]+)?"', body)
+        for target, query in imports:
+            assert query == b"?v=" + version.encode(), (name, target)
+            todo.append(target.decode())
+    assert seen == modules, "every module is reached from app.js, and only those"
+
+
+def test_a_change_to_one_module_changes_every_module_url(tmp_path, monkeypatch):
+    import importlib.resources
+    from chatnet.gateway import web
+    base = importlib.resources.files("chatnet.gateway").joinpath("web")
+    folder = tmp_path / "pkg" / "web"
+    folder.mkdir(parents=True)
+    for name in list(web.STATIC) + [web.INDEX]:
+        (folder / name).write_bytes(base.joinpath(name).read_bytes())
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _, before = load_files("pkg")
+    (folder / "texts.js").write_bytes((folder / "texts.js").read_bytes() + b"\n// changed\n")
+    index, after = load_files("pkg")
+    assert after["app.js"].version != before["app.js"].version
+    assert after["app.css"].version == before["app.css"].version
+    assert b"/static/app.js?v=" + after["app.js"].version.encode() in index.body

@@ -25,6 +25,16 @@ joined again for their last 50 messages).  A node that grants nothing gets
 the plain protocol: rooms are joined again after a reconnect for their
 history, direct messages are confirmed by a ping.
 
+It also asks for ``live``: ``/history`` (or page up with the pane at its top)
+shows the 50 messages before the first one shown, ``/edit [n] <words>`` and
+``/delete [n]`` change the user's last (or n-th last) message in the current
+room, edited messages end with ``(edited)`` and deleted ones read ``(message
+deleted)``, edits and deletions by others are noticed, who is typing in the
+current room shows in the status bar, an invitation is noticed, and the
+unread counts of the login answer and of ``listRooms`` come from the
+server's read markers.  Every user is in ``world`` without joining it: it is
+the current room until another one is joined.
+
 Screen
 ------
 
@@ -33,14 +43,17 @@ Screen
   ``!`` error), then ``#room <sender> text`` (no room tag for direct
   messages; ``-> <user> text`` for a direct message you sent);
 * the status bar: user, node id, connection state, current room, unread
-  counts of the other rooms;
+  counts of the other rooms, who is typing;
 * the input line: history with up/down, tab completion of commands, user and
-  room names, esc clears it.  Page up/page down scroll the pane, ctrl-n and
+  room names, esc clears it.  Page up/page down scroll the pane (page up at
+  its top asks for earlier messages), ctrl-n and
   ctrl-p switch to the next/previous joined room, ctrl-d on an empty line or
   ``/exit`` leaves.
 
 Commands: ``/help`` lists them (``/chat``, ``/msg``, ``/join``, ``/joinRoom``,
-``/leave``, ``/room``, ``/rooms``, ``/stats``, ``/popular``, ``/whoami``,
+``/leave``, ``/room``, ``/rooms``, ``/history``, ``/edit``, ``/delete``,
+``/create``, ``/invite``, ``/kick``, ``/ban``, ``/mute``, ``/role``,
+``/stats``, ``/popular``, ``/whoami``,
 ``/reconnect``, ``/help``, ``/exit``).  A line that does not start with ``/``
 goes to the current room; ``//text`` sends ``/text``.
 

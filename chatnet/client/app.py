@@ -28,6 +28,14 @@ from chatnet.client.requests import Request
 from chatnet.client.text import clean_text, fmt_time, one_line
 from chatnet.client.transcript import Transcript
 from chatnet.client.transport import Attempt, GatewayClient, connect_websocket, describe_exception
+from chatnet.protocols.constants import WORLD
+
+#: messages asked for by one /history (or page up at the top)
+HISTORY_PAGE = 50
+#: own messages remembered per room for /edit N and /delete N
+OWN_KEPT = 100
+#: seconds a `typing` frame shows its sender in the status bar
+TYPING_SHOWN = 5.0
 
 try:
     import urwid
@@ -102,10 +110,18 @@ class ChatApp(ConnectionListener):
         self.exited = False
         self._history_open: set[str] = set()
         self._switch_on_join: set[str] = set()
+        #: per room, the ids of the user's own messages seen, oldest first (for /edit and /delete)
+        self.own_messages: dict[str, list[str]] = {}
+        #: per room, the lowest seq shown (where /history goes on from)
+        self.first_seq: dict[str, int] = {}
+        #: per room (or user, for a direct conversation), who is typing and until when
+        self.typing: dict[str, dict[str, float]] = {}
+        self._seq_of: dict[str, int] = {}
         self._ticker: Any = None
         self._initial_rooms = [r.lstrip("#") for r in rooms if r.strip("# ")]
 
         self.pane = MessagePane()
+        self.pane.on_top = self.load_earlier
         self.status_text = urwid.Text("")
         self.input = InputLine(self.handle_line, self.commands.complete)
         self.widget = ChatScreen(self)
@@ -125,7 +141,11 @@ class ChatApp(ConnectionListener):
         self.mode = "chat"
         self.input.set_secret(False)
         self.known_users.add(self.conn.username)
+        # every user is in world (no join needed): the current room until another is joined
+        if not self.current_room:
+            self.current_room = WORLD
         for room in self._initial_rooms:
+            self.switch_on_join(room)
             self.conn.outgoing.join_on_connect(room)
         self._initial_rooms = []
         self.conn.start()
@@ -184,6 +204,20 @@ class ChatApp(ConnectionListener):
 
     def show_chat(self, data: dict, history: bool) -> None:
         entry = chat_entry(data, history, self.conn.username, self.clock.seconds())
+        seq, msg_id = data.get("seq"), data.get("msgId")
+        if entry.room and isinstance(seq, int) and not isinstance(seq, bool):
+            self.first_seq[entry.room] = min(seq, self.first_seq.get(entry.room, seq))
+        if entry.own and entry.room and isinstance(msg_id, str) and not data.get("deleted"):
+            ids = self.own_messages.setdefault(entry.room, [])
+            self._seq_of[msg_id] = seq if isinstance(seq, int) else 0
+            if msg_id not in ids:
+                ids.append(msg_id)
+                ids.sort(key=lambda i: self._seq_of.get(i, 0))
+                for old in ids[:-OWN_KEPT]:
+                    self._seq_of.pop(old, None)
+                del ids[:-OWN_KEPT]
+        if entry.sender and entry.room and self.typing.get(entry.room, {}).pop(entry.sender, None):
+            self._changed()
         if entry.sender and entry.sender != "?":
             self.known_users.add(entry.sender)
         if entry.room:
@@ -208,7 +242,7 @@ class ChatApp(ConnectionListener):
     def refresh_status(self) -> None:
         state = state_text(self.conn, self.mode, self.gateway, self.clock.seconds())
         self.status_text.set_text(status_markup(self.conn, state, self.current_room, self.unread,
-                                                self.pane.new_below))
+                                                self.pane.new_below, self.typing_now()))
         caption = prompt_caption(self.mode, self.conn.username, self.current_room)
         if self.input.caption != "".join(t for _, t in caption):
             self.input.set_caption(caption)
@@ -285,6 +319,14 @@ class ChatApp(ConnectionListener):
             self.notice("\n".join(format_popular(data.get("words"))))
         elif action == "listRooms":
             self.show_rooms(data.get("rooms"))
+            self._unread_from(data.get("rooms"), lambda room: room in self.conn.rooms)
+        elif action == "history":
+            self._show_history(data, request)
+        elif action == "edit":
+            self.notice(f"edited: {clean_text(one_line(str(data.get('message', ''))))}")
+        elif action == "delete":
+            self._forget_own(data.get("msgId") or (request.data.get("msgId") if request is not None else None))
+            self.notice("message deleted")
         elif action in ("createRoom", "invite", "kick", "ban", "mute", "setRole"):
             if request is not None and not data.get("roomName"):
                 data = {**request.data, **data}
@@ -294,8 +336,98 @@ class ChatApp(ConnectionListener):
                 self.switch_on_join(data["roomName"])
                 self.conn.outgoing.join(data["roomName"])
 
+    # -- the extension live -----------------------------------------------------
+
+    def load_earlier(self) -> None:
+        """``/history``, or page up at the top: the page of messages before the first one shown."""
+        room = self.current_room
+        if not room:
+            self.notice("no current room: /room <room> first", "error")
+            return
+        first = self.first_seq.get(room)
+        if first is not None and first <= 1:
+            self.notice(f"no earlier messages in #{room}")
+            return
+        data = {"roomName": room, "limit": HISTORY_PAGE}
+        if first is not None:
+            data["before"] = first
+        self.conn.outgoing.request("history", data)
+
+    def _show_history(self, data: dict, request: Request | None) -> None:
+        room = data.get("roomName") or (request.data.get("roomName") if request is not None else None)
+        messages = [m for m in data.get("messages") or [] if isinstance(m, dict)] \
+            if isinstance(data.get("messages"), list) else []
+        if not messages:
+            self.notice(f"no earlier messages in #{clean_text(str(room))}")
+            return
+        seqs = [m["seq"] for m in messages if isinstance(m.get("seq"), int)]
+        span = f" ({min(seqs)} to {max(seqs)})" if seqs else ""
+        self.divider(f"earlier messages of #{clean_text(str(room))}{span}")
+        for m in messages:
+            self.show_chat({**m, "roomName": m.get("roomName") or room}, True)
+        more = "; /history or page up for more" if data.get("more") else "; that is the first message"
+        self.divider(f"end of earlier messages of #{clean_text(str(room))}{more}")
+
+    def pushed(self, action: str, data: dict) -> None:
+        where = data.get("roomName")
+        place = f"#{clean_text(where)}" if isinstance(where, str) and where else \
+            f"the conversation with {clean_text(str(data.get('conversation') or data.get('to') or data.get('from')))}"
+        by = clean_text(str(data.get("by") or "?"))
+        if action == "messageEdited":
+            self.notice(f"{by} edited a message in {place}: {clean_text(one_line(str(data.get('message', ''))))}")
+        elif action == "messageDeleted":
+            self._forget_own(data.get("msgId"))
+            self.notice(f"{by} deleted a message in {place}")
+        elif action == "typing":
+            who = data.get("from")
+            key = where if isinstance(where, str) and where else who
+            if isinstance(who, str) and isinstance(key, str):
+                self.typing.setdefault(key, {})[who] = self.clock.seconds() + TYPING_SHOWN
+                self.clock.callLater(TYPING_SHOWN + 0.1, self._changed)
+                self._changed()
+        elif action == "read":
+            if isinstance(where, str):
+                self.unread.pop(where, None)
+                self._changed()
+
+    def rooms_at_login(self, rooms: list) -> None:
+        # the rooms the user is a member of (joined here or on another device)
+        self._unread_from(rooms, lambda room: True)
+
+    def _unread_from(self, rooms: Any, counted: Callable[[str], bool]) -> None:
+        """Unread counts from the server's read markers (``unread`` of ``listRooms`` and of the login answer)."""
+        for entry in rooms if isinstance(rooms, list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("roomName"), str):
+                continue
+            room, unread = entry["roomName"], entry.get("unread")
+            if isinstance(unread, int) and not isinstance(unread, bool) and room != self.current_room \
+                    and counted(room):
+                if unread > 0:
+                    self.unread[room] = unread
+                else:
+                    self.unread.pop(room, None)
+        self._changed()
+
+    def typing_now(self) -> list[str]:
+        """Who is typing in the current room, or to this user directly."""
+        now = self.clock.seconds()
+        names = set()
+        for key, who in self.typing.items():
+            for name, until in list(who.items()):
+                if until <= now:
+                    del who[name]
+                elif key == self.current_room or key == name:
+                    names.add(name)
+        return sorted(names)
+
+    def _forget_own(self, msg_id: Any) -> None:
+        for ids in self.own_messages.values():
+            if msg_id in ids:
+                ids.remove(msg_id)
+
     def room_notice(self, data: dict) -> None:
-        mine = data.get("username") == self.conn.username
+        # something done to the user (kicked, muted) is shown as an error; an invitation is not
+        mine = data.get("username") == self.conn.username and data.get("kind") != "invited"
         self.notice(notice_text(data, self.conn.username, self.clock.seconds() * 1000), "error" if mine else "system")
 
     def request_failed(self, code: int, message: str, request: Request | None) -> None:
@@ -331,7 +463,7 @@ class ChatApp(ConnectionListener):
             self.notice(f"rejoined #{room}")
             return
         self.notice(joined_text(room, members, history))
-        if room in self._switch_on_join or not self.current_room:
+        if room in self._switch_on_join or not self.current_room or self.current_room == WORLD:
             self._switch_on_join.discard(room)
             self.switch_room(room)
 

@@ -45,6 +45,10 @@ COMMAND_SPECS: tuple[CommandSpec, ...] = (
                 "(owner, admins)"),
     CommandSpec("role", "/role <room> <user> admin|member", "make a member an admin, or a member again (owner)",
                 aliases=("setRole",)),
+    CommandSpec("history", "/history", "show earlier messages of the current room (also page up at the top)"),
+    CommandSpec("edit", "/edit [n] <words...>", "replace the text of your last message in the current room "
+                "(n: the n-th last, 1 by default)"),
+    CommandSpec("delete", "/delete [n]", "delete your last message in the current room (n: the n-th last)"),
     CommandSpec("stats", "/stats <user>", "how long a user has been online, and on which node"),
     CommandSpec("popular", "/popular [n]", "the n most used words right now (default 10)"),
     CommandSpec("whoami", "/whoami", "who and where you are"),
@@ -120,6 +124,11 @@ def _room_arg(word: str) -> str:
     return word.lstrip("#")
 
 
+def _number(word: str) -> bool:
+    """Decimal digits 0-9 only (``isdigit`` also takes ``²`` and other digits ``int`` refuses)."""
+    return word.isascii() and word.isdigit() and len(word) <= 9
+
+
 def parse_command(line: str) -> Command | UsageError | None:
     """Parse one input line.  ``None`` for an empty line."""
     line = line.rstrip("\r\n")
@@ -185,6 +194,18 @@ def parse_command(line: str) -> Command | UsageError | None:
         if len(args) != 3 or not _room_arg(args[0]) or args[2].lower() not in ("admin", "member"):
             return bad()
         return Command("role", room=_room_arg(args[0]), user=args[1].lstrip("@"), role=args[2].lower())
+    if name == "edit":
+        words = rest.split(None, 1)
+        count = 1
+        if words and _number(words[0]) and len(words) == 2:
+            count, rest = int(words[0]), words[1].strip()
+        if not rest or count < 1:
+            return bad()
+        return Command("edit", count=count, text=rest)
+    if name == "delete":
+        if len(args) > 1 or (args and (not _number(args[0]) or int(args[0]) < 1)):
+            return bad()
+        return Command("delete", count=int(args[0]) if args else 1)
     if name == "stats":
         if len(args) != 1:
             return bad()
@@ -332,6 +353,8 @@ def notice_text(data: dict, me: str | None, now_ms: float) -> str:
     by = clean_text(str(data.get("by") or "?"))
     who = "you were" if data.get("username") == me else f"{user} was"
     action = data.get("action")
+    if data.get("kind") == "invited":
+        return f"{by} invited you to #{room}: /join {room}"
     if action == "mute":
         until = data.get("until")
         left = ""
@@ -349,7 +372,7 @@ def moderation_text(action: str, data: dict) -> str:
     room = clean_text(str(data.get("roomName") or "?"))
     user = clean_text(str(data.get("username") or "?"))
     if action == "createRoom":
-        private = " (private: /invite <user> lets someone in)" if data.get("private") else ""
+        private = f" (private: /invite {room} <user> lets someone in)" if data.get("private") else ""
         return f"created #{room}{private}"
     if action == "setRole":
         return f"{user} is {'an admin' if data.get('role') == 'admin' else 'a member'} of #{room} now"

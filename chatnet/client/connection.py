@@ -26,7 +26,12 @@ from chatnet.client.transport import Attempt, Link, LinkOwner, describe_exceptio
 from chatnet.protocols.constants import DISCONNECTED, FEATURES, GOING_AWAY, REPLACED, TOO_SLOW, is_automatic
 
 #: answers handed to the listener as they are
-_ANSWERS = ("userInfo", "popular", "listRooms", "createRoom", "invite", "kick", "ban", "mute", "setRole")
+_ANSWERS = ("userInfo", "popular", "listRooms", "createRoom", "invite", "kick", "ban", "mute", "setRole",
+            "history", "edit", "delete")
+#: what the extension ``live`` pushes (docs/protocol.md), shown by the listener
+_PUSHED = ("messageEdited", "messageDeleted", "typing", "members", "read")
+#: asked of the node at login: the shared extensions and ``live``
+CLIENT_FEATURES = tuple(dict.fromkeys((*FEATURES, "live")))
 
 
 class ChatConnection(LinkOwner):
@@ -68,7 +73,7 @@ class ChatConnection(LinkOwner):
         queue_limit: int = 200,
         queue_max_age: float = 600.0,
         confirm_window: float = 30.0,
-        features: tuple[str, ...] = FEATURES,
+        features: tuple[str, ...] = CLIENT_FEATURES,
         **link_options: Any,
     ):
         self.listener = listener
@@ -239,6 +244,8 @@ class ChatConnection(LinkOwner):
                 self.membership.noticed(data, self.username)
             elif action in _ANSWERS:
                 self.listener.request_answered(action, data, self.requests.take(action, re_id))
+            elif action in _PUSHED:
+                self.listener.pushed(action, data)
         except Exception as exc:  # never let a strange frame kill the client
             self.link_error(exc)
 
@@ -257,6 +264,8 @@ class ChatConnection(LinkOwner):
         self.server_features = frozenset(
             f for f in (granted if isinstance(granted, list) else []) if f in self.features)
         self.requests.acked = "ack" in self.server_features
+        if isinstance(data.get("rooms"), list):  # live: the user's rooms, with unread counts
+            self.listener.rooms_at_login(data["rooms"])
         reconnect = self.ever_online
         self._reconnecting = reconnect
         self.ever_online = True

@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING
 
 from chatnet.client.commands import COMMAND_NAMES, Command, UsageError, help_lines, parse_command, spec_for
+from chatnet.protocols.constants import WORLD
 
 if TYPE_CHECKING:
     from chatnet.client.app import ChatApp
@@ -84,11 +85,37 @@ class CommandDispatcher:
                 listed = " ".join(f"[#{r}]" if r == current else f"#{r}" for r in rooms)
                 self.app.notice(f"your rooms: {listed}")
             return
-        if cmd.room not in rooms:
+        if cmd.room not in rooms and cmd.room != WORLD:
             self.app.notice(f"you are not in #{cmd.room}: /join {cmd.room} first", "error")
             return
         self.app.switch_room(cmd.room)
         self.app.notice(f"current room: #{cmd.room}")
+
+    def _cmd_history(self, cmd: Command) -> None:
+        self.app.load_earlier()
+
+    def _cmd_edit(self, cmd: Command) -> None:
+        target = self._own(cmd.count, "edit")
+        if target:
+            room, msg_id = target
+            self._report_send(self.out.request("edit", {"roomName": room, "msgId": msg_id, "message": cmd.text}),
+                              f"/edit {cmd.text}")
+
+    def _cmd_delete(self, cmd: Command) -> None:
+        target = self._own(cmd.count, "delete")
+        if target:
+            room, msg_id = target
+            self._report_send(self.out.request("delete", {"roomName": room, "msgId": msg_id}), "/delete")
+
+    def _own(self, count: int, what: str) -> tuple[str, str] | None:
+        """The room and id of the user's ``count``-th last message in the current room."""
+        room = self.app.current_room
+        ids = self.app.own_messages.get(room or "", [])
+        if not room or len(ids) < count:
+            self.app.notice(f"no message of yours to {what} in {'#' + room if room else 'no room'}"
+                            f"{f' (you have {len(ids)} here)' if ids else ''}", "error")
+            return None
+        return room, ids[-count]
 
     def _cmd_rooms(self, cmd: Command) -> None:
         if self.conn.online:

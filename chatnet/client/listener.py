@@ -44,6 +44,12 @@ class ConnectionListener:
     def room_left(self, room: str) -> None:
         """The node confirmed a ``leaveRoom``."""
 
+    def rooms_at_login(self, rooms: list) -> None:
+        """The login answer's ``rooms`` (extension ``live``): as ``listRooms`` lists them, with ``unread``."""
+
+    def pushed(self, action: str, data: dict) -> None:
+        """A frame of the extension ``live``: ``messageEdited``, ``messageDeleted``, ``typing``, ``members``, ``read``."""
+
     def room_notice(self, data: dict) -> None:
         """A ``roomNotice``: someone was kicked, banned or muted in a room of the user's."""
 

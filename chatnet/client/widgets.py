@@ -69,6 +69,8 @@ class MessagePane(urwid.ListBox):
         self.max_lines = max_lines
         self._size: tuple[int, int] | None = None
         self.new_below = 0
+        #: called on page up when the top line is shown already (for earlier messages)
+        self.on_top: Callable[[], None] | None = None
 
     def render(self, size: tuple[int, int], focus: bool = False) -> urwid.Canvas:
         self._size = size
@@ -101,6 +103,8 @@ class MessagePane(urwid.ListBox):
 
     def keypress(self, size: tuple[int, int], key: str) -> str | None:
         self._size = size
+        if key == "page up" and self.on_top is not None and (not self.walker or "top" in self.ends_visible(size)):
+            self.on_top()
         result = super().keypress(size, key)
         if self.at_bottom():
             self.new_below = 0
@@ -218,6 +222,11 @@ def chat_entry(data: dict, history: bool, me: str | None, now: float) -> ChatEnt
     room = clean_text(str(data.get("roomName") or ""))
     message = data.get("message")
     text = clean_text(message if isinstance(message, str) else str(message or ""))
+    # the extension live: a deleted message is a tombstone, an edited one says so
+    if data.get("deleted") is True:
+        text = "(message deleted)"
+    elif data.get("edited") not in (None, False):
+        text += " (edited)"
     ts = data.get("ts")
     when = ts / 1000.0 if isinstance(ts, (int, float)) and not isinstance(ts, bool) else now
     own = sender == me
@@ -270,7 +279,7 @@ def state_text(conn: "ChatConnection", mode: str, gateway: str, now: float) -> t
 
 
 def status_markup(conn: "ChatConnection", state: tuple[str, str], current_room: str | None,
-                  unread: dict[str, int], new_below: int) -> list:
+                  unread: dict[str, int], new_below: int, typing: list[str] = ()) -> list:
     """The status bar: user, node, ``state``, current room, unread counts, queue, new lines below."""
     user = conn.username or "(no user)"
     node = conn.node_id or "-"
@@ -286,6 +295,9 @@ def status_markup(conn: "ChatConnection", state: tuple[str, str], current_room: 
         parts.append(("status", f"| {queued} queued "))
     if new_below:
         parts.append(("status_unread", f"| {new_below} new below (page down) "))
+    if typing:
+        who = typing[0] if len(typing) == 1 else f"{', '.join(typing[:-1])} and {typing[-1]}"
+        parts.append(("status", f"| {who} {'is' if len(typing) == 1 else 'are'} typing... "))
     return parts
 
 

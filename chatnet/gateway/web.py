@@ -2,22 +2,44 @@
 ``GET /static/<name>`` (its script and style sheet), all shipped in the
 package (``chatnet/gateway/web/``), read once at start-up.
 
+The script is a set of JavaScript modules (``app.js`` imports the others by
+relative URL; the page loads it with ``<script type="module">``, which the
+policy's ``script-src 'self'`` allows).
+
 Every answer carries a strict Content-Security-Policy (the page loads only its
 own files and connects only to its gateway and to WebSocket URLs: the nodes
 listen on other ports), and an ``ETag``. The page itself is revalidated on
 every load (``no-cache``); it names its files with their content hash
-(``/static/app.js?v=<hash>``), which may then be cached for good.
+(``/static/app.css?v=<hash>``), which may then be cached for good. The modules
+share one version, the hash of them all, written into the page's URL and into
+each module's ``import`` URLs: a change to any module gives every module a new
+URL, so no page ever mixes modules of two versions.
 """
 import hashlib
+import re
 from importlib import resources
 
 from chatnet.gateway.http import PlainResource
 
 #: the files below ``/static/`` and their content types
+JS = b"text/javascript; charset=utf-8"
 STATIC = {
-    "app.js": b"text/javascript; charset=utf-8",
     "app.css": b"text/css; charset=utf-8",
+    # the modules: app.js (the entry) and what it imports
+    "app.js": JS,
+    "state.js": JS,
+    "connection.js": JS,
+    "frames.js": JS,
+    "commands.js": JS,
+    "view.js": JS,
+    "texts.js": JS,
+    "history.js": JS,
+    "edits.js": JS,
+    "typing.js": JS,
+    "notify.js": JS,
 }
+#: ``from "./x.js"`` / ``import "./x.js"`` in a module
+IMPORT = re.compile(rb'((?:\bfrom|\bimport)\s*")\./([a-z]+\.js)(")')
 INDEX = "index.html"
 
 CSP = (
@@ -37,17 +59,29 @@ REVALIDATE = b"no-cache"
 class WebFile:
     """One file to serve: its bytes, content type and version (a content hash)."""
 
-    def __init__(self, body: bytes, content_type: bytes):
+    def __init__(self, body: bytes, content_type: bytes, version: str = None):
         self.body = body
         self.content_type = content_type
-        self.version = hashlib.sha256(body).hexdigest()[:16]
+        self.version = version or hashlib.sha256(body).hexdigest()[:16]
         self.etag = b'"%s"' % self.version.encode("ascii")
 
 
 def load_files(package="chatnet.gateway", folder="web"):
     """The shipped page and static files: ``(index, {name: WebFile})``."""
     base = resources.files(package).joinpath(folder)
-    static = {name: WebFile(base.joinpath(name).read_bytes(), kind) for name, kind in STATIC.items()}
+    raw = {name: base.joinpath(name).read_bytes() for name in STATIC}
+    modules = sorted(name for name, kind in STATIC.items() if kind == JS)
+    bundle = hashlib.sha256()
+    for name in modules:
+        bundle.update(name.encode("ascii") + b"\0" + raw[name] + b"\0")
+    version = bundle.hexdigest()[:16]
+    static = {}
+    for name, kind in STATIC.items():
+        if kind == JS:
+            body = IMPORT.sub(lambda m: _versioned(m, modules, version), raw[name])
+            static[name] = WebFile(body, kind, version)
+        else:
+            static[name] = WebFile(raw[name], kind)
     page = base.joinpath(INDEX).read_text("utf-8")
     for name, file in static.items():
         page = page.replace(f"/static/{name}", f"/static/{name}?v={file.version}")
@@ -89,6 +123,13 @@ class WebClient:
 
     def static(self, name: bytes):
         return self._static.get(name)
+
+
+def _versioned(match, modules, version):
+    name = match.group(2).decode("ascii")
+    if name not in modules:
+        raise ValueError(f"a module imports {name}, which is not served (chatnet.gateway.web.STATIC)")
+    return match.group(1) + b"./" + match.group(2) + b"?v=" + version.encode("ascii") + match.group(3)
 
 
 def _etags(header):

@@ -178,6 +178,7 @@ _SUFFIXES = (
     ("ly", ("",)),
     ("s", ("",)),
 )
+_SUFFIX_ENDS = tuple(suffix for suffix, _ in _SUFFIXES)
 # Endings that only make a plural or possessive: a match covering the rest
 # of a word is a match of the whole word ("es" only after s, x, z, h, o:
 # "hells", "asses", but not "spaces").
@@ -596,10 +597,20 @@ class ProfanityFilter:
             for start, end in spans:
                 out[start:end] = _ASCII_MASK * (end - start)
             return out.decode("ascii")
-        chars = list(text)
+        # the unmasked pieces and the masks, in order (spans may overlap)
+        spans.sort()
+        pieces = []
+        done = 0
         for start, end in spans:
-            chars[start:end] = MASK_CHAR * (end - start)
-        return "".join(chars)
+            if end <= done:
+                continue
+            if start < done:
+                start = done
+            pieces.append(text[done:start])
+            pieces.append(MASK_CHAR * (end - start))
+            done = end
+        pieces.append(text[done:])
+        return "".join(pieces)
 
     def _judged(self, core: str) -> tuple[bool, tuple[int, ...]]:
         """`_judge` of `core`, cached per filter."""
@@ -801,7 +812,8 @@ class _Scan:
         info = self.filter._core_cache.get(core)
         if info is None:
             info = self.filter._judged(core)
-            self.steps += _judge_steps(core)
+            if textcost.active is not None:
+                self.steps += _judge_steps(core)
         self.steps += 1
         return (a, core, info[0], info[1])
 
@@ -867,6 +879,8 @@ def _stems(word: str) -> list[str]:
     elif word.endswith("s'"):
         word = word[:-1]
         stems.append(word)
+    if not word.endswith(_SUFFIX_ENDS):
+        return stems
     for suffix, replacements in _SUFFIXES:
         if not word.endswith(suffix):
             continue

@@ -74,9 +74,15 @@ def _mark_class() -> str:
     )
 
 
-# A word character: a letter or digit that is neither Han nor kana, with
-# the combining marks that follow it, or the mask character.
-_W = rf"(?:[^\W_{_HAN}{_HIRAGANA}{_KATAKANA}][{_mark_class()}]*|\*)"
+# A letter or digit that is neither Han nor kana; a combining mark.
+_L = rf"[^\W_{_HAN}{_HIRAGANA}{_KATAKANA}]"
+_M = rf"[{_mark_class()}]"
+# Word characters: letters or digits (neither Han nor kana) with the
+# combining marks that follow them, or mask characters. (Written as
+# ``L+(?:M+L*)*`` rather than ``(?:LM*)+``, the same words: a run of
+# letters is then one step of the regular expression engine, not one a
+# letter.)
+_W = rf"(?:{_L}+(?:{_M}+{_L}*)*|\*)"
 # Two groups: a Han run (cut by rjieba), or any other word. findall gives
 # them as pairs without a match object per word.
 _TOKEN_RE = re.compile(

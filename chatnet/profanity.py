@@ -84,7 +84,7 @@ import threading
 from array import array
 from operator import itemgetter
 from importlib import resources
-from typing import Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 import ahocorasick_rs
 
@@ -335,6 +335,22 @@ class WordSet:
         i = bisect.bisect_left(hashes, h)
         return i < len(hashes) and hashes[i] == h
 
+    def member(self) -> "Callable[[str], bool]":
+        """A function telling whether a string is in the set: the same as
+        ``in``, without the attribute look-ups and the type check."""
+        bits, hashes = self._bits, self._hashes
+        size, mask, bisect_left = len(hashes), _BITS_MASK, bisect.bisect_left
+
+        def contains(word: str) -> bool:
+            h = hash(word)
+            b = h & mask
+            if not bits[b >> 3] & (1 << (b & 7)):
+                return False
+            i = bisect_left(hashes, h)
+            return i < size and hashes[i] == h
+
+        return contains
+
     def __len__(self) -> int:
         return len(self._hashes)
 
@@ -430,6 +446,7 @@ class ProfanityFilter:
         elif not isinstance(dictionary, WordSet):
             dictionary = frozenset(_fold_word(w) for w in dictionary)
         self._dictionary = dictionary
+        self._in_dictionary = dictionary.member() if isinstance(dictionary, WordSet) else dictionary.__contains__
         self._core_cache: dict[str, tuple[bool, tuple[str, ...]]] = {}
         if entries:
             automaton = ahocorasick_rs.AhoCorasick(entries)
@@ -632,13 +649,13 @@ class ProfanityFilter:
         if core.isalpha() and len(core) >= 2 * _MIN_COMPOUND_PART:
             # Both parts must be dictionary words as they are (no reductions:
             # with them, junk like "lam" + "eass" would pass).
-            words, listed = self._dictionary, self._listed
+            words, listed = self._in_dictionary, self._listed
             found = []
             for k in range(_MIN_COMPOUND_PART, len(core) - _MIN_COMPOUND_PART + 1):
                 head = core[:k]
-                if head in words and head not in listed:
+                if head not in listed and words(head):
                     tail = core[k:]
-                    if tail in words and tail not in listed:
+                    if tail not in listed and words(tail):
                         found.append(k)
             splits = tuple(found)
         return False, splits
@@ -652,14 +669,16 @@ class ProfanityFilter:
         listed = self._listed
         if word in listed:
             return False
-        if word in self._dictionary:
+        in_dictionary = self._in_dictionary
+        if in_dictionary(word):
             return True
         variants = _stems(word) + _unstretched(word)
+        if not variants:
+            return None
         if not listed.isdisjoint(variants):
             return False
-        dictionary = self._dictionary
         for variant in variants:
-            if variant in dictionary:
+            if in_dictionary(variant):
                 return True
         return None
 
@@ -898,8 +917,14 @@ def _unstretched(word: str) -> list[str]:
     """``word`` with each run of three or more equal letters cut to two and
     to one (``hellooo`` -> ``helloo``, ``hello``); empty if it has no such
     run."""
-    if _STRETCHED.search(word) is None:
+    run = _STRETCHED.search(word)
+    if run is None:
         return []
+    if _STRETCHED.search(word, run.end()) is None:
+        # one run (the usual case): cut by slicing
+        start, end = run.span()
+        head, c, tail = word[:start], word[start], word[end:]
+        return [head + c + c + tail, head + c + tail]
     return [_STRETCHED.sub(_twice, word), _STRETCHED.sub(_once, word)]
 
 

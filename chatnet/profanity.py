@@ -537,6 +537,7 @@ class ProfanityFilter:
         # A message with a few matches has them judged one by one (the same
         # verdicts, without the bookkeeping that spares the work of many).
         few = len(matches) <= _FEW_MATCHES
+        W = _W
         for _, start, end in matches:
             if last_start <= start and end <= last_end:
                 continue  # masked whatever the judgement
@@ -546,8 +547,8 @@ class ProfanityFilter:
                 k += 1
                 long_start, long_end = long_runs[k]
             if long_start > start and not (doom_start <= start and end <= doom_end):
-                left_inside = start > 0 and classes[start - 1] == _W and classes[start] == _W
-                right_inside = end < n and classes[end] == _W and classes[end - 1] == _W
+                left_inside = start > 0 and classes[start - 1] == W and classes[start] == W
+                right_inside = end < n and classes[end] == W and classes[end - 1] == W
                 if left_inside or right_inside:
                     i = start if left_inside else end - 1
                     if not found_start <= i < found_end:
@@ -736,12 +737,21 @@ class _Scan:
         lo = bisect.bisect_right(ends, a)
         hi = bisect.bisect_right(ends, b, lo)
         self.steps += 1 + hi - lo
+        host = (a, b)
         for j in range(lo, hi):
             _, start, end = matches[j]
             if start < a:
                 continue
-            if (start == a and end == b) or not self.judged((a, b), start, end):
+            if start == a and end == b:
+                masked.append((0, end - a))
+            elif self.left <= 0:  # `judged`, inlined
                 masked.append((start - a, end - a))
+            else:
+                self.left -= 1
+                if not self.spared(host, start, end):
+                    masked.append((start - a, end - a))
+        if len(masked) < 2:
+            return tuple(masked)
         # as few spans as cover the same characters
         masked.sort()
         merged: list[tuple[int, int]] = []
@@ -828,9 +838,10 @@ class _Scan:
             while b > a and not low[b - 1].isalpha():
                 b -= 1
             core = low[a:b].translate(_APOSTROPHES)
-        info = self.filter._core_cache.get(core)
+        filter = self.filter
+        info = filter._core_cache.get(core)
         if info is None:
-            info = self.filter._judged(core)
+            info = filter._judged(core)
             if textcost.active is not None:
                 self.steps += _judge_steps(core)
         self.steps += 1

@@ -235,6 +235,10 @@ _WORD_CLASS = _WordClassTable()
 # The same for ASCII text, as a `bytes.translate` table (much faster).
 _ASCII_WORD_CLASS = bytes(ord(_WORD_CLASS[cp]) for cp in range(128)) + b" " * 128
 _W = ord("w")
+# A word character that is not ASCII (the same as `_is_word_char`).
+_NON_ASCII_WORD_CHAR = re.compile(
+    "[^\\W\x00-\x7f%s]|[\u2019\u02bc]" % "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
+)
 
 
 def fold(text: str) -> str:
@@ -511,6 +515,10 @@ class ProfanityFilter:
         # classes[i] is b"w" where low[i] is a word character, else b" ".
         if low.isascii():
             classes = low.encode("ascii").translate(_ASCII_WORD_CLASS)
+        elif _NON_ASCII_WORD_CHAR.search(low) is None:
+            # Every character that is not ASCII separates words (CJK text,
+            # punctuation): as ASCII with "?" (a separator) for them.
+            classes = low.encode("ascii", "replace").translate(_ASCII_WORD_CLASS)
         else:
             classes = low.translate(_WORD_CLASS).encode("ascii")
         n = len(low)

@@ -55,16 +55,16 @@ anything for ordinary text:
   it is masked, without a look at the run. So its camel humps and stretched
   letters are not looked at either (a ``hellooo...`` of 65 letters is not
   ``hello``).
-* A message gets at most `JUDGED_LIMIT` (64) judgements of a match inside a
+* A message gets at most `JUDGED_LIMIT` (32) judgements of a match inside a
   word; a word that comes again in the message (the same text) is judged
   once for all its copies. A match inside a word that finds no judgement
   left is masked. No dictionary word holds more than 6 entries of the
   shipped list (the words with 4 to 6 are themselves profane), and an
   ordinary message holds a few words with an entry inside: over a megabyte
-  of English prose (licences, package descriptions, this project's docs),
-  no stretch of 4,096 characters needed more than 16 judgements with
-  either list. A message with over 64 different such words is made to cost
-  work.
+  of English prose (licences, package descriptions, this project's docs;
+  ``python -m bench.judgements_in_prose``), no stretch of 4,096 characters
+  needed more than 17 judgements with either list. A message with over 32
+  different such words is made to cost work.
 
 Within these bounds each word is analysed once however many matches it
 holds: its humps are found once, its core cut once, its verdict cached per
@@ -116,7 +116,7 @@ MAX_WORD = 64
 #: (a word that comes again is judged once); further such matches are masked
 #: (see the module docstring). The bound keeps the work per message linear
 #: in its length with a small constant, whatever the message holds.
-JUDGED_LIMIT = 64
+JUDGED_LIMIT = 32
 
 #: Sources of the ``english-words`` package that make up the dictionary.
 ENGLISH_WORDS_SOURCES = ("gcide", "web2")
@@ -546,6 +546,7 @@ class ProfanityFilter:
         # verdicts, without the bookkeeping that spares the work of many).
         few = len(matches) <= _FEW_MATCHES
         W = _W
+        rfind, find, get_decided, add_span = classes.rfind, classes.find, decided_words.get, spans.append
         for _, start, end in matches:
             if last_start <= start and end <= last_end:
                 continue  # masked whatever the judgement
@@ -563,12 +564,12 @@ class ProfanityFilter:
                         # _host_bounds, inlined
                         lookups += 1
                         lo = i - MAX_WORD
-                        found_start = classes.rfind(b" ", lo if lo > 0 else 0, i) + 1
+                        found_start = rfind(b" ", lo if lo > 0 else 0, i) + 1
                         if found_start == 0 and lo > 0:
                             found_start = found_end = 0  # longer than MAX_WORD
                         else:
                             hi = found_start + MAX_WORD + 1
-                            found_end = classes.find(b" ", i, hi)
+                            found_end = find(b" ", i, hi)
                             if found_end < 0:
                                 found_end = n if n < hi else 0
                                 if not found_end:
@@ -584,13 +585,13 @@ class ProfanityFilter:
                         key = text[found_start:found_end]
                         if not ascii_text and not key.isascii():
                             key = (key, low[found_start:found_end])
-                        decided = decided_words.get(key)
+                        decided = get_decided(key)
                         if decided is None and scan.left > 0:
                             decided = decided_words[key] = scan.decide(found_start, found_end)
                         if decided is not None:
                             word_start, word_end = found_start, found_end
                             for s, e in decided:
-                                spans.append((word_start + s, word_start + e))
+                                add_span((word_start + s, word_start + e))
                             continue
                         # no judgements left: this match and the others lying in the word are masked
                         doom_start, doom_end = found_start, found_end

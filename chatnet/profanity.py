@@ -546,7 +546,6 @@ class ProfanityFilter:
         # verdicts, without the bookkeeping that spares the work of many).
         few = len(matches) <= _FEW_MATCHES
         W = _W
-        rfind, find, get_decided, add_span = classes.rfind, classes.find, decided_words.get, spans.append
         for _, start, end in matches:
             if last_start <= start and end <= last_end:
                 continue  # masked whatever the judgement
@@ -564,12 +563,12 @@ class ProfanityFilter:
                         # _host_bounds, inlined
                         lookups += 1
                         lo = i - MAX_WORD
-                        found_start = rfind(b" ", lo if lo > 0 else 0, i) + 1
+                        found_start = classes.rfind(b" ", lo if lo > 0 else 0, i) + 1
                         if found_start == 0 and lo > 0:
                             found_start = found_end = 0  # longer than MAX_WORD
                         else:
                             hi = found_start + MAX_WORD + 1
-                            found_end = find(b" ", i, hi)
+                            found_end = classes.find(b" ", i, hi)
                             if found_end < 0:
                                 found_end = n if n < hi else 0
                                 if not found_end:
@@ -585,13 +584,13 @@ class ProfanityFilter:
                         key = text[found_start:found_end]
                         if not ascii_text and not key.isascii():
                             key = (key, low[found_start:found_end])
-                        decided = get_decided(key)
+                        decided = decided_words.get(key)
                         if decided is None and scan.left > 0:
                             decided = decided_words[key] = scan.decide(found_start, found_end)
                         if decided is not None:
                             word_start, word_end = found_start, found_end
                             for s, e in decided:
-                                add_span((word_start + s, word_start + e))
+                                spans.append((word_start + s, word_start + e))
                             continue
                         # no judgements left: this match and the others lying in the word are masked
                         doom_start, doom_end = found_start, found_end

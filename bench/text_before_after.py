@@ -34,6 +34,14 @@ SHAPES = [Shape(fragment=f) for f in KNOWN] + [
     Shape("xX", "alternate", word=64, sep=" ", vary=True),
     Shape("x", word=64),
     Shape("xX", word=8, sep=" "),
+    # the worst found after the judgements were bounded (db8b1fd)
+    Shape("aS", "title", stretch=3, word=7, sep="\u4f60", vary=True),
+    Shape("xX", "title", stretch=1, word=6, sep="\u4f60", vary=True),
+    Shape("fag", stretch=2, word=8, sep="\u4f60", vary=True),
+    Shape("as", stretch=1, word=4, sep="\u4f60"),
+    Shape("x", "alternate", leet=True, word=5, sep="\u4f60"),
+    Shape("fuks", "upper", stretch=2, word=4, sep="\u4f60"),
+    Shape("cums", stretch=2, word=4, sep="\u4f60"),
 ]
 
 # Runs in the child: works with the old code and the new (caches emptied

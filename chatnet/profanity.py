@@ -55,16 +55,16 @@ anything for ordinary text:
   it is masked, without a look at the run. So its camel humps and stretched
   letters are not looked at either (a ``hellooo...`` of 65 letters is not
   ``hello``).
-* A message gets at most `JUDGED_LIMIT` (64) judgements of a match inside a
+* A message gets at most `JUDGED_LIMIT` (32) judgements of a match inside a
   word; a word that comes again in the message (the same text) is judged
   once for all its copies. A match inside a word that finds no judgement
   left is masked. No dictionary word holds more than 6 entries of the
   shipped list (the words with 4 to 6 are themselves profane), and an
   ordinary message holds a few words with an entry inside: over a megabyte
-  of English prose (licences, package descriptions, this project's docs),
-  no stretch of 4,096 characters needed more than 16 judgements with
-  either list. A message with over 64 different such words is made to cost
-  work.
+  of English prose (licences, package descriptions, this project's docs;
+  ``python -m bench.judgements_in_prose``), no stretch of 4,096 characters
+  needed more than 17 judgements with either list. A message with over 32
+  different such words is made to cost work.
 
 Within these bounds each word is analysed once however many matches it
 holds: its humps are found once, its core cut once, its verdict cached per
@@ -84,7 +84,7 @@ import threading
 from array import array
 from operator import itemgetter
 from importlib import resources
-from typing import Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 import ahocorasick_rs
 
@@ -116,7 +116,7 @@ MAX_WORD = 64
 #: (a word that comes again is judged once); further such matches are masked
 #: (see the module docstring). The bound keeps the work per message linear
 #: in its length with a small constant, whatever the message holds.
-JUDGED_LIMIT = 64
+JUDGED_LIMIT = 32
 
 #: Sources of the ``english-words`` package that make up the dictionary.
 ENGLISH_WORDS_SOURCES = ("gcide", "web2")
@@ -178,6 +178,7 @@ _SUFFIXES = (
     ("ly", ("",)),
     ("s", ("",)),
 )
+_SUFFIX_ENDS = tuple(suffix for suffix, _ in _SUFFIXES)
 # Endings that only make a plural or possessive: a match covering the rest
 # of a word is a match of the whole word ("es" only after s, x, z, h, o:
 # "hells", "asses", but not "spaces").
@@ -234,6 +235,10 @@ _WORD_CLASS = _WordClassTable()
 # The same for ASCII text, as a `bytes.translate` table (much faster).
 _ASCII_WORD_CLASS = bytes(ord(_WORD_CLASS[cp]) for cp in range(128)) + b" " * 128
 _W = ord("w")
+# A word character that is not ASCII (the same as `_is_word_char`).
+_NON_ASCII_WORD_CHAR = re.compile(
+    "[^\\W\x00-\x7f%s]|[\u2019\u02bc]" % "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
+)
 
 
 def fold(text: str) -> str:
@@ -334,6 +339,22 @@ class WordSet:
         i = bisect.bisect_left(hashes, h)
         return i < len(hashes) and hashes[i] == h
 
+    def member(self) -> "Callable[[str], bool]":
+        """A function telling whether a string is in the set: the same as
+        ``in``, without the attribute look-ups and the type check."""
+        bits, hashes = self._bits, self._hashes
+        size, mask, bisect_left = len(hashes), _BITS_MASK, bisect.bisect_left
+
+        def contains(word: str) -> bool:
+            h = hash(word)
+            b = h & mask
+            if not bits[b >> 3] & (1 << (b & 7)):
+                return False
+            i = bisect_left(hashes, h)
+            return i < size and hashes[i] == h
+
+        return contains
+
     def __len__(self) -> int:
         return len(self._hashes)
 
@@ -429,6 +450,7 @@ class ProfanityFilter:
         elif not isinstance(dictionary, WordSet):
             dictionary = frozenset(_fold_word(w) for w in dictionary)
         self._dictionary = dictionary
+        self._in_dictionary = dictionary.member() if isinstance(dictionary, WordSet) else dictionary.__contains__
         self._core_cache: dict[str, tuple[bool, tuple[str, ...]]] = {}
         if entries:
             automaton = ahocorasick_rs.AhoCorasick(entries)
@@ -493,6 +515,10 @@ class ProfanityFilter:
         # classes[i] is b"w" where low[i] is a word character, else b" ".
         if low.isascii():
             classes = low.encode("ascii").translate(_ASCII_WORD_CLASS)
+        elif _NON_ASCII_WORD_CHAR.search(low) is None:
+            # Every character that is not ASCII separates words (CJK text,
+            # punctuation): as ASCII with "?" (a separator) for them.
+            classes = low.encode("ascii", "replace").translate(_ASCII_WORD_CLASS)
         else:
             classes = low.translate(_WORD_CLASS).encode("ascii")
         n = len(low)
@@ -519,6 +545,7 @@ class ProfanityFilter:
         # A message with a few matches has them judged one by one (the same
         # verdicts, without the bookkeeping that spares the work of many).
         few = len(matches) <= _FEW_MATCHES
+        W = _W
         for _, start, end in matches:
             if last_start <= start and end <= last_end:
                 continue  # masked whatever the judgement
@@ -528,8 +555,8 @@ class ProfanityFilter:
                 k += 1
                 long_start, long_end = long_runs[k]
             if long_start > start and not (doom_start <= start and end <= doom_end):
-                left_inside = start > 0 and classes[start - 1] == _W and classes[start] == _W
-                right_inside = end < n and classes[end] == _W and classes[end - 1] == _W
+                left_inside = start > 0 and classes[start - 1] == W and classes[start] == W
+                right_inside = end < n and classes[end] == W and classes[end - 1] == W
                 if left_inside or right_inside:
                     i = start if left_inside else end - 1
                     if not found_start <= i < found_end:
@@ -596,10 +623,20 @@ class ProfanityFilter:
             for start, end in spans:
                 out[start:end] = _ASCII_MASK * (end - start)
             return out.decode("ascii")
-        chars = list(text)
+        # the unmasked pieces and the masks, in order (spans may overlap)
+        spans.sort()
+        pieces = []
+        done = 0
         for start, end in spans:
-            chars[start:end] = MASK_CHAR * (end - start)
-        return "".join(chars)
+            if end <= done:
+                continue
+            if start < done:
+                start = done
+            pieces.append(text[done:start])
+            pieces.append(MASK_CHAR * (end - start))
+            done = end
+        pieces.append(text[done:])
+        return "".join(pieces)
 
     def _judged(self, core: str) -> tuple[bool, tuple[int, ...]]:
         """`_judge` of `core`, cached per filter."""
@@ -621,13 +658,13 @@ class ProfanityFilter:
         if core.isalpha() and len(core) >= 2 * _MIN_COMPOUND_PART:
             # Both parts must be dictionary words as they are (no reductions:
             # with them, junk like "lam" + "eass" would pass).
-            words, listed = self._dictionary, self._listed
+            words, listed = self._in_dictionary, self._listed
             found = []
             for k in range(_MIN_COMPOUND_PART, len(core) - _MIN_COMPOUND_PART + 1):
                 head = core[:k]
-                if head in words and head not in listed:
+                if head not in listed and words(head):
                     tail = core[k:]
-                    if tail in words and tail not in listed:
+                    if tail not in listed and words(tail):
                         found.append(k)
             splits = tuple(found)
         return False, splits
@@ -641,14 +678,16 @@ class ProfanityFilter:
         listed = self._listed
         if word in listed:
             return False
-        if word in self._dictionary:
+        in_dictionary = self._in_dictionary
+        if in_dictionary(word):
             return True
         variants = _stems(word) + _unstretched(word)
+        if not variants:
+            return None
         if not listed.isdisjoint(variants):
             return False
-        dictionary = self._dictionary
         for variant in variants:
-            if variant in dictionary:
+            if in_dictionary(variant):
                 return True
         return None
 
@@ -706,12 +745,21 @@ class _Scan:
         lo = bisect.bisect_right(ends, a)
         hi = bisect.bisect_right(ends, b, lo)
         self.steps += 1 + hi - lo
+        host = (a, b)
         for j in range(lo, hi):
             _, start, end = matches[j]
             if start < a:
                 continue
-            if (start == a and end == b) or not self.judged((a, b), start, end):
+            if start == a and end == b:
+                masked.append((0, end - a))
+            elif self.left <= 0:  # `judged`, inlined
                 masked.append((start - a, end - a))
+            else:
+                self.left -= 1
+                if not self.spared(host, start, end):
+                    masked.append((start - a, end - a))
+        if len(masked) < 2:
+            return tuple(masked)
         # as few spans as cover the same characters
         masked.sort()
         merged: list[tuple[int, int]] = []
@@ -798,10 +846,12 @@ class _Scan:
             while b > a and not low[b - 1].isalpha():
                 b -= 1
             core = low[a:b].translate(_APOSTROPHES)
-        info = self.filter._core_cache.get(core)
+        filter = self.filter
+        info = filter._core_cache.get(core)
         if info is None:
-            info = self.filter._judged(core)
-            self.steps += _judge_steps(core)
+            info = filter._judged(core)
+            if textcost.active is not None:
+                self.steps += _judge_steps(core)
         self.steps += 1
         return (a, core, info[0], info[1])
 
@@ -867,6 +917,8 @@ def _stems(word: str) -> list[str]:
     elif word.endswith("s'"):
         word = word[:-1]
         stems.append(word)
+    if not word.endswith(_SUFFIX_ENDS):
+        return stems
     for suffix, replacements in _SUFFIXES:
         if not word.endswith(suffix):
             continue
@@ -884,8 +936,14 @@ def _unstretched(word: str) -> list[str]:
     """``word`` with each run of three or more equal letters cut to two and
     to one (``hellooo`` -> ``helloo``, ``hello``); empty if it has no such
     run."""
-    if _STRETCHED.search(word) is None:
+    run = _STRETCHED.search(word)
+    if run is None:
         return []
+    if _STRETCHED.search(word, run.end()) is None:
+        # one run (the usual case): cut by slicing
+        start, end = run.span()
+        head, c, tail = word[:start], word[start], word[end:]
+        return [head + c + c + tail, head + c + tail]
     return [_STRETCHED.sub(_twice, word), _STRETCHED.sub(_once, word)]
 
 

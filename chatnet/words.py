@@ -74,16 +74,34 @@ def _mark_class() -> str:
     )
 
 
-# A word character: a letter or digit that is neither Han nor kana, with
-# the combining marks that follow it, or the mask character.
-_W = rf"(?:[^\W_{_HAN}{_HIRAGANA}{_KATAKANA}][{_mark_class()}]*|\*)"
-# Two groups: a Han run (cut by rjieba), or any other word. findall gives
-# them as pairs without a match object per word.
-_TOKEN_RE = re.compile(
-    rf"([{_HAN}]+)"
-    rf"|([{_HIRAGANA}]+|[{_KATAKANA}]+"
-    rf"|{_W}+(?:['\u2019]{_W}+)*)"
-)
+# A letter or digit that is neither Han nor kana; a combining mark.
+_L = rf"[^\W_{_HAN}{_HIRAGANA}{_KATAKANA}]"
+_M = rf"[{_mark_class()}]"
+
+
+def _token_re(possessive: str) -> "re.Pattern[str]":
+    """Two groups: a Han run (cut by rjieba), or any other word (findall
+    gives them as pairs without a match object per word). A word is made of
+    letters or digits (neither Han nor kana) with the combining marks that
+    follow them, and of mask characters, written ``L+(?:M+L*)*`` rather than
+    ``(?:LM*)+`` (the same words: a run of letters is then one step of the
+    regular expression engine, not one a letter). `possessive` is ``"+"``
+    where the engine has possessive quantifiers (Python 3.11): nothing after
+    a quantifier can fail, so they find the same words, without keeping the
+    places to go back to."""
+    p = possessive
+    w = rf"(?:{_L}+{p}(?:{_M}+{p}{_L}*{p})*{p}|\*+{p})+{p}"
+    return re.compile(
+        rf"([{_HAN}]+{p})"
+        rf"|([{_HIRAGANA}]+{p}|[{_KATAKANA}]+{p}"
+        rf"|{w}(?:['\u2019]{w})*{p})"
+    )
+
+
+try:
+    _TOKEN_RE = _token_re("+")
+except re.error:  # Python 3.10
+    _TOKEN_RE = _token_re("")
 # The same for lower-cased ASCII text.
 _ASCII_TOKEN_RE = re.compile(r"[a-z0-9*]+(?:'[a-z0-9*]+)*")
 _HAN_RE = re.compile(rf"[{_HAN}]")

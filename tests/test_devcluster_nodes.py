@@ -9,6 +9,9 @@ import signal
 from devtools import devcluster
 from devtools.localservices import free_port
 from tests.harness import wait_until
+import pytest
+
+pytestmark = pytest.mark.process  # the local cluster's processes
 
 
 def _entry(cluster, name):

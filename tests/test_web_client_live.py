@@ -28,6 +28,8 @@ import pytest
 
 from tests.harness import ChatCluster
 
+pytestmark = pytest.mark.process  # Chromium through Playwright, and for some tests a cluster of twistd processes
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 

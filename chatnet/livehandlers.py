@@ -119,6 +119,7 @@ class LiveHandlers:
             "listRooms": self.list_rooms,
         })
         self.base.login_extras = self.login_extras
+        self.base.join_extras = self.join_extras
 
     # -- what a request names ----------------------------------------------
 
@@ -315,6 +316,7 @@ class LiveHandlers:
                 entry["private"] = True
             if mine:
                 entry["member"] = True
+                entry["role"] = moderation.role(doc, me)
             elif me in (doc.get("invited") or ()):
                 entry["invited"] = True
             entries.append(entry)
@@ -342,6 +344,14 @@ class LiveHandlers:
             return {}
 
     # -- what the extension adds to the base actions ----------------------------
+
+    @staticmethod
+    def join_extras(connection, doc):
+        """What the C{joinRoom} answer of an ordinary room (its document as
+        read before the join: C{doc}) gains with C{live}: the user's role."""
+        if doc is None or LIVE not in connection.features:
+            return {}
+        return {"role": moderation.role(doc, connection.record.username) or "member"}
 
     async def _invited(self, connection, request):
         room, target = request.data["roomName"], request.data["username"]

@@ -315,6 +315,39 @@ async def test_edits_and_deletions_are_emitted_once_stored(node):
     assert all(r.at == int(node.clock.seconds() * 1000) for _, r in listener.seen)
 
 
+@pytest_twisted.ensureDeferred
+async def test_join_and_list_rooms_give_the_users_role(live):
+    """With C{live}, the C{joinRoom} answer of an ordinary room and the
+    C{listRooms} entries of the rooms one is in carry one's role there;
+    without it, the answers are as before."""
+    node = live.node
+    owner = await logged_in(node, "user1", LIVE)
+    admin = await logged_in(node, "user2", LIVE)
+    plain = await logged_in(node, "user3")
+    await request(node.handlers, owner, "createRoom", roomName="club")
+    joined = await request(node.handlers, admin, "joinRoom", roomName="club")
+    assert [f["data"] for f in joined if f["action"] == "joinRoom"] == [
+        {"roomName": "club", "members": 2, "role": "member"}]
+    await request(node.handlers, owner, "setRole", roomName="club", username="user2", role="admin")
+    again = await request(node.handlers, admin, "joinRoom", roomName="club")
+    assert [f["data"]["role"] for f in again if f["action"] == "joinRoom"] == ["admin"]
+    mine = await request(node.handlers, owner, "joinRoom", roomName="club")
+    assert [f["data"]["role"] for f in mine if f["action"] == "joinRoom"] == ["owner"]
+    world = await request(node.handlers, admin, "joinRoom", roomName="world")
+    assert "role" not in [f for f in world if f["action"] == "joinRoom"][0]["data"]
+    old = await request(node.handlers, plain, "joinRoom", roomName="club")
+    assert [f["data"] for f in old if f["action"] == "joinRoom"] == [{"roomName": "club", "members": 3}]
+    roles = {}
+    for client in (owner, admin):
+        listed = [f for f in await request(node.handlers, client, "listRooms")
+                  if f["action"] == "listRooms"][0]["data"]["rooms"]
+        assert all(("role" in e) == (e.get("member") is True and e["roomName"] == "club") for e in listed)
+        roles[client] = [e["role"] for e in listed if "role" in e]
+    assert roles == {owner: ["owner"], admin: ["admin"]}
+    old = [f for f in await request(node.handlers, plain, "listRooms") if f["action"] == "listRooms"]
+    assert old[0]["data"]["rooms"] and all("role" not in e for e in old[0]["data"]["rooms"])
+
+
 # -- stop words ----------------------------------------------------------------------
 
 

@@ -28,6 +28,8 @@ import pytest
 
 from tests.harness import ChatCluster
 
+pytestmark = pytest.mark.process  # Chromium, and the cluster's processes
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
@@ -184,8 +186,9 @@ class ScriptedNode:
     (the last 50 messages), history (pages before a seq), chat (ack), edit,
     delete; ``typing`` and ``read`` are recorded. ``push`` sends a frame."""
 
-    def __init__(self, rooms=None, listed=None, login_rooms=None):
+    def __init__(self, rooms=None, listed=None, login_rooms=None, roles=None):
         self.rooms = rooms or {}  # room -> its messages, by seq
+        self.roles = roles or {}  # room -> the user's role there, in the joinRoom answer
         self.listed = listed or [{"roomName": "world", "members": 3, "member": True, "unread": 0}]
         self.login_rooms = login_rooms
         self.received = []
@@ -225,7 +228,10 @@ class ScriptedNode:
             room = data["roomName"]
             for m in self.rooms.get(room, [])[-50:]:
                 self.push("chat", m)
-            self.push("joinRoom", {"roomName": room, "members": 3}, rid)
+            answer = {"roomName": room, "members": 3}
+            if room in self.roles:
+                answer["role"] = self.roles[room]
+            self.push("joinRoom", answer, rid)
         elif action == "history":
             room = data["roomName"]
             older = [m for m in self.rooms.get(room, []) if m["seq"] < data.get("before", 1 << 62)]
@@ -329,6 +335,41 @@ def test_a_room_member_does_not_get_a_delete_button_on_others_messages(web):
     me.type("/join room1")
     expect(me.line("not mine")).to_have_count(1)
     expect(me.line("not mine").locator("button.msg-action")).to_have_count(0)
+
+
+def test_an_admin_learns_the_role_from_join_room_and_deletes_others_messages(web):
+    """The room's last messages come before the joinRoom answer that gives
+    the role: they get their Delete button when it arrives; a role notice
+    making the user a member again takes the buttons away."""
+    node = ScriptedNode(rooms={"room1": [message(1, text="spam"), message(2, text="more spam")]},
+                        roles={"room1": "admin"})
+    me = web("user1", node=node)
+    me.type("/join room1")
+    expect(me.page.locator("#conv-name")).to_have_text("#room1")
+    for text in ("spam", "more spam"):
+        expect(me.line(text).get_by_role("button", name="Delete this message")).to_have_count(1)
+        expect(me.line(text).get_by_role("button", name="Edit this message")).to_have_count(0)
+    me.line("spam").hover()
+    me.line("spam").get_by_role("button", name="Delete this message").click()
+    me.line("spam").get_by_role("button", name="Delete this message").click()
+    expect(me.log.locator(".msg.deleted .tombstone")).to_have_text(["message deleted"])
+    assert node.requests("delete")[-1]["data"] == {"roomName": "room1", "msgId": f"{1:024x}"}
+    me.shot("live-admin-delete")
+    node.push("roomNotice", {"roomName": "room1", "action": "setRole", "kind": "setRole", "username": "user1",
+                             "role": "member", "by": "user7"})
+    expect(me.line("more spam").locator("button.msg-action")).to_have_count(0)
+
+
+def test_a_role_in_list_rooms_gives_the_delete_button(web):
+    """A room the login answer lists with the user's role (joined on
+    another device): others' messages there can be deleted by an owner."""
+    node = ScriptedNode(rooms={"room2": [message(1, room="room2", text="old news")]},
+                        login_rooms=[{"roomName": "world", "members": 3, "member": True, "unread": 0},
+                                     {"roomName": "room2", "members": 3, "member": True, "unread": 0,
+                                      "role": "owner"}])
+    me = web("user1", node=node)
+    me.sidebar.get_by_role("button", name=re.compile(r"^# room2")).click()
+    expect(me.line("old news").get_by_role("button", name="Delete this message")).to_have_count(1)
 
 
 def test_the_typing_line_and_typing_sent_at_most_every_three_seconds(web):

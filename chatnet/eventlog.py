@@ -26,6 +26,14 @@ class EventLog:
         self.log.info("event message_accepted {msgId} from {sender} on {channel!r}", chat_event="message_accepted",
                       msgId=message.msgId, sender=message.sender, channel=message.channel, seq=message.seq)
 
+    def message_edited(self, revision):
+        self.log.info("event message_edited {msgId} by {by} on {channel!r}", chat_event="message_edited",
+                      msgId=revision.msgId, by=revision.by, channel=revision.channel, seq=revision.seq)
+
+    def message_deleted(self, revision):
+        self.log.info("event message_deleted {msgId} by {by} on {channel!r}", chat_event="message_deleted",
+                      msgId=revision.msgId, by=revision.by, channel=revision.channel, seq=revision.seq)
+
     def message_delivered(self, msgId, count):
         self.log.info("event message_delivered {msgId} to {count}", chat_event="message_delivered",
                       msgId=msgId, count=count)

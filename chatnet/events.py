@@ -41,6 +41,8 @@ EVENTS = (
     "user_offline",
     "message_accepted",
     "message_delivered",
+    "message_edited",
+    "message_deleted",
     "room_joined",
     "room_left",
     "node_became_leader",
@@ -61,6 +63,17 @@ class IChatEventListener(Interface):
         """A chat message was accepted on this node and is being stored:
         a L{chatnet.messages.ChatMessage} (C{msgId}, C{sender}, C{message}
         (masked), C{ts}, C{format}, C{to}, C{roomName}, C{seq})."""
+
+    def message_edited(revision):
+        """A message was edited through this node and the edit stored: a
+        L{chatnet.messages.MessageRevision} (C{msgId}, C{channel},
+        C{roomName}, C{sender}, C{to}, C{seq}, C{by}, C{at}, C{message}:
+        the new masked text)."""
+
+    def message_deleted(revision):
+        """A message was deleted through this node (by its author or a
+        room's owner or admin) and the deletion stored: a
+        L{chatnet.messages.MessageRevision} with C{message} None."""
 
     def message_delivered(msgId, count):
         """The message C{msgId} was sent to C{count} (>= 1) connections of

@@ -7,6 +7,21 @@ AMQP 0-9-1 exchange (RabbitMQ), with ``pika``'s Twisted adapter::
     {"msgId", "channel", "roomName", "from", "to", "message", "ts", "format",
      "seq", "nodeId"}
 
+and every edit and deletion of a message made through the node (the
+``live`` extension) as::
+
+    {"event": "edited", "msgId", "channel", "roomName", "from", "to", "seq",
+     "by", "editedAt", "message", "nodeId"}
+    {"event": "deleted", "msgId", "channel", "roomName", "from", "to", "seq",
+     "by", "deletedAt", "nodeId"}
+
+(``message``: the new masked text; a deletion carries no text). Their
+``{kind}`` in the routing key is ``room.edited``, ``room.deleted``,
+``direct.edited`` or ``direct.deleted``, so with the default key a queue
+bound to ``chat.room`` or ``chat.*`` gets the messages only and one bound to
+``chat.#`` gets the edits and deletions too. They share the messages' buffer,
+bound and drop counting.
+
 Delivery is at least once: messages wait in a bounded buffer until the broker
 confirms them (publisher confirms); when the connection breaks, the
 unconfirmed ones go back to the head of the buffer and are sent again after
@@ -89,6 +104,27 @@ def message_json(message, node_id):
             "nodeId": node_id,
         }
     )
+
+
+def revision_json(revision, node_id):
+    """The JSON document exported for a L{chatnet.messages.MessageRevision}:
+    an edit (C{"event": "edited"}) or a deletion (C{"event": "deleted"})."""
+    document = {
+        "event": "deleted" if revision.deleted else "edited",
+        "msgId": revision.msgId,
+        "channel": revision.channel,
+        "roomName": revision.roomName,
+        "from": revision.sender,
+        "to": revision.to,
+        "seq": revision.seq,
+        "by": revision.by,
+    }
+    if revision.deleted:
+        document["deletedAt"] = revision.at
+    else:
+        document.update(editedAt=revision.at, message=revision.message)
+    document["nodeId"] = node_id
+    return orjson.dumps(document)
 
 
 class _BrokerConnection(TwistedProtocolConnection):
@@ -177,14 +213,31 @@ class AmqpExport(Service):
 
     def message_accepted(self, message):
         kind = "room" if message.roomName else "direct"
-        key = self.routing_key.format(kind=kind, room=message.roomName, node=self.node.node_id)
+        self._enqueue(self.routing_key.format(kind=kind, room=message.roomName, node=self.node.node_id),
+                      message, message_json)
+
+    def message_edited(self, revision):
+        self._revised(revision)
+
+    def message_deleted(self, revision):
+        self._revised(revision)
+
+    def _revised(self, revision):
+        kind = ("room" if revision.roomName else "direct") + (".deleted" if revision.deleted else ".edited")
+        self._enqueue(self.routing_key.format(kind=kind, room=revision.roomName, node=self.node.node_id),
+                      revision, revision_json)
+
+    def _enqueue(self, key, item, to_json):
+        """Wait for the broker with C{item} (its document made by
+        C{to_json}); when the buffer is full, the oldest waiting one is
+        dropped for it."""
         if self.waiting >= self.capacity:
             if self.buffer:
                 self.buffer.popleft()
-                self.buffer.append((key, message_json(message, self.node.node_id)))
+                self.buffer.append((key, to_json(item, self.node.node_id)))
             self._dropped()
             return
-        self.buffer.append((key, message_json(message, self.node.node_id)))
+        self.buffer.append((key, to_json(item, self.node.node_id)))
         self._flush()
 
     def _dropped(self):

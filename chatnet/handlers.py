@@ -115,6 +115,8 @@ class ChatHandlers:
         self.budget = budget if budget is not None else ByteBudget.from_config(config, clock)
         # what an extension adds to the login answer (chatnet.livehandlers)
         self.login_extras = _no_extras
+        # what it adds to the joinRoom answer: join_extras(connection, room document or None)
+        self.join_extras = lambda connection, doc: {}
         self.actions = {
             "login": self.login,
             "chat": self.chat,
@@ -436,7 +438,8 @@ class ChatHandlers:
             history = await self.history.recent(room_channel(room), floor=floor)
             for data in history:
                 session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
-            connection.answer("joinRoom", {"roomName": room, "members": members}, request)
+            connection.answer("joinRoom", {"roomName": room, "members": members,
+                                           **self.join_extras(connection, doc)}, request)
         finally:
             if not holding:
                 session.release()

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from chatnet import moderation
 from chatnet.errors import ProtocolError, StoreUnavailable
-from chatnet.messages import dm_channel, now_ms, room_channel
+from chatnet.messages import MessageRevision, dm_channel, now_ms, room_channel
 from chatnet.protocols import codec
 from chatnet.protocols.codec import INT64_MAX
 from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic
@@ -81,10 +81,12 @@ class LiveHandlers:
     @param rooms: the L{chatnet.cluster.router.RoomRouter} (room notices).
     @param directory: the L{chatnet.sessions.SessionDirectory}.
     @param profanity: the L{chatnet.profanity.ProfanityFilter}.
+    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}):
+        C{message_edited} and C{message_deleted}, once stored.
     """
 
     def __init__(self, *, base, config, clock, redis, mongo, live, scrollback, revisions, notices, rooms,
-                 directory, profanity):
+                 directory, profanity, emit=lambda event, *args: None):
         self.base = base
         self.config = config
         self.clock = clock
@@ -97,6 +99,7 @@ class LiveHandlers:
         self.rooms = rooms
         self.directory = directory
         self.profanity = profanity
+        self.emit = emit
         self.typing_gate = TypingGate(clock)
 
     def install(self):
@@ -116,6 +119,7 @@ class LiveHandlers:
             "listRooms": self.list_rooms,
         })
         self.base.login_extras = self.login_extras
+        self.base.join_extras = self.join_extras
 
     # -- what a request names ----------------------------------------------
 
@@ -189,6 +193,8 @@ class LiveHandlers:
         if revised is None:
             raise self._gone(msg_id, room, user, "edit")
         answer = {"msgId": msg_id, "seq": revised["seq"], "message": revised["message"], "editedAt": at}
+        self.emit("message_edited", MessageRevision(msg_id, channel, room or "", me, user or "", revised["seq"], me,
+                                                    at, revised["message"]))
         connection.answer("edit", {**_where(room, user, "to"), **answer}, request)
         _background(self._tell(connection, "messageEdited", room, user, {**answer, "by": me}), "messageEdited")
 
@@ -204,7 +210,10 @@ class LiveHandlers:
                                     "delete")
         answer = {"msgId": msg_id, "seq": data["seq"]}
         if not data.get("deleted"):
-            await self.revisions.revise(channel, data, me, now_ms(self.clock))
+            at = now_ms(self.clock)
+            if await self.revisions.revise(channel, data, me, at) is not None:
+                self.emit("message_deleted", MessageRevision(msg_id, channel, room or "", data.get("from", ""),
+                                                             user or "", data["seq"], me, at))
             _background(self._tell(connection, "messageDeleted", room, user, {**answer, "by": me}), "messageDeleted")
         connection.answer("delete", {**_where(room, user, "to"), **answer}, request)
 
@@ -307,6 +316,7 @@ class LiveHandlers:
                 entry["private"] = True
             if mine:
                 entry["member"] = True
+                entry["role"] = moderation.role(doc, me)
             elif me in (doc.get("invited") or ()):
                 entry["invited"] = True
             entries.append(entry)
@@ -334,6 +344,14 @@ class LiveHandlers:
             return {}
 
     # -- what the extension adds to the base actions ----------------------------
+
+    @staticmethod
+    def join_extras(connection, doc):
+        """What the C{joinRoom} answer of an ordinary room (its document as
+        read before the join: C{doc}) gains with C{live}: the user's role."""
+        if doc is None or LIVE not in connection.features:
+            return {}
+        return {"role": moderation.role(doc, connection.record.username) or "member"}
 
     async def _invited(self, connection, request):
         room, target = request.data["roomName"], request.data["username"]

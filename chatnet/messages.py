@@ -127,3 +127,32 @@ class ChatMessage:
             doc.get("format", "text"), doc.get("to", ""), doc.get("roomName", ""), doc.get("seq", 0),
             system=doc.get("system") is True,
         )
+
+
+class MessageRevision:
+    """An edit or a deletion of a stored message, as told to event
+    listeners (C{message_edited}, C{message_deleted}).
+
+    @ivar channel: the message's channel; C{roomName} its room (C{""} in a
+        conversation), C{to} the other user of a conversation (C{""} in a
+        room), C{sender} its author.
+    @ivar by: who edited or deleted it; C{at}: when (ms since the epoch).
+    @ivar message: the new (masked) text of an edit; None for a deletion.
+    """
+
+    __slots__ = ("msgId", "channel", "roomName", "sender", "to", "seq", "by", "at", "message")
+
+    def __init__(self, msgId, channel, roomName, sender, to, seq, by, at, message=None):
+        self.msgId = msgId
+        self.channel = channel
+        self.roomName = roomName
+        self.sender = sender
+        self.to = to
+        self.seq = seq
+        self.by = by
+        self.at = at
+        self.message = message
+
+    @property
+    def deleted(self):
+        return self.message is None

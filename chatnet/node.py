@@ -247,7 +247,7 @@ class ChatNode(MultiService):
             scrollback=Scrollback(self.redis, self.live, self.message_log.waiting),
             revisions=Revisions(self.redis, self.live, self.message_log.waiting),
             notices=UserNotices(view, self.peers, self.directory, self.sessions), rooms=rooms,
-            directory=self.directory, profanity=self.profanity,
+            directory=self.directory, profanity=self.profanity, emit=self.emit,
         ).install()
         self.factory.serve(handlers, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,

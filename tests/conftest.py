@@ -12,6 +12,12 @@ Asynchronous tests run on the default reactor through pytest-twisted, with
 """
 import pytest
 import pytest_twisted  # noqa: F401  (the plugin runs the reactor for the tests)
+from hypothesis import settings
+
+# No test asserts a time: Hypothesis's per-example deadline (200 ms) would be
+# one, and fails on a loaded machine; cost is proven by counting work.
+settings.register_profile("chatnet", deadline=None)
+settings.load_profile("chatnet")
 
 from tests.tiers import (  # noqa: F401  (the test tiers: unit, stores, process)
     _tier_guard,

@@ -181,3 +181,16 @@ def test_eventlog_does_not_need_the_export_extra():
     assert "pika" not in eventlog.__dict__
     assert events.available()["eventlog"].factory == "chatnet.eventlog.EventLog"
     assert sys.modules["chatnet.eventlog"] is eventlog
+
+
+def test_eventlog_logs_every_event_with_its_name(logged):
+    from chatnet.eventlog import EventLog
+    from chatnet.messages import MessageRevision
+
+    assert all(callable(getattr(EventLog, event, None)) for event in events.EVENTS)
+    bus = events.EventBus(task.Clock())
+    bus.add(EventLog(None, {}), "eventlog")
+    bus.emit("message_edited", MessageRevision("a" * 24, "room:club", "club", "ann", "", 3, "ann", 1000, "new"))
+    bus.emit("message_deleted", MessageRevision("a" * 24, "room:club", "club", "ann", "", 3, "mod", 2000))
+    told = [(e["chat_event"], e["by"], e["seq"]) for e in logged if "chat_event" in e]
+    assert told == [("message_edited", "ann", 3), ("message_deleted", "mod", 3)]

@@ -14,8 +14,9 @@ from twisted.internet.task import Clock
 from chatnet import stopwords, words
 from chatnet.cluster.view import ClusterView
 from chatnet.config import NodeConfig
+from chatnet.events import EventBus
 from chatnet.livehandlers import LiveHandlers, TypingGate
-from chatnet.messages import room_channel
+from chatnet.messages import dm_channel, room_channel
 from chatnet.protocols.codec import INT64_MAX
 from chatnet.service.notices import UserNotices
 from chatnet.service.revisions import Revisions
@@ -59,7 +60,7 @@ class CountingRedis:
         return self.redis.call(*args, **kwargs)
 
 
-def live_handlers(node, redis, mongo):
+def live_handlers(node, redis, mongo, emit=lambda event, *args: None):
     live = CountingLiveState(mongo)
     view = ClusterView(NODE, node.clock)
     view.changed({NODE: {}}, NODE)
@@ -68,7 +69,7 @@ def live_handlers(node, redis, mongo):
         scrollback=Scrollback(redis, live, node.message_log.waiting),
         revisions=Revisions(redis, live, node.message_log.waiting),
         notices=UserNotices(view, FakePeers(), node.directory, node.sessions), rooms=node.handlers.rooms,
-        directory=node.directory, profanity=node.handlers.profanity)
+        directory=node.directory, profanity=node.handlers.profanity, emit=emit)
     handlers.install()
     return handlers
 
@@ -265,6 +266,86 @@ async def test_edit_history_and_read_on_one_node(live):
     listed = await request(node.handlers, bob, "listRooms")
     assert listed[0]["data"]["rooms"][0] == {"roomName": "world", "members": 2, "member": True, "unread": 1}
     assert await live.state.mark_read("user2", room_channel("world"), 0) == ack["seq"]
+
+
+class Revised:
+    """An event listener keeping the edits and deletions it is told of."""
+
+    def __init__(self):
+        self.seen = []
+
+    def message_edited(self, revision):
+        self.seen.append(("edited", revision))
+
+    def message_deleted(self, revision):
+        self.seen.append(("deleted", revision))
+
+
+@pytest_twisted.ensureDeferred
+async def test_edits_and_deletions_are_emitted_once_stored(node):
+    """The event bus hears of an edit (with the masked text) and of a
+    deletion (an author's, a room admin's), once each: not of a refused
+    edit, nor of a second deletion of the same message."""
+    bus, listener = EventBus(node.clock), Revised()
+    bus.add(listener)
+    live_handlers(node, node.redis, node.mongo, emit=bus.emit)
+    alice = await logged_in(node, "user1", LIVE)
+    bob = await logged_in(node, "user2", LIVE)
+    await request(node.handlers, alice, "createRoom", roomName="hall")
+    await request(node.handlers, bob, "joinRoom", roomName="hall")
+    first, second = [
+        [f["data"] for f in await request(node.handlers, sender, "chat", **where) if f["action"] == "ack"][0]
+        for sender, where in ((bob, dict(roomName="hall", isGroup=True, message="one")),
+                              (alice, dict(to="user2", message="two")))]
+    assert error_code(await request(node.handlers, alice, "edit", roomName="hall", msgId=first["msgId"],
+                                    message="not mine")) == 403
+    await request(node.handlers, bob, "edit", roomName="hall", msgId=first["msgId"], message="shit")
+    await request(node.handlers, alice, "delete", roomName="hall", msgId=first["msgId"])  # the owner
+    await request(node.handlers, alice, "delete", roomName="hall", msgId=first["msgId"])  # already gone
+    await request(node.handlers, alice, "edit", to="user2", msgId=second["msgId"], message="2")
+    await request(node.handlers, alice, "delete", to="user2", msgId=second["msgId"])
+    told = [(event, r.msgId, r.channel, r.roomName, r.sender, r.to, r.by, r.message) for event, r in listener.seen]
+    assert told == [
+        ("edited", first["msgId"], "room:hall", "hall", "user2", "", "user2", "****"),
+        ("deleted", first["msgId"], "room:hall", "hall", "user2", "", "user1", None),
+        ("edited", second["msgId"], dm_channel("user1", "user2"), "", "user1", "user2", "user1", "2"),
+        ("deleted", second["msgId"], dm_channel("user1", "user2"), "", "user1", "user2", "user1", None),
+    ]
+    assert [r.seq for _, r in listener.seen] == [first["seq"]] * 2 + [second["seq"]] * 2
+    assert all(r.at == int(node.clock.seconds() * 1000) for _, r in listener.seen)
+
+
+@pytest_twisted.ensureDeferred
+async def test_join_and_list_rooms_give_the_users_role(live):
+    """With C{live}, the C{joinRoom} answer of an ordinary room and the
+    C{listRooms} entries of the rooms one is in carry one's role there;
+    without it, the answers are as before."""
+    node = live.node
+    owner = await logged_in(node, "user1", LIVE)
+    admin = await logged_in(node, "user2", LIVE)
+    plain = await logged_in(node, "user3")
+    await request(node.handlers, owner, "createRoom", roomName="club")
+    joined = await request(node.handlers, admin, "joinRoom", roomName="club")
+    assert [f["data"] for f in joined if f["action"] == "joinRoom"] == [
+        {"roomName": "club", "members": 2, "role": "member"}]
+    await request(node.handlers, owner, "setRole", roomName="club", username="user2", role="admin")
+    again = await request(node.handlers, admin, "joinRoom", roomName="club")
+    assert [f["data"]["role"] for f in again if f["action"] == "joinRoom"] == ["admin"]
+    mine = await request(node.handlers, owner, "joinRoom", roomName="club")
+    assert [f["data"]["role"] for f in mine if f["action"] == "joinRoom"] == ["owner"]
+    world = await request(node.handlers, admin, "joinRoom", roomName="world")
+    assert "role" not in [f for f in world if f["action"] == "joinRoom"][0]["data"]
+    old = await request(node.handlers, plain, "joinRoom", roomName="club")
+    assert [f["data"] for f in old if f["action"] == "joinRoom"] == [{"roomName": "club", "members": 3}]
+    roles = {}
+    for client in (owner, admin):
+        listed = [f for f in await request(node.handlers, client, "listRooms")
+                  if f["action"] == "listRooms"][0]["data"]["rooms"]
+        assert all(("role" in e) == (e.get("member") is True and e["roomName"] == "club") for e in listed)
+        roles[client] = [e["role"] for e in listed if "role" in e]
+    assert roles == {owner: ["owner"], admin: ["admin"]}
+    old = [f for f in await request(node.handlers, plain, "listRooms") if f["action"] == "listRooms"]
+    assert old[0]["data"]["rooms"] and all("role" not in e for e in old[0]["data"]["rooms"])
 
 
 # -- stop words ----------------------------------------------------------------------

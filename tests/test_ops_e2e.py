@@ -283,3 +283,45 @@ def test_health_fails_without_the_stores(tmp_path, zookeeper_server, mongo_serve
     finally:
         node.stop()
         gateway.stop()
+
+
+def test_edits_and_deletions_are_exported_from_a_node(ops):
+    """A real node with the export plugin: a direct message's edit and
+    deletion reach a queue bound to ``chat.direct.*`` (the edits and
+    deletions of direct messages, not the messages)."""
+    queue = f"{ops.exchange}.revisions"
+    connection = pika.BlockingConnection(pika.URLParameters(ops.rabbitmq.url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(ops.exchange, exchange_type="topic", durable=True)
+        channel.queue_declare(queue)
+        channel.queue_bind(queue, ops.exchange, routing_key="chat.direct.*")
+    finally:
+        connection.close()
+    alice, bob = ops.client(), ops.client(username="user6")
+    try:
+        assert "live" in alice.login("user5", features=["ack", "live"]).get("features", [])
+        msg_id = send_direct(alice, bob, "typo")
+        assert alice.request("edit", {"to": "user6", "msgId": msg_id, "message": "fixed"})["action"] == "edit"
+        assert alice.request("delete", {"to": "user6", "msgId": msg_id})["action"] == "delete"
+        got = []
+        deadline = time.monotonic() + 30
+        connection = pika.BlockingConnection(pika.URLParameters(ops.rabbitmq.url))
+        try:
+            channel = connection.channel()
+            while len(got) < 2 and time.monotonic() < deadline:
+                method, _, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    time.sleep(0.05)
+                    continue
+                got.append((method.routing_key, json.loads(body)))
+        finally:
+            connection.close()
+        assert [(key, doc["event"], doc["msgId"], doc["from"], doc["to"], doc["by"], doc.get("message"))
+                for key, doc in got] == [
+            ("chat.direct.edited", "edited", msg_id, "user5", "user6", "user5", "fixed"),
+            ("chat.direct.deleted", "deleted", msg_id, "user5", "user6", "user5", None)]
+        assert got[0][1]["nodeId"] == "node1" and isinstance(got[1][1]["deletedAt"], int)
+    finally:
+        alice.close()
+        bob.close()

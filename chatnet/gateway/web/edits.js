@@ -12,6 +12,16 @@ export function moderates(c) {
   return Boolean(c && c.kind === "room" && MODERATORS.has(S.roles.get(c.name)));
 }
 
+// the user's role in a room (from joinRoom, listRooms, createRoom or a role
+// notice): the messages shown there get the buttons it allows
+export function setRole(room, role) {
+  if (typeof role !== "string" || S.roles.get(room) === role) return;
+  S.roles.set(room, role);
+  const c = S.current;
+  if (!c || c.kind !== "room" || c.name !== room) return;
+  for (const item of c.items) if (item.type === "msg" && !item.own) setItemText(item);
+}
+
 export function canEdit(item) {
   return item.own && Boolean(item.msgId) && !item.deleted && item.state === "sent";
 }

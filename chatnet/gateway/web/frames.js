@@ -4,7 +4,7 @@ import {goOnline, onLogin, onResumed, rejoin, replaced, sendNow} from "./connect
 import {duration, mentions, offlineText, popularLines, statsText, textMatches} from "./texts.js";
 import {joinRoom} from "./commands.js";
 import {add, flash, loginFailed, note, removeItem, renderHeader, renderSidebar, setItemState, switchTo} from "./view.js";
-import {failed as editFailed, onAnswer as onEditAnswer, onDeleted, onEdited} from "./edits.js";
+import {failed as editFailed, onAnswer as onEditAnswer, onDeleted, onEdited, setRole} from "./edits.js";
 import {historyFailed, onHistory} from "./history.js";
 import {maybeNotify, onRead, viewed} from "./notify.js";
 import {onTyping, stopped} from "./typing.js";
@@ -157,7 +157,7 @@ export function onJoined(d, re) {
   c.history = null;
   c.joined = true;
   if (Number.isInteger(d.members)) c.members = d.members;
-  if (typeof d.role === "string") S.roles.set(room, d.role);
+  setRole(room, d.role);
   S.otherRooms.delete(room);
   S.invited.delete(room);
   storeRooms();
@@ -223,8 +223,8 @@ export function roomList(rooms) {
     } else {
       S.otherRooms.set(r.roomName, r.members);
     }
-    if (typeof r.role === "string") S.roles.set(r.roomName, r.role);
-    else if (typeof r.owner === "string" && r.owner === S.user) S.roles.set(r.roomName, "owner");
+    if (typeof r.role === "string") setRole(r.roomName, r.role);
+    else if (typeof r.owner === "string" && r.owner === S.user) setRole(r.roomName, "owner");
     const count = Number.isInteger(r.members) ? plural(r.members, "member") : "";
     const marks = `${r.private ? "  (private)" : ""}${joined ? "  (joined)" : ""}${r.invited === true && !joined ? "  (invited)" : ""}`;
     lines.push(`  #${r.roomName}  ${count}${marks}`);
@@ -263,7 +263,7 @@ export function onModerated(action, d, re) {
   const target = entry && entry.conv ? entry.conv : S.current;
   if (action === "createRoom") {
     // the owner is a member: joining makes it a room of this page
-    S.roles.set(room, "owner");
+    setRole(room, "owner");
     joinRoom(room);
     return note(`created #${room}${data.private ? ` (private: /invite ${room} <user> lets someone in)` : ""}`, "answer",
       conv("room", room));
@@ -318,7 +318,7 @@ export function onRoomNotice(d) {
   }
   if (kind === "members" || kind === "join" || kind === "leave" || !kind) return;
   if (kind === "setRole" || kind === "role") {
-    if (d.username === S.user && typeof d.role === "string") S.roles.set(room, d.role);
+    if (d.username === S.user) setRole(room, d.role);
     return;
   }
   // the moderator's own action was confirmed by its answer already

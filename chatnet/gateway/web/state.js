@@ -41,7 +41,7 @@ export const S = {
   outbox: [], // requests made while not online: {action, data, conv, item}
   resumeId: null,
   invited: new Map(), // rooms the user is invited to and not in -> who invited them (or null)
-  roles: new Map(), // room -> the user's role there ("owner", "admin"), when known
+  roles: new Map(), // room -> the user's role there ("owner", "admin", "member"), when known (edits.setRole)
   quiet: new Map(), // request id -> "typing" / "read": sent without an answer expected; an error is not shown
   noTyping: false, // the server does not know `typing`
   noRead: false, // nor `read`

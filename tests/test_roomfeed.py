@@ -54,8 +54,8 @@ class Parts:
         accepted = []
         for i in range(n):
             message = ChatMessage(new_message_id(), "someone", f"m{i}", 1, roomName=room)
-            data = await self.acceptor.accept(message, [])
-            accepted.append((message.seq, message.msgId, data))
+            stamp = await self.acceptor.accept(message, [])
+            accepted.append((stamp.seq, message.msgId, stamp.data))
         return accepted
 
 
@@ -176,11 +176,9 @@ async def test_the_accept_script_names_the_room_nodes(parts):
     ann = parts.member("ann")
     await parts.feed.add([ROOM], [ann])
     message = ChatMessage(new_message_id(), "ann", "hi", 1, roomName=ROOM)
-    await parts.acceptor.accept(message, [])
-    assert list(message.nodes) == ["A"]
+    assert list((await parts.acceptor.accept(message, [])).nodes) == ["A"]
     direct = ChatMessage(new_message_id(), "ann", "hi", 1, to="bob")
-    await parts.acceptor.accept(direct, [])
-    assert list(direct.nodes) == []
+    assert list((await parts.acceptor.accept(direct, [])).nodes) == []
 
 
 

@@ -324,13 +324,14 @@ class RoomRouter:
 
     # -- messages ------------------------------------------------------------
 
-    async def room(self, message, data):
+    async def room(self, message, data, nodes):
         """Send room C{message} (accepted here; C{data}: its chat frame
-        data) to the members on every node."""
+        data) to the members on every node: here and on C{nodes} (the
+        room's node set, read with its seq, L{chatnet.accept.Stamp})."""
         self.feed.deliver(message.roomName, message.seq, message.msgId, data)
         item = (message.roomName, message.seq, message.msgId, data)
         give_up = self.clock.seconds() + self.deadline
-        pending = {n for n in message.nodes if n != self.view.node_id}
+        pending = {n for n in nodes if n != self.view.node_id}
         while pending:
             live = self.view.live_nodes()
             pending = sorted(n for n in pending if n in live)

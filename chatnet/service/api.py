@@ -87,26 +87,19 @@ class ServerApi:
 
     async def post(self, sender, text, room=None, to=None):
         """Post C{text} from C{sender} to C{room} or user C{to}, as a
-        client's chat; returns the L{ChatMessage} and whether it was queued
-        for an offline recipient."""
+        client's chat: returns its L{chatnet.service.posting.Accepted}."""
         if len(text) > self.config.max_message_chars:
             raise ProtocolError(400, f"field 'message' is longer than {self.config.max_message_chars} characters")
         ts = now_ms(self.clock)
         if room:
             await self._check_room(room)
-            message, data = await self.posting.accept(sender, text, ts, room=room, system=True)
-            self.posting.to_room(message, data)
-            return message, False
-        target = await self.directory.lookup_all(to) or None
-        if target is None and not await self.mongo.user_exists(to):
-            raise not_found(f"user {to}")
-        message, data = await self.posting.accept(sender, text, ts, to=to, system=True)
-        if target is None:
-            await self.posting.queue(message)
-            await self.posting.after_queued(message, data)
-            return message, True
-        self.posting.direct(message, data, target)
-        return message, False
+            accepted = await self.posting.post(sender, text, ts, room=room, system=True)
+        else:
+            target = await self.directory.lookup_all(to) or None
+            if target is None and not await self.mongo.user_exists(to):
+                raise not_found(f"user {to}")
+            accepted = await self.posting.post(sender, text, ts, to=to, target=target, system=True)
+        return accepted
 
     async def _check_room(self, room):
         if room == WORLD or (room.startswith(ALLIANCE_PREFIX) and is_automatic(room)):

@@ -530,9 +530,8 @@ class ChatHandlers:
             await self.rooms.state_changed(target)
 
     async def _notice(self, connection, room, action, target, until=None):
-        frame = codec.encode(
-            "roomNotice", moderation.notice(room, action, target, connection.record.username, until))
-        await self.rooms.notice(room, frame)
+        await self.rooms.notice(
+            room, "roomNotice", moderation.notice(room, action, target, connection.record.username, until))
 
     # -- information -------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """What this node does when another node calls it over the internal port
 (L{chatnet.protocols.internal.InternalProtocol} unpacks the AMP boxes and
 calls these methods with their arguments)."""
+from chatnet.protocols import codec
 from chatnet.service.api import close_sessions
 from chatnet.sessions import SessionRecord
 
@@ -56,4 +57,4 @@ class Responder:
         await self.members(roomName, username, joined)
 
     def room_notice(self, roomName, data):
-        self.feed.notice(roomName, data)
+        self.feed.notice(roomName, *codec.decode_notice(data))

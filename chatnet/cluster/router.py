@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from chatnet.cluster.peers import PeerUnavailable
 from chatnet.errors import StoreUnavailable
-from chatnet.protocols import amp_commands as cmd
+from chatnet.protocols import amp_commands as cmd, codec
 from chatnet.protocols.constants import is_automatic
 from chatnet.stores.redis import room_nodes_key
 
@@ -352,16 +352,18 @@ class RoomRouter:
         return self.peers.call(node_id, cmd.RoomDeliver, roomNames=[i[0] for i in items], seqs=[i[1] for i in items],
                                msgIds=[i[2] for i in items], datas=[i[3] for i in items])
 
-    async def notice(self, room, data):
-        """Send a frame (C{data}: the encoded frame) to every online member
-        of C{room}, on every node."""
-        self.feed.notice(room, data)
+    async def notice(self, room, action, data):
+        """Send the frame C{action} with C{data} (a dict) to every online
+        member of C{room}, on every node (encoded once for the other
+        nodes, by L{codec.encode})."""
+        self.feed.notice(room, action, data)
         try:
             nodes = set(await self.redis.call("smembers", room_nodes_key(room)))
         except StoreUnavailable:
             nodes = set(self.view.live_nodes())
         nodes = sorted((nodes & set(self.view.live_nodes())) - {self.view.node_id})
-        calls = [defer.ensureDeferred(self.peers.call(n, cmd.RoomNotice, roomName=room, data=data)) for n in nodes]
+        frame = codec.encode(action, data)
+        calls = [defer.ensureDeferred(self.peers.call(n, cmd.RoomNotice, roomName=room, data=frame)) for n in nodes]
         await defer.DeferredList(calls, consumeErrors=True)
 
 

@@ -168,6 +168,14 @@ def encode(action, data, re=None):
     return orjson.dumps(frame)
 
 
+def decode_notice(frame):
+    """C{(action, data)} of a room notice frame made by L{encode} (as one
+    node sends it to the others, L{chatnet.cluster.router.RoomRouter.notice});
+    data is a dict."""
+    decoded = orjson.loads(frame)
+    return decoded.get("action"), decoded.get("data") or {}
+
+
 def encode_error(error, re=None):
     if re is None:
         re = error.re

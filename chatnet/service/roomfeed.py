@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from chatnet.errors import StoreUnavailable
 from chatnet.history import RESUME_LIMIT
 from chatnet.messages import room_channel
+from chatnet.protocols import codec
 from chatnet.protocols.constants import automatic_rooms
 from chatnet.service.delivery import push_chat
 from chatnet.stores.redis import SEQ_TRUSTED, node_rooms_key, room_nodes_key, seq_key
@@ -262,17 +263,20 @@ class RoomFeed:
         room.next = seq + 1
         self._drain(room)
 
-    def notice(self, name, payload):
-        """Send a frame (C{payload}, encoded) to this node's members of C{name}.
-        A C{roomNotice} also reaches the sessions of the user it is about
+    def notice(self, name, action, data):
+        """Send the frame C{action} with C{data} (a dict), encoded once, to
+        this node's members of C{name}. A C{roomNotice} also reaches the
+        sessions of the user it is about
         (L{chatnet.service.session.Session.room_notice}: a mute is kept)."""
         room = self.rooms.get(name)
         members = [c for c in (room.members if room is not None else ()) if c.record is not None]
-        if b'"action":"roomNotice"' in payload:
-            data = orjson.loads(payload).get("data") or {}
+        if not members:
+            return
+        if action == "roomNotice":
             for connection in members:
                 if connection.record.username == data.get("username"):
                     connection.session.room_notice(data)
+        payload = codec.encode(action, data)
         for connection in members:
             connection.sendMessage(payload)
 

@@ -10,11 +10,10 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from chatnet import moderation
-from chatnet.cluster.peers import PeerUnavailable
+from chatnet.cluster.remote import PeerUnavailable
 from chatnet.errors import ProtocolError, StoreUnavailable
 from chatnet.messages import now_ms, room_channel
 from chatnet.names import user_name_problem
-from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic, online_for
 
 log = Logger()
@@ -62,14 +61,14 @@ class ServerApi:
     @param posting: the L{chatnet.service.posting.Posting}.
     @param rooms: the L{chatnet.cluster.router.RoomRouter} (told of
         membership changes).
-    @param peers: the L{chatnet.cluster.peers.Peers} (disconnects on other
-        nodes).
+    @param nodes: the L{chatnet.cluster.remote.OtherNodes} (disconnects on
+        other nodes).
     @param history: the L{chatnet.history.History} (the floor of a room
         made under a deleted one's name).
     @param hash_password: C{hash_password(password)}, blocking: run in a thread.
     """
 
-    def __init__(self, *, config, clock, view, mongo, directory, sessions, posting, rooms, peers, history=None,
+    def __init__(self, *, config, clock, view, mongo, directory, sessions, posting, rooms, nodes, history=None,
                  hash_password=hash_password):
         self.config = config
         self.clock = clock
@@ -79,7 +78,7 @@ class ServerApi:
         self.sessions = sessions
         self.posting = posting
         self.rooms = rooms
-        self.peers = peers
+        self.nodes = nodes
         self.history = history
         self.hash_password = hash_password
 
@@ -162,12 +161,12 @@ class ServerApi:
             records = self.directory.cached_all(username)
         others = sorted({r.nodeId for r in records} - {self.view.node_id})
         answers = await defer.DeferredList(
-            [defer.ensureDeferred(self.peers.call(node, cmd.Disconnect, username=username)) for node in others],
+            [defer.ensureDeferred(self.nodes.close_sessions(node, username)) for node in others],
             consumeErrors=True,
         )
         for node, (ok, answer) in zip(others, answers):
             if ok:
-                closed += answer["sessions"]
+                closed += answer
             elif answer.check(PeerUnavailable):
                 log.warn("sessions of {user} on {node} not closed: node unreachable", user=username, node=node)
             else:

@@ -20,8 +20,6 @@ log = Logger()
 
 #: seconds a disconnect waits for the closed sessions to be logged out
 CLOSE_WAIT = 5.0
-#: bytes of user names one room presence answer carries (one AMP value is < 64 KiB)
-PRESENCE_BYTES = 60 * 1024
 
 _hasher = PasswordHasher()
 
@@ -123,7 +121,8 @@ class ServerApi:
 
     async def room_presence(self, room):
         """The online members of C{room} (sorted, as many as fit in
-        L{PRESENCE_BYTES}), and whether some were left out."""
+        the configured C{max_presence_bytes}), and whether some were left
+        out."""
         if room == WORLD:
             online = {r.username for r in self.directory.online()}
         elif is_automatic(room):
@@ -137,7 +136,7 @@ class ServerApi:
         names, size = [], 0
         for name in sorted(online):
             size += len(name.encode("utf-8")) + 2
-            if size > PRESENCE_BYTES:
+            if size > self.config.max_presence_bytes:
                 return names, True
             names.append(name)
         return names, False

@@ -235,6 +235,12 @@ class ChatNode(MultiService):
             presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery,
             tokens=self._token_verifier(), room_state=room_state, emit=self.emit,
         )
+        background = handlers.posting.background
+        self.metrics.track("chatnet_background_failures",
+                           "Deliveries a request started and did not wait for that failed (each is logged).",
+                           lambda: background.failures)
+        self.metrics.track("chatnet_background_running", "Deliveries a request started that are still running.",
+                           lambda: background.running, kind="gauge")
         self.factory.serve(handlers, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
         ))

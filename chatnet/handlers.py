@@ -3,7 +3,6 @@
 A handler gets the connection and a decoded, type-checked :class:`Request`
 and either answers through the connection or raises :class:`ProtocolError`.
 """
-import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from twisted.internet import threads
@@ -268,7 +267,7 @@ class ChatHandlers:
             return
         for doc in docs:
             data = doc["data"]
-            self.delivery.deliver_queued(connection, data["msgId"], orjson.dumps(data))
+            self.delivery.deliver_queued(connection, data["msgId"], codec.chat_data_of(data))
         if "offline" in connection.features and (docs or dropped):
             # after the queued messages, also while a resume holds them back
             connection.push(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
@@ -413,7 +412,7 @@ class ChatHandlers:
             floor = doc.get("floor") if doc is not None and isinstance(doc.get("floor"), int) else 0
             history = await self.history.recent(room_channel(room), floor=floor)
             for data in history:
-                session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
+                session.replay(data["msgId"], codec.chat_frame(codec.chat_data_of(data)))
             connection.answer("joinRoom", {"roomName": room, "members": members}, request)
         finally:
             if not holding:
@@ -593,7 +592,7 @@ class ChatHandlers:
                     too_old.append(name)
                     continue
                 for data in missed:
-                    session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
+                    session.replay(data["msgId"], codec.chat_frame(codec.chat_data_of(data)))
                     replayed += 1
             connection.answer("resume", {"replayed": replayed, "tooOld": too_old}, request)
         finally:

@@ -155,6 +155,12 @@ def chat_data(head, seq):
     return head + b"%d}" % seq
 
 
+def chat_data_of(data):
+    """The chat frame data (JSON bytes) of C{data}, a dict with its seq (a
+    message read back from the history or MongoDB)."""
+    return orjson.dumps(data)
+
+
 def chat_data_to(data, to):
     """Chat frame C{data} (JSON bytes) with C{to} added: a direct message
     as the sender's other sessions get it (docs/protocol.md, C{multi})."""

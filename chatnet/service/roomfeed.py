@@ -27,7 +27,6 @@ a message reaches a session at most once, never after a later one, and a
 member who joined after a message does not get it live (the join showed the
 history up to its seq).
 """
-import orjson
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
@@ -346,7 +345,7 @@ class RoomFeed:
                 seq = data.get("seq") or 0
                 if seq >= room.next:
                     held = room.held.pop(seq, None)
-                    self._send(room, seq, data["msgId"], held[1] if held else orjson.dumps(data))
+                    self._send(room, seq, data["msgId"], held[1] if held else codec.chat_data_of(data))
                     room.next = seq + 1
         self._drain(room)
         if room.held:

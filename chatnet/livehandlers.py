@@ -224,8 +224,7 @@ class LiveHandlers:
         frame C{action}, except the session that asked."""
         me, session = connection.record.username, connection.record.sessionId
         if room is not None:
-            frame = codec.encode(action, {"roomName": room, **data})
-            await self.rooms.notice(room, frame, LIVE, skip_session=session)
+            await self.rooms.notice(room, action, {"roomName": room, **data}, LIVE, skip_session=session)
             return
         await defer.DeferredList([
             defer.ensureDeferred(self.notices.send(user, codec.encode(action, {"conversation": me, **data}))),
@@ -241,8 +240,8 @@ class LiveHandlers:
         if room is not None:
             await self.base.check_member(connection, [room], "typing")
             if self.typing_gate.allow(me, "#" + room):
-                _background(self.rooms.notice(room, codec.encode("typing", {"roomName": room, "from": me}), LIVE,
-                                              skip_user=me), "typing")
+                _background(self.rooms.notice(room, "typing", {"roomName": room, "from": me}, LIVE, skip_user=me),
+                            "typing")
             return
         if user == me:
             raise ProtocolError(400, "a conversation is with another user", "typing")
@@ -367,8 +366,8 @@ class LiveHandlers:
         except StoreUnavailable:
             return
         if doc is not None:
-            frame = codec.encode("members", {"roomName": room, "members": len(doc.get("members") or ())})
-            _background(self.rooms.notice(room, frame, LIVE, skip_session=skip), "members")
+            _background(self.rooms.notice(room, "members", {"roomName": room, "members": len(doc.get("members") or ())},
+                                          LIVE, skip_session=skip), "members")
 
 
 def _background(coroutine, what):

@@ -6,9 +6,13 @@ import json
 import os
 import signal
 
+import pytest
+
 from devtools import devcluster
 from devtools.localservices import free_port
 from tests.harness import wait_until
+
+pytestmark = pytest.mark.process  # stores, a gateway and a twistd chat node (tests/tiers.py)
 
 
 def _entry(cluster, name):

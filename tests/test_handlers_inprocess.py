@@ -344,3 +344,26 @@ async def test_a_client_leaving_while_its_login_is_published_ends_offline(node):
     assert node.sessions.get("user1") is None
     # as the other nodes see it: the session is gone from Redis
     assert await node.redis.call("hget", SESSIONS, "user1") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_posting_answers_an_accepted_value_before_the_route(node):
+    """L{Posting.post} returns an immutable L{Accepted} and calls
+    C{accepted} with it before the message is routed: the sender's answer
+    comes before its own copy of the room message."""
+    import dataclasses
+
+    alice = await logged_in(node, "user1")
+    await request(node.handlers, alice, "joinRoom", roomName="room1")
+    alice.take()
+    told = []
+    accepted = await node.handlers.posting.post(
+        "user1", "hello", 1_700_000_000_000, room="room1",
+        accepted=lambda a: told.append((a, len(alice.chats()))))
+    assert told == [(accepted, 0)]
+    assert (accepted.seq, accepted.queued, accepted.message.message) == (1, False, "hello")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        accepted.queued = True
+    await run_until(None, lambda: alice.chats(), "the room message")
+    assert [c["seq"] for c in alice.chats()] == [1]
+    assert node.handlers.posting.background.failures == 0

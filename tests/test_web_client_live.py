@@ -28,6 +28,8 @@ import pytest
 
 from tests.harness import ChatCluster
 
+pytestmark = pytest.mark.process  # Chromium and twistd chat processes (tests/tiers.py)
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 

@@ -320,10 +320,11 @@ class ChatHandlers:
                               request)
             return
         if "ack" in connection.features:
+            masked = accepted.message.message
             connection.answer(
                 "ack",
                 {"re": request.id, "id": accepted.msgId, "msgId": accepted.msgId, "seq": accepted.seq,
-                 "ts": accepted.ts, **({"message": accepted.message.message} if accepted.message.message != text else {})},
+                 "ts": accepted.ts, **({"message": masked} if masked != text else {})},
                 request,
             )
         if to and connection.record.multi:

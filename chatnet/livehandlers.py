@@ -81,11 +81,17 @@ class LiveHandlers:
     @param rooms: the L{chatnet.cluster.router.RoomRouter} (room notices).
     @param directory: the L{chatnet.sessions.SessionDirectory}.
     @param profanity: the L{chatnet.profanity.ProfanityFilter}.
+    @param background: the L{chatnet.service.background.Background} that
+        owns the notices' fan-out to other nodes, which a request does not
+        wait for (a node that does not answer would cost it the peer call's
+        timeout; this node's sessions have theirs before its first wait);
+        default: the one of C{base}'s posting.
     """
 
     def __init__(self, *, base, config, clock, redis, mongo, live, scrollback, revisions, notices, rooms,
-                 directory, profanity):
+                 directory, profanity, background=None):
         self.base = base
+        self.background = background if background is not None else base.posting.background
         self.config = config
         self.clock = clock
         self.redis = redis
@@ -190,7 +196,8 @@ class LiveHandlers:
             raise self._gone(msg_id, room, user, "edit")
         answer = {"msgId": msg_id, "seq": revised["seq"], "message": revised["message"], "editedAt": at}
         connection.answer("edit", {**_where(room, user, "to"), **answer}, request)
-        _background(self._tell(connection, "messageEdited", room, user, {**answer, "by": me}), "messageEdited")
+        self.background.run("messageEdited notice",
+                            self._tell(connection, "messageEdited", room, user, {**answer, "by": me}))
 
     async def delete(self, connection, request):
         msg_id = self._msg_id(request)
@@ -205,7 +212,8 @@ class LiveHandlers:
         answer = {"msgId": msg_id, "seq": data["seq"]}
         if not data.get("deleted"):
             await self.revisions.revise(channel, data, me, now_ms(self.clock))
-            _background(self._tell(connection, "messageDeleted", room, user, {**answer, "by": me}), "messageDeleted")
+            self.background.run("messageDeleted notice",
+                                self._tell(connection, "messageDeleted", room, user, {**answer, "by": me}))
         connection.answer("delete", {**_where(room, user, "to"), **answer}, request)
 
     async def _message(self, channel, msg_id, room, user, deleted_ok=False):
@@ -240,13 +248,14 @@ class LiveHandlers:
         if room is not None:
             await self.base.check_member(connection, [room], "typing")
             if self.typing_gate.allow(me, "#" + room):
-                _background(self.rooms.notice(room, "typing", {"roomName": room, "from": me}, LIVE, skip_user=me),
-                            "typing")
+                self.background.run("typing notice", self.rooms.notice(room, "typing", {"roomName": room, "from": me},
+                                                                       LIVE, skip_user=me))
             return
         if user == me:
             raise ProtocolError(400, "a conversation is with another user", "typing")
         if self.directory.cached_all(user) and self.typing_gate.allow(me, "@" + user):
-            _background(self.notices.send(user, codec.encode("typing", {"to": user, "from": me})), "typing")
+            self.background.run("typing notice",
+                                self.notices.send(user, codec.encode("typing", {"to": user, "from": me})))
 
     # -- read markers and unread counts ---------------------------------------
 
@@ -264,7 +273,8 @@ class LiveHandlers:
         answer = {"roomName": room} if room is not None else {"conversation": user}
         answer["seq"] = stored
         connection.answer("read", answer, request)
-        _background(self.notices.send(me, codec.encode("read", answer), skip=connection.record.sessionId), "read")
+        self.background.run("read notice",
+                            self.notices.send(me, codec.encode("read", answer), skip=connection.record.sessionId))
 
     async def _unread(self, username, rooms):
         """C{room -> unread} of C{rooms} (the user is in each): the room's
@@ -338,7 +348,7 @@ class LiveHandlers:
         room, target = request.data["roomName"], request.data["username"]
         frame = codec.encode("roomNotice", {"roomName": room, "action": "invite", "kind": "invited",
                                             "username": target, "by": connection.record.username})
-        _background(self.notices.send(target, frame), "invitation")
+        self.background.run("invitation notice", self.notices.send(target, frame))
 
     async def _joined(self, connection, request):
         """A new member's marker is the room's last seq; the others learn
@@ -366,17 +376,8 @@ class LiveHandlers:
         except StoreUnavailable:
             return
         if doc is not None:
-            _background(self.rooms.notice(room, "members", {"roomName": room, "members": len(doc.get("members") or ())},
-                                          LIVE, skip_session=skip), "members")
-
-
-def _background(coroutine, what):
-    """Run a fan-out to other nodes without holding up the connection's
-    next request (a node that does not answer costs it the peer call's
-    timeout); the frames for this node's sessions are sent before its
-    first wait."""
-    defer.ensureDeferred(coroutine).addErrback(
-        lambda f: log.warn("{what} notice not sent everywhere: {why}", what=what, why=f.getErrorMessage()))
+            count = {"roomName": room, "members": len(doc.get("members") or ())}
+            self.background.run("members notice", self.rooms.notice(room, "members", count, LIVE, skip_session=skip))
 
 
 def _where(room, user, other):

@@ -248,13 +248,14 @@ class ChatNode(MultiService):
             scrollback=Scrollback(self.redis, self.live, self.message_log.waiting),
             revisions=Revisions(self.redis, self.live, self.message_log.waiting),
             notices=UserNotices(view, self.peers, self.directory, self.sessions), rooms=rooms,
-            directory=self.directory, profanity=self.profanity,
+            directory=self.directory, profanity=self.profanity, background=handlers.posting.background,
         ).install()
         background = handlers.posting.background
         self.metrics.track("chatnet_background_failures",
-                           "Deliveries a request started and did not wait for that failed (each is logged).",
+                           "Deliveries and notices a request started and did not wait for that failed (each logged).",
                            lambda: background.failures)
-        self.metrics.track("chatnet_background_running", "Deliveries a request started that are still running.",
+        self.metrics.track("chatnet_background_running",
+                           "Deliveries and notices a request started that are still running.",
                            lambda: background.running, kind="gauge")
         self.factory.serve(handlers, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,

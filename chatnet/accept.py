@@ -8,9 +8,12 @@ the largest part of a message's CPU cost. ``ACCEPT`` does all three for
 every message given to L{Acceptor.accept} during a turn (sent at the end of
 the turn, L{chatnet.protocols.turnwrites.at_turn_end}), atomically and in
 the order they came, so the history list is also always in seq order. The
-history entry needs the seq inside its JSON: the caller sends the frame data
-without it (``...,"seq":``) and the script appends the number and the
-closing brace.
+history entry needs the seq inside its JSON: the codec builds the frame
+data up to the seq (:func:`chatnet.protocols.codec.chat_data_head`), the
+script appends the number and the closing brace, as
+:func:`chatnet.protocols.codec.chat_data` does with the seq it answers.
+The message given is not changed: its seq, node set and frame data come
+back as a :class:`Stamp`.
 
 For a room message the script also answers the room's node set
 (:mod:`chatnet.service.roomfeed`): the nodes to send it to, read in the same
@@ -37,12 +40,14 @@ message alone and answers -1 for it; the counter is restored as before
 (:meth:`chatnet.sequences.Sequences.restore`) and the message is given to
 the script again.
 """
-import orjson
+from typing import NamedTuple
+
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from chatnet.errors import StoreUnavailable
 from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua, joined
+from chatnet.protocols.codec import chat_data, chat_data_head
 from chatnet.protocols.turnwrites import at_turn_end
 from chatnet.rescue import ACCEPTING, WINDOW, accepted_key
 from chatnet.stores.redis import SEQ_TRUSTED, history_key, room_nodes_key, room_state_key, seq_key
@@ -123,12 +128,22 @@ class StaleRoomState(Exception):
     accepted; read the state again, check again, and try again."""
 
 
+class Stamp(NamedTuple):
+    """What accepting gave a message: its C{seq}, for a room message the
+    C{nodes} with members of the room (read with the seq), and its chat
+    frame C{data} (JSON bytes, with the seq)."""
+
+    seq: int
+    nodes: tuple
+    data: bytes
+
+
 def frame_data_head(message):
-    """The JSON of C{message}'s chat frame data up to its seq value:
-    C{head + b"%d}" % seq} is C{orjson.dumps(message.frame_data())}."""
+    """The JSON of C{message}'s chat frame data up to its seq value
+    (L{chatnet.protocols.codec.chat_data_head})."""
     data = message.frame_data()
     del data["seq"]
-    return orjson.dumps(data)[:-1] + b',"seq":'
+    return chat_data_head(data)
 
 
 class _Waiting:
@@ -172,11 +187,11 @@ class Acceptor:
         self._waiting = []  # the _Waiting of this turn
 
     def accept(self, message, words, version=None):
-        """Give C{message} its seq (set on it), append it to its channel's
-        history and count C{words}: a Deferred of its chat frame data (JSON
-        bytes). A room message also gets the room's node set
-        (C{message.nodes}). The messages of a turn go in one Redis call, in
-        the order given.
+        """Give C{message} its seq, append it to its channel's history and
+        count C{words}: a Deferred of its L{Stamp} (seq, for a room message
+        the room's node set, chat frame data); C{message} is left as it
+        was. The messages of a turn go in one Redis call, in the order
+        given.
 
         Fails with L{StoreUnavailable} if Redis did not answer; nothing was
         accepted then. With C{version} (a string: the version of the
@@ -237,10 +252,8 @@ class Acceptor:
                 else:
                     again.append(waiting)
                 continue
-            message = waiting.message
-            seq = message.seq = int(answer[0])
-            message.nodes = answer[1:]
-            waiting.d.callback(waiting.head + b"%d}" % seq)
+            seq = int(answer[0])
+            waiting.d.callback(Stamp(seq, tuple(answer[1:]), chat_data(waiting.head, seq)))
         channels = {}
         for waiting in again:
             channels.setdefault(waiting.message.channel, []).append(waiting)

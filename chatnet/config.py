@@ -27,6 +27,9 @@ class NodeConfig:
     node_id: str = ""
     max_message_chars: int = 4096
     max_frame_bytes: int = 1024 * 1024
+    # bytes of user names one room presence answer of the server API holds
+    # (docs/api.md); the internal port splits them over AMP values
+    max_presence_bytes: int = 192 * 1024
     rate_limit: float = 20.0
     rate_burst: float = 40.0
     # bytes a second per connection and per user on this node (chatnet.budget)

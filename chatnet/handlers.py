@@ -3,10 +3,9 @@
 A handler gets the connection and a decoded, type-checked :class:`Request`
 and either answers through the connection or raises :class:`ProtocolError`.
 """
-import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from twisted.internet import defer, threads
+from twisted.internet import threads
 from twisted.logger import Logger
 
 from chatnet import moderation
@@ -279,7 +278,7 @@ class ChatHandlers:
             return
         for doc in docs:
             data = doc["data"]
-            self.delivery.deliver_queued(connection, data["msgId"], orjson.dumps(data))
+            self.delivery.deliver_queued(connection, data["msgId"], codec.chat_data_of(data))
         if "offline" in connection.features and (docs or dropped):
             # after the queued messages, also while a resume holds them back
             connection.push(codec.encode("offline", {"delivered": len(docs), "dropped": dropped}))
@@ -303,40 +302,39 @@ class ChatHandlers:
         if is_group or room:
             if not room:
                 raise ProtocolError(400, "missing field 'roomName'", "chat")
-            to, target = "", None
-            message, data = await self._accept_in_room(connection, text, ts, fmt, room)
-        else:
-            to = request.string("to", max_length=MAX_NAME)
-            target = await self.directory.lookup_all(to) or None
-            if target is None and not ("offline" in connection.features and await self.mongo.user_exists(to)):
-                raise not_online(to)
-            message, data = await self.posting.accept(record.username, text, ts, fmt, to)
-        if not room and target is None:
-            await self.posting.queue(message)
-            connection.answer("queued", {"to": to, "msgId": message.msgId, "seq": message.seq, "ts": message.ts}, request)
-            await self.posting.after_queued(message, data)
+            await self._post_in_room(connection, request, text, ts, fmt, room)
+            return
+        to = request.string("to", max_length=MAX_NAME)
+        target = await self.directory.lookup_all(to) or None
+        if target is None and not ("offline" in connection.features and await self.mongo.user_exists(to)):
+            raise not_online(to)
+        await self.posting.post(record.username, text, ts, fmt, to=to, target=target, copy_to_sender=record.multi,
+                                accepted=lambda accepted: self._answer_chat(connection, request, accepted, text, to))
+
+    def _answer_chat(self, connection, request, accepted, text, to=""):
+        """Answer an accepted chat: C{queued} for an offline recipient, else
+        C{ack} (with that feature, and the message as accepted if its
+        profanity was masked, unlike the C{text} sent); the sender's other
+        sessions of a direct message show what it sent, this one has its
+        answer already."""
+        if accepted.queued:
+            connection.answer("queued", {"to": to, "msgId": accepted.msgId, "seq": accepted.seq, "ts": accepted.ts},
+                              request)
             return
         if "ack" in connection.features:
+            masked = accepted.message.message
             connection.answer(
                 "ack",
-                {"re": request.id, "id": message.msgId, "msgId": message.msgId, "seq": message.seq, "ts": message.ts,
-                 **({"message": message.message} if message.message != text else {})},
+                {"re": request.id, "id": accepted.msgId, "msgId": accepted.msgId, "seq": accepted.seq,
+                 "ts": accepted.ts, **({"message": masked} if masked != text else {})},
                 request,
             )
-        if room:
-            self.posting.to_room(message, data)
-        else:
-            if record.multi:
-                # the sender's other sessions show what it sent; this one
-                # has its answer already
-                self.delivery.sent_from(connection, message.msgId)
-            self.posting.direct(message, data, target)
-            if record.multi:
-                defer.ensureDeferred(self._to_own_sessions(message, data))
+        if to and connection.record.multi:
+            self.delivery.sent_from(connection, accepted.msgId)
 
-    async def _accept_in_room(self, connection, text, ts, fmt, room):
-        """Check that the user may post to C{room}, then accept the post;
-        in an ordinary room, on the condition that the user's room state is
+    async def _post_in_room(self, connection, request, text, ts, fmt, room):
+        """Check that the user may post to C{room}, then post; in an
+        ordinary room, on the condition that the user's room state is
         still the version the check was made against (the session's,
         taken before the check): if it moved, the state is read again and
         checked again (L{chatnet.service.roomstate}), L{STALE_TRIES} times
@@ -348,18 +346,12 @@ class ChatHandlers:
             version = session.room_version if checked else None
             await self._check_member(connection, [room], "chat")
             try:
-                return await self.posting.accept(username, text, ts, fmt, room=room, version=version)
+                return await self.posting.post(
+                    username, text, ts, fmt, room=room, version=version,
+                    accepted=lambda accepted: self._answer_chat(connection, request, accepted, text))
             except StaleRoomState:
                 await self.room_state.refresh([username])
         raise StoreUnavailable("redis", "chat")
-
-    async def _to_own_sessions(self, message, data):
-        """Deliver what a user sent to their other C{multi} sessions: the
-        chat frame with C{to} (the conversation it belongs to)."""
-        own = [r for r in self.directory.cached_all(message.sender) if r.multi]
-        if own:
-            data = orjson.dumps({**orjson.loads(data), "to": message.to})
-            await self.router.direct(message, data, own, to=message.sender)
 
     def check_member(self, connection, rooms, action):
         return self._check_member(connection, rooms, action)
@@ -437,7 +429,7 @@ class ChatHandlers:
             floor = doc.get("floor") if doc is not None and isinstance(doc.get("floor"), int) else 0
             history = await self.history.recent(room_channel(room), floor=floor)
             for data in history:
-                session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
+                session.replay(data["msgId"], codec.chat_frame(codec.chat_data_of(data)))
             connection.answer("joinRoom", {"roomName": room, "members": members,
                                            **self.join_extras(connection, doc)}, request)
         finally:
@@ -555,10 +547,10 @@ class ChatHandlers:
             await self.rooms.state_changed(target)
 
     async def _notice(self, connection, room, action, target, until=None):
-        frame = codec.encode(
-            "roomNotice", moderation.notice(room, action, target, connection.record.username, until))
         # the moderator's session has its answer
-        await self.rooms.notice(room, frame, skip_session=connection.record.sessionId)
+        await self.rooms.notice(
+            room, "roomNotice", moderation.notice(room, action, target, connection.record.username, until),
+            skip_session=connection.record.sessionId)
 
     # -- information -------------------------------------------------------------
 
@@ -621,7 +613,7 @@ class ChatHandlers:
                     too_old.append(name)
                     continue
                 for data in missed:
-                    session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
+                    session.replay(data["msgId"], codec.chat_frame(codec.chat_data_of(data)))
                     replayed += 1
             connection.answer("resume", {"replayed": replayed, "tooOld": too_old}, request)
         finally:

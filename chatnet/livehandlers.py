@@ -83,11 +83,17 @@ class LiveHandlers:
     @param profanity: the L{chatnet.profanity.ProfanityFilter}.
     @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}):
         C{message_edited} and C{message_deleted}, once stored.
+    @param background: the L{chatnet.service.background.Background} that
+        owns the notices' fan-out to other nodes, which a request does not
+        wait for (a node that does not answer would cost it the peer call's
+        timeout; this node's sessions have theirs before its first wait);
+        default: the one of C{base}'s posting.
     """
 
     def __init__(self, *, base, config, clock, redis, mongo, live, scrollback, revisions, notices, rooms,
-                 directory, profanity, emit=lambda event, *args: None):
+                 directory, profanity, emit=lambda event, *args: None, background=None):
         self.base = base
+        self.background = background if background is not None else base.posting.background
         self.config = config
         self.clock = clock
         self.redis = redis
@@ -196,7 +202,8 @@ class LiveHandlers:
         self.emit("message_edited", MessageRevision(msg_id, channel, room or "", me, user or "", revised["seq"], me,
                                                     at, revised["message"]))
         connection.answer("edit", {**_where(room, user, "to"), **answer}, request)
-        _background(self._tell(connection, "messageEdited", room, user, {**answer, "by": me}), "messageEdited")
+        self.background.run("messageEdited notice",
+                            self._tell(connection, "messageEdited", room, user, {**answer, "by": me}))
 
     async def delete(self, connection, request):
         msg_id = self._msg_id(request)
@@ -214,7 +221,8 @@ class LiveHandlers:
             if await self.revisions.revise(channel, data, me, at) is not None:
                 self.emit("message_deleted", MessageRevision(msg_id, channel, room or "", data.get("from", ""),
                                                              user or "", data["seq"], me, at))
-            _background(self._tell(connection, "messageDeleted", room, user, {**answer, "by": me}), "messageDeleted")
+            self.background.run("messageDeleted notice",
+                                self._tell(connection, "messageDeleted", room, user, {**answer, "by": me}))
         connection.answer("delete", {**_where(room, user, "to"), **answer}, request)
 
     async def _message(self, channel, msg_id, room, user, deleted_ok=False):
@@ -233,8 +241,7 @@ class LiveHandlers:
         frame C{action}, except the session that asked."""
         me, session = connection.record.username, connection.record.sessionId
         if room is not None:
-            frame = codec.encode(action, {"roomName": room, **data})
-            await self.rooms.notice(room, frame, LIVE, skip_session=session)
+            await self.rooms.notice(room, action, {"roomName": room, **data}, LIVE, skip_session=session)
             return
         await defer.DeferredList([
             defer.ensureDeferred(self.notices.send(user, codec.encode(action, {"conversation": me, **data}))),
@@ -250,13 +257,14 @@ class LiveHandlers:
         if room is not None:
             await self.base.check_member(connection, [room], "typing")
             if self.typing_gate.allow(me, "#" + room):
-                _background(self.rooms.notice(room, codec.encode("typing", {"roomName": room, "from": me}), LIVE,
-                                              skip_user=me), "typing")
+                self.background.run("typing notice", self.rooms.notice(room, "typing", {"roomName": room, "from": me},
+                                                                       LIVE, skip_user=me))
             return
         if user == me:
             raise ProtocolError(400, "a conversation is with another user", "typing")
         if self.directory.cached_all(user) and self.typing_gate.allow(me, "@" + user):
-            _background(self.notices.send(user, codec.encode("typing", {"to": user, "from": me})), "typing")
+            self.background.run("typing notice",
+                                self.notices.send(user, codec.encode("typing", {"to": user, "from": me})))
 
     # -- read markers and unread counts ---------------------------------------
 
@@ -274,7 +282,8 @@ class LiveHandlers:
         answer = {"roomName": room} if room is not None else {"conversation": user}
         answer["seq"] = stored
         connection.answer("read", answer, request)
-        _background(self.notices.send(me, codec.encode("read", answer), skip=connection.record.sessionId), "read")
+        self.background.run("read notice",
+                            self.notices.send(me, codec.encode("read", answer), skip=connection.record.sessionId))
 
     async def _unread(self, username, rooms):
         """C{room -> unread} of C{rooms} (the user is in each): the room's
@@ -357,7 +366,7 @@ class LiveHandlers:
         room, target = request.data["roomName"], request.data["username"]
         frame = codec.encode("roomNotice", {"roomName": room, "action": "invite", "kind": "invited",
                                             "username": target, "by": connection.record.username})
-        _background(self.notices.send(target, frame), "invitation")
+        self.background.run("invitation notice", self.notices.send(target, frame))
 
     async def _joined(self, connection, request):
         """A new member's marker is the room's last seq; the others learn
@@ -385,17 +394,8 @@ class LiveHandlers:
         except StoreUnavailable:
             return
         if doc is not None:
-            frame = codec.encode("members", {"roomName": room, "members": len(doc.get("members") or ())})
-            _background(self.rooms.notice(room, frame, LIVE, skip_session=skip), "members")
-
-
-def _background(coroutine, what):
-    """Run a fan-out to other nodes without holding up the connection's
-    next request (a node that does not answer costs it the peer call's
-    timeout); the frames for this node's sessions are sent before its
-    first wait."""
-    defer.ensureDeferred(coroutine).addErrback(
-        lambda f: log.warn("{what} notice not sent everywhere: {why}", what=what, why=f.getErrorMessage()))
+            count = {"roomName": room, "members": len(doc.get("members") or ())}
+            self.background.run("members notice", self.rooms.notice(room, "members", count, LIVE, skip_session=skip))
 
 
 def _where(room, user, other):

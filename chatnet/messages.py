@@ -58,7 +58,7 @@ def now_ms(clock=None):
 class ChatMessage:
     """One accepted message, as routed between nodes and stored."""
 
-    __slots__ = ("msgId", "sender", "to", "roomName", "message", "ts", "format", "seq", "channel", "nodes", "_id",
+    __slots__ = ("msgId", "sender", "to", "roomName", "message", "ts", "format", "seq", "channel", "_id",
                  "system")
 
     def __init__(self, msgId, sender, message, ts, format="text", to="", roomName="", seq=0, system=False):
@@ -72,8 +72,6 @@ class ChatMessage:
         self.seq = seq
         self.system = system
         self.channel = room_channel(roomName) if roomName else dm_channel(SYSTEM if system else sender, to)
-        # a room message: the nodes with members of the room (the accept script)
-        self.nodes = ()
         self._id = None  # the ObjectId of msgId, once made
 
     @classmethod
@@ -82,6 +80,14 @@ class ChatMessage:
         oid = new_object_id()
         made = cls(str(oid), sender, message, ts, format, to, roomName, system=system)
         made._id = oid
+        return made
+
+    def with_seq(self, seq):
+        """This message as accepted with C{seq}: a new message (this one is
+        left as it was)."""
+        made = ChatMessage(self.msgId, self.sender, self.message, self.ts, self.format, self.to, self.roomName, seq,
+                           self.system)
+        made._id = self._id
         return made
 
     @property

@@ -32,6 +32,7 @@ from chatnet.cluster.leadership import Leadership
 from chatnet.cluster.membership import Membership
 from chatnet.cluster.peers import Peers
 from chatnet.cluster.presence import HEARTBEAT, Presence
+from chatnet.cluster.remote import OtherNodes
 from chatnet.cluster.responder import Responder
 from chatnet.cluster.router import RoomRouter, Router
 from chatnet.cluster.view import ClusterView
@@ -248,12 +249,20 @@ class ChatNode(MultiService):
             revisions=Revisions(self.redis, self.live, self.message_log.waiting),
             notices=UserNotices(view, self.peers, self.directory, self.sessions), rooms=rooms,
             directory=self.directory, profanity=self.profanity, emit=self.emit,
+            background=handlers.posting.background,
         ).install()
+        background = handlers.posting.background
+        self.metrics.track("chatnet_background_failures",
+                           "Deliveries and notices a request started and did not wait for that failed (each logged).",
+                           lambda: background.failures)
+        self.metrics.track("chatnet_background_running",
+                           "Deliveries and notices a request started that are still running.",
+                           lambda: background.running, kind="gauge")
         self.factory.serve(handlers, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
         ))
         api = ServerApi(config=config, clock=clock, view=view, mongo=self.mongo, directory=self.directory,
-                        sessions=self.sessions, posting=handlers.posting, rooms=rooms, peers=self.peers,
+                        sessions=self.sessions, posting=handlers.posting, rooms=rooms, nodes=OtherNodes(self.peers),
                         history=self.history)
         return responder, ApiResponder(api)
 

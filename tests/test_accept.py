@@ -9,6 +9,7 @@ from chatnet.accept import Acceptor, frame_data_head
 from chatnet.errors import StoreUnavailable
 from chatnet.history import History
 from chatnet.messages import ChatMessage, new_message_id
+from chatnet.protocols.codec import chat_data
 from chatnet.popular import PopularWords
 from chatnet.sequences import Sequences
 from chatnet.stores.redis import RedisStore, history_key, seq_key
@@ -27,8 +28,7 @@ def message(text, sender="ann", to="bob", room=""):
 
 def test_head_plus_seq_is_the_frame_data():
     m = message('a "quoted" text \u00e9')
-    m.seq = 42
-    assert frame_data_head(m) + b"42}" == orjson.dumps(m.frame_data())
+    assert chat_data(frame_data_head(m), 42) == orjson.dumps(m.with_seq(42).frame_data())
 
 
 @pytest_twisted.ensureDeferred
@@ -44,9 +44,10 @@ async def test_accept_counts_stores_history_and_words(redis):
     sent = []
     for i in range(5):
         m = message(f"hello world {i}")
-        data = await acceptor.accept(m, ["hello", "world"])
-        assert m.seq == i + 1  # a new channel starts at 1
-        assert data == orjson.dumps(m.frame_data())
+        stamp = await acceptor.accept(m, ["hello", "world"])
+        assert stamp.seq == i + 1  # a new channel starts at 1
+        assert m.seq == 0  # the message given is left as it was
+        assert stamp.data == orjson.dumps(m.with_seq(stamp.seq).frame_data())
         sent.append(m)
     stored = await redis.call("lrange", history_key(sent[0].channel), 0, -1)
     assert [orjson.loads(s)["seq"] for s in stored] == [3, 4, 5]  # the last `size`
@@ -63,9 +64,7 @@ async def test_accept_counts_stores_history_and_words(redis):
 
     # Redis lost the counter (restarted empty): restored from the history
     await redis.call("delete", seq_key(sent[0].channel))
-    m = message("again")
-    await acceptor.accept(m, [])
-    assert m.seq == 6
+    assert (await acceptor.accept(message("again"), [])).seq == 6
 
 
 class Counted:
@@ -109,12 +108,12 @@ async def test_the_messages_of_a_turn_go_in_one_call_in_their_order(redis):
     counted.evals = 0
 
     sent = [message(f"m{i}", to=["bob", "cy"][i % 2]) for i in range(8)] + [message("r", room="lobby")]
-    datas = await defer.gatherResults([acceptor.accept(m, ["w"]) for m in sent])
+    stamps = await defer.gatherResults([acceptor.accept(m, ["w"]) for m in sent])
     assert counted.evals == 1
-    assert [m.seq for m in sent[:8]] == [2, 2, 3, 3, 4, 4, 5, 5]
-    assert datas == [orjson.dumps(m.frame_data()) for m in sent]
-    assert sent[8].seq == 2 and sorted(sent[8].nodes) == ["A", "B"]
-    assert sent[0].nodes == []
+    assert [s.seq for s in stamps[:8]] == [2, 2, 3, 3, 4, 4, 5, 5]
+    assert [s.data for s in stamps] == [orjson.dumps(m.with_seq(s.seq).frame_data()) for m, s in zip(sent, stamps)]
+    assert stamps[8].seq == 2 and sorted(stamps[8].nodes) == ["A", "B"]
+    assert stamps[0].nodes == ()
     assert await history_seqs(redis, firsts[0].channel) == [1, 2, 3, 4, 5]
     assert await history_seqs(redis, firsts[2].channel) == [1, 2]
 
@@ -130,9 +129,9 @@ async def test_a_lost_counter_holds_back_only_its_own_channel(redis):
 
     to_bob = [message(f"b{i}", to="bob") for i in range(3)]
     to_cy = [message(f"c{i}", to="cy") for i in range(3)]
-    await defer.gatherResults([acceptor.accept(m, []) for pair in zip(to_bob, to_cy) for m in pair])
-    assert [m.seq for m in to_cy] == [2, 3, 4]
-    assert [m.seq for m in to_bob] == [2, 3, 4]  # restored from the history, in their order
+    stamps = await defer.gatherResults([acceptor.accept(m, []) for pair in zip(to_bob, to_cy) for m in pair])
+    assert [s.seq for s in stamps[1::2]] == [2, 3, 4]
+    assert [s.seq for s in stamps[0::2]] == [2, 3, 4]  # restored from the history, in their order
     assert counted.evals == 2
     assert await history_seqs(redis, to_bob[0].channel) == [1, 2, 3, 4]
 
@@ -144,9 +143,9 @@ async def test_a_big_turn_takes_several_calls(redis):
     await acceptor.accept(message("a"), [])
     counted.evals = 0
     sent = [message(f"m{i}") for i in range(7)]
-    await defer.gatherResults([acceptor.accept(m, []) for m in sent])
+    stamps = await defer.gatherResults([acceptor.accept(m, []) for m in sent])
     assert counted.evals == 3
-    assert [m.seq for m in sent] == list(range(2, 9))
+    assert [s.seq for s in stamps] == list(range(2, 9))
 
 
 @pytest_twisted.ensureDeferred

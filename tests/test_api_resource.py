@@ -7,7 +7,7 @@ import pytest_twisted
 from treq.testing import StubTreq
 
 from chatnet.gateway.api import ApiResource
-from chatnet.gateway.cluster import ClusterUnavailable
+from chatnet.gateway.cluster import ClusterApi, ClusterUnavailable
 from chatnet.gateway.resource import Root
 from chatnet.protocols import amp_commands as cmd
 
@@ -15,7 +15,9 @@ KEY = b"unit-test-key-0123456789"
 
 
 class Nodes:
-    """Answers every command with C{answer}, or raises C{error}."""
+    """The node links (L{chatnet.gateway.cluster.NodeLinks}) under the
+    cluster facade: answers every command with C{answer}, or raises
+    C{error}."""
 
     def __init__(self, answer=None, error=None):
         self.answer = answer or {}
@@ -30,7 +32,7 @@ class Nodes:
 
 
 def client(nodes, keys=(KEY,)):
-    root = Root(servers=None, policy=None, web=None, api=ApiResource(list(keys), nodes) if keys else None)
+    root = Root(servers=None, policy=None, web=None, api=ApiResource(list(keys), ClusterApi(nodes)) if keys else None)
     return StubTreq(root)
 
 

@@ -6,12 +6,16 @@ import json
 import os
 import signal
 
+import pytest
+
 from devtools import devcluster
 from devtools.localservices import free_port
 from tests.harness import wait_until
 import pytest
 
 pytestmark = pytest.mark.process  # the local cluster's processes
+
+pytestmark = pytest.mark.process  # stores, a gateway and a twistd chat node (tests/tiers.py)
 
 
 def _entry(cluster, name):

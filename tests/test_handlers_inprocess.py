@@ -33,7 +33,7 @@ from chatnet.service.session import CLOSED, CONNECTED, LOGGED_IN, SessionService
 from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
-from chatnet.stores.redis import SESSIONS
+from chatnet.stores.redis import SESSIONS, seq_key
 from tests.inprocess import Announcements, FakeConnection, FakePeers, error_code, request, run_until
 
 NODE = "A"
@@ -344,3 +344,49 @@ async def test_a_client_leaving_while_its_login_is_published_ends_offline(node):
     assert node.sessions.get("user1") is None
     # as the other nodes see it: the session is gone from Redis
     assert await node.redis.call("hget", SESSIONS, "user1") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_posting_answers_an_accepted_value_before_the_route(node):
+    """L{Posting.post} returns an immutable L{Accepted} and calls
+    C{accepted} with it before the message is routed: the sender's answer
+    comes before its own copy of the room message."""
+    import dataclasses
+
+    alice = await logged_in(node, "user1")
+    await request(node.handlers, alice, "joinRoom", roomName="room1")
+    alice.take()
+    told = []
+    accepted = await node.handlers.posting.post(
+        "user1", "hello", 1_700_000_000_000, room="room1",
+        accepted=lambda a: told.append((a, len(alice.chats()))))
+    assert told == [(accepted, 0)]
+    assert (accepted.seq, accepted.queued, accepted.message.message) == (1, False, "hello")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        accepted.queued = True
+    await run_until(None, lambda: alice.chats(), "the room message")
+    assert [c["seq"] for c in alice.chats()] == [1]
+    assert node.handlers.posting.background.failures == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_posting_refuses_before_accepting_while_the_message_log_is_full(node):
+    """A full write-behind log: L{Posting.post} fails with a 503 before the
+    message has a seq or a history entry, and C{accepted} is not called;
+    once there is room again the next message is the room's first."""
+    from chatnet.errors import StoreUnavailable
+
+    alice = await logged_in(node, "user1")
+    await request(node.handlers, alice, "joinRoom", roomName="room1")
+    told = []
+    counter = await node.redis.call("get", seq_key(room_channel("room1")))
+    room_size = node.message_log.max_bytes
+    node.message_log.max_bytes = 0
+    with pytest.raises(StoreUnavailable):
+        await node.handlers.posting.post("user1", "refused", 1_700_000_000_000, room="room1",
+                                         accepted=told.append)
+    assert told == [] and await node.redis.call("get", seq_key(room_channel("room1"))) == counter
+    node.message_log.max_bytes = room_size
+    accepted = await node.handlers.posting.post("user1", "taken", 1_700_000_000_001, room="room1",
+                                                accepted=told.append)
+    assert told == [accepted] and accepted.seq == 1

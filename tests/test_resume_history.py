@@ -40,7 +40,7 @@ class Chat:
         docs = []
         for i in range(count):
             m = ChatMessage(new_message_id(), "ann", f"m{i}", 1_700_000_000_000 + i, "text", to, room)
-            await self.acceptor.accept(m, [])
+            m = m.with_seq((await self.acceptor.accept(m, [])).seq)
             self.log.append(m.document())
             docs.append(m.document())
         return docs

@@ -54,8 +54,8 @@ class Parts:
         accepted = []
         for i in range(n):
             message = ChatMessage(new_message_id(), "someone", f"m{i}", 1, roomName=room)
-            data = await self.acceptor.accept(message, [])
-            accepted.append((message.seq, message.msgId, data))
+            stamp = await self.acceptor.accept(message, [])
+            accepted.append((stamp.seq, message.msgId, stamp.data))
         return accepted
 
 
@@ -176,11 +176,9 @@ async def test_the_accept_script_names_the_room_nodes(parts):
     ann = parts.member("ann")
     await parts.feed.add([ROOM], [ann])
     message = ChatMessage(new_message_id(), "ann", "hi", 1, roomName=ROOM)
-    await parts.acceptor.accept(message, [])
-    assert list(message.nodes) == ["A"]
+    assert list((await parts.acceptor.accept(message, [])).nodes) == ["A"]
     direct = ChatMessage(new_message_id(), "ann", "hi", 1, to="bob")
-    await parts.acceptor.accept(direct, [])
-    assert list(direct.nodes) == []
+    assert list((await parts.acceptor.accept(direct, [])).nodes) == []
 
 
 
@@ -196,3 +194,19 @@ async def test_members_added_at_once_leave_no_room_locked(parts):
     m = await parts.accept(1, room="world")
     parts.feed.deliver("world", *m[0])
     assert seqs(ann) == seqs(bob) == [m[0][0]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_notice_is_a_structured_value_its_action_decides(parts):
+    """The feed is given a notice's action and data, not its bytes: a frame
+    of another action that carries the words of a roomNotice in its text is
+    no roomNotice, and a roomNotice about a member keeps their mute."""
+    ann, bob = parts.member("ann"), parts.member("bob")
+    await parts.feed.add([ROOM], [ann, bob])
+    parts.feed.notice(ROOM, "typing", {"roomName": ROOM, "username": "ann", "action": "mute",
+                                       "text": '"action":"roomNotice"', "until": 2**40})
+    assert ann.session.mutes is None or ROOM not in ann.session.mutes
+    parts.feed.notice(ROOM, "roomNotice", {"roomName": ROOM, "action": "mute", "username": "ann", "by": "bob",
+                                           "until": 2**40})
+    assert ann.session.mutes[ROOM] == 2**40
+    assert [f["action"] for f in ann.frames] == [f["action"] for f in bob.frames] == ["typing", "roomNotice"]

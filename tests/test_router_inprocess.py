@@ -46,17 +46,15 @@ def room_router(batch_window=BATCH_WINDOW):
     return clock, view, peers, feed, rooms
 
 
-def room_message(seq, nodes):
-    message = ChatMessage(new_message_id(), "user1", "hi", 1, roomName="room1", seq=seq)
-    message.nodes = nodes
-    return message
+def room_message(seq):
+    return ChatMessage(new_message_id(), "user1", "hi", 1, roomName="room1", seq=seq)
 
 
 def test_room_messages_of_a_short_window_go_to_each_node_in_one_call():
     clock, view, peers, feed, rooms = room_router()
-    first = defer.ensureDeferred(rooms.room(room_message(1, ["A", "B", "gone"]), b"{}"))
+    first = defer.ensureDeferred(rooms.room(room_message(1), b"{}", ["A", "B", "gone"]))
     clock.advance(BATCH_WINDOW / 2)
-    second = defer.ensureDeferred(rooms.room(room_message(2, ["A", "B", "C"]), b"{}"))
+    second = defer.ensureDeferred(rooms.room(room_message(2), b"{}", ["A", "B", "C"]))
     assert feed.delivered == [("room1", 1), ("room1", 2)]
     assert peers.calls == []
     clock.advance(BATCH_WINDOW / 2)
@@ -70,7 +68,7 @@ def test_room_messages_of_a_short_window_go_to_each_node_in_one_call():
 def test_failed_room_call_is_retried_while_the_node_is_in_the_cluster():
     clock, view, peers, feed, rooms = room_router(batch_window=0)
     peers.down.add("B")
-    d = defer.ensureDeferred(rooms.room(room_message(1, ["B", "C"]), b"{}"))
+    d = defer.ensureDeferred(rooms.room(room_message(1), b"{}", ["B", "C"]))
     clock.advance(0)
     clock.pump([0] + [RETRY, 0] * 3)
     assert not d.called

@@ -36,7 +36,7 @@ class ApiResponder(amp.CommandLocator):
             raise cmd.BadRequest("give either roomName or to")
         return self._call(
             self.api.post(sender, message, room=roomName, to=to),
-            lambda r: {"msgId": r[0].msgId, "seq": r[0].seq, "ts": r[0].ts, "queued": r[1]},
+            lambda a: {"msgId": a.msgId, "seq": a.seq, "ts": a.ts, "queued": a.queued},
         )
 
     @cmd.ApiPresence.responder

@@ -1,6 +1,7 @@
 """What this node does when another node calls it over the internal port
 (L{chatnet.protocols.internal.InternalProtocol} unpacks the AMP boxes and
 calls these methods with their arguments)."""
+from chatnet.protocols import codec
 from chatnet.service.api import close_sessions
 from chatnet.service.notices import send_local
 from chatnet.sessions import SessionRecord
@@ -57,7 +58,8 @@ class Responder:
         await self.members(roomName, username, joined)
 
     def room_notice(self, roomName, data, feature=None, skip_user=None, skip_session=None):
-        self.feed.notice(roomName, data, feature, skip_user, skip_session)
+        action, data = codec.decode_notice(data)
+        self.feed.notice(roomName, action, data, feature, skip_user, skip_session)
 
     def user_notice(self, username, data, feature, skip):
         send_local(self.sessions, username, data, feature, skip)

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from chatnet.cluster.peers import PeerUnavailable
 from chatnet.errors import StoreUnavailable
-from chatnet.protocols import amp_commands as cmd
+from chatnet.protocols import amp_commands as cmd, codec
 from chatnet.protocols.constants import is_automatic
 from chatnet.stores.redis import room_nodes_key
 
@@ -402,13 +402,14 @@ class RoomRouter:
 
     # -- messages ------------------------------------------------------------
 
-    async def room(self, message, data):
+    async def room(self, message, data, nodes):
         """Send room C{message} (accepted here; C{data}: its chat frame
-        data) to the members on every node."""
+        data) to the members on every node: here and on C{nodes} (the
+        room's node set, read with its seq, L{chatnet.accept.Stamp})."""
         self.feed.deliver(message.roomName, message.seq, message.msgId, data)
         item = (message.roomName, message.seq, message.msgId, data)
         give_up = self.clock.seconds() + self.deadline
-        pending = {n for n in message.nodes if n != self.view.node_id}
+        pending = {n for n in nodes if n != self.view.node_id}
         while pending:
             live = self.view.live_nodes()
             pending = sorted(n for n in pending if n in live)
@@ -429,11 +430,13 @@ class RoomRouter:
         return self.peers.call(node_id, cmd.RoomDeliver, roomNames=[i[0] for i in items], seqs=[i[1] for i in items],
                                msgIds=[i[2] for i in items], datas=[i[3] for i in items])
 
-    async def notice(self, room, data, feature=None, skip_user=None, skip_session=None):
-        """Send a frame (C{data}: the encoded frame) to every online member
-        of C{room}, on every node (those that asked for C{feature}, if
-        given; not the sessions of C{skip_user} nor session C{skip_session})."""
-        self.feed.notice(room, data, feature, skip_user, skip_session)
+    async def notice(self, room, action, data, feature=None, skip_user=None, skip_session=None):
+        """Send the frame C{action} with C{data} (a dict) to every online
+        member of C{room}, on every node (encoded once for the other
+        nodes, by L{codec.encode}): those that asked for C{feature}, if
+        given; not the sessions of C{skip_user} nor session
+        C{skip_session}."""
+        self.feed.notice(room, action, data, feature, skip_user, skip_session)
         extra = {k: v for k, v in (("feature", feature), ("skipUser", skip_user), ("skipSession", skip_session))
                  if v}
         try:
@@ -441,7 +444,8 @@ class RoomRouter:
         except StoreUnavailable:
             nodes = set(self.view.live_nodes())
         nodes = sorted((nodes & set(self.view.live_nodes())) - {self.view.node_id})
-        calls = [defer.ensureDeferred(self.peers.call(n, cmd.RoomNotice, roomName=room, data=data, **extra))
+        frame = codec.encode(action, data)
+        calls = [defer.ensureDeferred(self.peers.call(n, cmd.RoomNotice, roomName=room, data=frame, **extra))
                  for n in nodes]
         await defer.DeferredList(calls, consumeErrors=True)
 

@@ -7,7 +7,7 @@ library would add a dependency for ten routes). Every request must carry
 ``Authorization: Bearer KEY`` with one of the configured keys (compared in
 constant time); every failure is answered with the same JSON shape,
 ``{"error": {"code", "message"}}``. The work is done by a chat node, over
-the internal port (L{chatnet.gateway.cluster.NodeLinks}).
+the internal port, through L{chatnet.gateway.cluster.ClusterApi}.
 """
 import hmac
 from urllib.parse import unquote
@@ -15,13 +15,11 @@ from urllib.parse import unquote
 import orjson
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.protocols import amp
 from twisted.web import resource, server
 
-from chatnet.gateway.cluster import ClusterUnavailable
+from chatnet.gateway.cluster import ClusterUnavailable, NodeRefused
 from chatnet.gateway.openapi import OPENAPI
 from chatnet.names import SYSTEM, name_problem, user_name_problem
-from chatnet.protocols import amp_commands as cmd
 
 log = Logger()
 
@@ -30,18 +28,6 @@ MAX_NAME = 128
 MAX_PASSWORD = 1024
 MAX_MESSAGE = 16384  # the node checks its own (shorter) limit
 DEFAULT_SENDER = SYSTEM
-
-_AMP_ERRORS = {
-    cmd.BadRequest: 400,
-    cmd.NotFound: 404,
-    cmd.NoSuchRoom: 404,
-    cmd.Conflict: 409,
-    cmd.StoreDown: 503,
-    # a node that refuses this gateway, or is not the node it was
-    cmd.NotAllowed: 503,
-    cmd.NotAuthenticated: 503,
-}
-
 
 class ApiError(Exception):
     def __init__(self, code, message, headers=None):
@@ -149,16 +135,15 @@ class ApiResource(resource.Resource):
     """Everything below ``/api``.
 
     @param keys: the API keys (bytes), at least one.
-    @param nodes: what runs a command on a node
-        (L{chatnet.gateway.cluster.NodeLinks}).
+    @param cluster: the chat cluster (L{chatnet.gateway.cluster.ClusterApi}).
     """
 
     isLeaf = True
 
-    def __init__(self, keys, nodes):
+    def __init__(self, keys, cluster):
         super().__init__()
         self.keys = [bytes(k) for k in keys]
-        self.nodes = nodes
+        self.cluster = cluster
         # (pattern, {method: handler}); None in a pattern matches any name
         self.routes = [
             (("messages",), {"POST": self.post_message}),
@@ -218,17 +203,8 @@ class ApiResource(resource.Resource):
             return e.code, error_body(e.code, e.message), e.headers
         except ClusterUnavailable as e:
             return 503, error_body(503, f"the chat cluster is unavailable: {e}"), None
-        except amp.RemoteAmpError as e:
-            code = _AMP_ERRORS.get(type(e))
-            if code is None:
-                log.warn("server API: a node refused {path}: {e}", path=request.path, e=e)
-                return 503, error_body(503, "the chat cluster could not carry out the request, try again"), None
-            return code, error_body(code, _description(e)), None
-        except tuple(_AMP_ERRORS) as e:
-            code = _AMP_ERRORS[type(e)]
-            if code == 503:
-                log.warn("server API: a node refused {path}: {e!r}", path=request.path, e=e)
-            return code, error_body(code, _description(e)), None
+        except NodeRefused as e:
+            return e.code, error_body(e.code, e.message), None
 
     def _route(self, request):
         segments = request.postpath
@@ -260,20 +236,17 @@ class ApiResource(resource.Resource):
             raise ApiError(400, "give either 'roomName' or 'to'")
         text = _string(body, "message", max_length=MAX_MESSAGE, name=False)
         sender = _string(body, "from", required=False) or DEFAULT_SENDER
-        arguments = {"roomName": room} if room else {"to": to}
-        answer = await self.nodes.call(cmd.ApiPost, message=text, sender=sender, **arguments)
-        return 200, {k: answer[k] for k in ("msgId", "seq", "ts", "queued")}, None
+        return 200, await self.cluster.post(sender, text, room=room, to=to), None
 
     async def presence(self, request, username):
         username = _path_name(username, "user name")
-        answer = await self.nodes.call(cmd.ApiPresence, username=username)
-        return 200, {"username": username, "online": answer["online"], "nodes": answer["nodes"],
-                     "onlineFor": answer.get("onlineFor")}, None
+        online, nodes, online_for = await self.cluster.presence(username)
+        return 200, {"username": username, "online": online, "nodes": nodes, "onlineFor": online_for}, None
 
     async def room_presence(self, request, room):
         room = _path_name(room, "room name")
-        answer = await self.nodes.call(cmd.ApiRoomPresence, roomName=room)
-        return 200, {"roomName": room, "online": answer["usernames"], "truncated": answer["truncated"]}, None
+        online, truncated = await self.cluster.room_presence(room)
+        return 200, {"roomName": room, "online": online, "truncated": truncated}, None
 
     async def create_user(self, request):
         body = _body(request)
@@ -282,25 +255,19 @@ class ApiResource(resource.Resource):
         problem = user_name_problem(username)
         if problem is not None:
             raise ApiError(400, f"field 'username' {problem}")
-        arguments = {"username": username}
         password = _string(body, "password", required=False, max_length=MAX_PASSWORD, name=False)
         alliance = _string(body, "alliance", required=False)
-        if password is not None:
-            arguments["password"] = password
-        if alliance is not None:
-            arguments["alliance"] = alliance
-        await self.nodes.call(cmd.ApiCreateUser, **arguments)
+        await self.cluster.create_user(username, password, alliance)
         return 201, {"username": username, "alliance": alliance or "", "password": password is not None}, None
 
     async def delete_user(self, request, username):
         username = _path_name(username, "user name")
-        answer = await self.nodes.call(cmd.ApiDeleteUser, username=username)
-        return 200, {"username": username, "deleted": True, "sessionsClosed": answer["sessions"]}, None
+        closed = await self.cluster.delete_user(username)
+        return 200, {"username": username, "deleted": True, "sessionsClosed": closed}, None
 
     async def disconnect(self, request, username):
         username = _path_name(username, "user name")
-        answer = await self.nodes.call(cmd.ApiDisconnect, username=username)
-        return 200, {"username": username, "sessionsClosed": answer["sessions"]}, None
+        return 200, {"username": username, "sessionsClosed": await self.cluster.disconnect(username)}, None
 
     async def create_room(self, request):
         body = _body(request)
@@ -308,15 +275,12 @@ class ApiResource(resource.Resource):
         room = _string(body, "roomName")
         private = _boolean(body, "private")
         owner = _string(body, "owner", required=False)
-        arguments = {"roomName": room, "private": private}
-        if owner is not None:
-            arguments["owner"] = owner
-        await self.nodes.call(cmd.ApiCreateRoom, **arguments)
+        await self.cluster.create_room(room, private, owner)
         return 201, {"roomName": room, "private": private, "owner": owner}, None
 
     async def delete_room(self, request, room):
         room = _path_name(room, "room name")
-        await self.nodes.call(cmd.ApiDeleteRoom, roomName=room)
+        await self.cluster.delete_room(room)
         return 200, {"roomName": room, "deleted": True}, None
 
     async def add_member(self, request, room, username):
@@ -328,16 +292,9 @@ class ApiResource(resource.Resource):
     async def _member(self, room, username, member):
         room = _path_name(room, "room name")
         username = _path_name(username, "user name")
-        answer = await self.nodes.call(cmd.ApiRoomMember, roomName=room, username=username, member=member)
-        return 200, {"roomName": room, "username": username, "member": member, "changed": answer["changed"]}, None
+        changed = await self.cluster.room_member(room, username, member)
+        return 200, {"roomName": room, "username": username, "member": member, "changed": changed}, None
 
     async def openapi(self, request):
         return 200, OPENAPI, None
 
-
-def _description(error):
-    """The message a node gave with an AMP error."""
-    text = error.args[0] if error.args else ""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return str(text) or "refused"

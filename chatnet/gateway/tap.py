@@ -108,7 +108,7 @@ def makeService(options):
     api = None
     if options["api-keys"]:
         from chatnet.gateway.api import ApiResource
-        from chatnet.gateway.cluster import NodeLinks
+        from chatnet.gateway.cluster import ClusterApi, NodeLinks
 
         from chatnet import tls
 
@@ -117,7 +117,7 @@ def makeService(options):
                           options["internal-host"], options["zookeeper-auth"],
                           tls_options=tls.client_options(SimpleNamespace(internal_tls=internal_tls)))
         nodes.setServiceParent(top)
-        api = ApiResource(options["api-keys"], nodes)
+        api = ApiResource(options["api-keys"], ClusterApi(nodes))
     site = CountingSite(
         Root(servers, POLICIES[options["balance"]](), api=api), metrics,
         request_timeout=options["request-timeout"], idle_timeout=options["idle-timeout"],

@@ -7,6 +7,51 @@ for the limits on what a peer may send).
 """
 from twisted.protocols import amp
 
+#: the most bytes AMP carries in one value
+VALUE_BYTES = 0xFFFF
+
+
+class Split(amp.Argument):
+    """An argument whose encoding may be longer than one AMP value: it is
+    cut into values of at most L{VALUE_BYTES}, sent under C{name},
+    C{name.2}, C{name.3}, ... and joined again by the receiver (how many
+    there may be is bounded by the box limits of
+    L{chatnet.protocols.internal}). A value that fits one AMP value is
+    sent exactly as C{argument} alone would send it.
+
+    @param argument: the L{amp.Argument} of the whole value.
+    """
+
+    def __init__(self, argument, optional=False):
+        super().__init__(optional)
+        self.argument = argument
+
+    def toBox(self, name, strings, objects, proto):
+        value = self.retrieve(objects, _python_name(name), proto)
+        if value is None:
+            return  # (optional)
+        encoded = self.argument.toString(value)
+        strings[name] = encoded[:VALUE_BYTES]
+        for n, start in enumerate(range(VALUE_BYTES, len(encoded), VALUE_BYTES), 2):
+            strings[b"%s.%d" % (name, n)] = encoded[start:start + VALUE_BYTES]
+
+    def fromBox(self, name, strings, objects, proto):
+        first = self.retrieve(strings, name, proto)
+        if first is None:
+            objects[_python_name(name)] = None  # (optional)
+            return
+        pieces = [first]
+        n = 2
+        while (b"%s.%d" % (name, n)) in strings:
+            pieces.append(strings.pop(b"%s.%d" % (name, n)))
+            n += 1
+        objects[_python_name(name)] = self.argument.fromString(b"".join(pieces))
+
+
+def _python_name(name):
+    """The keyword of AMP argument C{name} (as AMP makes it)."""
+    return name.replace(b"-", b"_").decode("ascii")
+
 
 class NotAuthenticated(Exception):
     pass
@@ -234,11 +279,12 @@ class ApiPresence(amp.Command):
 
 
 class ApiRoomPresence(amp.Command):
-    """The online members of C{roomName} (as many as fit in one AMP value:
-    C{truncated} if not all)."""
+    """The online members of C{roomName} (as many as the node answers,
+    L{chatnet.config.NodeConfig.max_presence_bytes}: C{truncated} if not
+    all), in as many AMP values as they need."""
 
     arguments = [(b"roomName", amp.Unicode())]
-    response = [(b"usernames", amp.ListOf(amp.Unicode())), (b"truncated", amp.Boolean())]
+    response = [(b"usernames", Split(amp.ListOf(amp.Unicode()))), (b"truncated", amp.Boolean())]
     errors = API_ERRORS
 
 

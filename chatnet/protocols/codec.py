@@ -143,11 +143,44 @@ def chat_frame(data):
     return b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), data)
 
 
+def chat_data_head(data):
+    """The JSON of chat frame C{data} (a dict without C{seq}) up to its
+    seq value: the accept script (L{chatnet.accept}) gets it, and
+    L{chat_data} puts the seq the script gave in."""
+    return orjson.dumps(data)[:-1] + b',"seq":'
+
+
+def chat_data(head, seq):
+    """The chat frame data (JSON bytes) of C{head} (L{chat_data_head}) and
+    its C{seq}; what the accept script appends to the history."""
+    return head + b"%d}" % seq
+
+
+def chat_data_of(data):
+    """The chat frame data (JSON bytes) of C{data}, a dict with its seq (a
+    message read back from the history or MongoDB)."""
+    return orjson.dumps(data)
+
+
+def chat_data_to(data, to):
+    """Chat frame C{data} (JSON bytes) with C{to} added: a direct message
+    as the sender's other sessions get it (docs/protocol.md, C{multi})."""
+    return orjson.dumps({**orjson.loads(data), "to": to})
+
+
 def encode(action, data, re=None):
     frame = {"id": frame_id(), "action": action, "data": data}
     if re is not None:
         frame["re"] = re
     return orjson.dumps(frame)
+
+
+def decode_notice(frame):
+    """C{(action, data)} of a room notice frame made by L{encode} (as one
+    node sends it to the others, L{chatnet.cluster.router.RoomRouter.notice});
+    data is a dict."""
+    decoded = orjson.loads(frame)
+    return decoded.get("action"), decoded.get("data") or {}
 
 
 def encode_error(error, re=None):

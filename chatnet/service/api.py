@@ -10,19 +10,16 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from chatnet import moderation
-from chatnet.cluster.peers import PeerUnavailable
+from chatnet.cluster.remote import PeerUnavailable
 from chatnet.errors import ProtocolError, StoreUnavailable
 from chatnet.messages import now_ms, room_channel
 from chatnet.names import user_name_problem
-from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic, online_for
 
 log = Logger()
 
 #: seconds a disconnect waits for the closed sessions to be logged out
 CLOSE_WAIT = 5.0
-#: bytes of user names one room presence answer carries (one AMP value is < 64 KiB)
-PRESENCE_BYTES = 60 * 1024
 
 _hasher = PasswordHasher()
 
@@ -62,14 +59,14 @@ class ServerApi:
     @param posting: the L{chatnet.service.posting.Posting}.
     @param rooms: the L{chatnet.cluster.router.RoomRouter} (told of
         membership changes).
-    @param peers: the L{chatnet.cluster.peers.Peers} (disconnects on other
-        nodes).
+    @param nodes: the L{chatnet.cluster.remote.OtherNodes} (disconnects on
+        other nodes).
     @param history: the L{chatnet.history.History} (the floor of a room
         made under a deleted one's name).
     @param hash_password: C{hash_password(password)}, blocking: run in a thread.
     """
 
-    def __init__(self, *, config, clock, view, mongo, directory, sessions, posting, rooms, peers, history=None,
+    def __init__(self, *, config, clock, view, mongo, directory, sessions, posting, rooms, nodes, history=None,
                  hash_password=hash_password):
         self.config = config
         self.clock = clock
@@ -79,7 +76,7 @@ class ServerApi:
         self.sessions = sessions
         self.posting = posting
         self.rooms = rooms
-        self.peers = peers
+        self.nodes = nodes
         self.history = history
         self.hash_password = hash_password
 
@@ -87,26 +84,19 @@ class ServerApi:
 
     async def post(self, sender, text, room=None, to=None):
         """Post C{text} from C{sender} to C{room} or user C{to}, as a
-        client's chat; returns the L{ChatMessage} and whether it was queued
-        for an offline recipient."""
+        client's chat: returns its L{chatnet.service.posting.Accepted}."""
         if len(text) > self.config.max_message_chars:
             raise ProtocolError(400, f"field 'message' is longer than {self.config.max_message_chars} characters")
         ts = now_ms(self.clock)
         if room:
             await self._check_room(room)
-            message, data = await self.posting.accept(sender, text, ts, room=room, system=True)
-            self.posting.to_room(message, data)
-            return message, False
-        target = await self.directory.lookup_all(to) or None
-        if target is None and not await self.mongo.user_exists(to):
-            raise not_found(f"user {to}")
-        message, data = await self.posting.accept(sender, text, ts, to=to, system=True)
-        if target is None:
-            await self.posting.queue(message)
-            await self.posting.after_queued(message, data)
-            return message, True
-        self.posting.direct(message, data, target)
-        return message, False
+            accepted = await self.posting.post(sender, text, ts, room=room, system=True)
+        else:
+            target = await self.directory.lookup_all(to) or None
+            if target is None and not await self.mongo.user_exists(to):
+                raise not_found(f"user {to}")
+            accepted = await self.posting.post(sender, text, ts, to=to, target=target, system=True)
+        return accepted
 
     async def _check_room(self, room):
         if room == WORLD or (room.startswith(ALLIANCE_PREFIX) and is_automatic(room)):
@@ -131,7 +121,8 @@ class ServerApi:
 
     async def room_presence(self, room):
         """The online members of C{room} (sorted, as many as fit in
-        L{PRESENCE_BYTES}), and whether some were left out."""
+        the configured C{max_presence_bytes}), and whether some were left
+        out."""
         if room == WORLD:
             online = {r.username for r in self.directory.online()}
         elif is_automatic(room):
@@ -145,7 +136,7 @@ class ServerApi:
         names, size = [], 0
         for name in sorted(online):
             size += len(name.encode("utf-8")) + 2
-            if size > PRESENCE_BYTES:
+            if size > self.config.max_presence_bytes:
                 return names, True
             names.append(name)
         return names, False
@@ -169,12 +160,12 @@ class ServerApi:
             records = self.directory.cached_all(username)
         others = sorted({r.nodeId for r in records} - {self.view.node_id})
         answers = await defer.DeferredList(
-            [defer.ensureDeferred(self.peers.call(node, cmd.Disconnect, username=username)) for node in others],
+            [defer.ensureDeferred(self.nodes.close_sessions(node, username)) for node in others],
             consumeErrors=True,
         )
         for node, (ok, answer) in zip(others, answers):
             if ok:
-                closed += answer["sessions"]
+                closed += answer
             elif answer.check(PeerUnavailable):
                 log.warn("sessions of {user} on {node} not closed: node unreachable", user=username, node=node)
             else:

@@ -27,13 +27,13 @@ a message reaches a session at most once, never after a later one, and a
 member who joined after a message does not get it live (the join showed the
 history up to its seq).
 """
-import orjson
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from chatnet.errors import StoreUnavailable
 from chatnet.history import RESUME_LIMIT
 from chatnet.messages import room_channel
+from chatnet.protocols import codec
 from chatnet.protocols.constants import automatic_rooms
 from chatnet.service.delivery import push_chat
 from chatnet.stores.redis import SEQ_TRUSTED, node_rooms_key, room_nodes_key, seq_key
@@ -262,22 +262,25 @@ class RoomFeed:
         room.next = seq + 1
         self._drain(room)
 
-    def notice(self, name, payload, feature=None, skip_user=None, skip_session=None):
-        """Send a frame (C{payload}, encoded) to this node's members of C{name}
-        (those that asked for C{feature}, if given; not the sessions of
-        C{skip_user} nor session C{skip_session}).
-        A C{roomNotice} also reaches the sessions of the user it is about
-        (L{chatnet.service.session.Session.room_notice}: a mute is kept)."""
+    def notice(self, name, action, data, feature=None, skip_user=None, skip_session=None):
+        """Send the frame C{action} with C{data} (a dict), encoded once, to
+        this node's members of C{name} (those that asked for C{feature}, if
+        given; not the sessions of C{skip_user} nor session
+        C{skip_session}). A C{roomNotice} also reaches the sessions of the
+        user it is about (L{chatnet.service.session.Session.room_notice}: a
+        mute is kept)."""
         room = self.rooms.get(name)
         members = [c for c in (room.members if room is not None else ()) if c.record is not None]
         if feature or skip_user or skip_session:
             members = [c for c in members if (not feature or feature in c.features)
                        and c.record.username != skip_user and c.record.sessionId != skip_session]
-        if b'"action":"roomNotice"' in payload:
-            data = orjson.loads(payload).get("data") or {}
+        if not members:
+            return
+        if action == "roomNotice":
             for connection in members:
                 if connection.record.username == data.get("username"):
                     connection.session.room_notice(data)
+        payload = codec.encode(action, data)
         for connection in members:
             connection.sendMessage(payload)
 
@@ -347,7 +350,7 @@ class RoomFeed:
                 seq = data.get("seq") or 0
                 if seq >= room.next:
                     held = room.held.pop(seq, None)
-                    self._send(room, seq, data["msgId"], held[1] if held else orjson.dumps(data))
+                    self._send(room, seq, data["msgId"], held[1] if held else codec.chat_data_of(data))
                     room.next = seq + 1
         self._drain(room)
         if room.held:

@@ -20,7 +20,7 @@ accepted. Two kinds of failure are told apart:
 The queue is bounded: each document counts for at most the memory it takes
 (L{document_bytes}); once the queue holds C{max_bytes}, L{full} is true and
 new messages are refused with 503 before they are accepted
-(L{chatnet.service.posting.Posting.accept}) until MongoDB took enough of
+(L{chatnet.service.posting.Posting.post}) until MongoDB took enough of
 it. Nothing accepted is ever dropped to make room.
 """
 import datetime

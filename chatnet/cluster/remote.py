@@ -1,0 +1,25 @@
+"""The other chat nodes as this node's services ask things of them, with
+plain values in and out: the AMP commands that carry the asks stay in
+:mod:`chatnet.cluster` and :mod:`chatnet.protocols.internal`.
+
+A node that cannot be reached fails the ask with
+:class:`chatnet.cluster.peers.PeerUnavailable` (re-exported here); any
+other failure is the node's answer (logged by the caller).
+"""
+from chatnet.cluster.peers import PeerUnavailable
+from chatnet.protocols import amp_commands as cmd
+
+__all__ = ["OtherNodes", "PeerUnavailable"]
+
+
+class OtherNodes:
+    """@param peers: the L{chatnet.cluster.peers.Peers}, the links to the
+    other nodes."""
+
+    def __init__(self, peers):
+        self.peers = peers
+
+    async def close_sessions(self, node, username):
+        """Close every session of C{username} on C{node} (close code
+        4010); how many there were."""
+        return (await self.peers.call(node, cmd.Disconnect, username=username))["sessions"]

@@ -435,7 +435,7 @@ class ChatHandlers:
             floor = doc.get("floor") if doc is not None and isinstance(doc.get("floor"), int) else 0
             history = await self.history.recent(room_channel(room), floor=floor)
             for data in history:
-                session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
+                session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)), room, data.get("seq"))
             connection.answer("joinRoom", {"roomName": room, "members": members}, request)
         finally:
             if not holding:
@@ -612,13 +612,18 @@ class ChatHandlers:
             # that fails meanwhile (503) leaves nothing half done
             found = [(name, await self.history.after(channel, seq, RESUME_LIMIT, floor, sealed))
                      for channel, seq, name, floor, sealed in channels]
+            # what the client has of a room is never delivered to it live
+            # again, however far behind this node is in the room
+            for room, seq in rooms.items():
+                session.seen(room, seq)
             replayed, too_old = 0, []
             for name, missed in found:
                 if missed is None:
                     too_old.append(name)
                     continue
+                room = name.get("roomName")
                 for data in missed:
-                    session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)))
+                    session.replay(data["msgId"], codec.chat_frame(orjson.dumps(data)), room, data.get("seq"))
                     replayed += 1
             connection.answer("resume", {"replayed": replayed, "tooOld": too_old}, request)
         finally:

@@ -212,11 +212,12 @@ class ChatHandlers:
         data = self._login_data(record)
         if "features" in request.data:
             data["features"] = sorted(connection.features)
-        data.update(await self.login_extras(connection))
         if "resume" in connection.features:
             # a resume is likely next: live messages wait for its replay, so
-            # that they follow it in seq order
+            # that they follow it in seq order (from before the extras are
+            # read: a message sent meanwhile would be replayed too)
             session.hold(at_most=RESUME_WAIT)
+        data.update(await self.login_extras(connection))
         connection.answer("login", data, request)
         self.emit("user_online", username, self.view.node_id)
         log.info("{user} logged in on {node}", user=username, node=self.view.node_id)

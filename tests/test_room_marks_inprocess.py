@@ -11,7 +11,7 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from tests.inprocess import request, run_until
-from tests.test_room_state_inprocess import logged_in, mongo_url, nodes, post  # noqa: F401 (fixtures)
+from tests.test_room_state_inprocess import PASSWORD, logged_in, mongo_url, nodes, post  # noqa: F401 (fixtures)
 
 ROOM = "room1"
 RESUMING = ["ack", "resume"]
@@ -95,3 +95,32 @@ async def test_what_arrived_between_the_login_and_the_resume_is_not_delivered_ag
     assert [f["data"]["seq"] for f in frames if f["action"] == "chat"] == seqs[2:]
     await caught_up(nodes, witness, seqs)
     assert [c["seq"] for c in phone.chats()] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_while_the_login_answer_is_made_is_held_for_the_resume(nodes):
+    """What is delivered while the login's extras are read (the C{live}
+    extension's rooms) waits for the resume like what comes after the
+    answer: the replay has it, so it is sent once, after the answer."""
+    b = nodes.b
+    poster = await logged_in(b, "user2", RESUMING)
+    laptop = await logged_in(b, "user1", RESUMING)
+    for client in (poster, laptop):
+        await request(b.handlers, client, "joinRoom", roomName=ROOM)
+    last = max([0] + [c["seq"] for c in laptop.chats()])
+    laptop.close()
+    extras = b.handlers.login_extras
+
+    async def posting_extras(connection):
+        await post(b, poster, ROOM, "during the login")
+        return await extras(connection)
+
+    b.handlers.login_extras = posting_extras
+    phone = b.connect()
+    frames = await request(b.handlers, phone, "login", username="user1", password=PASSWORD, features=RESUMING)
+    b.handlers.login_extras = extras
+    assert [f["action"] for f in frames] == ["login"]
+    frames = await request(b.handlers, phone, "resume", rooms={ROOM: last})
+    assert [f["data"]["message"] for f in frames if f["action"] == "chat"] == ["during the login"]
+    await settle(nodes)
+    assert phone.chats() == []

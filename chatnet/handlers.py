@@ -595,20 +595,23 @@ class ChatHandlers:
         if len(rooms) + len(conversations) > RESUME_NAMES:
             raise ProtocolError(
                 400, f"at most {RESUME_NAMES} rooms and conversations in one resume", request.action)
-        username = connection.record.username
-        await self._check_member(connection, rooms, "resume")
-        # a room made again under a deleted one's name starts after its
-        # floor; a conversation of a user deleted meanwhile is sealed
-        ordinary = [r for r in rooms if not is_automatic(r)]
-        floors = await self.mongo.room_floors(ordinary) if ordinary else {}
-        deleted = await self.mongo.deleted_at([username, *conversations]) if conversations else {}
-        mine = deleted.get(username, 0)
-        channels = [(room_channel(r), seq, {"roomName": r}, floors.get(r, 0), 0) for r, seq in rooms.items()]
-        channels += [(dm_channel(username, u), seq, {"with": u}, 0, max(mine, deleted.get(u, 0)))
-                     for u, seq in conversations.items()]
         session = connection.session
+        # live messages wait from now on: while the checks read the stores
+        # the login's hold may run out, and what it let through would be
+        # replayed again
         session.hold()
         try:
+            username = connection.record.username
+            await self._check_member(connection, rooms, "resume")
+            # a room made again under a deleted one's name starts after its
+            # floor; a conversation of a user deleted meanwhile is sealed
+            ordinary = [r for r in rooms if not is_automatic(r)]
+            floors = await self.mongo.room_floors(ordinary) if ordinary else {}
+            deleted = await self.mongo.deleted_at([username, *conversations]) if conversations else {}
+            mine = deleted.get(username, 0)
+            channels = [(room_channel(r), seq, {"roomName": r}, floors.get(r, 0), 0) for r, seq in rooms.items()]
+            channels += [(dm_channel(username, u), seq, {"with": u}, 0, max(mine, deleted.get(u, 0)))
+                         for u, seq in conversations.items()]
             # every channel is read before anything is replayed: a store
             # that fails meanwhile (503) leaves nothing half done
             found = [(name, await self.history.after(channel, seq, RESUME_LIMIT, floor, sealed))

@@ -10,6 +10,7 @@ are never delivered to it live again, whichever way B's delivery comes."""
 import pytest_twisted
 from twisted.internet import reactor, task
 
+from chatnet.handlers import RESUME_WAIT
 from tests.inprocess import request, run_until
 from tests.test_room_state_inprocess import PASSWORD, logged_in, mongo_url, nodes, post  # noqa: F401 (fixtures)
 
@@ -122,5 +123,44 @@ async def test_a_message_while_the_login_answer_is_made_is_held_for_the_resume(n
     assert [f["action"] for f in frames] == ["login"]
     frames = await request(b.handlers, phone, "resume", rooms={ROOM: last})
     assert [f["data"]["message"] for f in frames if f["action"] == "chat"] == ["during the login"]
+    await settle(nodes)
+    assert phone.chats() == []
+
+
+class PostingMongo:
+    """The real MongoStore; C{room_floors} (a read of the resume) first
+    has C{post()} run, as a message arriving while the resume reads."""
+
+    def __init__(self, store, post):
+        self.store = store
+        self.post = post
+
+    async def room_floors(self, rooms):
+        await self.post()
+        return await self.store.room_floors(rooms)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_while_the_resume_reads_is_sent_once_after_the_login_hold_ran_out(nodes):
+    b = nodes.b
+    poster = await logged_in(b, "user2", RESUMING)
+    laptop = await logged_in(b, "user1", RESUMING)
+    for client in (poster, laptop):
+        await request(b.handlers, client, "joinRoom", roomName=ROOM)
+    last = max([0] + [c["seq"] for c in laptop.chats()])
+    laptop.close()
+    phone = await logged_in(b, "user1", RESUMING)
+    nodes.clock.advance(RESUME_WAIT)  # the resume comes late: the login's hold ran out
+    assert not phone.session.holding
+    mongo = b.handlers.mongo
+    b.handlers.mongo = PostingMongo(mongo, lambda: post(b, poster, ROOM, "during the resume"))
+    try:
+        frames = await request(b.handlers, phone, "resume", rooms={ROOM: last})
+    finally:
+        b.handlers.mongo = mongo
+    assert [f["action"] for f in frames] == ["chat", "resume"]
     await settle(nodes)
     assert phone.chats() == []

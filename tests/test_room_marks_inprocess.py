@@ -164,3 +164,16 @@ async def test_a_message_while_the_resume_reads_is_sent_once_after_the_login_hol
     assert [f["action"] for f in frames] == ["chat", "resume"]
     await settle(nodes)
     assert phone.chats() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_taken_from_the_session_and_given_back_keeps_its_mark(nodes):
+    """Whatever adds the room to the session again (a join, the room state
+    check after a refresh), its mark starts no lower than it was."""
+    phone, witness, seqs, _ = await moved_to_b(nodes, sent=3, seen=3)
+    feed = nodes.b.feed
+    feed.remove(ROOM, [phone])
+    await feed.add([ROOM], [phone])
+    assert phone.session.marks[ROOM] == seqs[-1]
+    await caught_up(nodes, witness, seqs)
+    assert phone.chats() == []

@@ -186,7 +186,7 @@ class RoomFeed:
             session = connection.session
             if session.marks is not None and name in session.marks:
                 # (kept as a floor: a mark made again starts there at the least)
-                session.seen(name, session.marks.pop(name))
+                session.raise_mark(name, session.marks.pop(name))
 
     def _remove(self, name, connection):
         room = self.rooms.get(name)

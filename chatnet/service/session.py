@@ -113,7 +113,8 @@ class Session:
         client has otherwise (L{seen}), while logged in; the rooms it is
         delivered.
     @ivar floors: room -> the last seq the client has of a room it is not
-        delivered (L{seen}); a mark made later starts there at the least.
+        delivered (L{seen}, or the mark it had when the room was taken
+        from it); a mark made later starts there at the least.
     @ivar mutes: room -> the end (ms) of the user's mute there (0: none), for
         the rooms whose mute was read (None: none yet).
     @ivar room_version: the version of the user's room state that L{rooms}
@@ -150,11 +151,17 @@ class Session:
     def seen(self, room, seq):
         """The client has room C{room}'s messages up to C{seq} (it said so
         in a resume, or a replay sent them): none of them is delivered to
-        this session live (again), however late this node gets it."""
+        this session live (again), however late this node gets it, nor
+        released from what the resume held back."""
         if self.holding:
             if self.held.has is None:
                 self.held.has = {}
             self.held.has[room] = max(seq, self.held.has.get(room, -1))
+        self.raise_mark(room, seq)
+
+    def raise_mark(self, room, seq):
+        """The session's mark of C{room} (or, for a room it is not
+        delivered, its floor) is at least C{seq}."""
         marks = self.marks
         if marks is not None and room in marks:
             if marks[room] < seq:

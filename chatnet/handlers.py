@@ -213,11 +213,12 @@ class ChatHandlers:
         data = self._login_data(record)
         if "features" in request.data:
             data["features"] = sorted(connection.features)
-        data.update(await self.login_extras(connection))
         if "resume" in connection.features:
             # a resume is likely next: live messages wait for its replay, so
-            # that they follow it in seq order
+            # that they follow it in seq order (from before the extras are
+            # read: a message sent meanwhile would be replayed too)
             session.hold(at_most=RESUME_WAIT)
+        data.update(await self.login_extras(connection))
         connection.answer("login", data, request)
         self.emit("user_online", username, self.view.node_id)
         log.info("{user} logged in on {node}", user=username, node=self.view.node_id)
@@ -429,7 +430,7 @@ class ChatHandlers:
             floor = doc.get("floor") if doc is not None and isinstance(doc.get("floor"), int) else 0
             history = await self.history.recent(room_channel(room), floor=floor)
             for data in history:
-                session.replay(data["msgId"], codec.chat_frame(codec.chat_data_of(data)))
+                session.replay(data["msgId"], codec.chat_frame(codec.chat_data_of(data)), room, data.get("seq"))
             connection.answer("joinRoom", {"roomName": room, "members": members,
                                            **self.join_extras(connection, doc)}, request)
         finally:
@@ -589,31 +590,39 @@ class ChatHandlers:
         if len(rooms) + len(conversations) > RESUME_NAMES:
             raise ProtocolError(
                 400, f"at most {RESUME_NAMES} rooms and conversations in one resume", request.action)
-        username = connection.record.username
-        await self._check_member(connection, rooms, "resume")
-        # a room made again under a deleted one's name starts after its
-        # floor; a conversation of a user deleted meanwhile is sealed
-        ordinary = [r for r in rooms if not is_automatic(r)]
-        floors = await self.mongo.room_floors(ordinary) if ordinary else {}
-        deleted = await self.mongo.deleted_at([username, *conversations]) if conversations else {}
-        mine = deleted.get(username, 0)
-        channels = [(room_channel(r), seq, {"roomName": r}, floors.get(r, 0), 0) for r, seq in rooms.items()]
-        channels += [(dm_channel(username, u), seq, {"with": u}, 0, max(mine, deleted.get(u, 0)))
-                     for u, seq in conversations.items()]
         session = connection.session
+        # live messages wait from now on: while the checks read the stores
+        # the login's hold may run out, and what it let through would be
+        # replayed again
         session.hold()
         try:
+            username = connection.record.username
+            await self._check_member(connection, rooms, "resume")
+            # a room made again under a deleted one's name starts after its
+            # floor; a conversation of a user deleted meanwhile is sealed
+            ordinary = [r for r in rooms if not is_automatic(r)]
+            floors = await self.mongo.room_floors(ordinary) if ordinary else {}
+            deleted = await self.mongo.deleted_at([username, *conversations]) if conversations else {}
+            mine = deleted.get(username, 0)
+            channels = [(room_channel(r), seq, {"roomName": r}, floors.get(r, 0), 0) for r, seq in rooms.items()]
+            channels += [(dm_channel(username, u), seq, {"with": u}, 0, max(mine, deleted.get(u, 0)))
+                         for u, seq in conversations.items()]
             # every channel is read before anything is replayed: a store
             # that fails meanwhile (503) leaves nothing half done
             found = [(name, await self.history.after(channel, seq, RESUME_LIMIT, floor, sealed))
                      for channel, seq, name, floor, sealed in channels]
+            # what the client has of a room is never delivered to it live
+            # again, however far behind this node is in the room
+            for room, seq in rooms.items():
+                session.seen(room, seq)
             replayed, too_old = 0, []
             for name, missed in found:
                 if missed is None:
                     too_old.append(name)
                     continue
+                room = name.get("roomName")
                 for data in missed:
-                    session.replay(data["msgId"], codec.chat_frame(codec.chat_data_of(data)))
+                    session.replay(data["msgId"], codec.chat_frame(codec.chat_data_of(data)), room, data.get("seq"))
                     replayed += 1
             connection.answer("resume", {"replayed": replayed, "tooOld": too_old}, request)
         finally:

@@ -25,7 +25,12 @@ arrived here.
 Each session keeps the last seq of each room it was sent (its C{marks}), so
 a message reaches a session at most once, never after a later one, and a
 member who joined after a message does not get it live (the join showed the
-history up to its seq).
+history up to its seq). A mark also covers what the client has by other
+ways: the seq a C{resume} names and what a replay (resume, join) sent
+(L{chatnet.service.session.Session.seen}). A node that is behind in a room
+(waiting for a gap, or for the messages of a node that died) may have
+counted from a lower seq than the client already has from another node;
+no mark is ever made below what the client has.
 """
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -167,15 +172,21 @@ class RoomFeed:
                 session = connection.session
                 if session.marks is None:
                     session.marks = {}
-                session.marks.setdefault(name, start)
+                if name not in session.marks:
+                    # (not below what the client has: a resume or a replay
+                    # may have sent more than this node delivered yet)
+                    floor = session.floors.pop(name, start) if session.floors else start
+                    session.marks[name] = max(start, floor)
                 room.members.add(connection)
 
     def remove(self, name, connections):
         """C{connections} left room C{name}."""
         for connection in connections:
             self._remove(name, connection)
-            if connection.session.marks is not None:
-                connection.session.marks.pop(name, None)
+            session = connection.session
+            if session.marks is not None and name in session.marks:
+                # (kept as a floor: a mark made again starts there at the least)
+                session.raise_mark(name, session.marks.pop(name))
 
     def _remove(self, name, connection):
         room = self.rooms.get(name)

@@ -8,6 +8,7 @@ tells the session when the connection closes; what being logged in means
 for the node (local sessions, the session directory, presence, events) is
 here.
 """
+import orjson
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -51,14 +52,17 @@ class SessionService:
 class HeldDeliveries:
     """Live chat frames kept back while a resume replays history, so that
     they follow the replay in seq order. A frame the replay already sent is
-    dropped, while holding and after (a delivery retried to this node)."""
+    dropped, while holding and after (a delivery retried to this node), and
+    so is a held room message at or below the seq the resume named for its
+    room (the client has it)."""
 
-    __slots__ = ("frames", "replayed", "timer")
+    __slots__ = ("frames", "replayed", "timer", "has")
 
     def __init__(self):
         self.frames = []  # (msg_id, payload) while holding, else None
         self.replayed = set()
         self.timer = None
+        self.has = None  # room -> the last seq the client has, named while holding
 
     @property
     def holding(self):
@@ -78,7 +82,18 @@ class HeldDeliveries:
             self.timer.cancel()
         self.timer = None
         frames, self.frames = self.frames or (), None
-        return [payload for msg_id, payload in frames if msg_id is None or msg_id not in self.replayed]
+        has, self.has = self.has, None
+        return [payload for msg_id, payload in frames
+                if (msg_id is None or msg_id not in self.replayed) and not (has and _had(has, payload))]
+
+
+def _had(has, payload):
+    """Whether chat frame C{payload} is a room message at or below the seq
+    C{has} names for its room (decoded only for a resume that named rooms,
+    and only the frames that arrived while it was read)."""
+    data = orjson.loads(payload).get("data") or {}
+    seq = data.get("seq")
+    return isinstance(seq, int) and seq <= has.get(data.get("roomName"), -1)
 
 
 class Session:
@@ -94,7 +109,12 @@ class Session:
     @ivar rooms: the ordinary rooms known to include the user (made on first
         use by L{known_rooms}).
     @ivar marks: room -> the seq of the last message of the room sent to
-        this session (L{chatnet.service.roomfeed.RoomFeed}), while logged in.
+        this session (L{chatnet.service.roomfeed.RoomFeed}), or that the
+        client has otherwise (L{seen}), while logged in; the rooms it is
+        delivered.
+    @ivar floors: room -> the last seq the client has of a room it is not
+        delivered (L{seen}, or the mark it had when the room was taken
+        from it); a mark made later starts there at the least.
     @ivar mutes: room -> the end (ms) of the user's mute there (0: none), for
         the rooms whose mute was read (None: none yet).
     @ivar room_version: the version of the user's room state that L{rooms}
@@ -102,8 +122,8 @@ class Session:
         None until the login read it.
     """
 
-    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "marks", "mutes",
-                 "room_version", "_request_done", "_gone")
+    __slots__ = ("service", "connection", "state", "record", "features", "held", "rooms", "marks", "floors",
+                 "mutes", "room_version", "_request_done", "_gone")
 
     def __init__(self, service, connection):
         self.service = service
@@ -114,6 +134,7 @@ class Session:
         self.held = None
         self.rooms = None
         self.marks = None
+        self.floors = None
         self.mutes = None
         self.room_version = None
         self._request_done = None  # after the close: fires when the request in hand is done
@@ -126,6 +147,30 @@ class Session:
         if self.rooms is None:
             self.rooms = set()
         return self.rooms
+
+    def seen(self, room, seq):
+        """The client has room C{room}'s messages up to C{seq} (it said so
+        in a resume, or a replay sent them): none of them is delivered to
+        this session live (again), however late this node gets it, nor
+        released from what the resume held back."""
+        if self.holding:
+            if self.held.has is None:
+                self.held.has = {}
+            self.held.has[room] = max(seq, self.held.has.get(room, -1))
+        self.raise_mark(room, seq)
+
+    def raise_mark(self, room, seq):
+        """The session's mark of C{room} (or, for a room it is not
+        delivered, its floor) is at least C{seq}."""
+        marks = self.marks
+        if marks is not None and room in marks:
+            if marks[room] < seq:
+                marks[room] = seq
+            return
+        if self.floors is None:
+            self.floors = {}
+        if self.floors.get(room, -1) < seq:
+            self.floors[room] = seq
 
     def mute_known(self, room):
         """Whether L{mutes} knows the user's mute in C{room} (or that there is none)."""
@@ -275,9 +320,13 @@ class Session:
         L{HeldDeliveries.take})."""
         return self.held is not None and self.held.take(msg_id, payload)
 
-    def replay(self, msg_id, payload):
-        """Send a replayed chat frame; a live copy of it is dropped."""
+    def replay(self, msg_id, payload, room=None, seq=None):
+        """Send a replayed chat frame; a live copy of it is dropped (of a
+        room's message, C{room} and C{seq}: any live one of the room up to
+        it, L{seen})."""
         self.held.replayed.add(msg_id)
+        if room is not None and isinstance(seq, int):
+            self.seen(room, seq)
         self.connection.sendMessage(payload)
 
     def release(self):

@@ -11,7 +11,6 @@ import pytest
 from devtools import devcluster
 from devtools.localservices import free_port
 from tests.harness import wait_until
-import pytest
 
 pytestmark = pytest.mark.process  # the local cluster's processes
 

@@ -27,31 +27,18 @@ from __future__ import annotations
 import weakref
 
 from chatnet.errors import ProtocolError
+from chatnet.ratelimit import TokenBucket
 
 #: Sweep the users' table when it has this many more entries than after the
 #: last sweep, at the least.
 MIN_SWEEP = 1024
 
 
-class ByteBucket:
+class ByteBucket(TokenBucket):
     """A token bucket of bytes: ``rate`` a second, at most ``burst`` saved.
     A rate of 0 or less: no limit."""
 
-    __slots__ = ("rate", "burst", "clock", "tokens", "stamp")
-
-    def __init__(self, rate, burst, clock):
-        self.rate = float(rate)
-        self.burst = float(burst)
-        self.clock = clock
-        self.tokens = self.burst
-        self.stamp = clock.seconds()
-
-    def refill(self):
-        now = self.clock.seconds()
-        tokens = self.tokens + (now - self.stamp) * self.rate
-        self.tokens = tokens if tokens < self.burst else self.burst
-        self.stamp = now
-        return self.tokens
+    __slots__ = ()
 
     def can_take(self, size):
         """Whether `size` bytes may pass now (without taking them)."""

@@ -11,6 +11,14 @@ class TokenBucket:
         self.tokens = self.burst
         self.stamp = clock.seconds()
 
+    def refill(self):
+        """The tokens saved by now (at most C{burst})."""
+        now = self.clock.seconds()
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        self.tokens = tokens if tokens < self.burst else self.burst
+        self.stamp = now
+        return self.tokens
+
     def allow(self, cost=1.0):
         """Take C{cost} tokens if there are enough; C{False} means rate limited.
 
@@ -18,10 +26,7 @@ class TokenBucket:
         """
         if self.rate <= 0:
             return True
-        now = self.clock.seconds()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= cost:
+        if self.refill() >= cost:
             self.tokens -= cost
             return True
         return False

@@ -63,6 +63,13 @@ class NodeConfig:
     # pages may open a connection; empty: any
     allowed_origins: tuple = ()
 
+    @property
+    def route_deadline(self):
+        """Seconds a message is tried towards the nodes of its recipients
+        before it is given up: past two ZooKeeper session timeouts, by when
+        the cluster has noticed a dead node (at least 20)."""
+        return max(20.0, self.zk_session_timeout * 2 + 5)
+
     def secret(self):
         secret = self.cluster_secret or os.environ.get("CHATNET_CLUSTER_SECRET", "")
         return secret.encode()

@@ -17,14 +17,12 @@ AMP listener, the session cache, then ZooKeeper registration. Graceful stop
 reconnect through the gateway (close code 4001), remove their sessions,
 flush the message log.
 """
-import gc
-
 from twisted.application.service import MultiService
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from chatnet import operations, tls, words
+from chatnet import tls, words
 from chatnet.accept import Acceptor
 from chatnet.cluster.api_responder import ApiResponder
 from chatnet.cluster.identity import MemberIdentity
@@ -37,13 +35,13 @@ from chatnet.cluster.responder import Responder
 from chatnet.cluster.router import RoomRouter, Router
 from chatnet.cluster.view import ClusterView
 from chatnet.config import endpoint_interface
-from chatnet.errors import StoreUnavailable
 from chatnet.factories.internal import InternalFactory
 from chatnet.factories.websocket import ChatServerFactory
 from chatnet.handlers import ChatHandlers
 from chatnet.history import History
 from chatnet.livehandlers import LiveHandlers
-from chatnet.metrics import NodeGauges
+from chatnet.events import EventBus, load as load_plugins
+from chatnet.metrics import NodeGauges, NodeMetrics, service as metrics_service
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
 from chatnet.rescue import Rescuer
@@ -94,19 +92,22 @@ class ChatNode(MultiService):
             self.redis, self.view.live_nodes,
             unreachable=lambda node: self.peers is not None and self.peers.lost_link(node))
         # made in _start, once the node id is known:
-        self.leadership = self.membership = self.peers = self.feed = self.room_state = None
-        operations.attach(self, NodeGauges(  # metrics, event plugins (self.events), --metrics listener
+        self.leadership = self.membership = self.peers = self.feed = self.room_state = self.presence = None
+        self.events = EventBus(reactor, max_pending=config.plugin_max_pending, timeout=config.plugin_timeout)
+        self.metrics = NodeMetrics(NodeGauges(
             connections=lambda: len(self.factory.connections),
             sessions=lambda: len(self.sessions),
             leading=lambda: self.leadership is not None and self.leadership.leading,
             nodes=lambda: len(self.view.members),
             registered=lambda: self.membership is not None and self.membership.registered,
-        ))
+        ), self.redis, self.mongo, self.message_log, self.events, reactor)
+        self.events.add(self.metrics, "metrics")
+        load_plugins(self, config.plugins, self.events)  # a plugin is given the node
+        if config.metrics:
+            metrics_service(config.metrics, self.metrics).setServiceParent(self)
         self.factory = ChatServerFactory(config, reactor, self.metrics)
         self.delivery = LocalDelivery(self.sessions, RecentDeliveries(), self.factory.prepareMessage, self.emit)
         self._ports = []
-        self._loops = []
-        self._stopping = False
         self.started = defer.Deferred()
 
     @property
@@ -157,18 +158,9 @@ class ChatNode(MultiService):
             "internalPort": internal_port,
         }
         self.reactor.callInThread(words.warm_up)
-        defer.ensureDeferred(self._ensure_indexes())
-        try:
-            await self.directory.load()
-        except StoreUnavailable:
-            log.warn("session cache starts empty: redis unavailable")
-        try:
-            # a process of ours killed and restarted before the leader saw it leave
-            n = await self.rescuer.node(self.node_id)
-            if n:
-                log.info("{n} recent messages of our previous process checked into mongodb", n=n)
-        except StoreUnavailable:
-            log.warn("recent messages of our previous process not checked: a store is unavailable")
+        defer.ensureDeferred(self.mongo.ensure_indexes_until_done())
+        await self.directory.start()
+        await self.rescuer.previous_process(self.node_id)
         self.membership = Membership(
             config.zookeeper,
             self.node_id,
@@ -179,11 +171,7 @@ class ChatNode(MultiService):
             auth=config.zookeeper_auth,
         )
         await self.membership.start()
-        self._loop(HEARTBEAT, self.presence.heartbeat)
-        # what start-up made (modules, the profanity automaton, ...) lives as
-        # long as the process: the garbage collector's full collections,
-        # which stop the reactor, need not visit it again
-        gc.freeze()
+        self.presence.start()
         log.info(
             "chat node {node} serving clients on {host}:{port}, internal {ihost}:{iport}",
             node=self.node_id, host=host, port=port, ihost=internal_host, iport=internal_port,
@@ -201,7 +189,7 @@ class ChatNode(MultiService):
         """Make the parts that need the node id; returns the responder of
         the internal port and that of the server API's commands."""
         config, clock, view = self.config, self.reactor, self.view
-        deadline = max(20.0, config.zk_session_timeout * 2 + 5)
+        deadline = config.route_deadline
         acceptor = Acceptor(self.redis, self.sequences, self.history, self.popular, view.node_id, self.reactor)
         self.feed = feed = RoomFeed(view.node_id, self.redis, self.mongo, self.history, self.sequences,
                                     self.factory.prepareMessage, self.emit, clock)
@@ -276,34 +264,16 @@ class ChatNode(MultiService):
 
         return TokenVerifier.from_config(self.config, self.reactor)
 
-    async def _ensure_indexes(self):
-        while not self._stopping:
-            try:
-                await self.mongo.ensure_indexes()
-                return
-            except Exception as e:
-                log.warn("mongodb indexes not ensured yet: {e}", e=e)
-                await task.deferLater(self.reactor, 1.0, lambda: None)
-
-    def _loop(self, interval, f):
-        loop = task.LoopingCall(lambda: defer.ensureDeferred(f()).addErrback(
-            lambda failure: log.failure("periodic task failed", failure)))
-        loop.clock = self.reactor
-        loop.start(interval, now=True)
-        self._loops.append(loop)
-
     def stopService(self):
         d = defer.ensureDeferred(self._stop())
         return d.addErrback(lambda f: log.failure("stopping the chat node failed", f))
 
     async def _stop(self):
-        self._stopping = True
         if self.leadership is not None:
             self.leadership.node_stopping()
         log.info("chat node {node} stopping", node=self.node_id)
-        for loop in self._loops:
-            if loop.running:
-                loop.stop()
+        if self.presence is not None:
+            self.presence.stop()
         if self.membership is not None:
             try:
                 await defer.ensureDeferred(self.membership.stop()).addTimeout(3, self.reactor)

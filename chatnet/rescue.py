@@ -27,6 +27,7 @@ from bson.errors import InvalidId
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from chatnet.errors import StoreUnavailable
 from chatnet.messages import ChatMessage
 from chatnet.stores.mongo import Refused
 from chatnet.stores.redis import PREFIX, history_key
@@ -91,6 +92,19 @@ class Rescuer:
         """The nodes with accepted channels noted that are not in C{live}."""
         nodes = await self.redis.call("smembers", ACCEPTING) or ()
         return sorted({_text(n) for n in nodes} - set(live))
+
+    async def previous_process(self, node_id):
+        """At start: write again what a process of C{node_id} killed and
+        restarted before the leader saw it leave had accepted (L{node}),
+        logging what was done; a store that is unavailable is logged, not
+        raised (the leader checks departed nodes again)."""
+        try:
+            n = await self.node(node_id)
+        except StoreUnavailable:
+            log.warn("recent messages of our previous process not checked: a store is unavailable")
+            return
+        if n:
+            log.info("{n} recent messages of our previous process checked into mongodb", n=n)
 
     async def node(self, node_id):
         """Write again what C{node_id} accepted in its last C{window}

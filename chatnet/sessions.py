@@ -274,6 +274,14 @@ class SessionDirectory:
             if not sessions:
                 del self.records[username]
 
+    async def start(self):
+        """L{load}, or start with an empty cache while Redis is unavailable
+        (announcements and the presence heartbeat fill it)."""
+        try:
+            await self.load()
+        except StoreUnavailable:
+            log.warn("session cache starts empty: redis unavailable")
+
     async def load(self):
         """Replace the cache with what Redis holds."""
         raw = await self.redis.call("hgetall", SESSIONS)

@@ -1,4 +1,5 @@
 """``twistd chatnode``: the options and the service of a chat node."""
+import gc
 import os
 
 from twisted.python import usage
@@ -223,4 +224,14 @@ def makeService(options):
     from chatnet.node import ChatNode
 
     raise_nofile_limit()
-    return with_log_format(ChatNode(options.config()), options)
+    node = ChatNode(options.config())
+    node.started.addCallback(freeze_what_start_up_made)
+    return with_log_format(node, options)
+
+
+def freeze_what_start_up_made(node):
+    """What start-up made (modules, the profanity automaton, ...) lives as
+    long as the process: the garbage collector's full collections, which
+    stop the reactor, need not visit it again."""
+    gc.freeze()
+    return node

@@ -62,6 +62,20 @@ class Presence:
         self.feed = feed
         self._registrations = 0  # of the membership, as last seen
         self._republish_pending = False
+        self._beats = None
+
+    def start(self):
+        """Beat (L{heartbeat}) now and every C{HEARTBEAT} seconds; a beat
+        that fails is logged, the next one tries again."""
+        self._beats = task.LoopingCall(
+            lambda: defer.ensureDeferred(self.heartbeat()).addErrback(
+                lambda failure: log.failure("presence heartbeat failed", failure)))
+        self._beats.clock = self.clock
+        self._beats.start(HEARTBEAT, now=True)
+
+    def stop(self):
+        if self._beats is not None and self._beats.running:
+            self._beats.stop()
 
     def announce(self, record, online, nodes=None):
         """Tell every peer (or those of C{nodes}) that C{record} logged in or out."""

@@ -13,7 +13,7 @@ from bson import ObjectId
 from bson.errors import BSONError
 from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, PyMongoError, WriteError
 from pymongo.write_concern import WriteConcern
-from twisted.internet import defer, error as netError, reactor as default_reactor
+from twisted.internet import defer, error as netError, reactor as default_reactor, task
 from twisted.logger import Logger
 from txmongo import filter as qf
 
@@ -117,6 +117,18 @@ class MongoStore:
         return await self._run("ping", self.db.command("ping"))
 
     # -- schema ---------------------------------------------------------
+
+    async def ensure_indexes_until_done(self, every=1.0):
+        """L{ensure_indexes}, tried again every C{every} seconds until it
+        succeeds or the store is disconnected (a node starts while MongoDB
+        is down)."""
+        while self.pool is not None:
+            try:
+                await self.ensure_indexes()
+                return
+            except Exception as e:
+                log.warn("mongodb indexes not ensured yet: {e}", e=e)
+                await task.deferLater(self.reactor, every, lambda: None)
 
     async def ensure_indexes(self):
         db = self.db

@@ -60,7 +60,7 @@ class CountingRedis:
         return self.redis.call(*args, **kwargs)
 
 
-def live_handlers(node, redis, mongo, emit=lambda event, *args: None):
+def with_live(node, redis, mongo, emit=lambda event, *args: None):
     """The node's actions made again with the C{live} extension, whose
     stores are C{redis} and C{mongo}; its parts."""
     state = CountingLiveState(mongo)
@@ -77,17 +77,17 @@ def live_handlers(node, redis, mongo, emit=lambda event, *args: None):
 @pytest.fixture
 def live(node):
     counting = CountingRedis(node.redis)
-    parts = live_handlers(node, counting, node.mongo)
+    parts = with_live(node, counting, node.mongo)
     return SimpleNamespace(node=node, parts=parts, redis=counting, state=parts.state)
 
 
 @pytest.fixture
 def cut_off(node, free_port):
-    """The handlers with Redis and MongoDB that never answer: a request
-    that reaches a store is a 503."""
+    """The node's actions, the C{live} extension's Redis and MongoDB never
+    answering: a request that reaches a store is a 503."""
     redis = RedisStore(f"redis://127.0.0.1:{free_port}/0", timeout=0.3).connect()
     mongo = MongoStore(f"mongodb://127.0.0.1:{free_port}/none", timeout=0.3).connect()
-    live_handlers(node, redis, mongo)
+    with_live(node, redis, mongo)
     yield node
     pytest_twisted.blockon(mongo.disconnect())
     pytest_twisted.blockon(redis.disconnect())
@@ -288,7 +288,7 @@ async def test_edits_and_deletions_are_emitted_once_stored(node):
     edit, nor of a second deletion of the same message."""
     bus, listener = EventBus(node.clock), Revised()
     bus.add(listener)
-    live_handlers(node, node.redis, node.mongo, emit=bus.emit)
+    with_live(node, node.redis, node.mongo, emit=bus.emit)
     alice = await logged_in(node, "user1", LIVE)
     bob = await logged_in(node, "user2", LIVE)
     await request(node.handlers, alice, "createRoom", roomName="hall")

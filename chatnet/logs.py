@@ -4,7 +4,7 @@ chatnet logs through ``twisted.logger`` with structured fields
 (``log.info("{user} logged in on {node}", user=..., node=...)``). With
 ``--log-format json`` each event is written as::
 
-    {"time": "2024-05-01T12:00:00.123Z", "level": "info", "namespace": "chatnet.handlers",
+    {"time": "2024-05-01T12:00:00.123Z", "level": "info", "namespace": "chatnet.actions.login",
      "message": "user1 logged in on node1", "user": "user1", "node": "node1"}
 
 (plus ``"failure"``: the traceback, for errors logged with one). The fields

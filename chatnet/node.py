@@ -8,7 +8,7 @@ docs/design.md, "Modules", for who does what):
   the client factory, metrics and event plugins;
 * in ``_start``, once the client port is bound (the node id may be made of
   it): the peer links, the router, the leader's duties, the internal-command
-  responder, presence, the client handlers and the ZooKeeper membership.
+  responder, presence, the client actions and the ZooKeeper membership.
 
 Start-up order (all asynchronous, in ``startService``): stores, the client
 WebSocket listener (its bound port is what gets published), the internal
@@ -24,6 +24,8 @@ from twisted.logger import Logger
 
 from chatnet import tls, words
 from chatnet.accept import Acceptor
+from chatnet.actions import LiveParts, build as build_actions
+from chatnet.budget import ByteBudget
 from chatnet.cluster.api_responder import ApiResponder
 from chatnet.cluster.identity import MemberIdentity
 from chatnet.cluster.leadership import Leadership
@@ -37,10 +39,9 @@ from chatnet.cluster.view import ClusterView
 from chatnet.config import endpoint_interface
 from chatnet.factories.internal import InternalFactory
 from chatnet.factories.websocket import ChatServerFactory
-from chatnet.handlers import ChatHandlers
 from chatnet.history import History
-from chatnet.livehandlers import LiveHandlers
 from chatnet.events import EventBus, load as load_plugins
+from chatnet.login_throttle import LoginThrottle
 from chatnet.metrics import NodeGauges, NodeMetrics, service as metrics_service
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
@@ -50,6 +51,8 @@ from chatnet.sequences import Sequences
 from chatnet.service.api import ServerApi
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
 from chatnet.service.notices import UserNotices
+from chatnet.service.posting import Posting
+from chatnet.service.public_rooms import PublicRooms
 from chatnet.service.revisions import Revisions
 from chatnet.service.roomfeed import RoomFeed
 from chatnet.service.roomstate import RoomState
@@ -224,33 +227,33 @@ class ChatNode(MultiService):
         view.subscribe(self.leadership.membership_changed)
         feed.start()
         room_state.start()
-        handlers = ChatHandlers(
-            config=config, clock=clock, view=view, redis=self.redis, mongo=self.mongo, offline=self.offline,
-            history=self.history, popular=self.popular, profanity=self.profanity, acceptor=acceptor,
-            message_log=self.message_log, directory=self.directory, sessions=self.sessions,
-            presence=self.presence, router=router, rooms=rooms, feed=feed, delivery=self.delivery,
+        posting = Posting(config=config, profanity=self.profanity, acceptor=acceptor, message_log=self.message_log,
+                          offline=self.offline, directory=self.directory, router=router, rooms=rooms, emit=self.emit,
+                          public_rooms=PublicRooms(self.mongo, clock))
+        actions = build_actions(
+            config=config, clock=clock, view=view, mongo=self.mongo, offline=self.offline, history=self.history,
+            popular=self.popular, directory=self.directory, sessions=self.sessions, presence=self.presence,
+            rooms=rooms, feed=feed, delivery=self.delivery, posting=posting,
+            login_throttle=LoginThrottle(self.redis, clock), budget=ByteBudget.from_config(config, clock),
             tokens=self._token_verifier(), room_state=room_state, emit=self.emit,
+            live=LiveParts(
+                redis=self.redis, mongo=self.mongo, state=self.live,
+                scrollback=Scrollback(self.redis, self.live, self.message_log.waiting),
+                revisions=Revisions(self.redis, self.live, self.message_log.waiting),
+                notices=UserNotices(view, self.peers, self.directory, self.sessions), profanity=self.profanity),
         )
-        LiveHandlers(
-            base=handlers, config=config, clock=clock, redis=self.redis, mongo=self.mongo, live=self.live,
-            scrollback=Scrollback(self.redis, self.live, self.message_log.waiting),
-            revisions=Revisions(self.redis, self.live, self.message_log.waiting),
-            notices=UserNotices(view, self.peers, self.directory, self.sessions), rooms=rooms,
-            directory=self.directory, profanity=self.profanity, emit=self.emit,
-            background=handlers.posting.background,
-        ).install()
-        background = handlers.posting.background
+        background = posting.background
         self.metrics.track("chatnet_background_failures",
                            "Deliveries and notices a request started and did not wait for that failed (each logged).",
                            lambda: background.failures)
         self.metrics.track("chatnet_background_running",
                            "Deliveries and notices a request started that are still running.",
                            lambda: background.running, kind="gauge")
-        self.factory.serve(handlers, SessionService(
+        self.factory.serve(actions, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
         ))
         api = ServerApi(config=config, clock=clock, view=view, mongo=self.mongo, directory=self.directory,
-                        sessions=self.sessions, posting=handlers.posting, rooms=rooms, nodes=OtherNodes(self.peers),
+                        sessions=self.sessions, posting=posting, rooms=rooms, nodes=OtherNodes(self.peers),
                         history=self.history)
         return responder, ApiResponder(api)
 

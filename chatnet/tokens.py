@@ -10,7 +10,7 @@ algorithm its header names (no other algorithm, never ``none``), it has an
 optional ``alliance`` claim, a non-empty string, names the user's alliance.
 A token issued (``iat``) no later than the second its user was deleted, or
 without ``iat`` for a user deleted once, is refused by the login
-(L{chatnet.handlers}): deleting a user ends every token issued before.
+(L{chatnet.actions.login}): deleting a user ends every token issued before.
 
 Verification is done on the reactor: it takes about 0.03 ms (HS256), 0.05 ms
 (RS256, 2048 bits) and 0.12 ms (ES256) on a 2-core test machine, far less

@@ -10,13 +10,17 @@ import time
 import orjson
 from twisted.internet import reactor, task
 
+from chatnet.budget import ByteBudget
 from chatnet.cluster.peers import PeerUnavailable
 from chatnet.errors import as_protocol_error
+from chatnet.login_throttle import LoginThrottle
 from chatnet.protocols import codec
+from chatnet.service.posting import Posting
+from chatnet.service.public_rooms import PublicRooms
 
 
 class FakeConnection:
-    """What L{chatnet.handlers.ChatHandlers} uses of a client connection
+    """What the client actions (L{chatnet.actions}) use of a client connection
     (L{chatnet.protocols.websocket.ChatServerProtocol}), with its real
     L{chatnet.service.session.Session} (made by C{service}, a
     L{chatnet.service.session.SessionService}): every frame it would send
@@ -38,7 +42,7 @@ class FakeConnection:
     def features(self):
         return self.session.features
 
-    # -- what the handlers and the session call ---------------------------------
+    # -- what the actions and the session call ----------------------------------
 
     def answer(self, action, data, request):
         self.sendMessage(codec.encode(action, data, request.id))
@@ -74,6 +78,21 @@ class FakeConnection:
     def take(self):
         frames, self.frames = self.frames, []
         return frames
+
+
+def action_parts(*, config, clock, redis, mongo, offline, history, popular, profanity, acceptor, message_log, view,
+                 directory, sessions, presence, router, rooms, feed, delivery, room_state=None,
+                 emit=lambda event, *args: None):
+    """What L{chatnet.actions.build} takes, of the parts of an in-process
+    node: with the L{Posting}, the L{LoginThrottle} and the L{ByteBudget}
+    made as L{chatnet.node.ChatNode._wire} makes them."""
+    posting = Posting(config=config, profanity=profanity, acceptor=acceptor, message_log=message_log,
+                      offline=offline, directory=directory, router=router, rooms=rooms, emit=emit,
+                      public_rooms=PublicRooms(mongo, clock))
+    return dict(config=config, clock=clock, view=view, mongo=mongo, offline=offline, history=history,
+                popular=popular, directory=directory, sessions=sessions, presence=presence, rooms=rooms, feed=feed,
+                delivery=delivery, posting=posting, login_throttle=LoginThrottle(redis, clock),
+                budget=ByteBudget.from_config(config, clock), room_state=room_state, emit=emit)
 
 
 _ids = iter(range(1, 1 << 62))

@@ -5,10 +5,10 @@ import pytest_twisted
 from twisted.internet.task import Clock
 from twisted.python import usage
 
+from chatnet.actions import ClientActions
 from chatnet.budget import MIN_SWEEP, ByteBucket, ByteBudget
 from chatnet.config import NodeConfig
 from chatnet.errors import ProtocolError
-from chatnet.handlers import ChatHandlers
 from chatnet.protocols import codec
 from chatnet.tap_node import Options
 
@@ -116,10 +116,10 @@ def test_no_limit():
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_handlers_charge_every_request_before_its_action():
+async def test_the_actions_charge_every_request_before_its_action():
     clock = Clock()
     config = NodeConfig(rate_bytes=100, rate_bytes_burst=200, user_rate_bytes=0)
-    handlers = ChatHandlers(config=config, clock=clock)
+    handlers = ClientActions({}, ByteBudget.from_config(config, clock))
     connection = Connection()
     frame = b'{"id": 7, "action": "nonsense", "data": {"pad": "' + b"x" * 140 + b'"}}'
     request = codec.decode(frame)

@@ -1,4 +1,4 @@
-"""The client actions (L{chatnet.handlers.ChatHandlers}) in-process: one node
+"""The client actions (L{chatnet.actions}) in-process: one node
 ("A", the leader) wired as chatnet.node wires it, on the real Redis and
 MongoDB (SecantusDB), a fake clock, and recording stand-ins for the client
 connections, the peer links and presence (tests/inprocess.py).
@@ -16,10 +16,11 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from chatnet.accept import Acceptor
+from chatnet.actions import build
+from chatnet.actions.limits import RESUME_WAIT
 from chatnet.cluster.router import RoomRouter, Router
 from chatnet.cluster.view import ClusterView
 from chatnet.config import NodeConfig
-from chatnet.handlers import RESUME_WAIT, ChatHandlers
 from chatnet.history import RESUME_LIMIT, History
 from chatnet.messages import ChatMessage, dm_channel, new_message_id, room_channel
 from chatnet.popular import PopularWords
@@ -34,7 +35,7 @@ from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import SESSIONS, seq_key
-from tests.inprocess import Announcements, FakeConnection, FakePeers, error_code, request, run_until
+from tests.inprocess import Announcements, FakeConnection, FakePeers, action_parts, error_code, request, run_until
 
 NODE = "A"
 PASSWORD = "correct horse"
@@ -54,8 +55,9 @@ def mongo_url(mongo_server):
 
 @pytest.fixture
 def node(redis, mongo_url):
-    """The parts of one chat node that the handlers use, as
-    L{chatnet.node.ChatNode._wire} makes them."""
+    """The parts of one chat node that the client actions use, as
+    L{chatnet.node.ChatNode._wire} makes them; C{handlers}: the actions
+    (L{chatnet.actions.build} of C{parts}, without the C{live} extension)."""
     clock = Clock()
     clock.advance(1_700_000_000)
     mongo = MongoStore(mongo_url).connect()
@@ -76,16 +78,16 @@ def node(redis, mongo_url):
     rooms = RoomRouter(view, peers, Rooms(mongo, directory), feed, sessions, directory, redis, clock)
     presence = Announcements()
     session_service = SessionService(sessions, directory, presence, view, emit, clock, feed)
-    handlers = ChatHandlers(
-        config=NodeConfig(), clock=clock, view=view, redis=redis, mongo=mongo, offline=OfflineStore(mongo),
-        history=history, popular=popular, profanity=ProfanityFilter.default(),
-        acceptor=Acceptor(redis, sequences, history, popular, NODE, reactor), message_log=message_log,
-        directory=directory, sessions=sessions, presence=presence, router=router,
-        rooms=rooms, feed=feed, delivery=delivery, emit=emit,
-    )
+    profanity = ProfanityFilter.default()
+    acceptor = Acceptor(redis, sequences, history, popular, NODE, reactor)
+    parts = action_parts(
+        config=NodeConfig(), clock=clock, redis=redis, mongo=mongo, offline=OfflineStore(mongo), history=history,
+        popular=popular, profanity=profanity, acceptor=acceptor, message_log=message_log, view=view,
+        directory=directory, sessions=sessions, presence=presence, router=router, rooms=rooms, feed=feed,
+        delivery=delivery, emit=emit)
     yield SimpleNamespace(
-        handlers=handlers, clock=clock, redis=redis, mongo=mongo, directory=directory, sessions=sessions,
-        presence=presence, events=events, message_log=message_log, acceptor=handlers.acceptor, feed=feed,
+        handlers=build(**parts), parts=parts, **parts, redis=redis, events=events, message_log=message_log,
+        acceptor=acceptor, profanity=profanity, router=router, peers=peers,
         connect=lambda: FakeConnection(session_service),
     )
     pytest_twisted.blockon(mongo.disconnect())
@@ -149,14 +151,14 @@ async def test_login_refuses_unknown_user_and_wrong_password(node):
 @pytest_twisted.ensureDeferred
 async def test_login_throttled_after_failures_until_the_lockout_ends(node):
     client = node.connect()
-    for _ in range(node.handlers.login_throttle.user_after):
+    for _ in range(node.login_throttle.user_after):
         assert error_code(await request(node.handlers, client, "login", username="user2", password="no")) == 401
     # locked out now, even with the right password
     frames = await request(node.handlers, client, "login", username="user2", password=PASSWORD)
     assert error_code(frames) == 429, frames
     assert client.record is None
     # the lockout is over once its time has passed on the node's clock
-    node.clock.advance(node.handlers.login_throttle.cap + 1)
+    node.clock.advance(node.login_throttle.cap + 1)
     frames = await request(node.handlers, client, "login", username="user2", password=PASSWORD)
     assert [f["action"] for f in frames] == ["login"], frames
 
@@ -179,7 +181,7 @@ async def test_direct_chat_to_a_local_user_is_delivered_and_acked(node):
     assert frames[0]["data"]["seq"] == 2
     assert [c["seq"] for c in bob.chats()] == [2]
     # it is in the conversation's history
-    assert [d["seq"] for d in await node.handlers.history.after(dm_channel("user1", "user2"), 0)] == [1, 2]
+    assert [d["seq"] for d in await node.history.after(dm_channel("user1", "user2"), 0)] == [1, 2]
 
 
 @pytest_twisted.ensureDeferred
@@ -218,7 +220,7 @@ async def test_room_chat_by_a_member_and_a_non_member(node):
     # bob has not joined room1: 403, nothing sent
     assert error_code(await request(node.handlers, bob, "chat", roomName="room1", message="me too")) == 403
     assert error_code(await request(node.handlers, bob, "chat", roomName="room99", message="hm")) == 404
-    assert [d["seq"] for d in await node.handlers.history.after(room_channel("room1"), 0)] == [1]
+    assert [d["seq"] for d in await node.history.after(room_channel("room1"), 0)] == [1]
 
 
 @pytest_twisted.ensureDeferred
@@ -357,7 +359,7 @@ async def test_posting_answers_an_accepted_value_before_the_route(node):
     await request(node.handlers, alice, "joinRoom", roomName="room1")
     alice.take()
     told = []
-    accepted = await node.handlers.posting.post(
+    accepted = await node.posting.post(
         "user1", "hello", 1_700_000_000_000, room="room1",
         accepted=lambda a: told.append((a, len(alice.chats()))))
     assert told == [(accepted, 0)]
@@ -366,7 +368,7 @@ async def test_posting_answers_an_accepted_value_before_the_route(node):
         accepted.queued = True
     await run_until(None, lambda: alice.chats(), "the room message")
     assert [c["seq"] for c in alice.chats()] == [1]
-    assert node.handlers.posting.background.failures == 0
+    assert node.posting.background.failures == 0
 
 
 @pytest_twisted.ensureDeferred
@@ -383,10 +385,10 @@ async def test_posting_refuses_before_accepting_while_the_message_log_is_full(no
     room_size = node.message_log.max_bytes
     node.message_log.max_bytes = 0
     with pytest.raises(StoreUnavailable):
-        await node.handlers.posting.post("user1", "refused", 1_700_000_000_000, room="room1",
+        await node.posting.post("user1", "refused", 1_700_000_000_000, room="room1",
                                          accepted=told.append)
     assert told == [] and await node.redis.call("get", seq_key(room_channel("room1"))) == counter
     node.message_log.max_bytes = room_size
-    accepted = await node.handlers.posting.post("user1", "taken", 1_700_000_000_001, room="room1",
+    accepted = await node.posting.post("user1", "taken", 1_700_000_000_001, room="room1",
                                                 accepted=told.append)
     assert told == [accepted] and accepted.seq == 1

@@ -1,4 +1,4 @@
-"""The requests of the ``live`` extension (L{chatnet.livehandlers}) in
+"""The requests of the ``live`` extension (L{chatnet.actions.live}) in
 process, on the real Redis and MongoDB (SecantusDB) and a fake clock:
 every field checked before a store is asked, every request answered as
 docs/protocol.md documents it, and the cost of a request bounded whatever
@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.internet.task import Clock
 
 from chatnet import stopwords, words
+from chatnet.actions import LiveParts, build
+from chatnet.actions.typinggate import TypingGate
 from chatnet.cluster.view import ClusterView
-from chatnet.config import NodeConfig
 from chatnet.events import EventBus
-from chatnet.livehandlers import LiveHandlers, TypingGate
 from chatnet.messages import dm_channel, room_channel
 from chatnet.protocols.codec import INT64_MAX
 from chatnet.service.notices import UserNotices
@@ -60,34 +60,34 @@ class CountingRedis:
         return self.redis.call(*args, **kwargs)
 
 
-def live_handlers(node, redis, mongo, emit=lambda event, *args: None):
-    live = CountingLiveState(mongo)
+def with_live(node, redis, mongo, emit=lambda event, *args: None):
+    """The node's actions made again with the C{live} extension, whose
+    stores are C{redis} and C{mongo}; its parts."""
+    state = CountingLiveState(mongo)
     view = ClusterView(NODE, node.clock)
     view.changed({NODE: {}}, NODE)
-    handlers = LiveHandlers(
-        base=node.handlers, config=NodeConfig(), clock=node.clock, redis=redis, mongo=mongo, live=live,
-        scrollback=Scrollback(redis, live, node.message_log.waiting),
-        revisions=Revisions(redis, live, node.message_log.waiting),
-        notices=UserNotices(view, FakePeers(), node.directory, node.sessions), rooms=node.handlers.rooms,
-        directory=node.directory, profanity=node.handlers.profanity, emit=emit)
-    handlers.install()
-    return handlers
+    live = LiveParts(
+        redis=redis, mongo=mongo, state=state, scrollback=Scrollback(redis, state, node.message_log.waiting),
+        revisions=Revisions(redis, state, node.message_log.waiting),
+        notices=UserNotices(view, FakePeers(), node.directory, node.sessions), profanity=node.profanity)
+    node.handlers = build(**{**node.parts, "emit": emit}, live=live)
+    return live
 
 
 @pytest.fixture
 def live(node):
     counting = CountingRedis(node.redis)
-    handlers = live_handlers(node, counting, node.mongo)
-    return SimpleNamespace(node=node, handlers=handlers, redis=counting, state=handlers.live)
+    parts = with_live(node, counting, node.mongo)
+    return SimpleNamespace(node=node, parts=parts, redis=counting, state=parts.state)
 
 
 @pytest.fixture
 def cut_off(node, free_port):
-    """The handlers with Redis and MongoDB that never answer: a request
-    that reaches a store is a 503."""
+    """The node's actions, the C{live} extension's Redis and MongoDB never
+    answering: a request that reaches a store is a 503."""
     redis = RedisStore(f"redis://127.0.0.1:{free_port}/0", timeout=0.3).connect()
     mongo = MongoStore(f"mongodb://127.0.0.1:{free_port}/none", timeout=0.3).connect()
-    live_handlers(node, redis, mongo)
+    with_live(node, redis, mongo)
     yield node
     pytest_twisted.blockon(mongo.disconnect())
     pytest_twisted.blockon(redis.disconnect())
@@ -200,7 +200,7 @@ async def test_a_page_costs_at_most_its_limit_whatever_the_channel_size(filled, 
     for room, count in (("small", 300), ("large", 600)):
         before = None if newest else 1 + round(position * count)
         filled.state.read = filled.redis.read = 0
-        messages, more = await filled.handlers.scrollback.page(room_channel(room), before, limit)
+        messages, more = await filled.parts.scrollback.page(room_channel(room), before, limit)
         top = count + 1 if before is None else before
         assert [m["seq"] for m in messages] == list(range(max(1, top - limit), top))
         assert more == (bool(messages) and messages[0]["seq"] > 1)
@@ -288,7 +288,7 @@ async def test_edits_and_deletions_are_emitted_once_stored(node):
     edit, nor of a second deletion of the same message."""
     bus, listener = EventBus(node.clock), Revised()
     bus.add(listener)
-    live_handlers(node, node.redis, node.mongo, emit=bus.emit)
+    with_live(node, node.redis, node.mongo, emit=bus.emit)
     alice = await logged_in(node, "user1", LIVE)
     bob = await logged_in(node, "user2", LIVE)
     await request(node.handlers, alice, "createRoom", roomName="hall")

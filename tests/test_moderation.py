@@ -248,7 +248,7 @@ async def test_a_user_name_with_a_dot_can_be_muted(rooms):
     owner = await logged_in(rooms, "user1")
     await ask(rooms, owner, "createRoom", roomName="club")
     dotted = rooms.connect()
-    rooms.handlers.config.open_login = True
+    rooms.config.open_login = True
     await ask(rooms, dotted, "login", username="a.b")
     await ask(rooms, dotted, "joinRoom", roomName="club")
     assert (await ask(rooms, owner, "mute", roomName="club", username="a.b", seconds=5))[0]["action"] == "mute"
@@ -261,7 +261,7 @@ async def test_a_user_name_with_a_dot_can_be_muted(rooms):
 async def test_a_dollar_name_muted_leaves_later_mutes_and_bans_working(rooms):
     """A '$gt' muted in a room: its name is a value in the mute list, never
     a key of a MongoDB condition, so the next mute and ban there work."""
-    rooms.handlers.config.open_login = True
+    rooms.config.open_login = True
     for name in ("$gt", "$ne", "x.y"):
         await rooms.mongo.db.users.insert_one({"username": name})
     owner = await logged_in(rooms, "user1")

@@ -46,7 +46,7 @@ async def test_two_multi_sessions_on_one_node_coexist_and_both_receive(node):
     await request(node.handlers, bob, "chat", roomName="world", message="to the world")
     await run_until(node.clock, lambda: len(laptop.chats()) == 1 and len(phone.chats()) == 2, "the room message")
     room = laptop.chats()[-1]
-    node.handlers.feed.deliver("world", room["seq"], room["msgId"], b'{"again": true}')
+    node.feed.deliver("world", room["seq"], room["msgId"], b'{"again": true}')
     assert len(laptop.chats()) == 1 and len(phone.chats()) == 2
 
 
@@ -80,12 +80,12 @@ async def test_sessions_on_two_nodes(node):
     """user1 on this node and on node B (announced by B): a direct message
     goes to both nodes, userInfo names both and the earliest login; a login
     without multi on B takes the session here over."""
-    view = node.handlers.view
+    view = node.view
     view.changed({NODE: {}, "B": {}}, NODE)
-    peers = node.handlers.router.peers
+    peers = node.peers
     peers.answers["DeliverMany"] = lambda peer, msgIds, datas, usernames: {"missing": []}
-    responder = Responder(node.directory, node.sessions, node.handlers.delivery, node.handlers.feed,
-                          node.handlers.rooms.local_member_changed)
+    responder = Responder(node.directory, node.sessions, node.delivery, node.feed,
+                          node.rooms.local_member_changed)
     earlier = node.clock.seconds() * 1000 - 60_000
     here = await logged_in(node, "user1", MULTI)
     # B publishes its session in Redis (as its node would), then announces it

@@ -1,5 +1,5 @@
-"""The room membership check of the handlers on a real MongoDB (SecantusDB):
-which rooms a user may post to, and that a known room costs no store call."""
+"""The room membership check of the client actions (L{chatnet.actions.access})
+on a real MongoDB (SecantusDB): which rooms a user may post to, and that a known room costs no store call."""
 import uuid
 from types import SimpleNamespace
 
@@ -7,9 +7,8 @@ import pymongo
 import pytest
 import pytest_twisted
 
-from chatnet.config import NodeConfig
+from chatnet.actions.access import RoomAccess
 from chatnet.errors import ProtocolError
-from chatnet.handlers import ChatHandlers
 from chatnet.seed import seed
 from chatnet.service.session import Session
 from chatnet.sessions import SessionRecord
@@ -52,9 +51,9 @@ def connection(username, alliance=""):
     return SimpleNamespace(record=record, session=session)
 
 
-async def code(handlers, conn, rooms):
+async def code(access, conn, rooms):
     try:
-        await handlers._check_member(conn, rooms, "chat")
+        await access.check_member(conn, rooms, "chat")
     except ProtocolError as e:
         return e.code
     return None
@@ -64,20 +63,20 @@ async def code(handlers, conn, rooms):
 async def test_members_only_and_known_rooms_cost_nothing(mongo):
     from twisted.internet import reactor
 
-    handlers = ChatHandlers(config=NodeConfig(), clock=reactor, mongo=mongo)
+    access = RoomAccess(mongo, reactor)
     member, stranger = connection("user1"), connection("user2")
-    assert await code(handlers, member, ["room1"]) is None
+    assert await code(access, member, ["room1"]) is None
     assert mongo.lookups == 2  # the membership, and the mute of the member
     for _ in range(5):
-        assert await code(handlers, member, ["room1"]) is None
+        assert await code(access, member, ["room1"]) is None
     assert mongo.lookups == 2, "a known room costs no MongoDB call"
-    assert await code(handlers, stranger, ["room1"]) == 403
-    assert await code(handlers, stranger, ["no-such-room"]) == 404
-    assert await code(handlers, stranger, ["room2", "no-such-room"]) == 404
+    assert await code(access, stranger, ["room1"]) == 403
+    assert await code(access, stranger, ["no-such-room"]) == 404
+    assert await code(access, stranger, ["room2", "no-such-room"]) == 404
     # leaving empties the set: the next post asks MongoDB again
     member.session.known_rooms().discard("room1")
     lookups = mongo.lookups
-    assert await code(handlers, member, ["room1"]) is None
+    assert await code(access, member, ["room1"]) is None
     assert mongo.lookups == lookups + 1  # (its mute is still known)
 
 
@@ -85,10 +84,10 @@ async def test_members_only_and_known_rooms_cost_nothing(mongo):
 async def test_automatic_rooms(mongo):
     from twisted.internet import reactor
 
-    handlers = ChatHandlers(config=NodeConfig(), clock=reactor, mongo=mongo)
+    access = RoomAccess(mongo, reactor)
     red, loner = connection("user1", "red"), connection("user4", "")
-    assert await code(handlers, red, ["world", "alliance:red"]) is None
-    assert await code(handlers, red, ["alliance:blue"]) == 404
-    assert await code(handlers, loner, ["world"]) is None
-    assert await code(handlers, loner, ["alliance:"]) == 404
+    assert await code(access, red, ["world", "alliance:red"]) is None
+    assert await code(access, red, ["alliance:blue"]) == 404
+    assert await code(access, loner, ["world"]) is None
+    assert await code(access, loner, ["alliance:"]) == 404
     assert mongo.lookups == 0

@@ -10,7 +10,7 @@ are never delivered to it live again, whichever way B's delivery comes."""
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from chatnet.handlers import RESUME_WAIT
+from chatnet.actions.limits import RESUME_WAIT
 from tests.inprocess import request, run_until
 from tests.test_room_state_inprocess import PASSWORD, logged_in, mongo_url, nodes, post  # noqa: F401 (fixtures)
 
@@ -110,21 +110,31 @@ async def test_a_message_while_the_login_answer_is_made_is_held_for_the_resume(n
         await request(b.handlers, client, "joinRoom", roomName=ROOM)
     last = max([0] + [c["seq"] for c in laptop.chats()])
     laptop.close()
-    extras = b.handlers.login_extras
-
-    async def posting_extras(connection):
-        await post(b, poster, ROOM, "during the login")
-        return await extras(connection)
-
-    b.handlers.login_extras = posting_extras
+    login = b.handlers.families["login"]
+    extras = login.extras
+    login.extras = PostingExtras(extras, lambda: post(b, poster, ROOM, "during the login"))
     phone = b.connect()
     frames = await request(b.handlers, phone, "login", username="user1", password=PASSWORD, features=RESUMING)
-    b.handlers.login_extras = extras
+    login.extras = extras
     assert [f["action"] for f in frames] == ["login"]
     frames = await request(b.handlers, phone, "resume", rooms={ROOM: last})
     assert [f["data"]["message"] for f in frames if f["action"] == "chat"] == ["during the login"]
     await settle(nodes)
     assert phone.chats() == []
+
+
+class PostingExtras:
+    """The login's extras (L{chatnet.actions.extras}) C{extras}, whose
+    C{login_answer} first has C{post()} run, as a message arriving while
+    the login answer is made."""
+
+    def __init__(self, extras, post):
+        self.extras = extras
+        self.post = post
+
+    async def login_answer(self, connection):
+        await self.post()
+        return await self.extras.login_answer(connection)
 
 
 class PostingMongo:
@@ -155,12 +165,13 @@ async def test_a_message_while_the_resume_reads_is_sent_once_after_the_login_hol
     phone = await logged_in(b, "user1", RESUMING)
     nodes.clock.advance(RESUME_WAIT)  # the resume comes late: the login's hold ran out
     assert not phone.session.holding
-    mongo = b.handlers.mongo
-    b.handlers.mongo = PostingMongo(mongo, lambda: post(b, poster, ROOM, "during the resume"))
+    resume = b.handlers.families["resume"]
+    mongo = resume.mongo
+    resume.mongo = PostingMongo(mongo, lambda: post(b, poster, ROOM, "during the resume"))
     try:
         frames = await request(b.handlers, phone, "resume", rooms={ROOM: last})
     finally:
-        b.handlers.mongo = mongo
+        resume.mongo = mongo
     assert [f["action"] for f in frames] == ["chat", "resume"]
     await settle(nodes)
     assert phone.chats() == []

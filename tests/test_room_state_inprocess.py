@@ -17,10 +17,10 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.internet.task import Clock
 
 from chatnet.accept import Acceptor
+from chatnet.actions import build
 from chatnet.cluster.router import RoomRouter, Router
 from chatnet.cluster.view import ClusterView
 from chatnet.config import NodeConfig
-from chatnet.handlers import ChatHandlers
 from chatnet.history import History
 from chatnet.popular import PopularWords
 from chatnet.profanity import ProfanityFilter
@@ -36,7 +36,7 @@ from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import room_state_key
-from tests.inprocess import Announcements, FakeConnection, FakePeers, error_code, request
+from tests.inprocess import Announcements, FakeConnection, FakePeers, action_parts, error_code, request
 
 PASSWORD = "correct horse"
 HASH = PasswordHasher().hash(PASSWORD)
@@ -105,13 +105,13 @@ def make_node(node_id, redis, mongo, clock):
     rooms = RoomRouter(view, peers, Rooms(mongo, directory), feed, sessions, directory, redis, clock,
                        room_state=room_state)
     presence = Announcements()
-    handlers = ChatHandlers(
-        config=NodeConfig(), clock=clock, view=view, redis=redis, mongo=mongo, offline=OfflineStore(mongo),
-        history=history, popular=popular, profanity=ProfanityFilter.default(),
+    handlers = build(**action_parts(
+        config=NodeConfig(), clock=clock, redis=redis, mongo=mongo, offline=OfflineStore(mongo), history=history,
+        popular=popular, profanity=ProfanityFilter.default(),
         acceptor=Acceptor(redis, sequences, history, popular, node_id, reactor), message_log=message_log,
-        directory=directory, sessions=sessions, presence=presence, router=router, rooms=rooms, feed=feed,
-        delivery=delivery, room_state=room_state,
-    )
+        view=view, directory=directory, sessions=sessions, presence=presence, router=router, rooms=rooms,
+        feed=feed, delivery=delivery, room_state=room_state,
+    ))
     service = SessionService(sessions, directory, presence, view, emit, clock, feed)
     return SimpleNamespace(node_id=node_id, handlers=handlers, feed=feed, room_state=room_state, peers=peers,
                            sessions=sessions, connect=lambda: FakeConnection(service))

@@ -7,6 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from twisted.internet.task import Clock
 
+from chatnet.actions import build
 from tests.inprocess import error_code, request
 from tests.test_handlers_inprocess import mongo_url, node  # noqa: F401  (fixtures)
 
@@ -104,7 +105,8 @@ def test_key_files(tmp_path):
 
 @pytest.fixture
 def tokens(node):  # noqa: F811
-    node.handlers.tokens = TokenVerifier({"HS256": SECRET.encode(), "RS256": RSA_KEY.public_key()}, node.clock)
+    verifier = TokenVerifier({"HS256": SECRET.encode(), "RS256": RSA_KEY.public_key()}, node.clock)
+    node.handlers = build(**node.parts, tokens=verifier)
     return node
 
 
@@ -129,7 +131,7 @@ async def test_a_new_user_is_made_with_the_alliance_of_the_token(tokens):
     user = await tokens.mongo.find_user("newcomer")
     assert user["alliance"] == "red" and "passwordHash" not in user and user["tokenOnly"] is True
     # no login as them without a token, even where open login is on
-    tokens.handlers.config.open_login = True
+    tokens.config.open_login = True
     assert error_code(await request(tokens.handlers, tokens.connect(), "login", username="newcomer")) == 401
     frames = await request(tokens.handlers, client, "chat", roomName="alliance:red", isGroup=True, message="hi")
     assert error_code(frames) is None, frames

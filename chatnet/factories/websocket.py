@@ -71,9 +71,10 @@ class ChatServerFactory(WebSocketServerFactory):
         )
 
     def serve(self, handlers, session_service):
-        """The services of the connections: the L{chatnet.handlers.ChatHandlers}
-        and the L{chatnet.service.session.SessionService}. Given once the
-        node knows its id, which may be made of the port this factory
+        """The services of the connections: the
+        L{chatnet.actions.ClientActions} (C{handlers}) and the
+        L{chatnet.service.session.SessionService}. Given once the node
+        knows its id, which may be made of the port this factory
         listens on: by L{chatnet.node.ChatNode._start} right after the port
         is bound, before the reactor runs again, hence before any
         connection."""

@@ -1,5 +1,5 @@
 """The route of a chat message, with or without a client connection: a
-client's ``chat`` (L{chatnet.handlers.ChatHandlers.chat}) and the server
+client's ``chat`` (L{chatnet.actions.chat.ChatActions.chat}) and the server
 API's ``POST /messages`` (L{chatnet.service.api.ServerApi}) both call
 L{Posting.post} once they checked who may send what to whom.
 

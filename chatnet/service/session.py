@@ -143,7 +143,7 @@ class Session:
     def known_rooms(self):
         """L{rooms}: filled at login (L{chatnet.service.roomfeed.RoomFeed.session_started}),
         by joinRoom and by the membership look-ups of
-        L{chatnet.handlers.ChatHandlers}, emptied by leaveRoom."""
+        L{chatnet.actions.access.RoomAccess}, emptied by leaveRoom."""
         if self.rooms is None:
             self.rooms = set()
         return self.rooms

@@ -1,10 +1,7 @@
-"""The client actions of the ``live`` extension (docs/protocol.md, "`live`:
-history, edits, typing, read state, invitations"): scroll-back, editing and
-deleting messages, typing, read markers, and what the extension adds to
-``listRooms``, ``invite``, ``joinRoom``, ``leaveRoom``, ``kick``, ``ban``
-and ``createRoom`` of L{chatnet.handlers.ChatHandlers} (each of those runs
-first, then its addition here: an error of the base action leaves nothing
-added).
+"""The requests of the ``live`` extension (docs/protocol.md, "`live`:
+history, edits, typing, read state, invitations"): scroll-back, editing
+and deleting messages, typing and read markers. What the extension adds
+to the base actions is L{chatnet.actions.liverooms}.
 
 Each request is checked (types, then ranges) before any store is asked;
 each costs a bounded amount of work (a page is at most L{MAX_PAGE}
@@ -12,67 +9,31 @@ messages, a text at most C{--max-message-chars}, a user's typing at most
 one relay a second per room or conversation).
 """
 import re
-from collections import OrderedDict
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
 from chatnet import moderation
-from chatnet.errors import ProtocolError, StoreUnavailable
+from chatnet.actions.limits import MAX_NAME
+from chatnet.errors import ProtocolError
 from chatnet.messages import MessageRevision, dm_channel, now_ms, room_channel
 from chatnet.protocols import codec
 from chatnet.protocols.codec import INT64_MAX
-from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic
+from chatnet.protocols.constants import is_automatic
 from chatnet.service.notices import LIVE
 from chatnet.service.scrollback import MAX_PAGE
 from chatnet.stores.redis import seq_key
 
-log = Logger()
-
-MAX_NAME = 128
 #: messages of a page when the request gives no C{limit}
 DEFAULT_PAGE = 50
-#: seconds between two relayed C{typing} of one user in one room or conversation
-TYPING_EVERY = 1.0
-#: (user, room) pairs whose last typing a node remembers
-TYPING_REMEMBERED = 100_000
 _MSG_ID = re.compile(r"[0-9a-fA-F]{24}\Z")
 
 
-class TypingGate:
-    """At most one C{typing} a C{every} seconds per user and room (or
-    conversation): the others are dropped. Remembers the last
-    C{remembered} pairs (the oldest forgotten first), so its memory is
-    bounded whatever the clients send."""
+class LiveActions:
+    """C{history}, C{edit}, C{delete}, C{typing}, C{read}. Collaborators:
 
-    def __init__(self, clock, every=TYPING_EVERY, remembered=TYPING_REMEMBERED):
-        self.clock = clock
-        self.every = every
-        self.remembered = remembered
-        self.last = OrderedDict()
-
-    def allow(self, username, target):
-        now = self.clock.seconds()
-        key = (username, target)
-        last = self.last.get(key)
-        if last is not None and now - last < self.every:
-            return False
-        self.last[key] = now
-        self.last.move_to_end(key)
-        while len(self.last) > self.remembered:
-            self.last.popitem(last=False)
-        return True
-
-
-class LiveHandlers:
-    """The actions of the C{live} extension. Collaborators (keyword
-    arguments):
-
-    @param base: the L{chatnet.handlers.ChatHandlers} whose actions this
-        extends (L{install} puts these in its table).
     @param config: the L{chatnet.config.NodeConfig}.
     @param clock: an C{IReactorTime}.
-    @param redis: the L{chatnet.stores.redis.RedisStore} (rooms' last seqs).
+    @param redis: the L{chatnet.stores.redis.RedisStore} (channels' last seqs).
     @param mongo: the L{chatnet.stores.mongo.MongoStore} (rooms).
     @param live: the L{chatnet.stores.livestate.LiveState} (read markers).
     @param scrollback: the L{chatnet.service.scrollback.Scrollback}.
@@ -81,19 +42,18 @@ class LiveHandlers:
     @param rooms: the L{chatnet.cluster.router.RoomRouter} (room notices).
     @param directory: the L{chatnet.sessions.SessionDirectory}.
     @param profanity: the L{chatnet.profanity.ProfanityFilter}.
-    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}):
-        C{message_edited} and C{message_deleted}, once stored.
+    @param access: the L{chatnet.actions.access.RoomAccess} (the rooms named).
+    @param typing_gate: the L{chatnet.actions.typinggate.TypingGate}.
     @param background: the L{chatnet.service.background.Background} that
         owns the notices' fan-out to other nodes, which a request does not
         wait for (a node that does not answer would cost it the peer call's
-        timeout; this node's sessions have theirs before its first wait);
-        default: the one of C{base}'s posting.
+        timeout; this node's sessions have theirs before its first wait).
+    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}):
+        C{message_edited} and C{message_deleted}, once stored.
     """
 
-    def __init__(self, *, base, config, clock, redis, mongo, live, scrollback, revisions, notices, rooms,
-                 directory, profanity, emit=lambda event, *args: None, background=None):
-        self.base = base
-        self.background = background if background is not None else base.posting.background
+    def __init__(self, *, config, clock, redis, mongo, live, scrollback, revisions, notices, rooms, directory,
+                 profanity, access, typing_gate, background, emit=lambda event, *args: None):
         self.config = config
         self.clock = clock
         self.redis = redis
@@ -105,27 +65,10 @@ class LiveHandlers:
         self.rooms = rooms
         self.directory = directory
         self.profanity = profanity
+        self.access = access
+        self.typing_gate = typing_gate
+        self.background = background
         self.emit = emit
-        self.typing_gate = TypingGate(clock)
-
-    def install(self):
-        """Put the actions in the base's table (wrapping those extended)."""
-        actions = self.base.actions
-        for name, extra in (("invite", self._invited), ("joinRoom", self._joined), ("createRoom", self._created),
-                            ("leaveRoom", self._members_changed), ("kick", self._members_changed),
-                            ("ban", self._members_changed)):
-            actions[name] = _then(actions[name], extra)
-        self._base_list_rooms = actions["listRooms"]
-        actions.update({
-            "history": self.history,
-            "edit": self.edit,
-            "delete": self.delete,
-            "typing": self.typing,
-            "read": self.read,
-            "listRooms": self.list_rooms,
-        })
-        self.base.login_extras = self.login_extras
-        self.base.join_extras = self.join_extras
 
     # -- what a request names ----------------------------------------------
 
@@ -144,7 +87,7 @@ class LiveHandlers:
         room, user = self._target(request, other)
         me = connection.record.username
         if room is not None:
-            await self.base.check_member(connection, [room], request.action)
+            await self.access.check_member(connection, [room], request.action)
             return room, None, room_channel(room)
         if user == me:
             raise ProtocolError(400, "a conversation is with another user", request.action)
@@ -255,7 +198,7 @@ class LiveHandlers:
         room, user = self._target(request, "to")
         me = connection.record.username
         if room is not None:
-            await self.base.check_member(connection, [room], "typing")
+            await self.access.check_member(connection, [room], "typing")
             if self.typing_gate.allow(me, "#" + room):
                 self.background.run("typing notice", self.rooms.notice(room, "typing", {"roomName": room, "from": me},
                                                                        LIVE, skip_user=me))
@@ -266,7 +209,7 @@ class LiveHandlers:
             self.background.run("typing notice",
                                 self.notices.send(user, codec.encode("typing", {"to": user, "from": me})))
 
-    # -- read markers and unread counts ---------------------------------------
+    # -- read markers --------------------------------------------------------
 
     async def read(self, connection, request):
         seq = self._seq(request, "seq", required=True)
@@ -285,127 +228,6 @@ class LiveHandlers:
         self.background.run("read notice",
                             self.notices.send(me, codec.encode("read", answer), skip=connection.record.sessionId))
 
-    async def _unread(self, username, rooms):
-        """C{room -> unread} of C{rooms} (the user is in each): the room's
-        last seq minus the user's marker (0 without one)."""
-        if not rooms:
-            return {}
-        channels = [room_channel(r) for r in rooms]
-        counters = await self.redis.call("mget", [seq_key(c) for c in channels])
-        markers = await self.live.markers(username, channels)
-        unread = {}
-        for room, channel, counter in zip(rooms, channels, counters):
-            marker = markers.get(channel)
-            unread[room] = 0 if marker is None or counter is None else max(0, int(counter) - marker)
-        return unread
-
-    async def _room_entries(self, connection, everything):
-        """The C{listRooms} entries: the automatic rooms, then the rooms
-        users made that the user may see (C{everything}) or is in (not
-        C{everything}), each with the extension's fields."""
-        record = connection.record
-        me = record.username
-        entries = [{"roomName": WORLD, "members": len(self.directory.online()), "member": True}]
-        if record.alliance:
-            name = ALLIANCE_PREFIX + record.alliance
-            entries.append({"roomName": name, "members": len(self.base.rooms.rooms.online_in(name)),
-                            "member": True})
-        if everything:
-            docs = await self.mongo.room_list()
-        else:
-            # the rooms the session was given at login (no scan of every room)
-            docs = await self.live.rooms(sorted(r for r in connection.session.known_rooms() if not is_automatic(r)))
-        for doc in sorted(docs, key=lambda d: d["roomName"]):
-            members = doc.get("members") or ()
-            mine = me in members
-            if not moderation.visible(doc, me) or not (everything or mine):
-                continue
-            entry = {"roomName": doc["roomName"], "members": len(members)}
-            if doc.get("private"):
-                entry["private"] = True
-            if mine:
-                entry["member"] = True
-                entry["role"] = moderation.role(doc, me)
-            elif me in (doc.get("invited") or ()):
-                entry["invited"] = True
-            entries.append(entry)
-        unread = await self._unread(me, [e["roomName"] for e in entries if e.get("member")])
-        for entry in entries:
-            if entry.get("member"):
-                entry["unread"] = unread.get(entry["roomName"], 0)
-        return entries
-
-    async def list_rooms(self, connection, request):
-        if LIVE not in connection.features:
-            await self._base_list_rooms(connection, request)
-            return
-        connection.answer("listRooms", {"rooms": await self._room_entries(connection, True)}, request)
-
-    async def login_extras(self, connection):
-        """What the C{login} answer gains with C{live}: the user's rooms."""
-        if LIVE not in connection.features:
-            return {}
-        try:
-            return {"rooms": await self._room_entries(connection, False)}
-        except StoreUnavailable:
-            log.warn("rooms of {user} not in its login answer: a store is unavailable",
-                     user=connection.record.username)
-            return {}
-
-    # -- what the extension adds to the base actions ----------------------------
-
-    @staticmethod
-    def join_extras(connection, doc):
-        """What the C{joinRoom} answer of an ordinary room (its document as
-        read before the join: C{doc}) gains with C{live}: the user's role."""
-        if doc is None or LIVE not in connection.features:
-            return {}
-        return {"role": moderation.role(doc, connection.record.username) or "member"}
-
-    async def _invited(self, connection, request):
-        room, target = request.data["roomName"], request.data["username"]
-        frame = codec.encode("roomNotice", {"roomName": room, "action": "invite", "kind": "invited",
-                                            "username": target, "by": connection.record.username})
-        self.background.run("invitation notice", self.notices.send(target, frame))
-
-    async def _joined(self, connection, request):
-        """A new member's marker is the room's last seq; the others learn
-        the count (the joining session has it in its answer)."""
-        if not is_automatic(request.data["roomName"]):
-            await self._created(connection, request)
-            await self._members_changed(connection, request, skip=connection.record.sessionId)
-
-    async def _created(self, connection, request):
-        room = request.data["roomName"]
-        if is_automatic(room):
-            return
-        try:
-            counters = await self.redis.call("mget", [seq_key(room_channel(room))])
-            await self.live.mark_read(connection.record.username, room_channel(room), int(counters[0] or 0))
-        except StoreUnavailable:
-            log.warn("read marker of {user} in {room} not set", user=connection.record.username, room=room)
-
-    async def _members_changed(self, connection, request, skip=None):
-        room = request.data["roomName"]
-        if is_automatic(room):
-            return
-        try:
-            doc = await self.mongo.room(room)
-        except StoreUnavailable:
-            return
-        if doc is not None:
-            count = {"roomName": room, "members": len(doc.get("members") or ())}
-            self.background.run("members notice", self.rooms.notice(room, "members", count, LIVE, skip_session=skip))
-
 
 def _where(room, user, other):
     return {"roomName": room} if room is not None else {other: user}
-
-
-def _then(action, extra):
-    """An action that runs C{action}, then, if it succeeded, C{extra}."""
-    async def both(connection, request):
-        await action(connection, request)
-        await extra(connection, request)
-    return both
-

@@ -1,5 +1,5 @@
 """How many judgements of a match inside a word ordinary prose needs, per
-message-sized stretch: the evidence behind `chatnet.profanity.JUDGED_LIMIT`.
+message-sized stretch: the evidence behind `chatnet.text.profanity.JUDGED_LIMIT`.
 
 Reads English prose found on the machine (this project's docs, the
 descriptions and licences of the installed Python packages, the system's
@@ -13,7 +13,7 @@ import argparse
 import glob
 import sys
 
-from chatnet import profanity, textcost
+from chatnet.text import profanity, textcost
 
 SOURCES = (
     "README.md",

@@ -48,8 +48,8 @@ SHAPES = [Shape(fragment=f) for f in KNOWN] + [
 # through whatever attribute each has).
 CHILD = r"""
 import json, sys, time
-from chatnet import words
-from chatnet.profanity import ProfanityFilter
+from chatnet.text import words
+from chatnet.text.profanity import ProfanityFilter
 assert words.__file__.startswith(sys.argv[1]), (words.__file__, sys.argv[1])
 args = json.load(sys.stdin)
 f = ProfanityFilter.from_file(args["list"]) if args["list"] else ProfanityFilter.default()

@@ -13,8 +13,8 @@ import argparse
 import json
 import time
 
-from chatnet import profanity, words
 from chatnet.bench.filter_bench import build_corpus
+from chatnet.text import profanity, words
 
 
 def per_message_us(fn, messages, repeat):

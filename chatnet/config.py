@@ -18,11 +18,11 @@ class NodeConfig:
     internal_host: str = ""
     cluster_secret: str = ""
     open_login: bool = False
-    jwt_secret: str = ""  # --jwt-secret: HS256 login tokens (chatnet.tokens)
+    jwt_secret: str = ""  # --jwt-secret: HS256 login tokens (chatnet.service.tokens)
     jwt_public_key: str = ""  # --jwt-public-key: PEM file, RS256 or ES256 login tokens
     profanity_file: str = ""
     popular_window: int = 3600
-    popular_stop_words: str = ""  # a list file; "" the shipped list, "none" none (chatnet.stopwords)
+    popular_stop_words: str = ""  # a list file; "" the shipped list, "none" none (chatnet.text.stopwords)
     zk_session_timeout: float = 10.0
     node_id: str = ""
     max_message_chars: int = 4096
@@ -32,7 +32,7 @@ class NodeConfig:
     max_presence_bytes: int = 192 * 1024
     rate_limit: float = 20.0
     rate_burst: float = 40.0
-    # bytes a second per connection and per user on this node (chatnet.budget)
+    # bytes a second per connection and per user on this node (chatnet.limits.budget)
     rate_bytes: float = 16384.0
     rate_bytes_burst: float = 65536.0
     user_rate_bytes: float = 32768.0

@@ -57,3 +57,8 @@ def unknown_room(room, ext="chat"):
 
 def not_member(room, ext="chat"):
     return ProtocolError(403, f"you are not a member of room {room}; join it first", ext)
+
+
+class PeerUnavailable(Exception):
+    """Another node cannot be reached now (no link, or the link broke
+    during a call); what was asked of it may be tried again."""

@@ -22,14 +22,12 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from chatnet import tls, words
-from chatnet.accept import Acceptor
+import chatnet.plugins
 from chatnet.actions import LiveParts, build as build_actions
-from chatnet.budget import ByteBudget
 from chatnet.cluster.api_responder import ApiResponder
 from chatnet.cluster.identity import MemberIdentity
 from chatnet.cluster.leadership import Leadership
-from chatnet.cluster.membership import Membership
+from chatnet.cluster.membership import ZooKeeperMembership
 from chatnet.cluster.peers import Peers
 from chatnet.cluster.presence import HEARTBEAT, Presence
 from chatnet.cluster.remote import OtherNodes
@@ -39,30 +37,34 @@ from chatnet.cluster.view import ClusterView
 from chatnet.config import endpoint_interface
 from chatnet.factories.internal import InternalFactory
 from chatnet.factories.websocket import ChatServerFactory
-from chatnet.history import History
-from chatnet.events import EventBus, load as load_plugins
-from chatnet.login_throttle import LoginThrottle
-from chatnet.metrics import NodeGauges, NodeMetrics, service as metrics_service
-from chatnet.popular import PopularWords
-from chatnet.profanity import ProfanityFilter
-from chatnet.rescue import Rescuer
-from chatnet.rooms import Rooms
-from chatnet.sequences import Sequences
+from chatnet.limits.budget import ByteBudget
+from chatnet.limits.login_throttle import LoginThrottle
+from chatnet.ops import tls
+from chatnet.ops.events import EventBus, load as load_plugins
+from chatnet.ops.metrics import NodeGauges, NodeMetrics, service as metrics_service
+from chatnet.service.accept import Acceptor
 from chatnet.service.api import ServerApi
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
+from chatnet.service.history import History
 from chatnet.service.notices import UserNotices
+from chatnet.service.online import LocalSessions, SessionDirectory
+from chatnet.service.popular import PopularWords
 from chatnet.service.posting import Posting
 from chatnet.service.public_rooms import PublicRooms
+from chatnet.service.rescue import Rescuer
 from chatnet.service.revisions import Revisions
 from chatnet.service.roomfeed import RoomFeed
+from chatnet.service.rooms import Rooms
 from chatnet.service.roomstate import RoomState
 from chatnet.service.scrollback import Scrollback
+from chatnet.service.sequences import Sequences
 from chatnet.service.session import SessionService
-from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.livestate import LiveState
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import RedisStore
+from chatnet.text import words
+from chatnet.text.profanity import ProfanityFilter
 
 log = Logger()
 
@@ -105,7 +107,7 @@ class ChatNode(MultiService):
             registered=lambda: self.membership is not None and self.membership.registered,
         ), self.redis, self.mongo, self.message_log, self.events, reactor)
         self.events.add(self.metrics, "metrics")
-        load_plugins(self, config.plugins, self.events)  # a plugin is given the node
+        load_plugins(self, config.plugins, self.events, chatnet.plugins)  # a plugin is given the node
         if config.metrics:
             metrics_service(config.metrics, self.metrics).setServiceParent(self)
         self.factory = ChatServerFactory(config, reactor, self.metrics)
@@ -164,7 +166,7 @@ class ChatNode(MultiService):
         defer.ensureDeferred(self.mongo.ensure_indexes_until_done())
         await self.directory.start()
         await self.rescuer.previous_process(self.node_id)
-        self.membership = Membership(
+        self.membership = ZooKeeperMembership(
             config.zookeeper,
             self.node_id,
             self.info,
@@ -258,12 +260,12 @@ class ChatNode(MultiService):
         return responder, ApiResponder(api)
 
     def _token_verifier(self):
-        """The L{chatnet.tokens.TokenVerifier} of --jwt-secret and
+        """The L{chatnet.service.tokens.TokenVerifier} of --jwt-secret and
         --jwt-public-key, or None without them (PyJWT is imported by nodes
         that take tokens only)."""
         if not (self.config.jwt_secret or self.config.jwt_public_key):
             return None
-        from chatnet.tokens import TokenVerifier
+        from chatnet.service.tokens import TokenVerifier
 
         return TokenVerifier.from_config(self.config, self.reactor)
 
@@ -305,5 +307,5 @@ class ChatNode(MultiService):
         await self.mongo.disconnect()
 
     def emit(self, event, *args):
-        """Tell the listeners (chatnet.events): never raises, never waits."""
+        """Tell the listeners (chatnet.ops.events): never raises, never waits."""
         self.events.emit(event, *args)

@@ -4,11 +4,13 @@ import os
 
 from twisted.python import usage
 
-from chatnet import stopwords, tls
+import chatnet.plugins
 from chatnet.config import COMPRESSION, NodeConfig
-from chatnet.logs import with_log_format
-from chatnet.operations import check_options as check_operations
+from chatnet.ops import tls
+from chatnet.ops.logs import with_log_format
+from chatnet.ops.options import check_options as check_operations
 from chatnet.stores.redis_url import check_redis_url
+from chatnet.text import stopwords
 
 
 MAX_MESSAGE_CHARS = 10000
@@ -116,7 +118,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--redis: {e}")
         if self["compression"] not in COMPRESSION:
             raise usage.UsageError(f"--compression must be one of {', '.join(COMPRESSION)}")
-        check_operations(self)
+        check_operations(self, chatnet.plugins)
         try:
             stopwords.load(self["popular-stop-words"])
         except (OSError, UnicodeDecodeError) as e:
@@ -176,7 +178,7 @@ def check_token_options(options):
         return
     try:
         # PyJWT is imported by nodes that take tokens only
-        from chatnet import tokens
+        from chatnet.service import tokens
     except ImportError as e:
         raise usage.UsageError(f"token login needs PyJWT ({e}): pip install pyjwt")
 

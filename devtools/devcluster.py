@@ -197,7 +197,7 @@ def _chat_env():
 
 def run_seed(directory, mongo_url, redis_url):
     log_path = directory / "logs" / "seed.log"
-    cmd = [sys.executable, "-m", "chatnet.seed", "--mongo", mongo_url, "--redis", redis_url]
+    cmd = [sys.executable, "-m", "chatnet.ops.seed", "--mongo", mongo_url, "--redis", redis_url]
     with open(log_path, "ab") as log:
         try:
             result = subprocess.run(

@@ -21,7 +21,7 @@ import websocket
 from kazoo.client import KazooClient
 
 from devtools.localservices import ChatProcess, free_port
-from chatnet.seed import seed
+from chatnet.ops.seed import seed
 
 _redis_dbs = itertools.cycle(range(1, 16))
 

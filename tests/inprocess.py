@@ -10,10 +10,10 @@ import time
 import orjson
 from twisted.internet import reactor, task
 
-from chatnet.budget import ByteBudget
-from chatnet.cluster.peers import PeerUnavailable
+from chatnet.errors import PeerUnavailable
 from chatnet.errors import as_protocol_error
-from chatnet.login_throttle import LoginThrottle
+from chatnet.limits.budget import ByteBudget
+from chatnet.limits.login_throttle import LoginThrottle
 from chatnet.protocols import codec
 from chatnet.service.posting import Posting
 from chatnet.service.public_rooms import PublicRooms

@@ -1,17 +1,17 @@
-"""Accepting a message in one Redis call (chatnet.accept) on a real Redis:
+"""Accepting a message in one Redis call (chatnet.service.accept) on a real Redis:
 seq, history entry and word counts, and the lost-counter path."""
 import orjson
 import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
-from chatnet.accept import Acceptor, frame_data_head
+from chatnet.domain.messages import ChatMessage, new_message_id
 from chatnet.errors import StoreUnavailable
-from chatnet.history import History
-from chatnet.messages import ChatMessage, new_message_id
 from chatnet.protocols.codec import chat_data
-from chatnet.popular import PopularWords
-from chatnet.sequences import Sequences
+from chatnet.service.accept import Acceptor, frame_data_head
+from chatnet.service.history import History
+from chatnet.service.popular import PopularWords
+from chatnet.service.sequences import Sequences
 from chatnet.stores.redis import RedisStore, history_key, seq_key
 
 
@@ -54,7 +54,7 @@ async def test_accept_counts_stores_history_and_words(redis):
     assert sorted(await popular.top(2)) == ["5", "5", "hello", "world"]
 
     # words of any script, as tokenize makes them, are counted whole
-    from chatnet.words import tokenize
+    from chatnet.text.words import tokenize
 
     words = tokenize("Café naïve 你好世界 don't Ünïcödé café")
     await acceptor.accept(message("x", to="cy"), words)

@@ -4,7 +4,7 @@ import pytest
 
 from tests.harness import ChatCluster
 
-# chatnet.seed: user<i> has no alliance when i % 4 == 0
+# chatnet.ops.seed: user<i> has no alliance when i % 4 == 0
 NO_ALLIANCE = ("user4", "user8", "user12")
 
 
@@ -108,7 +108,7 @@ def test_empty_alliance_does_not_exist(client):
 
 
 def test_own_alliance_and_world_need_no_join(client):
-    a, b = client("user1"), client("user13")  # both "blue" (chatnet.seed)
+    a, b = client("user1"), client("user13")  # both "blue" (chatnet.ops.seed)
     post(a, "alliance:blue", "for blue")
     assert "for blue" in texts(b.chats(2))
     post(a, "alliance:red", "for red")

@@ -12,8 +12,8 @@ import pytest_twisted
 
 from chatnet.actions import LiveParts, build
 from chatnet.actions.dispatch import then
-from chatnet.budget import ByteBudget
 from chatnet.config import NodeConfig
+from chatnet.limits.budget import ByteBudget
 
 REPO = Path(__file__).resolve().parent.parent
 #: the extensions' actions (docs/protocol.md, "Extensions"), each under a heading of its own

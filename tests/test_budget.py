@@ -1,4 +1,4 @@
-"""The byte budget of connections and users (chatnet.budget), in process
+"""The byte budget of connections and users (chatnet.limits.budget), in process
 with a fake clock."""
 import pytest
 import pytest_twisted
@@ -6,9 +6,9 @@ from twisted.internet.task import Clock
 from twisted.python import usage
 
 from chatnet.actions import ClientActions
-from chatnet.budget import MIN_SWEEP, ByteBucket, ByteBudget
 from chatnet.config import NodeConfig
 from chatnet.errors import ProtocolError
+from chatnet.limits.budget import MIN_SWEEP, ByteBucket, ByteBudget
 from chatnet.protocols import codec
 from chatnet.tap_node import Options
 

@@ -4,7 +4,8 @@ import pytest
 from twisted.internet import defer, task
 from twisted.logger import globalLogPublisher
 
-from chatnet import events
+import chatnet.plugins
+from chatnet.ops import events
 
 
 @pytest.fixture
@@ -149,12 +150,12 @@ def test_plugin_options_from_environment_and_command_line():
 
 
 def test_shipped_plugins_are_found():
-    found = events.available()
+    found = events.available(chatnet.plugins)
     assert {"export", "eventlog"} <= set(found)
     assert events.IChatEventListenerFactory.providedBy(found["export"])
-    events.check_specs(["export:exchange=x", "eventlog"])
+    events.check_specs(["export:exchange=x", "eventlog"], chatnet.plugins)
     with pytest.raises(ValueError, match="unknown plugin"):
-        events.check_specs(["nope"])
+        events.check_specs(["nope"], chatnet.plugins)
 
 
 def test_every_event_is_in_the_interface():
@@ -176,16 +177,16 @@ def test_a_plugin_whose_package_is_missing_is_a_clear_option_error(tmp_path, mon
 def test_eventlog_does_not_need_the_export_extra():
     import sys
 
-    from chatnet import eventlog
+    from chatnet.ops import eventlog
 
     assert "pika" not in eventlog.__dict__
-    assert events.available()["eventlog"].factory == "chatnet.eventlog.EventLog"
-    assert sys.modules["chatnet.eventlog"] is eventlog
+    assert events.available(chatnet.plugins)["eventlog"].factory == "chatnet.ops.eventlog.EventLog"
+    assert sys.modules["chatnet.ops.eventlog"] is eventlog
 
 
 def test_eventlog_logs_every_event_with_its_name(logged):
-    from chatnet.eventlog import EventLog
-    from chatnet.messages import MessageRevision
+    from chatnet.domain.messages import MessageRevision
+    from chatnet.ops.eventlog import EventLog
 
     assert all(callable(getattr(EventLog, event, None)) for event in events.EVENTS)
     bus = events.EventBus(task.Clock())

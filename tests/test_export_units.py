@@ -10,8 +10,8 @@ import pytest_twisted
 from twisted.internet import reactor, task
 from twisted.logger import globalLogPublisher
 
-from chatnet.export import AmqpExport, message_json, revision_json
-from chatnet.messages import ChatMessage, MessageRevision, dm_channel, room_channel
+from chatnet.domain.messages import ChatMessage, MessageRevision, dm_channel, room_channel
+from chatnet.ops.export import AmqpExport, message_json, revision_json
 
 
 class Node:

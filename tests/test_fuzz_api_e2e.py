@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from chatnet.names import user_name_problem
+from chatnet.domain.names import user_name_problem
 from tests.harness import ChatCluster
 from tests.rawhttp import send
 

@@ -35,7 +35,7 @@ from bson import ObjectId
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatnet.names import user_name_problem
+from chatnet.domain.names import user_name_problem
 from tests.harness import ChatCluster
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

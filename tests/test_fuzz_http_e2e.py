@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from chatnet.gateway.http import MAX_HEAD
+from chatnet.protocols.http import MAX_HEAD
 from tests.rawhttp import send, start_gateway
 
 DOCUMENTED = {200, 400, 404, 405, 408, 413, 431, 503}

@@ -15,26 +15,26 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from chatnet.accept import Acceptor
 from chatnet.actions import build
 from chatnet.actions.limits import RESUME_WAIT
 from chatnet.cluster.router import RoomRouter, Router
 from chatnet.cluster.view import ClusterView
 from chatnet.config import NodeConfig
-from chatnet.history import RESUME_LIMIT, History
-from chatnet.messages import ChatMessage, dm_channel, new_message_id, room_channel
-from chatnet.popular import PopularWords
-from chatnet.profanity import ProfanityFilter
-from chatnet.rooms import Rooms
-from chatnet.seed import seed
-from chatnet.sequences import Sequences
+from chatnet.domain.messages import ChatMessage, dm_channel, new_message_id, room_channel
+from chatnet.ops.seed import seed
+from chatnet.service.accept import Acceptor
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
+from chatnet.service.history import RESUME_LIMIT, History
+from chatnet.service.online import LocalSessions, SessionDirectory
+from chatnet.service.popular import PopularWords
 from chatnet.service.roomfeed import RoomFeed
+from chatnet.service.rooms import Rooms
+from chatnet.service.sequences import Sequences
 from chatnet.service.session import CLOSED, CONNECTED, LOGGED_IN, SessionService
-from chatnet.sessions import LocalSessions, SessionDirectory
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import SESSIONS, seq_key
+from chatnet.text.profanity import ProfanityFilter
 from tests.inprocess import Announcements, FakeConnection, FakePeers, action_parts, error_code, request, run_until
 
 NODE = "A"

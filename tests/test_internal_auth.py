@@ -25,7 +25,7 @@ from chatnet.protocols.internal import (
 MEMBERS = {"node2": {"internalHost": "10.0.0.2"}, "node3": {"internalHost": "10.0.0.3"}}
 
 
-class Handler:
+class Responder:
     def __init__(self):
         self.delivered = []
         self.sessions = []
@@ -48,14 +48,14 @@ class Pair:
     def __init__(self, server_secret=b"s3cret", client_secret=b"s3cret", source="10.0.0.2", members=MEMBERS,
                  gateways=None, api=None):
         self.clock = task.Clock()
-        self.handler = Handler()
+        self.responder = Responder()
         self.members = dict(members)
         self.gateways = dict(gateways or {})
         identity = MemberIdentity(lambda: self.members, lambda at_most: task.deferLater(self.clock, at_most, lambda: None),
                                   self.clock, gateways=lambda: self.gateways)
         self.client, self.server, self.pump = connectedServerAndClient(
-            lambda: InternalProtocol(self.handler, server_secret, self.clock, identity, api),
-            lambda: InternalProtocol(Handler(), client_secret, self.clock),
+            lambda: InternalProtocol(self.responder, server_secret, self.clock, identity, api),
+            lambda: InternalProtocol(Responder(), client_secret, self.clock),
             serverTransportFactory=lambda p: FakeTransport(p, True, peerAddress=IPv4Address("TCP", source, 40000)),
             clock=self.clock,
         )
@@ -86,13 +86,13 @@ def test_authenticated_peer_may_deliver():
     assert p.server.authenticated and p.server.peerNodeId == "node2"
     answer = p.result(p.client.callRemote(cmd.Deliver, msgId="m1", data=b"{}", usernames=["a"], everyone=False))
     assert answer == {"delivered": 1, "missing": []}
-    assert p.handler.delivered == [("m1", b"{}", ["a"], False)]
+    assert p.responder.delivered == [("m1", b"{}", ["a"], False)]
 
 
 def test_command_before_auth_is_refused_and_closes():
     p = Pair()
     failure = p.result(p.client.callRemote(cmd.Deliver, msgId="m1", data=b"{}", usernames=["a"], everyone=False))
-    assert p.handler.delivered == []
+    assert p.responder.delivered == []
     assert refusal(failure) is cmd.NotAuthenticated
     assert p.closed()
 
@@ -102,7 +102,7 @@ def test_wrong_secret_is_refused():
     failure = p.login("node2")
     assert isinstance(failure, Failure) and not p.server.authenticated
     p.result(p.client.callRemote(cmd.Deliver, msgId="m", data=b"{}", usernames=[], everyone=True))
-    assert p.handler.delivered == []
+    assert p.responder.delivered == []
 
 
 def test_replayed_mac_is_refused():
@@ -167,9 +167,9 @@ def test_session_changed_only_for_the_peers_own_node():
     # (sent with an answer asked, to see the refusal; nodes send it without)
     failure = p.result(p.client.callRemote(_AskedSessionChanged, **session("node3")))
     assert refusal(failure) is cmd.WrongNode
-    assert p.handler.sessions == []
+    assert p.responder.sessions == []
     assert p.result(p.client.callRemote(_AskedSessionChanged, **session("node2"))) == {}
-    assert [s[1] for s in p.handler.sessions] == ["node2"]
+    assert [s[1] for s in p.responder.sessions] == ["node2"]
 
 
 def test_session_changed_for_a_foreign_node_without_answer_drops_the_link(failures_logged):
@@ -177,7 +177,7 @@ def test_session_changed_for_a_foreign_node_without_answer_drops_the_link(failur
     p.login("node2")
     p.client.callRemote(cmd.SessionChanged, **session("node3"))  # as nodes send it: no answer asked
     p.pump.flush()
-    assert p.handler.sessions == [] and p.closed()
+    assert p.responder.sessions == [] and p.closed()
     assert failures_logged() == []
 
 
@@ -204,7 +204,7 @@ def box(pairs):
 
 def listening(clock=None):
     clock = clock or task.Clock()
-    protocol = InternalProtocol(Handler(), b"s3cret", clock, MemberIdentity(lambda: MEMBERS, None, clock))
+    protocol = InternalProtocol(Responder(), b"s3cret", clock, MemberIdentity(lambda: MEMBERS, None, clock))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.2", 40000))
     protocol.makeConnection(transport)
     return protocol, transport, clock
@@ -271,7 +271,7 @@ def test_box_of_too_many_keys_after_auth_closes():
     keys = [(b"k%d" % i, b"v") for i in range(MAX_BOX_KEYS + 1)]
     p.server.dataReceived(box([(b"_command", b"Deliver"), (b"_ask", b"9")] + keys))
     assert p.closed()
-    assert p.handler.delivered == []
+    assert p.responder.delivered == []
 
 
 def test_oversize_box_after_auth_closes():
@@ -294,7 +294,7 @@ def test_largest_legitimate_boxes_pass():
     names = ["u" * 1000] * n
     answer = p.result(p.client.callRemote(cmd.DeliverMany, msgIds=ids, datas=datas, usernames=names))
     assert answer == {"missing": []}
-    assert len(p.handler.delivered) == n and not p.closed()
+    assert len(p.responder.delivered) == n and not p.closed()
     big = p.result(p.client.callRemote(cmd.RoomNotice, roomName="r" * 20000, data=b"x" * 65000))
     assert not p.closed(), big
 
@@ -302,7 +302,7 @@ def test_largest_legitimate_boxes_pass():
 # -- the connecting side retries a node that does not know it yet --------------
 
 
-class _Handler:
+class _Responder:
     def deliver(self, msgId, data, usernames, everyone):
         return len(usernames), []
 
@@ -312,8 +312,8 @@ async def test_peers_retry_until_the_other_node_knows_them():
     members = {}
     identity = MemberIdentity(lambda: members, lambda at_most: task.deferLater(reactor, at_most, lambda: None),
                               reactor, wait=0.1)
-    port = reactor.listenTCP(0, InternalFactory(_Handler(), b"s", reactor, identity), interface="127.0.0.1")
-    peers = Peers(reactor, "newcomer", b"s", _Handler(), timeout=3, join_grace=10, retry_interval=0.1)
+    port = reactor.listenTCP(0, InternalFactory(_Responder(), b"s", reactor, identity), interface="127.0.0.1")
+    peers = Peers(reactor, "newcomer", b"s", _Responder(), timeout=3, join_grace=10, retry_interval=0.1)
     peers.update({"old": {"internalHost": "127.0.0.1", "internalPort": port.getHost().port}})
     # the old node's view lists the newcomer only later (a few refused tries)
     reactor.callLater(0.5, members.update, {"newcomer": {"internalHost": "127.0.0.1"}})
@@ -354,7 +354,7 @@ def test_gateway_may_send_only_api_commands():
         (cmd.Disconnect, {"username": "alice"}),
     ]:
         assert refusal(p.result(p.client.callRemote(command, **arguments))) is cmd.NotAllowed
-    assert p.handler.delivered == [] and not p.closed()
+    assert p.responder.delivered == [] and not p.closed()
 
 
 def test_node_may_not_send_api_commands():
@@ -390,7 +390,7 @@ def test_a_peer_that_does_not_read_what_it_is_sent_is_dropped():
     the node sends then counts, and past the bound the link is aborted, as a
     peer breaking the limits is."""
     clock = task.Clock()
-    protocol = InternalProtocol(Handler(), b"s3cret", clock, MemberIdentity(lambda: MEMBERS, None, clock))
+    protocol = InternalProtocol(Responder(), b"s3cret", clock, MemberIdentity(lambda: MEMBERS, None, clock))
     protocol.maxOutboundBytes = 10_000
     transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.2", 40000))
     protocol.makeConnection(transport)

@@ -11,12 +11,11 @@ from bson import ObjectId
 from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.internet.task import Clock
 
-from chatnet import stopwords, words
 from chatnet.actions import LiveParts, build
 from chatnet.actions.typinggate import TypingGate
 from chatnet.cluster.view import ClusterView
-from chatnet.events import EventBus
-from chatnet.messages import dm_channel, room_channel
+from chatnet.domain.messages import dm_channel, room_channel
+from chatnet.ops.events import EventBus
 from chatnet.protocols.codec import INT64_MAX
 from chatnet.service.notices import UserNotices
 from chatnet.service.revisions import Revisions
@@ -24,6 +23,7 @@ from chatnet.service.scrollback import MAX_PAGE, Scrollback
 from chatnet.stores.livestate import LiveState
 from chatnet.stores.mongo import MongoStore
 from chatnet.stores.redis import RedisStore
+from chatnet.text import stopwords, words
 from tests.inprocess import FakePeers, error_code, request
 from tests.test_handlers_inprocess import NODE, PASSWORD, logged_in, mongo_url, node  # noqa: F401 (fixtures)
 

@@ -4,7 +4,7 @@ import pytest_twisted
 from twisted.internet.task import Clock
 
 from chatnet.errors import ProtocolError
-from chatnet.login_throttle import LoginThrottle, address_key, user_key
+from chatnet.limits.login_throttle import LoginThrottle, address_key, user_key
 
 
 def make(redis, **kwargs):

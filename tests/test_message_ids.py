@@ -1,4 +1,4 @@
-"""Message ids (chatnet.messages.new_object_id): MongoDB's ObjectId layout,
+"""Message ids (chatnet.domain.messages.new_object_id): MongoDB's ObjectId layout,
 unique in a process and across a fork."""
 import os
 import time
@@ -6,7 +6,7 @@ import time
 import pytest
 from bson import ObjectId
 
-from chatnet.messages import new_object_id
+from chatnet.domain.messages import new_object_id
 
 
 def test_ids_are_objectids_of_now_and_unique():

@@ -7,7 +7,7 @@ import orjson
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from chatnet.messages import ChatMessage, new_message_id
+from chatnet.domain.messages import ChatMessage, new_message_id
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore
 

@@ -1,10 +1,10 @@
-"""Rooms users create and moderate: the rules (chatnet.moderation) on their
+"""Rooms users create and moderate: the rules (chatnet.domain.moderation) on their
 own, then the actions in-process on the real stores (the node of
 tests/test_handlers_inprocess.py)."""
 import pytest
 import pytest_twisted
 
-from chatnet import moderation
+from chatnet.domain import moderation
 from chatnet.errors import ProtocolError
 from tests.inprocess import error_code, request, run_until
 from tests.test_handlers_inprocess import logged_in, mongo_url, node  # noqa: F401  (fixtures)

@@ -4,8 +4,8 @@ these tests do not run (a fake peer) where the user may have a session too."""
 import pytest_twisted
 
 from chatnet.cluster.responder import Responder
+from chatnet.service.online import SessionRecord
 from chatnet.service.session import CONNECTED, LOGGED_IN
-from chatnet.sessions import SessionRecord
 from tests.inprocess import error_code, request, run_until
 from tests.test_handlers_inprocess import NODE, logged_in, mongo_url, node  # noqa: F401 (fixtures)
 

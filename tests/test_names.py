@@ -1,11 +1,11 @@
-"""The rules of names (chatnet.names) and of tokens issued before a
-deletion (chatnet.tokens), on their own."""
+"""The rules of names (chatnet.domain.names) and of tokens issued before a
+deletion (chatnet.service.tokens), on their own."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatnet.names import SYSTEM, name_problem, user_name_problem
-from chatnet.tokens import TokenClaims
+from chatnet.domain.names import SYSTEM, name_problem, user_name_problem
+from chatnet.service.tokens import TokenClaims
 
 
 @pytest.mark.parametrize("name", ["alice", "$gt", "a.b", "$where.x", "Café", "房间", "x" * 128, "a b", "Support"])
@@ -63,7 +63,7 @@ def test_checking_a_name_costs_at_most_one_look_up_per_character(monkeypatch_mod
 
 @pytest.fixture(scope="module")
 def monkeypatch_module():
-    from chatnet import names
+    from chatnet.domain import names
 
     counting = _Counting()
     real, names.unicodedata = names.unicodedata, counting

@@ -16,7 +16,7 @@ from devtools.localservices import ChatProcess, free_port
 from tests.harness import ChatCluster, make_chroot, wait_until
 
 FLAKY_PLUGIN = '''
-from chatnet.events import ChatEventPlugin
+from chatnet.ops.events import ChatEventPlugin
 
 flaky = ChatEventPlugin("flaky", "flaky_listener.Flaky", "Raises on logins, never answers on messages.")
 '''

@@ -2,7 +2,7 @@
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from chatnet.popular import PopularWords
+from chatnet.service.popular import PopularWords
 
 
 @pytest_twisted.ensureDeferred

@@ -1,11 +1,11 @@
-"""Unit tests of the profanity filter (chatnet.profanity)."""
+"""Unit tests of the profanity filter (chatnet.text.profanity)."""
 
 import random
 from pathlib import Path
 
 import pytest
 
-from chatnet.profanity import (
+from chatnet.text.profanity import (
     ProfanityFilter,
     WordSet,
     default_dictionary,

@@ -1,6 +1,6 @@
 from twisted.internet.task import Clock
 
-from chatnet.ratelimit import TokenBucket
+from chatnet.limits.ratelimit import TokenBucket
 
 
 def test_burst_then_rate():

@@ -1,4 +1,4 @@
-"""What a departed node acked but had not stored (chatnet.rescue), against a
+"""What a departed node acked but had not stored (chatnet.service.rescue), against a
 real Redis and SecantusDB: the accept script notes the node's channels, the
 rescue stores every message of the node's last window from them, and only
 from them."""
@@ -12,12 +12,12 @@ from bson import ObjectId
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from chatnet.accept import Acceptor
-from chatnet.history import History
-from chatnet.messages import ChatMessage
-from chatnet.popular import PopularWords
-from chatnet.rescue import ACCEPTING, WINDOW, Rescuer, accepted_key
-from chatnet.sequences import Sequences
+from chatnet.domain.messages import ChatMessage
+from chatnet.service.accept import Acceptor
+from chatnet.service.history import History
+from chatnet.service.popular import PopularWords
+from chatnet.service.rescue import ACCEPTING, WINDOW, Rescuer, accepted_key
+from chatnet.service.sequences import Sequences
 from chatnet.stores.mongo import MongoStore
 
 

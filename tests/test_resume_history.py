@@ -1,4 +1,4 @@
-"""What a resume replays (chatnet.history.History.after) on a real Redis and
+"""What a resume replays (chatnet.service.history.History.after) on a real Redis and
 SecantusDB: every missed message, gap-free up to the channel's current seq,
 or "too old"; never a partial list. Messages still in this node's
 write-behind log (not yet in MongoDB) are history too."""
@@ -9,11 +9,11 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from chatnet.accept import Acceptor
-from chatnet.history import DM_HISTORY_TTL, RESUME_LIMIT, History
-from chatnet.messages import ChatMessage, new_message_id
-from chatnet.popular import PopularWords
-from chatnet.sequences import Sequences
+from chatnet.domain.messages import ChatMessage, new_message_id
+from chatnet.service.accept import Acceptor
+from chatnet.service.history import DM_HISTORY_TTL, RESUME_LIMIT, History
+from chatnet.service.popular import PopularWords
+from chatnet.service.sequences import Sequences
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore
 from chatnet.stores.redis import history_key, seq_key

@@ -9,9 +9,9 @@ import pytest_twisted
 
 from chatnet.actions.access import RoomAccess
 from chatnet.errors import ProtocolError
-from chatnet.seed import seed
+from chatnet.ops.seed import seed
+from chatnet.service.online import SessionRecord
 from chatnet.service.session import Session
-from chatnet.sessions import SessionRecord
 from chatnet.stores.mongo import MongoStore
 
 

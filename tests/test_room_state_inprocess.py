@@ -16,26 +16,26 @@ from hypothesis import strategies as st
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.task import Clock
 
-from chatnet.accept import Acceptor
 from chatnet.actions import build
 from chatnet.cluster.router import RoomRouter, Router
 from chatnet.cluster.view import ClusterView
 from chatnet.config import NodeConfig
-from chatnet.history import History
-from chatnet.popular import PopularWords
-from chatnet.profanity import ProfanityFilter
-from chatnet.rooms import Rooms
-from chatnet.seed import seed
-from chatnet.sequences import Sequences
+from chatnet.ops.seed import seed
 from chatnet.service import roomstate
+from chatnet.service.accept import Acceptor
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
+from chatnet.service.history import History
+from chatnet.service.online import LocalSessions, SessionDirectory, SessionRecord
+from chatnet.service.popular import PopularWords
 from chatnet.service.roomfeed import RoomFeed
+from chatnet.service.rooms import Rooms
 from chatnet.service.roomstate import RoomState
+from chatnet.service.sequences import Sequences
 from chatnet.service.session import SessionService
-from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
 from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import room_state_key
+from chatnet.text.profanity import ProfanityFilter
 from tests.inprocess import Announcements, FakeConnection, FakePeers, action_parts, error_code, request
 
 PASSWORD = "correct horse"

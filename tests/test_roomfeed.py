@@ -10,14 +10,14 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
-from chatnet.accept import Acceptor
-from chatnet.history import History
-from chatnet.messages import ChatMessage, new_message_id
-from chatnet.popular import PopularWords
-from chatnet.sequences import Sequences
+from chatnet.domain.messages import ChatMessage, new_message_id
+from chatnet.service.accept import Acceptor
+from chatnet.service.history import History
+from chatnet.service.online import SessionRecord
+from chatnet.service.popular import PopularWords
 from chatnet.service.roomfeed import GAP_WAIT, UNTRACK_AFTER, RoomFeed
+from chatnet.service.sequences import Sequences
 from chatnet.service.session import SessionService
-from chatnet.sessions import SessionRecord
 from chatnet.stores.mongo import MongoStore
 from chatnet.stores.redis import node_rooms_key, room_nodes_key
 from tests.inprocess import FakeConnection, run_until

@@ -138,7 +138,7 @@ def test_a_failed_call_frees_its_place_too():
 
 
 def test_past_the_waiting_bound_a_message_fails_at_once():
-    from chatnet.cluster.peers import PeerUnavailable
+    from chatnet.errors import PeerUnavailable
 
     clock, peer = Clock(), SlowNode()
     batches = make_batches(clock, peer, max_in_flight=1, max_waiting=3 * 700)

@@ -16,9 +16,9 @@ from twisted.internet.task import Clock
 
 from chatnet.cluster.router import BATCH_WINDOW, RoomRouter, Router
 from chatnet.cluster.view import ClusterView
-from chatnet.messages import ChatMessage, new_message_id
+from chatnet.domain.messages import ChatMessage, new_message_id
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
-from chatnet.sessions import LocalSessions, SessionDirectory, SessionRecord
+from chatnet.service.online import LocalSessions, SessionDirectory, SessionRecord
 from tests.inprocess import FakePeers, run_until
 
 DEADLINE = 20.0

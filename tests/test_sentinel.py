@@ -9,13 +9,13 @@ import pytest_twisted
 from bson import ObjectId
 from twisted.internet import reactor, task
 
-from chatnet.accept import Acceptor
 from chatnet.errors import StoreUnavailable
-from chatnet.history import History
+from chatnet.service.accept import Acceptor
+from chatnet.service.history import History
 from devtools.localservices import free_port
-from chatnet.messages import ChatMessage, new_message_id
-from chatnet.popular import PopularWords
-from chatnet.sequences import Sequences
+from chatnet.domain.messages import ChatMessage, new_message_id
+from chatnet.service.popular import PopularWords
+from chatnet.service.sequences import Sequences
 from chatnet.stores.mongo import MongoStore
 from chatnet.stores.redis import SEQ_SERVER, SEQ_TRUSTED, MasterNotFound, RedisStore, SentinelEndpoint
 from chatnet.stores.redis_url import check_redis_url, parse_sentinel_url
@@ -88,7 +88,7 @@ async def test_the_master_is_asked_of_the_first_sentinel_that_answers(group):
 
 @pytest.mark.stores
 def test_seed_checks_the_master_the_sentinels_name(group):
-    from chatnet.seed import check_redis, master_address
+    from chatnet.ops.seed import check_redis, master_address
 
     assert master_address(group.url()) == ("127.0.0.1", group.primary.port)
     check_redis(group.url())

@@ -19,7 +19,7 @@ from collections import defaultdict
 import pymongo
 import websocket
 
-from chatnet.messages import dm_channel, room_channel
+from chatnet.domain.messages import dm_channel, room_channel
 from tests.harness import ChatCluster, WsClient, wait_until
 from tests.sentinel import SentinelGroup
 from tests.traffic import Traffic

@@ -4,7 +4,7 @@ before the session was deleted, an announcement that overtook its logout)."""
 import pytest_twisted
 from twisted.internet import defer
 
-from chatnet.sessions import SessionDirectory, SessionRecord
+from chatnet.service.online import SessionDirectory, SessionRecord
 from chatnet.stores.redis import SESSIONS
 
 

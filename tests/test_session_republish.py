@@ -4,7 +4,7 @@ leader did not see publishes them again), and re-publishing keeps a session's
 version and never replaces a newer login."""
 import pytest_twisted
 
-from chatnet.sessions import SessionDirectory, SessionRecord
+from chatnet.service.online import SessionDirectory, SessionRecord
 from chatnet.stores.redis import SESSIONS, marker_key
 
 

@@ -31,7 +31,7 @@ def test_bad_values_are_usage_errors(args):
 def test_a_message_of_the_largest_size_fits_one_internal_value():
     import orjson
 
-    from chatnet.messages import ChatMessage, new_message_id
+    from chatnet.domain.messages import ChatMessage, new_message_id
 
     text = "\x01" * MAX_MESSAGE_CHARS  # the longest JSON escape per character
     data = orjson.dumps(ChatMessage(new_message_id(), "u" * 128, text, 2**53, "f" * 32, "", "r" * 128, 2**40).frame_data())
@@ -96,7 +96,7 @@ def test_token_options(tmp_path, monkeypatch):
     from cryptography.hazmat.primitives.asymmetric import ec
     from twisted.internet.task import Clock
 
-    from chatnet.tokens import TokenVerifier
+    from chatnet.service.tokens import TokenVerifier
 
     monkeypatch.delenv("CHATNET_JWT_SECRET", raising=False)
     secret = "s" * 32

@@ -1,6 +1,6 @@
 """The text processing of a node costs time linear in the message length.
 
-Nothing here times anything: the work is counted (`chatnet.textcost`: the
+Nothing here times anything: the work is counted (`chatnet.text.textcost`: the
 matches, word look-ups, judgements and dictionary look-ups of the profanity
 filter, the characters and words of word cutting), and Hypothesis searches
 for the message shapes that make it grow fastest: repetitions of short list
@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from chatnet import profanity, textcost, words
 from chatnet.bench.worst_text import CASES, SEPARATORS, Shape, render
-from chatnet.profanity import JUDGED_LIMIT, MASK_CHAR, MAX_WORD, ProfanityFilter
+from chatnet.text import profanity, textcost, words
+from chatnet.text.profanity import JUDGED_LIMIT, MASK_CHAR, MAX_WORD, ProfanityFilter
 
 SEED_LIST = Path(__file__).resolve().parents[2] / "shared/data/profanity-seed-list.txt"
 
@@ -154,7 +154,7 @@ def test_judgements_stop_at_the_limit_and_a_word_that_comes_again_is_judged_once
 
 
 def reference_mask(f, text):
-    """The rules of chatnet.profanity applied to each match on its own, with
+    """The rules of chatnet.text.profanity applied to each match on its own, with
     no bound on the work."""
     low = text.lower() if text.isascii() else profanity.fold(text)
     matches = f._find(low, overlapping=True) if f._find else []

@@ -12,10 +12,11 @@ import websocket
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 
-from chatnet import tls
-from chatnet.cluster.peers import PeerUnavailable, Peers
 from chatnet.cluster.identity import MemberIdentity
+from chatnet.cluster.peers import Peers
+from chatnet.errors import PeerUnavailable
 from chatnet.factories.internal import InternalFactory
+from chatnet.ops import tls
 from devtools.localservices import free_port
 from chatnet.protocols import amp_commands as cmd
 from tests.harness import ChatCluster, WsClient

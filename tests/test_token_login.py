@@ -1,4 +1,4 @@
-"""Token login (chatnet.tokens, docs/protocol.md "Token login"): the verifier
+"""Token login (chatnet.service.tokens, docs/protocol.md "Token login"): the verifier
 on its own, the options of twistd chatnode, and the login in-process on
 the real stores (the node of tests/test_handlers_inprocess.py)."""
 import pytest
@@ -13,7 +13,7 @@ from tests.test_handlers_inprocess import mongo_url, node  # noqa: F401  (fixtur
 
 jwt = pytest.importorskip("jwt")
 
-from chatnet.tokens import TokenVerifier, load_public_key  # noqa: E402  (needs PyJWT)
+from chatnet.service.tokens import TokenVerifier, load_public_key  # noqa: E402  (needs PyJWT)
 
 NOW = 1_700_000_000
 SECRET = "s" * 32

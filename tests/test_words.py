@@ -1,10 +1,10 @@
-"""Unit tests of the popular-words tokenizer (chatnet.words)."""
+"""Unit tests of the popular-words tokenizer (chatnet.text.words)."""
 
 import pytest
 
-from chatnet import words
-from chatnet.profanity import ProfanityFilter
-from chatnet.words import is_han, tokenize
+from chatnet.text import words
+from chatnet.text.profanity import ProfanityFilter
+from chatnet.text.words import is_han, tokenize
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,7 +8,7 @@ one module per family of actions:
   - L{rooms<chatnet.actions.rooms>}: C{joinRoom}, C{leaveRoom},
     C{listRooms}, C{createRoom};
   - L{moderation<chatnet.actions.moderation>}: C{invite}, C{kick},
-    C{ban}, C{mute}, C{setRole} (the rules are L{chatnet.moderation}'s);
+    C{ban}, C{mute}, C{setRole} (the rules are L{chatnet.domain.moderation}'s);
   - L{queries<chatnet.actions.queries>}: C{userInfo}, C{popular};
   - L{live<chatnet.actions.live>}: the C{live} extension's C{history},
     C{edit}, C{delete}, C{typing}, C{read}, and

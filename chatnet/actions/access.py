@@ -1,8 +1,8 @@
 """Who may use a room: the membership and mute checks of the actions that
 name rooms (``chat``, ``resume``, and the ``live`` extension's)."""
-from chatnet import moderation
+from chatnet.domain import moderation
+from chatnet.domain.messages import now_ms
 from chatnet.errors import not_member, unknown_room
-from chatnet.messages import now_ms
 from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic
 
 

@@ -1,11 +1,11 @@
 """The ``chat`` action (docs/protocol.md): a message to a room or to a
 user, checked (member, not muted, recipient known) and handed to
 L{chatnet.service.posting.Posting}, then answered (``ack``, ``queued``)."""
-from chatnet.accept import StaleRoomState
 from chatnet.actions.limits import MAX_NAME
+from chatnet.domain.messages import now_ms
 from chatnet.errors import ProtocolError, StoreUnavailable, not_online
-from chatnet.messages import now_ms
 from chatnet.protocols.constants import is_automatic
+from chatnet.service.accept import StaleRoomState
 
 # posts tried again after the user's room state changed under them
 STALE_TRIES = 3
@@ -20,7 +20,7 @@ class ChatActions:
     @param clock: an C{IReactorTime}.
     @param mongo: the L{chatnet.stores.mongo.MongoStore} (whether an
         offline recipient exists).
-    @param directory: the L{chatnet.sessions.SessionDirectory} (the
+    @param directory: the L{chatnet.service.online.SessionDirectory} (the
         recipient's sessions).
     @param posting: the L{chatnet.service.posting.Posting}.
     @param delivery: the L{chatnet.service.delivery.LocalDelivery} (what

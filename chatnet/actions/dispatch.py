@@ -15,7 +15,7 @@ class ClientActions:
     @param actions: a mapping of action name (docs/protocol.md) to
         C{action(connection, request)}, which answers through the
         connection or raises L{ProtocolError}.
-    @param budget: the L{chatnet.budget.ByteBudget} every request is
+    @param budget: the L{chatnet.limits.budget.ByteBudget} every request is
         charged to first.
     @param families: the objects the actions are methods of, by name
         (C{"session"}, C{"chat"}, ...): for a reader (and a test) that

@@ -12,10 +12,10 @@ import re
 
 from twisted.internet import defer
 
-from chatnet import moderation
 from chatnet.actions.limits import MAX_NAME
+from chatnet.domain import moderation
+from chatnet.domain.messages import MessageRevision, dm_channel, now_ms, room_channel
 from chatnet.errors import ProtocolError
-from chatnet.messages import MessageRevision, dm_channel, now_ms, room_channel
 from chatnet.protocols import codec
 from chatnet.protocols.codec import INT64_MAX
 from chatnet.protocols.constants import is_automatic
@@ -40,15 +40,15 @@ class LiveActions:
     @param revisions: the L{chatnet.service.revisions.Revisions}.
     @param notices: the L{chatnet.service.notices.UserNotices}.
     @param rooms: the L{chatnet.cluster.router.RoomRouter} (room notices).
-    @param directory: the L{chatnet.sessions.SessionDirectory}.
-    @param profanity: the L{chatnet.profanity.ProfanityFilter}.
+    @param directory: the L{chatnet.service.online.SessionDirectory}.
+    @param profanity: the L{chatnet.text.profanity.ProfanityFilter}.
     @param access: the L{chatnet.actions.access.RoomAccess} (the rooms named).
     @param typing_gate: the L{chatnet.actions.typinggate.TypingGate}.
     @param background: the L{chatnet.service.background.Background} that
         owns the notices' fan-out to other nodes, which a request does not
         wait for (a node that does not answer would cost it the peer call's
         timeout; this node's sessions have theirs before its first wait).
-    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}):
+    @param emit: C{emit(event, *args)} (L{chatnet.ops.events.EventBus.emit}):
         C{message_edited} and C{message_deleted}, once stored.
     """
 

@@ -8,9 +8,9 @@ base action leaves nothing added; L{chatnet.actions.wiring} chains them).
 """
 from twisted.logger import Logger
 
-from chatnet import moderation
+from chatnet.domain import moderation
+from chatnet.domain.messages import room_channel
 from chatnet.errors import StoreUnavailable
-from chatnet.messages import room_channel
 from chatnet.protocols import codec
 from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic
 from chatnet.service.notices import LIVE
@@ -29,7 +29,7 @@ class LiveRooms:
         the user's rooms).
     @param rooms: the L{chatnet.cluster.router.RoomRouter} (room notices,
         who is online in an alliance room).
-    @param directory: the L{chatnet.sessions.SessionDirectory} (who is online).
+    @param directory: the L{chatnet.service.online.SessionDirectory} (who is online).
     @param notices: the L{chatnet.service.notices.UserNotices} (invitations).
     @param background: the L{chatnet.service.background.Background} that
         owns the notices' fan-out, which a request does not wait for.

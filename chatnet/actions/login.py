@@ -7,16 +7,16 @@ from twisted.logger import Logger
 
 from chatnet.actions.extras import NO_EXTRAS
 from chatnet.actions.limits import MAX_NAME, RESUME_WAIT
+from chatnet.domain.messages import now_ms
+from chatnet.domain.names import user_name_problem
 from chatnet.errors import ProtocolError, StoreUnavailable
-from chatnet.messages import now_ms
-from chatnet.names import user_name_problem
 from chatnet.protocols import codec
 from chatnet.protocols.constants import FEATURES
-from chatnet.sessions import SessionRecord
+from chatnet.service.online import SessionRecord
 
 log = Logger()
 
-# the longest login token (chatnet.tokens) looked at
+# the longest login token (chatnet.service.tokens) looked at
 MAX_TOKEN_CHARS = 8192
 _hasher = PasswordHasher()
 
@@ -36,19 +36,19 @@ class LoginActions:
     @param view: the L{chatnet.cluster.view.ClusterView} (this node's id).
     @param mongo: the L{chatnet.stores.mongo.MongoStore} (users).
     @param offline: the L{chatnet.stores.mongo.OfflineStore}.
-    @param directory: the L{chatnet.sessions.SessionDirectory}.
-    @param sessions: the L{chatnet.sessions.LocalSessions}.
+    @param directory: the L{chatnet.service.online.SessionDirectory}.
+    @param sessions: the L{chatnet.service.online.LocalSessions}.
     @param presence: the L{chatnet.cluster.presence.Presence} (announces).
     @param feed: the L{chatnet.service.roomfeed.RoomFeed} (the rooms a
         session gets), used when there is no C{room_state}.
     @param delivery: the L{chatnet.service.delivery.LocalDelivery}.
-    @param login_throttle: the L{chatnet.login_throttle.LoginThrottle}.
-    @param tokens: the L{chatnet.tokens.TokenVerifier} of token logins, or
+    @param login_throttle: the L{chatnet.limits.login_throttle.LoginThrottle}.
+    @param tokens: the L{chatnet.service.tokens.TokenVerifier} of token logins, or
         None (the node takes no tokens).
     @param room_state: the L{chatnet.service.roomstate.RoomState}, or None.
     @param extras: what an extension adds to the login answer
         (L{chatnet.actions.extras}).
-    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    @param emit: C{emit(event, *args)} (L{chatnet.ops.events.EventBus.emit}).
     """
 
     def __init__(self, *, config, clock, view, mongo, offline, directory, sessions, presence, feed,
@@ -162,7 +162,7 @@ class LoginActions:
         return user
 
     async def _token_user(self, username, token, address):
-        """The user record of a login by token (L{chatnet.tokens}): made on
+        """The user record of a login by token (L{chatnet.service.tokens}): made on
         the first login, its alliance that of the token's C{alliance} claim
         if it has one; a failed login if the token is not good for
         C{username} (never saying why)."""

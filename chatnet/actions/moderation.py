@@ -1,11 +1,11 @@
 """The moderation actions of rooms users made (docs/protocol.md):
 ``invite``, ``kick``, ``ban``, ``mute`` and ``setRole``. Who may do what
-to whom is L{chatnet.moderation}'s rules; here the actions are carried
+to whom is L{chatnet.domain.moderation}'s rules; here the actions are carried
 out and the room's members told."""
-from chatnet import moderation
 from chatnet.actions.limits import MAX_NAME
+from chatnet.domain import moderation
+from chatnet.domain.messages import now_ms
 from chatnet.errors import ProtocolError, unknown_room
-from chatnet.messages import now_ms
 from chatnet.protocols.constants import is_automatic
 
 
@@ -16,7 +16,7 @@ class ModerationActions:
     @param mongo: the L{chatnet.stores.mongo.MongoStore} (rooms, users).
     @param rooms: the L{chatnet.cluster.router.RoomRouter} (members, notices).
     @param room_state: the L{chatnet.service.roomstate.RoomState}, or None.
-    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    @param emit: C{emit(event, *args)} (L{chatnet.ops.events.EventBus.emit}).
     """
 
     def __init__(self, *, clock, mongo, rooms, room_state=None, emit=lambda event, *args: None):

@@ -1,8 +1,8 @@
 """The actions that only read (docs/protocol.md): ``userInfo`` (is a user
 online, where, since when) and ``popular`` (the most used words)."""
 from chatnet.actions.limits import MAX_NAME
+from chatnet.domain.messages import now_ms
 from chatnet.errors import StoreUnavailable, not_online
-from chatnet.messages import now_ms
 from chatnet.protocols.constants import online_for
 
 
@@ -10,8 +10,8 @@ class QueryActions:
     """C{userInfo}, C{popular}. Collaborators:
 
     @param clock: an C{IReactorTime}.
-    @param directory: the L{chatnet.sessions.SessionDirectory}.
-    @param popular: the L{chatnet.popular.PopularWords}.
+    @param directory: the L{chatnet.service.online.SessionDirectory}.
+    @param popular: the L{chatnet.service.popular.PopularWords}.
     """
 
     def __init__(self, *, clock, directory, popular):

@@ -2,19 +2,19 @@
 reconnecting client missed in its rooms and conversations, live messages
 held back meanwhile."""
 from chatnet.actions.limits import MAX_NAME, RESUME_NAMES
+from chatnet.domain.messages import dm_channel, room_channel
 from chatnet.errors import ProtocolError
-from chatnet.history import RESUME_LIMIT
-from chatnet.messages import dm_channel, room_channel
 from chatnet.protocols import codec
 from chatnet.protocols.codec import INT64_MAX
 from chatnet.protocols.constants import is_automatic
+from chatnet.service.history import RESUME_LIMIT
 
 
 class ResumeActions:
     """C{resume}. Collaborators:
 
     @param mongo: the L{chatnet.stores.mongo.MongoStore} (room floors, deleted users).
-    @param history: the L{chatnet.history.History} (what is replayed).
+    @param history: the L{chatnet.service.history.History} (what is replayed).
     @param access: the L{chatnet.actions.access.RoomAccess} (the rooms named).
     """
 

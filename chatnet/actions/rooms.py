@@ -1,11 +1,11 @@
 """The room actions (docs/protocol.md): ``joinRoom``, ``leaveRoom``,
 ``listRooms`` and ``createRoom``. The rules of who may join or see a room
-are L{chatnet.moderation}'s."""
-from chatnet import moderation
+are L{chatnet.domain.moderation}'s."""
 from chatnet.actions.extras import NO_EXTRAS
 from chatnet.actions.limits import MAX_NAME, RESUME_WAIT
+from chatnet.domain import moderation
+from chatnet.domain.messages import room_channel
 from chatnet.errors import ProtocolError, unknown_room
-from chatnet.messages import room_channel
 from chatnet.protocols import codec
 from chatnet.protocols.constants import WORLD, automatic_rooms, is_automatic
 
@@ -15,12 +15,12 @@ class RoomActions:
 
     @param mongo: the L{chatnet.stores.mongo.MongoStore} (rooms).
     @param rooms: the L{chatnet.cluster.router.RoomRouter}.
-    @param history: the L{chatnet.history.History} (what a join replays,
+    @param history: the L{chatnet.service.history.History} (what a join replays,
         where a new room starts).
-    @param directory: the L{chatnet.sessions.SessionDirectory} (who is online).
+    @param directory: the L{chatnet.service.online.SessionDirectory} (who is online).
     @param extras: what an extension adds to the C{joinRoom} and
         C{listRooms} answers (L{chatnet.actions.extras}).
-    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    @param emit: C{emit(event, *args)} (L{chatnet.ops.events.EventBus.emit}).
     """
 
     def __init__(self, *, mongo, rooms, history, directory, extras=NO_EXTRAS, emit=lambda event, *args: None):

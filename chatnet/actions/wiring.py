@@ -29,7 +29,7 @@ class LiveParts:
     @ivar scrollback: the L{chatnet.service.scrollback.Scrollback}.
     @ivar revisions: the L{chatnet.service.revisions.Revisions}.
     @ivar notices: the L{chatnet.service.notices.UserNotices}.
-    @ivar profanity: the L{chatnet.profanity.ProfanityFilter} (edits).
+    @ivar profanity: the L{chatnet.text.profanity.ProfanityFilter} (edits).
     """
 
     redis: Any
@@ -49,8 +49,8 @@ def build(*, config, clock, view, mongo, offline, history, popular, directory, s
 
     The parts are those of L{chatnet.node.ChatNode._wire}: C{posting} the
     L{chatnet.service.posting.Posting}, C{login_throttle} the
-    L{chatnet.login_throttle.LoginThrottle}, C{budget} the
-    L{chatnet.budget.ByteBudget}; the others as the action families
+    L{chatnet.limits.login_throttle.LoginThrottle}, C{budget} the
+    L{chatnet.limits.budget.ByteBudget}; the others as the action families
     (L{LoginActions}, ...) name them."""
     access = RoomAccess(mongo, clock)
     live_rooms = None

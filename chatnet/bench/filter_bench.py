@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Optional
 
-from chatnet.profanity import ProfanityFilter
+from chatnet.text.profanity import ProfanityFilter
 
 # Everyday chat vocabulary, roughly most frequent first; words are drawn
 # with Zipf weights (the k-th word with weight 1/(k+3)).

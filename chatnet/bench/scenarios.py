@@ -331,7 +331,7 @@ def scenario_filter(opts, argv) -> Dict[str, Any]:
     except ImportError as e:
         r["error"] = f"the filter benchmark is not available: {e}"
         return r
-    from chatnet.profanity import ProfanityFilter
+    from chatnet.text.profanity import ProfanityFilter
 
     filter = ProfanityFilter.from_file(opts.profanity_file) if opts.profanity_file else None
     if opts.worst:

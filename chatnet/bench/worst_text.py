@@ -21,8 +21,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, List, Optional, Sequence
 
-from chatnet import textcost, words
-from chatnet.profanity import ProfanityFilter
+from chatnet.text import textcost, words
+from chatnet.text.profanity import ProfanityFilter
 
 CASES = ("lower", "upper", "alternate", "camel", "title")
 SEPARATORS = (" ", "-", ".", "\u4f60", "")

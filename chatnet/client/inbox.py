@@ -8,7 +8,7 @@ from chatnet.client.listener import ConnectionListener
 from chatnet.client.membership import Membership
 from chatnet.client.requests import Requests
 from chatnet.client.resume import ResumeTracker, SeenMessages
-from chatnet.names import SYSTEM
+from chatnet.domain.names import SYSTEM
 
 
 class Inbox:

@@ -5,14 +5,14 @@
   and now and then (a session written by a node just before it died);
 * sweeping the popular-words window;
 * rescuing what departed nodes acked but may not have stored
-  (L{chatnet.rescue}).
+  (L{chatnet.service.rescue}).
 """
 import orjson
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from chatnet.domain.messages import now_ms
 from chatnet.errors import StoreUnavailable
-from chatnet.messages import now_ms
 from chatnet.stores.redis import SERVERS
 
 log = Logger()
@@ -28,7 +28,7 @@ class Leadership:
 
     @param stale_after: seconds after which the gateway takes the server
         list for stale.
-    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    @param emit: C{emit(event, *args)} (L{chatnet.ops.events.EventBus.emit}).
     @ivar leading: true while this node leads.
     """
 
@@ -106,7 +106,7 @@ class Leadership:
     async def _rescue(self, departed):
         """Store what the nodes that left (C{departed}, and any other one
         Redis knows as accepting) acked but may not have stored
-        (chatnet.rescue); retried while a store is down, as long as this
+        (chatnet.service.rescue); retried while a store is down, as long as this
         node leads (a new leader starts again)."""
         for attempt in range(RESCUE_TRIES):
             if not self.leading or self._stopped:

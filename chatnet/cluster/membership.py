@@ -70,7 +70,7 @@ def read_children(zk, path):
     return found
 
 
-class Membership:
+class ZooKeeperMembership:
     def __init__(self, hosts, node_id, info, listener, reactor, session_timeout=10.0, auth=""):
         self.hosts = hosts
         self.auth = auth  # "USER:PASSWORD": digest auth, ACLs on our znodes (chatnet.cluster.zkacl)

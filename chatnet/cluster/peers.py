@@ -16,14 +16,11 @@ from twisted.internet.error import ConnectionClosed
 from twisted.logger import Logger
 from twisted.protocols.amp import RemoteAmpError
 
+from chatnet.errors import PeerUnavailable
 from chatnet.factories.internal import InternalFactory
 from chatnet.protocols import amp_commands as cmd
 
 log = Logger()
-
-
-class PeerUnavailable(Exception):
-    pass
 
 
 class Peers:
@@ -37,7 +34,7 @@ class Peers:
         self.bind_host = bind_host
         self.join_grace = join_grace
         self.retry_interval = retry_interval
-        self.metrics = metrics  # chatnet.metrics.NodeMetrics
+        self.metrics = metrics  # chatnet.ops.metrics.NodeMetrics
         self.addresses = {}
         self.links = {}
         self.connecting = {}

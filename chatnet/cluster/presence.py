@@ -18,7 +18,7 @@ import orjson
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from chatnet.messages import now_ms
+from chatnet.domain.messages import now_ms
 from chatnet.protocols.amp_commands import SessionChanged
 from chatnet.stores.redis import LOAD, marker_key
 
@@ -34,11 +34,11 @@ class Presence:
     """
     @param view: the L{chatnet.cluster.view.ClusterView}.
     @param peers: the L{chatnet.cluster.peers.Peers}.
-    @param sessions: the L{chatnet.sessions.LocalSessions}.
-    @param directory: the L{chatnet.sessions.SessionDirectory}.
+    @param sessions: the L{chatnet.service.online.LocalSessions}.
+    @param directory: the L{chatnet.service.online.SessionDirectory}.
     @param redis: the L{chatnet.stores.redis.RedisStore}.
     @param registered: C{registered()}: true while this node is
-        registered in ZooKeeper (L{chatnet.cluster.membership.Membership}).
+        registered in ZooKeeper (L{chatnet.cluster.membership.ZooKeeperMembership}).
     @param registrations: C{registrations()}: how many times it
         registered (more than once: the cluster may have forgotten it).
     @param connections: the open client connections (a sized collection).

@@ -3,13 +3,10 @@ plain values in and out: the AMP commands that carry the asks stay in
 :mod:`chatnet.cluster` and :mod:`chatnet.protocols.internal`.
 
 A node that cannot be reached fails the ask with
-:class:`chatnet.cluster.peers.PeerUnavailable` (re-exported here); any
-other failure is the node's answer (logged by the caller).
+:class:`chatnet.errors.PeerUnavailable`; any other failure is the
+node's answer (logged by the caller).
 """
-from chatnet.cluster.peers import PeerUnavailable
 from chatnet.protocols import amp_commands as cmd
-
-__all__ = ["OtherNodes", "PeerUnavailable"]
 
 
 class OtherNodes:

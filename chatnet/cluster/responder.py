@@ -4,20 +4,20 @@ calls these methods with their arguments)."""
 from chatnet.protocols import codec
 from chatnet.service.api import close_sessions
 from chatnet.service.notices import send_local
-from chatnet.sessions import SessionRecord
+from chatnet.service.online import SessionRecord
 
 
 class Responder:
     """The node's side of the internal commands.
 
-    @param directory: the L{chatnet.sessions.SessionDirectory}.
-    @param sessions: the L{chatnet.sessions.LocalSessions}.
+    @param directory: the L{chatnet.service.online.SessionDirectory}.
+    @param sessions: the L{chatnet.service.online.LocalSessions}.
     @param local: the L{chatnet.service.delivery.LocalDelivery}.
     @param feed: the L{chatnet.service.roomfeed.RoomFeed} (room messages).
     @param members: C{members(room, username, joined)}: a user of this
         node joined or left a room elsewhere
         (L{chatnet.cluster.router.RoomRouter.local_member_changed}).
-    @param metrics: the node's L{chatnet.metrics.NodeMetrics} (the peer
+    @param metrics: the node's L{chatnet.ops.metrics.NodeMetrics} (the peer
         links time their calls with it), or None.
     @param clock: an C{IReactorTime} (how long a disconnect waits).
     """

@@ -15,8 +15,7 @@ for rooms), so a retry reaches nobody twice.
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from chatnet.cluster.peers import PeerUnavailable
-from chatnet.errors import StoreUnavailable
+from chatnet.errors import PeerUnavailable, StoreUnavailable
 from chatnet.protocols import amp_commands as cmd, codec
 from chatnet.protocols.constants import is_automatic
 from chatnet.stores.redis import room_nodes_key
@@ -176,7 +175,7 @@ class Router:
     """Delivers accepted messages: on this node through C{local} (a
     L{chatnet.service.delivery.LocalDelivery}), on others over C{peers}
     (L{chatnet.cluster.peers.Peers}); C{directory} (a
-    L{chatnet.sessions.SessionDirectory}) says where a user is now, C{view}
+    L{chatnet.service.online.SessionDirectory}) says where a user is now, C{view}
     (L{chatnet.cluster.view.ClusterView}) which node is this one."""
 
     def __init__(self, view, peers, directory, local, clock, deadline=20.0, retry_interval=0.25,
@@ -300,11 +299,11 @@ class RoomRouter:
     that fails is tried again while that node is in the cluster, until
     C{deadline} (the receiving node also reads what it missed from the
     history, so nothing depends on the retry alone).
-    Joining and leaving are stored by C{rooms} (a L{chatnet.rooms.Rooms})
+    Joining and leaving are stored by C{rooms} (a L{chatnet.service.rooms.Rooms})
     and told to the nodes where the user has sessions.
 
-    @param sessions: the L{chatnet.sessions.LocalSessions}.
-    @param directory: the L{chatnet.sessions.SessionDirectory} (where a
+    @param sessions: the L{chatnet.service.online.LocalSessions}.
+    @param directory: the L{chatnet.service.online.SessionDirectory} (where a
         user's sessions are).
     @param redis: the L{chatnet.stores.redis.RedisStore} (a room's node set).
     @param room_state: the L{chatnet.service.roomstate.RoomState} (a new
@@ -405,7 +404,7 @@ class RoomRouter:
     async def room(self, message, data, nodes):
         """Send room C{message} (accepted here; C{data}: its chat frame
         data) to the members on every node: here and on C{nodes} (the
-        room's node set, read with its seq, L{chatnet.accept.Stamp})."""
+        room's node set, read with its seq, L{chatnet.service.accept.Stamp})."""
         self.feed.deliver(message.roomName, message.seq, message.msgId, data)
         item = (message.roomName, message.seq, message.msgId, data)
         give_up = self.clock.seconds() + self.deadline

@@ -5,7 +5,7 @@ from chatnet.protocols.internal import InternalProtocol
 
 
 class InternalFactory(Factory):
-    """Builds an L{InternalProtocol} bound to the node's cluster handler.
+    """Builds an L{InternalProtocol} bound to the node's responder of the cluster's commands.
 
     @param clock: the reactor (pre-authentication deadline).
     @param identity: on the listening side, what checks the node id a peer
@@ -17,14 +17,14 @@ class InternalFactory(Factory):
 
     noisy = False
 
-    def __init__(self, handler, secret, clock, identity=None, api=None):
-        self.handler = handler
+    def __init__(self, responder, secret, clock, identity=None, api=None):
+        self.responder = responder
         self.api = api
         self.secret = secret
         self.clock = clock
         self.identity = identity
 
     def buildProtocol(self, addr):
-        protocol = InternalProtocol(self.handler, self.secret, self.clock, self.identity, self.api)
+        protocol = InternalProtocol(self.responder, self.secret, self.clock, self.identity, self.api)
         protocol.factory = self
         return protocol

@@ -15,6 +15,7 @@ called with the connection as an extra first argument.
 from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 
+from chatnet.limits.ratelimit import TokenBucket
 from chatnet.protocols.websocket import ChatServerProtocol
 
 
@@ -38,11 +39,11 @@ class ChatServerFactory(WebSocketServerFactory):
 
     @ivar config: the L{chatnet.config.NodeConfig}.
     @ivar clock: the reactor (timers).
-    @ivar metrics: the L{chatnet.metrics.NodeMetrics} (error frames sent).
-    @ivar handlers, session_service: given by L{serve} (see there).
+    @ivar metrics: the L{chatnet.ops.metrics.NodeMetrics} (error frames sent).
+    @ivar actions, session_service: given by L{serve} (see there).
     """
 
-    handlers = session_service = None
+    actions = session_service = None
 
     def __init__(self, config, clock, metrics):
         super().__init__()
@@ -70,15 +71,23 @@ class ChatServerFactory(WebSocketServerFactory):
             perMessageCompressionAccept=accept_deflate if config.compression == "deflate" else decline_compression,
         )
 
-    def serve(self, handlers, session_service):
+    def frame_bucket(self):
+        """A connection's L{TokenBucket} of frames a second
+        (C{--rate-limit}, C{--rate-burst}), or None without a limit."""
+        config = self.config
+        if config.rate_limit <= 0:
+            return None
+        return TokenBucket(config.rate_limit, config.rate_burst, self.clock)
+
+    def serve(self, actions, session_service):
         """The services of the connections: the
-        L{chatnet.actions.ClientActions} (C{handlers}) and the
+        L{chatnet.actions.ClientActions} (C{actions}) and the
         L{chatnet.service.session.SessionService}. Given once the node
         knows its id, which may be made of the port this factory
         listens on: by L{chatnet.node.ChatNode._start} right after the port
         is bound, before the reactor runs again, hence before any
         connection."""
-        self.handlers = handlers
+        self.actions = actions
         self.session_service = session_service
 
     def setProtocolOptions(self, *args, **kwargs):

@@ -17,9 +17,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from chatnet.domain.names import SYSTEM, name_problem, user_name_problem
 from chatnet.gateway.cluster import ClusterUnavailable, NodeRefused
 from chatnet.gateway.openapi import OPENAPI
-from chatnet.names import SYSTEM, name_problem, user_name_problem
 
 log = Logger()
 
@@ -105,7 +105,7 @@ def _boolean(body, key, default=False):
 
 def check_name(value, what):
     """A user or room name: 1 to 128 characters, no control or format
-    characters (L{chatnet.names}), no white space at either end."""
+    characters (L{chatnet.domain.names}), no white space at either end."""
     if len(value) > MAX_NAME:
         raise ApiError(400, f"{what} is longer than {MAX_NAME} characters")
     problem = name_problem(value)

@@ -16,7 +16,8 @@ from twisted.protocols import amp
 
 from chatnet.cluster.gateways import GatewayRegistration
 from chatnet.cluster.identity import GATEWAY_PREFIX
-from chatnet.cluster.peers import PeerUnavailable, Peers
+from chatnet.cluster.peers import Peers
+from chatnet.errors import PeerUnavailable
 from chatnet.protocols import amp_commands as cmd
 
 log = Logger()

@@ -6,8 +6,8 @@ from twisted.web import resource, server
 
 from chatnet.errors import StoreUnavailable
 from chatnet.gateway.api import ApiDisabled
-from chatnet.gateway.http import PlainResource, plain
 from chatnet.gateway.web import WebClient
+from chatnet.protocols.http import NotFound, PlainResource
 
 log = Logger()
 
@@ -65,19 +65,6 @@ class ServerResource(PlainResource):
         return _json(
             request, 200, {"host": node["host"], "port": node["port"], "nodeId": node["nodeId"], "url": node.get("url", "")}
         )
-
-
-class NotFound(resource.Resource):
-    """A plain-text 404 for every path below, whatever the method."""
-
-    isLeaf = True
-
-    def __init__(self, text=b"not found\n"):
-        super().__init__()
-        self.text = text
-
-    def render(self, request):
-        return plain(request, 404, self.text)
 
 
 class Root(resource.Resource):

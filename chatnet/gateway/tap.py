@@ -95,9 +95,9 @@ def makeService(options):
     from twisted.internet import reactor
 
     from chatnet.gateway.resource import Root
-    from chatnet.logs import with_log_format
-    from chatnet.metrics import CountingSite, HealthResource, gateway_metrics
     from chatnet.gateway.servers import ServerList
+    from chatnet.ops.logs import with_log_format
+    from chatnet.ops.metrics import CountingSite, HealthResource, gateway_metrics
     from chatnet.stores.redis import RedisStore
 
     redis = RedisStore(options["redis"], timeout=2.0)
@@ -110,7 +110,7 @@ def makeService(options):
         from chatnet.gateway.api import ApiResource
         from chatnet.gateway.cluster import ClusterApi, NodeLinks
 
-        from chatnet import tls
+        from chatnet.ops import tls
 
         internal_tls = {"ca": options["internal-ca"]} if options["internal-ca"] else {}
         nodes = NodeLinks(reactor, options["zookeeper"], options["gateway-id"], options["cluster-secret"].encode(),

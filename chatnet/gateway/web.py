@@ -19,7 +19,7 @@ import hashlib
 import re
 from importlib import resources
 
-from chatnet.gateway.http import PlainResource
+from chatnet.protocols.http import PlainResource
 
 #: the files below ``/static/`` and their content types
 JS = b"text/javascript; charset=utf-8"

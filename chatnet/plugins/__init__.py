@@ -1,4 +1,4 @@
-"""Event-listener plugins of the chat node (see chatnet.events).
+"""Event-listener plugins of the chat node (see chatnet.ops.events).
 
 Twisted's plugin system looks for modules here, and in every ``chatnet/plugins``
 directory without an ``__init__.py`` found on ``sys.path``: a third party can

@@ -1,15 +1,15 @@
 """The event plugins shipped with chatnet; kept to declarations so that finding
 plugins stays fast."""
-from chatnet.events import ChatEventPlugin
+from chatnet.ops.events import ChatEventPlugin
 
 export = ChatEventPlugin(
     "export",
-    "chatnet.export.AmqpExport",
+    "chatnet.ops.export.AmqpExport",
     "Publish every accepted chat message as JSON to a RabbitMQ (AMQP 0-9-1) exchange.",
 )
 
 eventlog = ChatEventPlugin(
     "eventlog",
-    "chatnet.eventlog.EventLog",
+    "chatnet.ops.eventlog.EventLog",
     "Log every event of the node (one structured log line each).",
 )

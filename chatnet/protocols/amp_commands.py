@@ -65,10 +65,6 @@ class StoreDown(Exception):
     pass
 
 
-class NotLeader(Exception):
-    pass
-
-
 class UnknownNode(Exception):
     """The node id given in L{Authenticate} is not (yet) a member in
     ZooKeeper: the connecting node retries shortly."""
@@ -87,7 +83,6 @@ COMMON_ERRORS = {
     NotAuthenticated: b"NOT_AUTHENTICATED",
     NoSuchRoom: b"NO_SUCH_ROOM",
     StoreDown: b"STORE_DOWN",
-    NotLeader: b"NOT_LEADER",
     WrongNode: b"WRONG_NODE",
     NotAllowed: b"NOT_ALLOWED",
 }

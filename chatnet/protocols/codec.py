@@ -31,7 +31,7 @@ class Request:
         self.id = id
         self.action = action
         self.data = data
-        self.size = size  # bytes of the frame it came in (chatnet.budget)
+        self.size = size  # bytes of the frame it came in (chatnet.limits.budget)
 
     def string(self, key, *, required=True, default=None, max_length=None):
         """The string field C{key} of C{data}, or raise a 400."""
@@ -137,7 +137,7 @@ def frame_id():
 
 def chat_frame(data):
     """The C{chat} frame of C{data}, the frame's data already as JSON bytes
-    (L{chatnet.accept}, the history and the message log keep it so): the
+    (L{chatnet.service.accept}, the history and the message log keep it so): the
     node encodes it once for every recipient (see
     L{chatnet.service.delivery})."""
     return b'{"id":%d,"action":"chat","data":%s}' % (frame_id(), data)
@@ -145,7 +145,7 @@ def chat_frame(data):
 
 def chat_data_head(data):
     """The JSON of chat frame C{data} (a dict without C{seq}) up to its
-    seq value: the accept script (L{chatnet.accept}) gets it, and
+    seq value: the accept script (L{chatnet.service.accept}) gets it, and
     L{chat_data} puts the seq the script gave in."""
     return orjson.dumps(data)[:-1] + b',"seq":'
 

@@ -148,7 +148,7 @@ def _refusal_soft(code, why):
 class InternalProtocol(amp.AMP):
     """One link between two nodes.
 
-    @ivar handler: the node's cluster handler (see L{chatnet.node.ChatNode}).
+    @ivar responder: the node's responder of the cluster's commands (see L{chatnet.node.ChatNode}).
     @ivar clock: an L{IReactorTime} for the pre-authentication deadline.
     @ivar identity: checks the node id an accepted peer claims (see
         L{chatnet.cluster.identity.MemberIdentity}); None on the connecting
@@ -166,9 +166,9 @@ class InternalProtocol(amp.AMP):
     maxBoxBytes = MAX_BOX_BYTES
     maxOutboundBytes = MAX_OUTBOUND_BYTES
 
-    def __init__(self, handler, secret, clock, identity=None, api=None):
+    def __init__(self, responder, secret, clock, identity=None, api=None):
         super().__init__()
-        self.handler = handler
+        self.responder = responder
         self.api = api
         self.peerKind = None
         self.secret = secret
@@ -270,7 +270,7 @@ class InternalProtocol(amp.AMP):
     def ampBoxReceived(self, box):
         if self._dropped:
             return
-        if self.peerKind == "node" and self.handler is not None:
+        if self.peerKind == "node" and self.responder is not None:
             fast = _FAST_RESPONDERS.get(box.get(b"_command"))
             if fast is not None and fast(self, box):
                 return
@@ -287,7 +287,7 @@ class InternalProtocol(amp.AMP):
             msg_ids, datas, usernames = _texts(box[b"msgIds"]), _unpack(box[b"datas"]), _texts(box[b"usernames"])
         except (KeyError, ValueError):
             return False
-        deliver = self.handler.deliver
+        deliver = self.responder.deliver
         try:
             missing = [
                 msg_id.encode("utf-8")
@@ -309,7 +309,7 @@ class InternalProtocol(amp.AMP):
             return False
         try:
             for room, seq, msg_id, data in zip(rooms, seqs, msg_ids, datas):
-                self.handler.room_deliver(room, seq, msg_id, data)
+                self.responder.room_deliver(room, seq, msg_id, data)
         except Exception:
             self._fast_failed(box)
             return True
@@ -385,7 +385,7 @@ class InternalProtocol(amp.AMP):
     def _allowed(self, name):
         """The responder of C{name} if the peer's kind may send it."""
         api = name in cmd.API_COMMANDS
-        if self.handler is None or api != (self.peerKind == "gateway") or (api and self.api is None):
+        if self.responder is None or api != (self.peerKind == "gateway") or (api and self.api is None):
             log.warn("internal command {name!r} refused to {kind} {node}", name=name, kind=self.peerKind,
                      node=self.peerNodeId)
 
@@ -447,12 +447,12 @@ class InternalProtocol(amp.AMP):
         if nodeId != self.peerNodeId:
             log.warn("{peer} announced a session of node {node!r}: refused", peer=self.peerNodeId, node=nodeId)
             raise cmd.WrongNode(nodeId)
-        self.handler.session_changed(username, nodeId, sessionId, loginTime, alliance, version, online, bool(multi))
+        self.responder.session_changed(username, nodeId, sessionId, loginTime, alliance, version, online, bool(multi))
         return {}
 
     @cmd.Deliver.responder
     def deliver(self, msgId, data, usernames, everyone):
-        delivered, missing = self.handler.deliver(msgId, data, usernames, everyone)
+        delivered, missing = self.responder.deliver(msgId, data, usernames, everyone)
         return {"delivered": delivered, "missing": missing}
 
     @cmd.DeliverMany.responder
@@ -460,33 +460,33 @@ class InternalProtocol(amp.AMP):
         missing = [
             msg_id
             for msg_id, data, username in zip(msgIds, datas, usernames)
-            if self.handler.deliver(msg_id, data, [username], False)[1]
+            if self.responder.deliver(msg_id, data, [username], False)[1]
         ]
         return {"missing": missing}
 
     @cmd.RoomDeliver.responder
     def room_deliver(self, roomNames, seqs, msgIds, datas):
         for room, seq, msg_id, data in zip(roomNames, seqs, msgIds, datas):
-            self.handler.room_deliver(room, seq, msg_id, data)
+            self.responder.room_deliver(room, seq, msg_id, data)
         return {}
 
     @cmd.RoomMember.responder
     def room_member(self, roomName, username, joined):
-        return self._call(self.handler.room_member(roomName, username, joined)).addCallback(lambda _: {})
+        return self._call(self.responder.room_member(roomName, username, joined)).addCallback(lambda _: {})
 
     @cmd.RoomNotice.responder
     def room_notice(self, roomName, data, feature=None, skipUser=None, skipSession=None):
-        self.handler.room_notice(roomName, data, feature, skipUser, skipSession)
+        self.responder.room_notice(roomName, data, feature, skipUser, skipSession)
         return {}
 
     @cmd.UserNotice.responder
     def user_notice(self, username, data, feature, skip):
-        self.handler.user_notice(username, data, feature, skip)
+        self.responder.user_notice(username, data, feature, skip)
         return {}
 
     @cmd.Disconnect.responder
     def disconnect(self, username):
-        return self._call(self.handler.disconnect(username)).addCallback(lambda n: {"sessions": n})
+        return self._call(self.responder.disconnect(username)).addCallback(lambda n: {"sessions": n})
 
     onLost = None
 

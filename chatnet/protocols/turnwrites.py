@@ -26,7 +26,7 @@ the other connections of the turn are sent as usual.
 
 L{at_turn_end} runs a call at the end of the turn, before the writes kept
 are sent: work gathered over the turn (the messages to accept in one Redis
-call, L{chatnet.accept}) is done once, and what it writes leaves in the
+call, L{chatnet.service.accept}) is done once, and what it writes leaves in the
 same turn.
 """
 from twisted.internet import tcp

@@ -21,8 +21,6 @@ from chatnet.protocols import codec
 from chatnet.protocols.backlog import OutboundBacklog
 from chatnet.protocols.constants import DISCONNECTED, GOING_AWAY, LOGIN_TIMEOUT, REPLACED, TOO_SLOW
 from chatnet.protocols.turnwrites import send_at_turn_end
-from chatnet.ratelimit import TokenBucket
-from chatnet.service.session import CLOSED
 
 log = Logger()
 
@@ -60,7 +58,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
 
     @property
     def record(self):
-        """The L{chatnet.sessions.SessionRecord} while logged in, else None."""
+        """The L{chatnet.service.online.SessionRecord} while logged in, else None."""
         session = self.session
         return session.record if session is not None else None
 
@@ -73,7 +71,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
     def closed(self):
         """True once no frame can be sent any more: a closing handshake has
         begun (either side) or the connection is lost."""
-        return self.state != OPEN or (self.session is not None and self.session.state is CLOSED)
+        return self.state != OPEN or (self.session is not None and self.session.finished)
 
     @property
     def gone(self):
@@ -111,8 +109,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
             origin = request.headers["origin"].strip().lower().rstrip("/")
             if origin not in config.allowed_origins:
                 raise ConnectionDeny(403, "origin not allowed")
-        if config.rate_limit > 0:
-            self.bucket = TokenBucket(config.rate_limit, config.rate_burst, self.factory.clock)
+        bucket = self.factory.frame_bucket()
+        if bucket is not None:
+            self.bucket = bucket
 
     def onOpen(self):
         self.session = self.factory.session_service.open(self)
@@ -219,7 +218,7 @@ class ChatServerProtocol(WebSocketServerProtocol):
         while self._queue and not self.closed:
             request = self._queue.popleft()
             self._busy = True
-            d = defer.ensureDeferred(self.factory.handlers.handle(self, request))
+            d = defer.ensureDeferred(self.factory.actions.handle(self, request))
             d.addErrback(self._failed, request)
             if not d.called:
                 d.addBoth(self._done)

@@ -9,11 +9,10 @@ from argon2 import PasswordHasher
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from chatnet import moderation
-from chatnet.cluster.remote import PeerUnavailable
-from chatnet.errors import ProtocolError, StoreUnavailable
-from chatnet.messages import now_ms, room_channel
-from chatnet.names import user_name_problem
+from chatnet.domain import moderation
+from chatnet.domain.messages import now_ms, room_channel
+from chatnet.domain.names import user_name_problem
+from chatnet.errors import PeerUnavailable, ProtocolError, StoreUnavailable
 from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic, online_for
 
 log = Logger()
@@ -25,7 +24,7 @@ _hasher = PasswordHasher()
 
 
 def hash_password(password):
-    """The argon2 hash of C{password} (as L{chatnet.seed} stores it); blocking."""
+    """The argon2 hash of C{password} (as L{chatnet.ops.seed} stores it); blocking."""
     return _hasher.hash(password)
 
 
@@ -54,14 +53,14 @@ class ServerApi:
     @param clock: an C{IReactorTime}.
     @param view: the L{chatnet.cluster.view.ClusterView} (this node's id).
     @param mongo: the L{chatnet.stores.mongo.MongoStore}.
-    @param directory: the L{chatnet.sessions.SessionDirectory}.
-    @param sessions: the L{chatnet.sessions.LocalSessions}.
+    @param directory: the L{chatnet.service.online.SessionDirectory}.
+    @param sessions: the L{chatnet.service.online.LocalSessions}.
     @param posting: the L{chatnet.service.posting.Posting}.
     @param rooms: the L{chatnet.cluster.router.RoomRouter} (told of
         membership changes).
     @param nodes: the L{chatnet.cluster.remote.OtherNodes} (disconnects on
         other nodes).
-    @param history: the L{chatnet.history.History} (the floor of a room
+    @param history: the L{chatnet.service.history.History} (the floor of a room
         made under a deleted one's name).
     @param hash_password: C{hash_password(password)}, blocking: run in a thread.
     """

@@ -13,7 +13,7 @@ class Background:
     """@param name: what the work is part of, for the log.
 
     C{running}: the works not finished; C{failures}: the works that failed
-    (read by L{chatnet.metrics.NodeMetrics})."""
+    (read by L{chatnet.ops.metrics.NodeMetrics})."""
 
     def __init__(self, name):
         self.name = name

@@ -61,11 +61,11 @@ class RecentDeliveries:
 class LocalDelivery:
     """Sends chat frames to the logged-in connections of this node.
 
-    @param sessions: the L{chatnet.sessions.LocalSessions} of this node.
+    @param sessions: the L{chatnet.service.online.LocalSessions} of this node.
     @param recent: the L{RecentDeliveries} of this node.
     @param prepare: encodes a frame once for many connections (the client
         factory's C{prepareMessage}).
-    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    @param emit: C{emit(event, *args)} (L{chatnet.ops.events.EventBus.emit}).
     """
 
     def __init__(self, sessions, recent, prepare, emit):

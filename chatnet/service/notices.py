@@ -37,8 +37,8 @@ def send_local(sessions, username, payload, feature=LIVE, skip=""):
 class UserNotices:
     """@param view: the L{chatnet.cluster.view.ClusterView}.
     @param peers: the L{chatnet.cluster.peers.Peers}.
-    @param directory: the L{chatnet.sessions.SessionDirectory}.
-    @param sessions: the L{chatnet.sessions.LocalSessions}.
+    @param directory: the L{chatnet.service.online.SessionDirectory}.
+    @param sessions: the L{chatnet.service.online.LocalSessions}.
     """
 
     def __init__(self, view, peers, directory, sessions):

@@ -4,7 +4,7 @@ API's ``POST /messages`` (L{chatnet.service.api.ServerApi}) both call
 L{Posting.post} once they checked who may send what to whom.
 
 Posting accepts the message: its seq, history entry and word counts (one
-Redis call, see L{chatnet.accept}), its profanity masked, stored in MongoDB
+Redis call, see L{chatnet.service.accept}), its profanity masked, stored in MongoDB
 (the write-behind L{chatnet.stores.message_log.MessageLog}), the event bus
 told. Then a room message goes to the room router and a direct one to the
 recipient's sessions, or to their offline queue (and to them after all if
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from bson import ObjectId
 
-from chatnet import stopwords, words
+from chatnet.domain.messages import ChatMessage
 from chatnet.errors import StoreUnavailable
-from chatnet.messages import ChatMessage
 from chatnet.protocols.codec import chat_data_to
 from chatnet.service.background import Background
+from chatnet.text import stopwords, words
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +46,11 @@ class Accepted:
 
 class Posting:
     """@param config: the L{chatnet.config.NodeConfig} (C{offline_limit}).
-    @param profanity: the L{chatnet.profanity.ProfanityFilter}.
-    @param acceptor: the L{chatnet.accept.Acceptor}.
+    @param profanity: the L{chatnet.text.profanity.ProfanityFilter}.
+    @param acceptor: the L{chatnet.service.accept.Acceptor}.
     @param message_log: the L{chatnet.stores.message_log.MessageLog}.
     @param offline: the L{chatnet.stores.mongo.OfflineStore}.
-    @param directory: the L{chatnet.sessions.SessionDirectory}.
+    @param directory: the L{chatnet.service.online.SessionDirectory}.
     @param router: the L{chatnet.cluster.router.Router}.
     @param rooms: the L{chatnet.cluster.router.RoomRouter}.
     @param emit: C{emit(event, *args)}.
@@ -85,8 +85,8 @@ class Posting:
         @param system: a message of the server API. Its words go to the
             public ranking only from a public room
             (L{chatnet.service.public_rooms}), less the stop words.
-        @param version: see L{chatnet.accept.Acceptor.accept}: fails with
-            L{chatnet.accept.StaleRoomState} before anything was accepted.
+        @param version: see L{chatnet.service.accept.Acceptor.accept}: fails with
+            L{chatnet.service.accept.StaleRoomState} before anything was accepted.
         @param copy_to_sender: also deliver a direct message to the
             sender's other C{multi} sessions.
         @param accepted: C{accepted(a)}, called with the L{Accepted} once

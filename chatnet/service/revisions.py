@@ -12,7 +12,7 @@ edit of the same message).
 """
 import orjson
 
-from chatnet.messages import ChatMessage
+from chatnet.domain.messages import ChatMessage
 from chatnet.stores.livestate import revised
 from chatnet.stores.redis import history_key
 

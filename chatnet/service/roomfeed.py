@@ -35,12 +35,12 @@ no mark is ever made below what the client has.
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from chatnet.domain.messages import room_channel
 from chatnet.errors import StoreUnavailable
-from chatnet.history import RESUME_LIMIT
-from chatnet.messages import room_channel
 from chatnet.protocols import codec
 from chatnet.protocols.constants import automatic_rooms
 from chatnet.service.delivery import push_chat
+from chatnet.service.history import RESUME_LIMIT
 from chatnet.stores.redis import SEQ_TRUSTED, node_rooms_key, room_nodes_key, seq_key
 
 log = Logger()
@@ -106,8 +106,8 @@ class RoomFeed:
     @param redis: the L{chatnet.stores.redis.RedisStore}.
     @param mongo: the L{chatnet.stores.mongo.MongoStore} (the rooms of a
         user logging in).
-    @param history: the L{chatnet.history.History} (the gaps).
-    @param sequences: the L{chatnet.sequences.Sequences} (a counter Redis
+    @param history: the L{chatnet.service.history.History} (the gaps).
+    @param sequences: the L{chatnet.service.sequences.Sequences} (a counter Redis
         lost, restored before counting from it).
     @param prepare: encodes a frame once for many connections.
     @param emit: C{emit(event, *args)}.

@@ -14,9 +14,9 @@ session notes the version it read I{before} it read the state from MongoDB,
 so its copy is at least as new as its version.
 
 * A post to an ordinary room carries the version its checks were made
-  against to the accept script (L{chatnet.accept}), which refuses it in the
+  against to the accept script (L{chatnet.service.accept}), which refuses it in the
   same step as it would give the seq if the version moved
-  (L{chatnet.accept.StaleRoomState}); the node then reads the state again
+  (L{chatnet.service.accept.StaleRoomState}); the node then reads the state again
   (L{RoomState.refresh}), checks again and tries again. A post costs no
   store call more: one C{GET} inside the script that runs anyway.
 * Every L{CHECK_EVERY} seconds each node reads the versions of its users
@@ -70,7 +70,7 @@ class RoomState:
     """
     @param redis: the L{chatnet.stores.redis.RedisStore} (the versions).
     @param mongo: the L{chatnet.stores.mongo.MongoStore} (the state).
-    @param sessions: the L{chatnet.sessions.LocalSessions}.
+    @param sessions: the L{chatnet.service.online.LocalSessions}.
     @param feed: the L{chatnet.service.roomfeed.RoomFeed} (what a session
         is delivered).
     @param clock: an C{IReactorTime}.

@@ -1,7 +1,7 @@
 """Scroll-back: a page of a channel's messages before a seq, from any age.
 
 The newest messages of a channel are in its Redis list (the last
-``RESUME_LIMIT + 1``, :mod:`chatnet.history`), every message in MongoDB
+``RESUME_LIMIT + 1``, :mod:`chatnet.service.history`), every message in MongoDB
 (``messages``, indexed by ``(channel, seq)``), and the last few accepted
 on this node maybe only in its write-behind log. A page is read from Redis
 first (one script: the channel's counter and the list entries of the
@@ -16,7 +16,7 @@ A page costs at most one Redis call and two MongoDB queries of at most
 """
 import orjson
 
-from chatnet.messages import ChatMessage
+from chatnet.domain.messages import ChatMessage
 from chatnet.stores.livestate import revised
 from chatnet.stores.redis import history_key, seq_key
 

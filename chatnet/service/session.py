@@ -25,11 +25,11 @@ LOGOUT_WAIT = 10.0
 class SessionService:
     """What the sessions of this node share.
 
-    @param sessions: the L{chatnet.sessions.LocalSessions} of this node.
-    @param directory: the L{chatnet.sessions.SessionDirectory}.
+    @param sessions: the L{chatnet.service.online.LocalSessions} of this node.
+    @param directory: the L{chatnet.service.online.SessionDirectory}.
     @param presence: the L{chatnet.cluster.presence.Presence} (announces).
     @param view: the L{chatnet.cluster.view.ClusterView} (this node's id).
-    @param emit: C{emit(event, *args)} (L{chatnet.events.EventBus.emit}).
+    @param emit: C{emit(event, *args)} (L{chatnet.ops.events.EventBus.emit}).
     @param clock: an C{IReactorTime}.
     @param feed: the L{chatnet.service.roomfeed.RoomFeed} (the rooms a
         session gets).
@@ -103,7 +103,7 @@ class Session:
     be sent any more).
 
     @ivar state: L{CONNECTED}, L{LOGGED_IN} or L{CLOSED}.
-    @ivar record: the L{chatnet.sessions.SessionRecord} while logged in.
+    @ivar record: the L{chatnet.service.online.SessionRecord} while logged in.
     @ivar features: the protocol extensions the client asked for at login.
     @ivar held: the L{HeldDeliveries} once a resume held frames back.
     @ivar rooms: the ordinary rooms known to include the user (made on first
@@ -192,7 +192,7 @@ class Session:
             self.mutes.pop(room, None)
 
     def room_notice(self, data):
-        """A C{roomNotice} about this session's user (L{chatnet.moderation}):
+        """A C{roomNotice} about this session's user (L{chatnet.domain.moderation}):
         a mute is kept; after a kick or a ban the room is no longer known to
         include them (their next post to it is checked again)."""
         room, action = data.get("roomName"), data.get("action")
@@ -251,6 +251,11 @@ class Session:
         if self._gone is None:
             self._gone = defer.Deferred()
         return self._gone
+
+    @property
+    def finished(self):
+        """True once the connection is gone (L{CLOSED}: final)."""
+        return self.state is CLOSED
 
     def closed(self, busy):
         """The connection is gone; C{busy}: a request was in hand (it calls

@@ -17,8 +17,8 @@ from twisted.internet import defer, error as netError, reactor as default_reacto
 from twisted.logger import Logger
 from txmongo import filter as qf
 
+from chatnet.domain.moderation import mute_map
 from chatnet.errors import StoreUnavailable
-from chatnet.moderation import mute_map
 
 log = Logger()
 
@@ -384,7 +384,7 @@ class MongoStore:
 
     async def token_user(self, username, alliance):
         """The user record of C{username}, who logged in with a good token
-        (L{chatnet.tokens}): made (without password) if there is none yet;
+        (L{chatnet.service.tokens}): made (without password) if there is none yet;
         its C{alliance} set to C{alliance} unless that is None. A user made
         so has C{"tokenOnly": True}: no login without a token or a password
         (not even with --open-login)."""
@@ -406,8 +406,8 @@ class MongoStore:
             user["alliance"] = alliance
         return user
 
-    # -- rooms users create and moderate (chatnet.moderation) --------------
-    # The handlers check every name and right first (chatnet.moderation).
+    # -- rooms users create and moderate (chatnet.domain.moderation) --------------
+    # The client actions check every name and right first (chatnet.domain.moderation).
 
     async def room(self, room):
         """The document of C{room}, or None."""

@@ -16,7 +16,7 @@ Every new connection first checks which server it reached
 counters were last written to (a promoted replica, which may lack the last
 increments, or a restarted server), every counter is marked untrusted, and
 the next accept of each channel restores its counter first
-(:mod:`chatnet.sequences`).
+(:mod:`chatnet.service.sequences`).
 """
 import collections
 import hashlib

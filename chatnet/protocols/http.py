@@ -184,3 +184,16 @@ class GuardedSite(server.Site):
         channel = super().buildProtocol(addr)
         channel.request_timeout = self.request_timeout
         return channel
+
+
+class NotFound(resource.Resource):
+    """A plain-text 404 for every path below, whatever the method."""
+
+    isLeaf = True
+
+    def __init__(self, text=b"not found\n"):
+        super().__init__()
+        self.text = text
+
+    def render(self, request):
+        return plain(request, 404, self.text)

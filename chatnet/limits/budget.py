@@ -1,7 +1,7 @@
 """Bytes a second: what a connection, and a user across their connections to
 this node, may send (docs/protocol.md, error 429; docs/operations.md).
 
-The frame rate limit (`chatnet.ratelimit`, in the WebSocket protocol) counts
+The frame rate limit (`chatnet.limits.ratelimit`, in the WebSocket protocol) counts
 frames; a frame may hold up to ``--max-frame-bytes``, and what a node does
 with a chat message (decoding, profanity masking, word cutting) costs time
 in proportion to its length. So every request is also charged its size in
@@ -27,7 +27,7 @@ from __future__ import annotations
 import weakref
 
 from chatnet.errors import ProtocolError
-from chatnet.ratelimit import TokenBucket
+from chatnet.limits.ratelimit import TokenBucket
 
 #: Sweep the users' table when it has this many more entries than after the
 #: last sweep, at the least.

@@ -2,7 +2,7 @@
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from chatnet.events import IChatEventListener
+from chatnet.ops.events import IChatEventListener
 
 
 @implementer(IChatEventListener)
@@ -12,7 +12,7 @@ class EventLog:
     def __init__(self, node, options):
         if options:
             raise ValueError(f"eventlog takes no options, got {', '.join(options)}")
-        self.log = Logger(namespace="chatnet.events")
+        self.log = Logger(namespace="chatnet.ops.events")
 
     def user_online(self, username, nodeId):
         self.log.info("event user_online {username} on {nodeId}", chat_event="user_online",

@@ -12,7 +12,7 @@ node connects to its peers over TLS and checks that each peer's certificate
 is signed by that CA and names the peer's internal host (DNS name or IP
 address, in subjectAltName). The cluster's HMAC handshake still runs inside.
 
-``python -m chatnet.tls DIR HOST...`` writes a self-signed ``key.pem`` and
+``python -m chatnet.ops.tls DIR HOST...`` writes a self-signed ``key.pem`` and
 ``cert.pem`` for the given host names and IP addresses (for tests and trials;
 the certificate is its own CA).
 """
@@ -100,7 +100,7 @@ def make_self_signed(directory, hosts=("localhost", "127.0.0.1"), days=365):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m chatnet.tls DIR [HOST...]  (writes DIR/key.pem, DIR/cert.pem)")
+        print("usage: python -m chatnet.ops.tls DIR [HOST...]  (writes DIR/key.pem, DIR/cert.pem)")
         return 0 if argv else 2
     key, cert = make_self_signed(argv[0], argv[1:] or ("localhost", "127.0.0.1"))
     print(f"{key}\n{cert}")

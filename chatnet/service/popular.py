@@ -1,6 +1,6 @@
 """Popular words: a sliding window of ``window`` seconds, shared through Redis.
 
-Each accepted message adds its words (see :mod:`chatnet.words`) to the
+Each accepted message adds its words (see :mod:`chatnet.text.words`) to the
 ranking and to the bucket of the current second. Buckets that fall out of the
 window are subtracted from the ranking again before every read and by a
 periodic sweep, so the ranking always counts exactly the words of the last
@@ -20,7 +20,7 @@ def count_words_lua(ranking, buckets, bucket, second, words):
     given Lua expressions (e.g. C{"KEYS[1]"}) hold the keys, this second
     and the words, separated by spaces (L{joined}; one argument instead of
     one per word makes the request cheaper to build). Shared by L{ADD} and
-    the accept script (L{chatnet.accept}), so the window is fed one way
+    the accept script (L{chatnet.service.accept}), so the window is fed one way
     only."""
     return f"""
 if {words} and {words} ~= '' then
@@ -36,7 +36,7 @@ end
 def joined(words):
     """The words of a message as the counting scripts take them: one
     string, separated by spaces (a word never holds one:
-    L{chatnet.words.tokenize}), as UTF-8 bytes (bytes are sent as they are:
+    L{chatnet.text.words.tokenize}), as UTF-8 bytes (bytes are sent as they are:
     a string would be kept in the encoded-argument cache of
     L{chatnet.stores.redis}, which is for the arguments that come again)."""
     return " ".join(words).encode("utf-8")

@@ -3,7 +3,7 @@
 Redis keeps a list per channel of its last ``keep`` messages (``RESUME_LIMIT
 + 1``, so that a resume is served from Redis alone; a joinRoom shows the last
 ``size``). The list is written in the same script that gives the seq
-(:mod:`chatnet.accept`), so it always ends with the channel's current seq.
+(:mod:`chatnet.service.accept`), so it always ends with the channel's current seq.
 The list of a direct conversation expires ``DM_HISTORY_TTL`` after its last
 message (there can be very many conversations; rooms are few): its messages
 are in MongoDB long before.
@@ -17,8 +17,8 @@ shortened history.
 import orjson
 from twisted.logger import Logger
 
+from chatnet.domain.messages import ChatMessage
 from chatnet.errors import StoreUnavailable
-from chatnet.messages import ChatMessage
 from chatnet.stores.redis import history_key, seq_key
 
 log = Logger()

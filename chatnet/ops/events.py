@@ -61,19 +61,19 @@ class IChatEventListener(Interface):
 
     def message_accepted(message):
         """A chat message was accepted on this node and is being stored:
-        a L{chatnet.messages.ChatMessage} (C{msgId}, C{sender}, C{message}
+        a L{chatnet.domain.messages.ChatMessage} (C{msgId}, C{sender}, C{message}
         (masked), C{ts}, C{format}, C{to}, C{roomName}, C{seq})."""
 
     def message_edited(revision):
         """A message was edited through this node and the edit stored: a
-        L{chatnet.messages.MessageRevision} (C{msgId}, C{channel},
+        L{chatnet.domain.messages.MessageRevision} (C{msgId}, C{channel},
         C{roomName}, C{sender}, C{to}, C{seq}, C{by}, C{at}, C{message}:
         the new masked text)."""
 
     def message_deleted(revision):
         """A message was deleted through this node (by its author or a
         room's owner or admin) and the deletion stored: a
-        L{chatnet.messages.MessageRevision} with C{message} None."""
+        L{chatnet.domain.messages.MessageRevision} with C{message} None."""
 
     def message_delivered(msgId, count):
         """The message C{msgId} was sent to C{count} (>= 1) connections of
@@ -110,7 +110,7 @@ class ChatEventPlugin:
     """A plugin declaration that names its listener by a dotted string, so
     that finding plugins imports nothing heavy::
 
-        export = ChatEventPlugin("export", "chatnet.export.AmqpExport", "...")
+        export = ChatEventPlugin("export", "chatnet.ops.export.AmqpExport", "...")
 
     The named callable is called as C{callable(node, options)}.
     """
@@ -130,12 +130,13 @@ class ChatEventPlugin:
         return factory(node, options)
 
 
-def available():
-    """name -> L{IChatEventListenerFactory} of every plugin found."""
-    import chatnet.plugins
-
+def available(package):
+    """name -> L{IChatEventListenerFactory} of every plugin found in the
+    Twisted plugin package C{package} (C{chatnet.plugins}, given by the
+    node and its options: the plugins import this module, not the other
+    way round)."""
     found = {}
-    for plugin in getPlugins(IChatEventListenerFactory, chatnet.plugins):
+    for plugin in getPlugins(IChatEventListenerFactory, package):
         found.setdefault(plugin.name, plugin)
     return found
 
@@ -173,9 +174,10 @@ def plugin_options(name, options, environ=None):
     return merged
 
 
-def check_specs(specs):
-    """Raise ValueError unless every spec parses and names a known plugin."""
-    known = available()
+def check_specs(specs, package):
+    """Raise ValueError unless every spec parses and names a plugin known
+    in C{package}."""
+    known = available(package)
     for spec in specs:
         name, _ = parse_spec(spec)
         if name not in known:
@@ -183,10 +185,11 @@ def check_specs(specs):
                 f"unknown plugin {name!r}; available: {', '.join(sorted(known)) or 'none'}")
 
 
-def load(node, specs, bus):
-    """Make the listeners of C{specs} (the --plugin values) for C{node}, add
-    them to C{bus}; those that are services become children of C{node}."""
-    known = available() if specs else {}
+def load(node, specs, bus, package):
+    """Make the listeners of C{specs} (the --plugin values, found in the
+    plugin package C{package}) for C{node}, add them to C{bus}; those that
+    are services become children of C{node}."""
+    known = available(package) if specs else {}
     for spec in specs:
         name, options = parse_spec(spec)
         if name not in known:

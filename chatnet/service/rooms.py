@@ -14,7 +14,7 @@ from chatnet.protocols.constants import ALLIANCE_PREFIX, WORLD, is_automatic
 
 class Rooms:
     """@param mongo: the L{chatnet.stores.mongo.MongoStore}.
-    @param directory: the L{chatnet.sessions.SessionDirectory} (who is
+    @param directory: the L{chatnet.service.online.SessionDirectory} (who is
         online, for the automatic rooms)."""
 
     def __init__(self, mongo, directory):

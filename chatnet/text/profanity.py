@@ -72,7 +72,7 @@ filter; a match is judged once for all the copies of its word, and a match
 within the part already masked is not judged at all. The matches per
 character are bounded by the list (the entries that end at one place are
 suffixes of one another: at most 3 for the shipped list and the old
-system's). `chatnet.textcost` counts the work for the tests that bound it.
+system's). `chatnet.text.textcost` counts the work for the tests that bound it.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 
 import ahocorasick_rs
 
-from chatnet import textcost
+from chatnet.text import textcost
 
 __all__ = [
     "MASK_CHAR",
@@ -698,7 +698,7 @@ class _Scan:
     holds: the humps of each camel-case word, the core and verdict of each
     word part, the matches sorted by their ends (to find those of a word);
     and how many judgements the message has left (`JUDGED_LIMIT`). `steps`
-    counts the work done (`chatnet.textcost`). Made for the first match
+    counts the work done (`chatnet.text.textcost`). Made for the first match
     inside a word of a message."""
 
     __slots__ = ("filter", "text", "low", "classes", "n", "matches", "ends", "found", "humps", "parts", "left",

@@ -37,7 +37,7 @@ from typing import Iterable
 
 import rjieba
 
-from chatnet import textcost
+from chatnet.text import textcost
 
 __all__ = ["tokenize", "warm_up", "is_ready", "is_han", "clear_cache"]
 

@@ -4,7 +4,7 @@
 The shipped list (``chatnet/data/stopwords.txt``, English and Chinese) is
 the default; ``--popular-stop-words FILE`` replaces it (``none``: count
 every word). A list file has one word a line, compared after the same
-normalisation as the words themselves (:func:`chatnet.words.tokenize`:
+normalisation as the words themselves (:func:`chatnet.text.words.tokenize`:
 NFKC, lower case); ``#`` starts a comment. Words are dropped when a
 message is accepted, before they reach Redis, so a stop word costs nothing
 in the ranking.

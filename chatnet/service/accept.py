@@ -20,7 +20,7 @@ For a room message the script also answers the room's node set
 step as the seq, so a node that added itself before gets every later seq.
 
 The script also notes, per accepting node, which channels it accepted into
-and when (``chatnet:accepted:<nodeId>``, :mod:`chatnet.rescue`), so that the
+and when (``chatnet:accepted:<nodeId>``, :mod:`chatnet.service.rescue`), so that the
 leader can store again what a node acked and may not have written to
 MongoDB when it died. The entries older than the rescue window are trimmed
 at most once a second (when the node's second changes), which is also when
@@ -35,9 +35,9 @@ changed since, leaves the message alone and answers -2
 
 If Redis lost a channel's counter (restarted empty), or the counter is not
 trusted (not in ``chatnet:seq-trusted``: the data set changed under it, a
-Sentinel failover, see :mod:`chatnet.sequences`), the script leaves that
+Sentinel failover, see :mod:`chatnet.service.sequences`), the script leaves that
 message alone and answers -1 for it; the counter is restored as before
-(:meth:`chatnet.sequences.Sequences.restore`) and the message is given to
+(:meth:`chatnet.service.sequences.Sequences.restore`) and the message is given to
 the script again.
 """
 from typing import NamedTuple
@@ -46,10 +46,10 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from chatnet.errors import StoreUnavailable
-from chatnet.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua, joined
 from chatnet.protocols.codec import chat_data, chat_data_head
 from chatnet.protocols.turnwrites import at_turn_end
-from chatnet.rescue import ACCEPTING, WINDOW, accepted_key
+from chatnet.service.popular import BUCKET_PREFIX, BUCKETS, RANKING, count_words_lua, joined
+from chatnet.service.rescue import ACCEPTING, WINDOW, accepted_key
 from chatnet.stores.redis import SEQ_TRUSTED, history_key, room_nodes_key, room_state_key, seq_key
 
 # KEYS: ranking, buckets, bucket of this second, accepted channels of this
@@ -59,7 +59,7 @@ from chatnet.stores.redis import SEQ_TRUSTED, history_key, room_nodes_key, room_
 # ARGV: history length, this second, trim: drop the accepted channels this
 #       many seconds old or older (0: not now), accepted expiry (s), node id;
 #       then for each message: its frame data up to the seq, its history
-#       expiry (s, 0: none), its channel, its words (chatnet.popular.joined),
+#       expiry (s, 0: none), its channel, its words (chatnet.service.popular.joined),
 #       1 for a room message (else 0), "" or "=" and the version of the
 #       sender's room state the session knows (chatnet.service.roomstate)
 # Answers, for each message in turn, {seq, the room's nodes...}, -1 (no
@@ -162,15 +162,15 @@ class _Waiting:
 
 class Acceptor:
     """@param redis: the L{chatnet.stores.redis.RedisStore}.
-    @param sequences: the L{chatnet.sequences.Sequences} (restores a lost
+    @param sequences: the L{chatnet.service.sequences.Sequences} (restores a lost
         counter).
-    @param history: the L{chatnet.history.History} (its length and
+    @param history: the L{chatnet.service.history.History} (its length and
         expiries).
-    @param popular: the L{chatnet.popular.PopularWords} (its clock's
+    @param popular: the L{chatnet.service.popular.PopularWords} (its clock's
         second).
     @param node_id: this node's id.
     @param reactor: the reactor whose turns gather the messages.
-    @param window: the rescue window (s), L{chatnet.rescue}.
+    @param window: the rescue window (s), L{chatnet.service.rescue}.
     """
 
     def __init__(self, redis, sequences, history, popular, node_id, reactor, window=WINDOW, most=MOST):

@@ -11,7 +11,7 @@ global one). ``--metrics ENDPOINT`` serves it with twisted.web:
   node is listed.
 
 Most node metrics are counted by :class:`NodeMetrics` as the first listener
-of the node's events (``chatnet.events``); the rest are read from the node
+of the node's events (``chatnet.ops.events``); the rest are read from the node
 when scraped. The code being measured calls one method here, one line each.
 """
 import time
@@ -26,8 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
-from chatnet.gateway.http import GuardedSite, PlainResource
-from chatnet.gateway.resource import NotFound
+from chatnet.protocols.http import GuardedSite, NotFound, PlainResource
 
 log = Logger()
 
@@ -97,13 +96,13 @@ def _timed(result, start, counters):
 
 class NodeMetrics(Metrics):
     """The metrics of a chat node; an event listener of the node (see
-    L{chatnet.events.IChatEventListener}).
+    L{chatnet.ops.events.IChatEventListener}).
 
     @param gauges: L{NodeGauges}, what is read from the node when scraped.
     @param redis: the L{chatnet.stores.redis.RedisStore} (errors, health).
     @param mongo: the L{chatnet.stores.mongo.MongoStore} (errors, health).
     @param message_log: the L{chatnet.stores.message_log.MessageLog}.
-    @param events: the node's L{chatnet.events.EventBus} (its plugins).
+    @param events: the node's L{chatnet.ops.events.EventBus} (its plugins).
     """
 
     def __init__(self, gauges, redis, mongo, message_log, events, clock):
@@ -192,7 +191,7 @@ class NodeMetrics(Metrics):
         d.addBoth(_timed, time.perf_counter(), counters)
         return d
 
-    # -- events (chatnet.events.IChatEventListener) ---------------------------
+    # -- events (chatnet.ops.events.IChatEventListener) ---------------------------
 
     def user_online(self, username, nodeId):
         self.logins.inc()

@@ -6,7 +6,7 @@ newline cannot be part of a username, so a channel names one pair only.
 
 A message of the server API (C{system}) carries C{"system": true}, which no
 client can set; its direct messages belong to the conversation of the
-recipient with L{chatnet.names.SYSTEM}, a name no user can have, whatever
+recipient with L{chatnet.domain.names.SYSTEM}, a name no user can have, whatever
 sender name the application gave them.
 """
 import itertools
@@ -15,7 +15,7 @@ import time
 
 from bson import ObjectId
 
-from chatnet.names import SYSTEM
+from chatnet.domain.names import SYSTEM
 
 
 def room_channel(room):

@@ -1,14 +1,14 @@
 """The checks of a node's operating options (plugins, TLS, log format),
 made before anything starts (L{chatnet.tap_node})."""
-from chatnet import events
+from chatnet.ops import events
 
 
-def check_options(options):
-    """The checks of the node's operating options (plugins, TLS, log format);
-    raises UsageError."""
+def check_options(options, plugins):
+    """The checks of the node's operating options (plugins, found in the
+    plugin package C{plugins}; TLS; log format); raises UsageError."""
     from twisted.python import usage
 
-    from chatnet import logs, tls
+    from chatnet.ops import logs, tls
 
     if options["log-format"] not in logs.FORMATS:
         raise usage.UsageError(f"--log-format must be one of {', '.join(logs.FORMATS)}")
@@ -20,6 +20,6 @@ def check_options(options):
         except (OSError, ValueError) as e:
             raise usage.UsageError(f"--internal-ca: {e}")
     try:
-        events.check_specs(options["plugin"])
+        events.check_specs(options["plugin"], plugins)
     except ValueError as e:
         raise usage.UsageError(str(e))

@@ -36,7 +36,7 @@ Options (``--plugin export:key=value,...`` or ``CHATNET_PLUGIN_EXPORT_<KEY>``):
     ``amqp://user:password@host:port/vhost`` (``amqps://`` for TLS);
     default ``amqp://guest:guest@127.0.0.1:5672/%2F``.
 ``exchange``
-    default ``chatnet.messages``; declared durable unless ``declare=no``.
+    default ``chatnet.domain.messages``; declared durable unless ``declare=no``.
 ``exchange-type``
     default ``topic``.
 ``routing-key``
@@ -65,7 +65,7 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from chatnet.events import IChatEventListener
+from chatnet.ops.events import IChatEventListener
 
 log = Logger()
 
@@ -75,7 +75,7 @@ WINDOW = 256
 LOG_EVERY = 10.0
 DEFAULTS = {
     "url": "amqp://guest:guest@127.0.0.1:5672/%2F",
-    "exchange": "chatnet.messages",
+    "exchange": "chatnet.domain.messages",
     "exchange-type": "topic",
     "routing-key": "chat.{kind}",
     "buffer": "10000",
@@ -87,7 +87,7 @@ NO = {"no", "false", "0", "off"}
 
 
 def message_json(message, node_id):
-    """The JSON document exported for a L{chatnet.messages.ChatMessage}
+    """The JSON document exported for a L{chatnet.domain.messages.ChatMessage}
     (with C{"system": true} for a message of the server API)."""
     return orjson.dumps(
         {
@@ -107,7 +107,7 @@ def message_json(message, node_id):
 
 
 def revision_json(revision, node_id):
-    """The JSON document exported for a L{chatnet.messages.MessageRevision}:
+    """The JSON document exported for a L{chatnet.domain.messages.MessageRevision}:
     an edit (C{"event": "edited"}) or a deletion (C{"event": "deleted"})."""
     document = {
         "event": "deleted" if revision.deleted else "edited",

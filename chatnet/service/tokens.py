@@ -22,7 +22,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from chatnet.names import name_problem
+from chatnet.domain.names import name_problem
 
 #: the shortest HS256 secret taken (RFC 7518 3.2: at least the hash's size)
 MIN_SECRET_BYTES = 32

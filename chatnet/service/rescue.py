@@ -1,7 +1,7 @@
 """Messages a node acked but had not stored in MongoDB yet when it died.
 
 A node acks a message once it is numbered and in the Redis history of its
-channel (one Redis call, :mod:`chatnet.accept`), and writes it to MongoDB a
+channel (one Redis call, :mod:`chatnet.service.accept`), and writes it to MongoDB a
 few milliseconds later (:mod:`chatnet.stores.message_log`); a node killed in
 between takes those messages with it.
 
@@ -27,8 +27,8 @@ from bson.errors import InvalidId
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from chatnet.domain.messages import ChatMessage
 from chatnet.errors import StoreUnavailable
-from chatnet.messages import ChatMessage
 from chatnet.stores.mongo import Refused
 from chatnet.stores.redis import PREFIX, history_key
 

@@ -4,7 +4,7 @@ Every step a chat message goes through on a node (profanity masking, word
 cutting) must cost time linear in the message's length. The modules that do
 such work report it here as *steps*: one step is a Python-level operation of
 bounded cost (a look-up, a slice or a scan of at most
-`chatnet.profanity.MAX_WORD` characters, one character of a C-level pass over
+`chatnet.text.profanity.MAX_WORD` characters, one character of a C-level pass over
 the whole text). Nothing is counted unless a `counting` block is active, and
 the counting modules report once per call, not per step, so that the node
 pays nothing for it.

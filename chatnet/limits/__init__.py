@@ -1,0 +1,1 @@
+"""What a client may send: frames and bytes a second, failed logins."""

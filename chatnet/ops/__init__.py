@@ -1,0 +1,1 @@
+"""Operating a node: options checks, logs, metrics, TLS, event plugins, demo data."""

@@ -4,8 +4,6 @@ calls whom"), read from the imports of the source."""
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent / "chatnet"
 
 

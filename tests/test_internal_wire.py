@@ -72,7 +72,7 @@ def test_room_deliver_box_is_amps(items):
 def test_deliver_many_round_trip_and_missing():
     pair = Pair()
     pair.login("node2")
-    pair.handler.deliver = lambda msgId, data, usernames, everyone: (0, usernames) if msgId == "m2" else (1, [])
+    pair.responder.deliver = lambda msgId, data, usernames, everyone: (0, usernames) if msgId == "m2" else (1, [])
     answer = pair.result(pair.client.callRemote(
         cmd.DeliverMany, msgIds=["m1", "m2", "m3"], datas=[b"a", b"b", b"c"], usernames=["ann", "bob", "cy"]))
     assert answer == {"missing": ["m2"]}
@@ -82,7 +82,7 @@ def test_room_deliver_round_trip():
     pair = Pair()
     pair.login("node2")
     got = []
-    pair.handler.room_deliver = lambda *args: got.append(args)
+    pair.responder.room_deliver = lambda *args: got.append(args)
     answer = pair.result(pair.client.callRemote(
         cmd.RoomDeliver, roomNames=["r", "é"], seqs=[7, 2**40], msgIds=["m1", "m2"], datas=[b"a", b"b"]))
     assert answer == {}
@@ -97,7 +97,7 @@ def test_a_malformed_deliver_many_is_answered_the_generic_way():
     answer = pair.result(pair.client._sendBoxCommand(cmd.DeliverMany.commandName, amp.AmpBox({
         b"msgIds": b"\x00\x02m1\x00", b"datas": b"\x00\x01a", b"usernames": b"\x00\x03ann"})))
     assert answer == {b"_answer": answer[b"_answer"], b"missing": b""}
-    assert [d[0] for d in pair.handler.delivered] == ["m1"]
+    assert [d[0] for d in pair.responder.delivered] == ["m1"]
 
 
 def test_a_failing_delivery_is_an_unknown_error_and_closes(failures_logged):
@@ -107,7 +107,7 @@ def test_a_failing_delivery_is_an_unknown_error_and_closes(failures_logged):
     def broken(*args):
         raise RuntimeError("broken")
 
-    pair.handler.deliver = broken
+    pair.responder.deliver = broken
     failure = pair.result(pair.client.callRemote(cmd.DeliverMany, msgIds=["m1"], datas=[b"a"], usernames=["ann"]))
     assert isinstance(failure.value, amp.UnknownRemoteError)
     assert pair.closed()

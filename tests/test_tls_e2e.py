@@ -107,7 +107,7 @@ def _get(port, path):
         return response.status, response.read()
 
 
-class Handler:
+class Responder:
     def deliver(self, msgId, data, usernames, everyone):
         return len(usernames), []
 
@@ -117,10 +117,10 @@ async def test_internal_tls_checks_the_peer_certificate(tmp_path, certs):
     """Peers connect only to a node whose certificate the --internal-ca signed."""
     other = tls.make_self_signed(tmp_path / "other", ("127.0.0.1",))
     identity = MemberIdentity(lambda: {n: {"internalHost": "127.0.0.1"} for n in "ab"}, None, reactor)
-    port = await serverFromString(reactor, endpoint(0, certs)).listen(InternalFactory(Handler(), b"s", reactor, identity))
-    trusting = Peers(reactor, "a", b"s", Handler(), timeout=3,
+    port = await serverFromString(reactor, endpoint(0, certs)).listen(InternalFactory(Responder(), b"s", reactor, identity))
+    trusting = Peers(reactor, "a", b"s", Responder(), timeout=3,
                      tls_options=tls.client_options(_Config(certs[1])))
-    stranger = Peers(reactor, "b", b"s", Handler(), timeout=3,
+    stranger = Peers(reactor, "b", b"s", Responder(), timeout=3,
                      tls_options=tls.client_options(_Config(other[1])))
     members = {"server": {"internalHost": "127.0.0.1", "internalPort": port.getHost().port}}
     try:

@@ -213,6 +213,7 @@ class ChatNode(MultiService):
                               clock)
         self.peers = Peers(clock, view.node_id, secret, responder, tls_options=tls.client_options(config),
                            bind_host=endpoint_interface(config.internal, default=None), metrics=self.metrics)
+        others = OtherNodes(self.peers)
         router = Router(view, self.peers, self.directory, self.delivery, clock, deadline=deadline)
         self.room_state = room_state = RoomState(self.redis, self.mongo, self.sessions, feed, clock)
         rooms = RoomRouter(view, self.peers, Rooms(self.mongo, self.directory), feed, self.sessions, self.directory,
@@ -242,7 +243,7 @@ class ChatNode(MultiService):
                 redis=self.redis, mongo=self.mongo, state=self.live,
                 scrollback=Scrollback(self.redis, self.live, self.message_log.waiting),
                 revisions=Revisions(self.redis, self.live, self.message_log.waiting),
-                notices=UserNotices(view, self.peers, self.directory, self.sessions), profanity=self.profanity),
+                notices=UserNotices(view, others, self.directory, self.sessions), profanity=self.profanity),
         )
         background = posting.background
         self.metrics.track("chatnet_background_failures",
@@ -253,9 +254,10 @@ class ChatNode(MultiService):
                            lambda: background.running, kind="gauge")
         self.factory.serve(actions, SessionService(
             self.sessions, self.directory, self.presence, view, self.emit, clock, feed,
+            max_held=config.max_client_backlog,
         ))
         api = ServerApi(config=config, clock=clock, view=view, mongo=self.mongo, directory=self.directory,
-                        sessions=self.sessions, posting=posting, rooms=rooms, nodes=OtherNodes(self.peers),
+                        sessions=self.sessions, posting=posting, rooms=rooms, nodes=others,
                         history=self.history)
         return responder, ApiResponder(api)
 

@@ -32,6 +32,7 @@ class FakeConnection:
         self.closed = False
         self.frames = []
         self.replaced_by_newer = False
+        self.too_slow_closed = False
         self.session = service.open(self)
 
     @property
@@ -57,6 +58,11 @@ class FakeConnection:
     def push(self, payload, msg_id=None, prepared=None):
         if not self.session.keeps(msg_id, payload):
             self.sendMessage(payload)
+
+    def too_slow(self):
+        """Closed as too slow (4008): the client leaves."""
+        self.too_slow_closed = True
+        self.close()
 
     def replaced(self):
         self.replaced_by_newer = True

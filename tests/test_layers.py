@@ -60,3 +60,17 @@ def test_no_package_imports_one_that_imports_it_back():
 def test_the_reader_sees_the_imports():
     # the check above reads something: the node imports the packages it wires
     assert {"actions", "cluster", "service", "stores"} <= {t for s, t, _ in imports() if s == "node"}
+
+
+def test_amp_commands_stay_in_the_cluster_layer():
+    # docs/design.md: AMP commands are used only by cluster/, protocols/internal
+    # and the gateway's link module; the others speak domain values
+    allowed = {"cluster", "protocols"}
+    users = set()
+    for path in ROOT.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if "amp_commands" in text or "twisted.protocols.amp" in text or "from twisted.protocols import amp" in text:
+            users.add(path.relative_to(ROOT).as_posix())
+    outside = {p for p in users if p.split("/")[0] not in allowed} - {"gateway/cluster.py"}
+    assert not outside, sorted(outside)
+    assert "protocols/internal.py" in users  # the check reads something

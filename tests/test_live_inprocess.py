@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 
 from chatnet.actions import LiveParts, build
 from chatnet.actions.typinggate import TypingGate
+from chatnet.cluster.remote import OtherNodes
 from chatnet.cluster.view import ClusterView
 from chatnet.domain.messages import dm_channel, room_channel
 from chatnet.ops.events import EventBus
@@ -69,7 +70,7 @@ def with_live(node, redis, mongo, emit=lambda event, *args: None):
     live = LiveParts(
         redis=redis, mongo=mongo, state=state, scrollback=Scrollback(redis, state, node.message_log.waiting),
         revisions=Revisions(redis, state, node.message_log.waiting),
-        notices=UserNotices(view, FakePeers(), node.directory, node.sessions), profanity=node.profanity)
+        notices=UserNotices(view, OtherNodes(FakePeers()), node.directory, node.sessions), profanity=node.profanity)
     node.handlers = build(**{**node.parts, "emit": emit}, live=live)
     return live
 
@@ -406,3 +407,14 @@ async def test_a_queued_direct_message_is_delivered_as_edited_or_deleted(live):
                            features=["ack", "offline", "live"])
     chats = [f["data"] for f in frames if f["action"] == "chat"]
     assert [(c["message"], c.get("deleted", False)) for c in chats] == [("fixed", False), ("", True)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_is_deleted_once_however_many_ask(node):
+    # two deletions at the same time: one is the deletion (True), the
+    # other finds it done (False), so the deletion is told once
+    state = LiveState(node.mongo)
+    msg_id = "65f000000000000000000001"
+    assert await state.revise(msg_id, "room:r", 1, "alice", 1000) is True
+    assert await state.revise(msg_id, "room:r", 1, "bob", 1001) is False
+    assert await state.revise(msg_id, "room:r", 1, "alice", 1002, message="again") is False

@@ -20,3 +20,8 @@ class OtherNodes:
         """Close every session of C{username} on C{node} (close code
         4010); how many there were."""
         return (await self.peers.call(node, cmd.Disconnect, username=username))["sessions"]
+
+    async def user_notice(self, node, username, payload, feature, skip):
+        """Send C{payload} (an encoded frame) to the sessions of C{username}
+        on C{node} that asked for C{feature}, except session C{skip}."""
+        await self.peers.call(node, cmd.UserNotice, username=username, data=payload, feature=feature, skip=skip)

@@ -86,10 +86,11 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if config.client_send_buffer > 0:
             _set_send_buffer(self.transport, config.client_send_buffer)
         if config.max_client_backlog > 0:
-            OutboundBacklog(config.max_client_backlog, self._too_slow).attach(self.transport)
+            OutboundBacklog(config.max_client_backlog, self.too_slow).attach(self.transport)
 
-    def _too_slow(self):
-        """The client reads slower than the node writes to it: close 4008
+    def too_slow(self):
+        """The client reads slower than the node writes to it (or more
+        arrived for it during a resume than it may be kept): close 4008
         (it resumes after reconnecting); what it did not read is dropped
         with the connection, at the latest when the closing handshake
         times out."""

@@ -4,7 +4,8 @@ invitation notice, a read marker for the user's other sessions, edits and
 typing in a direct conversation).
 
 Sent once to each node the user has a session on (the session directory's
-copy; Redis only when it has none of the user's sessions), through one L{UserNotice<chatnet.protocols.amp_commands.UserNotice>}
+copy; Redis only when it has none of the user's sessions), through one
+L{OtherNodes.user_notice<chatnet.cluster.remote.OtherNodes.user_notice>}
 call; a node that fails the call leaves its sessions without the frame
 (nothing is retried: these frames are hints that ``history``, ``resume``
 and ``listRooms`` make good on reconnecting).
@@ -13,7 +14,6 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from chatnet.errors import StoreUnavailable
-from chatnet.protocols import amp_commands as cmd
 
 log = Logger()
 
@@ -36,14 +36,14 @@ def send_local(sessions, username, payload, feature=LIVE, skip=""):
 
 class UserNotices:
     """@param view: the L{chatnet.cluster.view.ClusterView}.
-    @param peers: the L{chatnet.cluster.peers.Peers}.
+    @param nodes: the L{chatnet.cluster.remote.OtherNodes}.
     @param directory: the L{chatnet.service.online.SessionDirectory}.
     @param sessions: the L{chatnet.service.online.LocalSessions}.
     """
 
-    def __init__(self, view, peers, directory, sessions):
+    def __init__(self, view, nodes, directory, sessions):
         self.view = view
-        self.peers = peers
+        self.nodes = nodes
         self.directory = directory
         self.sessions = sessions
 
@@ -58,8 +58,7 @@ class UserNotices:
         nodes = {r.nodeId for r in records} & set(self.view.live_nodes())
         nodes.discard(self.view.node_id)
         nodes = sorted(nodes)
-        calls = [defer.ensureDeferred(self.peers.call(n, cmd.UserNotice, username=username, data=payload,
-                                                      feature=feature, skip=skip)) for n in nodes]
+        calls = [defer.ensureDeferred(self.nodes.user_notice(n, username, payload, feature, skip)) for n in nodes]
         for node, (ok, result) in zip(nodes, await defer.DeferredList(calls, consumeErrors=True)):
             if not ok:
                 log.warn("notice for {user} not told to {node}: {why}", user=username, node=node,

@@ -33,10 +33,15 @@ class SessionService:
     @param clock: an C{IReactorTime}.
     @param feed: the L{chatnet.service.roomfeed.RoomFeed} (the rooms a
         session gets).
+    @param max_held: bytes of live frames a session may keep back during a
+        resume (C{--max-client-backlog}; 0: no bound); past it the
+        connection is closed as too slow (4008), as a client that does not
+        read is, and resumes again.
     """
 
-    def __init__(self, sessions, directory, presence, view, emit, clock, feed):
+    def __init__(self, sessions, directory, presence, view, emit, clock, feed, max_held=1024 * 1024):
         self.feed = feed
+        self.max_held = max_held
         self.sessions = sessions
         self.directory = directory
         self.presence = presence
@@ -56,13 +61,16 @@ class HeldDeliveries:
     so is a held room message at or below the seq the resume named for its
     room (the client has it)."""
 
-    __slots__ = ("frames", "replayed", "timer", "has")
+    __slots__ = ("frames", "replayed", "timer", "has", "bytes", "limit", "over")
 
-    def __init__(self):
+    def __init__(self, limit=0, over=None):
         self.frames = []  # (msg_id, payload) while holding, else None
         self.replayed = set()
         self.timer = None
         self.has = None  # room -> the last seq the client has, named while holding
+        self.bytes = 0  # of the frames kept back
+        self.limit = limit  # bytes kept back at most (0: no bound); past it, over() once
+        self.over = over
 
     @property
     def holding(self):
@@ -72,6 +80,14 @@ class HeldDeliveries:
         """True if the frame is not to be sent now: kept back, or replayed
         already."""
         if self.frames is not None:
+            if self.limit:
+                self.bytes += len(payload)
+                if self.bytes > self.limit:
+                    # the connection is closed (too slow): nothing more is kept
+                    if self.over is not None:
+                        over, self.over = self.over, None
+                        over()
+                    return True
             self.frames.append((msg_id, payload))
             return True
         return msg_id is not None and msg_id in self.replayed
@@ -83,6 +99,7 @@ class HeldDeliveries:
         self.timer = None
         frames, self.frames = self.frames or (), None
         has, self.has = self.has, None
+        self.bytes = 0
         return [payload for msg_id, payload in frames
                 if (msg_id is None or msg_id not in self.replayed) and not (has and _had(has, payload))]
 
@@ -311,7 +328,7 @@ class Session:
         seconds)."""
         held = self.held
         if held is None:
-            held = self.held = HeldDeliveries()
+            held = self.held = HeldDeliveries(self.service.max_held, self.connection.too_slow)
         elif not held.holding:
             held.frames, held.replayed = [], set()
         if held.timer is not None and held.timer.active():

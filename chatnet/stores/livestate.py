@@ -74,7 +74,11 @@ class LiveState:
         before (an edit then changes nothing)."""
         if message is None:
             doc = {"channel": channel, "seq": seq, "by": by, "editedAt": at, "deleted": True}
-            await self.mongo.run("delete", self.mongo.db.revisions.replace_one({"_id": msg_id}, doc, upsert=True))
+            try:
+                await self.mongo.run("delete", self.mongo.db.revisions.replace_one(
+                    {"_id": msg_id, "deleted": {"$ne": True}}, doc, upsert=True))
+            except DuplicateKeyError:
+                return False  # deleted before (by another request at the same time)
             await self.mongo.run("delete", self.mongo.db.messages.update_one(
                 {"_id": ObjectId(msg_id)}, {"$set": {"message": "", "deleted": True}}))
             await self._revise_queued(msg_id, {"data.message": "", "data.deleted": True})

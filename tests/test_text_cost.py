@@ -118,10 +118,12 @@ def test_judgements_a_message_are_bounded(shape):
 
 
 def test_the_shapes_of_the_issue_cost_a_few_steps_a_character():
-    # the shapes measured at 28 ms to 1.5 s for 4,000 characters
+    # the shapes measured at 28 ms to 1.5 s for 4,000 characters: the scan,
+    # two steps a match, the word cutting and (a text with many matches)
+    # the pass that looks for repeated words
     for fragment in ("xX", "ShIt", "x", "ass", "sh1t"):
         text = (fragment * 2000)[:4000]
-        assert work(text).steps <= 4 * len(text)
+        assert work(text).steps <= 5 * len(text)
 
 
 # -- the rules that bound the work
@@ -246,3 +248,36 @@ def test_bench_filter_worst_reports_shapes():
     assert result["worst"] and result["known"]
     assert all(entry["cpu_ms"] >= 0 and entry["steps"] > 0 for entry in result["worst"])
     assert result["max_steps_per_char"] <= STEPS_PER_CHAR + JUDGEMENT_STEPS / 256
+
+
+# -- a text of a few words repeated: masked through its distinct words ----------
+
+REPEATED_WORDS = ["cums", "FUKS", "assa", "XxxX", "jizzz", "ShIt", "hello", "class", "Assume", "sh1t", "b00bs",
+                  "HelloWorld", "hellooo", "blow", "job", "s", "İ", "x" * 70, "namespace", "batshit", "a_s_s"]
+REPEATED_SEPARATORS = ["你", " ", "-", ".", ", ", "\x00", "  "]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(REPEATED_WORDS), min_size=1, max_size=5),
+       st.lists(st.sampled_from(REPEATED_SEPARATORS), min_size=1, max_size=3),
+       st.integers(20, 400), st.randoms(use_true_random=False))
+def test_a_text_of_repeated_words_masks_as_the_word_by_word_path(vocabulary, separators, length, rnd):
+    """The shortcut for repeated words gives exactly what the match-by-match
+    path gives (with either list), whether it is taken or not (a match over
+    a word's edge, too many different words)."""
+    text = "".join(rnd.choice(vocabulary) + rnd.choice(separators) for _ in range(length))
+    for f in (seed_filter(), ProfanityFilter.default()):
+        low = text.lower() if text.isascii() else profanity.fold(text)
+        matches = f._find(low, overlapping=True)
+        expected = f._mask_matches(text, low, matches) if matches else text
+        f.clear_cache()
+        assert f.mask(text) == expected
+
+
+def test_the_repeated_words_shortcut_is_taken_for_the_costly_shape():
+    f = seed_filter()
+    text = ("cums你" * 819)[:4096]
+    with textcost.counting() as counter:
+        masked = f.mask(text)
+    assert "profanity.repeated" in counter.kinds and "cums" not in masked
+    assert counter.steps <= 3 * len(text)  # the scan, the pass for repeated words, a few words

@@ -82,6 +82,7 @@ import os
 import re
 import threading
 from array import array
+from collections import Counter
 from operator import itemgetter
 from importlib import resources
 from typing import Callable, Iterable, Iterator, Optional, Union
@@ -191,6 +192,12 @@ _CORE_CACHE_LIMIT = 50_000
 
 _END = itemgetter(2)
 _FEW_MATCHES = 8
+# From this many matches, a text whose words come again and again is masked
+# through its distinct words (`ProfanityFilter._mask_repeated`).
+_MANY_MATCHES = 64
+# the runs of word characters of a text whose word characters are all ASCII
+_ASCII_WORD_RUNS = re.compile(r"([0-9A-Za-z!+@$|']+)")
+_JOIN = "\x00"  # separates the distinct words: no word or list entry holds it
 _ASCII_MASK = MASK_CHAR.encode("ascii")
 
 _STRETCHED = re.compile(r"(.)\1\1+")
@@ -505,22 +512,57 @@ class ProfanityFilter:
             textcost.charge("profanity.scan", len(text))
         if not matches:
             return text
+        if len(matches) >= _MANY_MATCHES:
+            masked = self._mask_repeated(text, low, matches)
+            if masked is not None:
+                return masked
         return self._mask_matches(text, low, matches)
+
+    def _mask_repeated(self, text: str, low: str, matches) -> Optional[str]:
+        """`_mask_matches` of a text made of a few words that come again
+        and again (the costliest shape per character once verdicts are
+        cached: the per-match work is Python's, however short the word):
+        its distinct words, in the order they first come, are masked as a
+        text of their own (so with the same judgements in the same order,
+        each word being judged once for all its copies anyway) and put back
+        in place, the cutting and the putting back in C-level passes. None
+        (mask the usual way) unless every word character is ASCII, at most
+        a quarter of the words are different and no match runs over a
+        word's edge (the words are then independent of one another)."""
+        if len(low) != len(text) or (not text.isascii() and (
+                _NON_ASCII_WORD_CHAR.search(text) is not None or _NON_ASCII_WORD_CHAR.search(low) is not None)):
+            return None
+        parts = _ASCII_WORD_RUNS.split(text)  # separators, words, separators, ..., separators
+        counts = Counter(parts[1::2])
+        if textcost.active is not None:
+            # one C-level pass over the text, the words counted
+            textcost.charge("profanity.repeated", len(text) + len(counts))
+        if len(counts) * 4 > len(parts) // 2:
+            return None
+        find = self._find
+        distinct = list(counts)  # in the order they first come
+        lows = [word.lower() for word in distinct]
+        inside = 0
+        for word, word_low in zip(distinct, lows):
+            inside += counts[word] * len(find(word_low, overlapping=True))
+        if inside != len(matches):
+            return None  # a match runs over a word's edge
+        reduced = _JOIN.join(distinct)
+        reduced_low = _JOIN.join(lows)
+        masked = self._mask_matches(reduced, reduced_low, find(reduced_low, overlapping=True))
+        if masked is reduced:
+            return text
+        changed = {w: m for w, m in zip(distinct, masked.split(_JOIN)) if m != w}
+        if not changed:
+            return text
+        return "".join(map(changed.get, parts, parts))
 
     # -- the slow path: at least one entry was found
 
     def _mask_matches(self, text: str, low: str, matches) -> str:
         # Linear in len(text) by construction (see "Cost" in the module
         # docstring): each match costs a bounded number of steps.
-        # classes[i] is b"w" where low[i] is a word character, else b" ".
-        if low.isascii():
-            classes = low.encode("ascii").translate(_ASCII_WORD_CLASS)
-        elif _NON_ASCII_WORD_CHAR.search(low) is None:
-            # Every character that is not ASCII separates words (CJK text,
-            # punctuation): as ASCII with "?" (a separator) for them.
-            classes = low.encode("ascii", "replace").translate(_ASCII_WORD_CLASS)
-        else:
-            classes = low.translate(_WORD_CLASS).encode("ascii")
+        classes = _word_classes(low)
         n = len(low)
         scan = None  # made for the first match inside a word
         spans: list[tuple[int, int]] = []
@@ -854,6 +896,18 @@ class _Scan:
                 self.steps += _judge_steps(core)
         self.steps += 1
         return (a, core, info[0], info[1])
+
+
+def _word_classes(low: str) -> bytes:
+    """``classes[i]`` is ``b"w"`` where ``low[i]`` is a word character, else
+    ``b" "``."""
+    if low.isascii():
+        return low.encode("ascii").translate(_ASCII_WORD_CLASS)
+    if _NON_ASCII_WORD_CHAR.search(low) is None:
+        # Every character that is not ASCII separates words (CJK text,
+        # punctuation): as ASCII with "?" (a separator) for them.
+        return low.encode("ascii", "replace").translate(_ASCII_WORD_CLASS)
+    return low.translate(_WORD_CLASS).encode("ascii")
 
 
 def _judge_steps(core: str) -> int:

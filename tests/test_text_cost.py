@@ -281,3 +281,33 @@ def test_the_repeated_words_shortcut_is_taken_for_the_costly_shape():
         masked = f.mask(text)
     assert "profanity.repeated" in counter.kinds and "cums" not in masked
     assert counter.steps <= 3 * len(text)  # the scan, the pass for repeated words, a few words
+
+
+# -- past the judgements: the matches left are masked in one tight pass --------
+
+
+class _MatchByMatch(profanity._Scan):
+    """A scan that goes on match by match past the judgements: the path
+    to compare the tight pass with."""
+
+    __slots__ = ()
+    tight = False
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["XXX", "xXx", "fuk", "cum", "ass", "hello", "class", "Assume", "ShIt",
+                                           "hellooo", "HelloWorld", "namespace", "Scunthorpe", "b00bs", "s"]),
+                          st.text("abcdefghjkmnpqrstvwyz", min_size=0, max_size=3),
+                          st.sampled_from(["你", " ", "-", ", "])), min_size=1, max_size=200))
+def test_past_the_judgements_the_tight_pass_masks_as_the_match_by_match_path(pieces):
+    text = "".join(stem + tag + sep for stem, tag, sep in pieces)
+    for f in (seed_filter(), ProfanityFilter.default()):
+        f.clear_cache()
+        got = f.mask(text)
+        original, profanity._Scan = profanity._Scan, _MatchByMatch
+        try:
+            f.clear_cache()
+            expected = f.mask(text)
+        finally:
+            profanity._Scan = original
+        assert got == expected

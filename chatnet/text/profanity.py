@@ -83,6 +83,7 @@ import re
 import threading
 from array import array
 from collections import Counter
+from itertools import islice
 from operator import itemgetter
 from importlib import resources
 from typing import Callable, Iterable, Iterator, Optional, Union
@@ -198,6 +199,8 @@ _MANY_MATCHES = 64
 # the runs of word characters of a text whose word characters are all ASCII
 _ASCII_WORD_RUNS = re.compile(r"([0-9A-Za-z!+@$|']+)")
 _JOIN = "\x00"  # separates the distinct words: no word or list entry holds it
+_WORD_RUN = re.compile(rb"w+")
+_REPEATS_SAMPLE = 64
 _ASCII_MASK = MASK_CHAR.encode("ascii")
 
 _STRETCHED = re.compile(r"(.)\1\1+")
@@ -532,11 +535,17 @@ class ProfanityFilter:
         if len(low) != len(text) or (not text.isascii() and (
                 _NON_ASCII_WORD_CHAR.search(text) is not None or _NON_ASCII_WORD_CHAR.search(low) is not None)):
             return None
+        if textcost.active is not None:
+            # a C-level pass over the text at most (the first words, or all)
+            textcost.charge("profanity.repeated", len(text))
+        # the first words tell a text of a few repeated words cheaply
+        head = _ASCII_WORD_RUNS.split(text, _REPEATS_SAMPLE)[1:-1:2]
+        if len(head) == _REPEATS_SAMPLE and len(set(head)) * 4 > _REPEATS_SAMPLE:
+            return None
         parts = _ASCII_WORD_RUNS.split(text)  # separators, words, separators, ..., separators
         counts = Counter(parts[1::2])
         if textcost.active is not None:
-            # one C-level pass over the text, the words counted
-            textcost.charge("profanity.repeated", len(text) + len(counts))
+            textcost.charge("profanity.repeated", len(counts))
         if len(counts) * 4 > len(parts) // 2:
             return None
         find = self._find
@@ -581,14 +590,16 @@ class ProfanityFilter:
         long_start, long_end = long_runs[0]
         last_start = last_end = -1  # the masked span the next matches most likely extend
         word_start, word_end = 0, -1  # the last word whose matches are all decided
-        doom_start, doom_end = 0, -1  # the last word whose matches are all masked
         found_start, found_end = 0, 0  # the last word found
+        doom_start, doom_end = 0, -1  # the last word whose matches are all masked
         lookups = 0
         # A message with a few matches has them judged one by one (the same
         # verdicts, without the bookkeeping that spares the work of many).
         few = len(matches) <= _FEW_MATCHES
         W = _W
-        for _, start, end in matches:
+        rest = -1  # where the matches left to mask all, if judgements ran out, start
+        sparing = []  # the words decided that spare a match in them
+        for index, (_, start, end) in enumerate(matches):
             if last_start <= start and end <= last_end:
                 continue  # masked whatever the judgement
             if word_start <= start and end <= word_end:
@@ -629,12 +640,19 @@ class ProfanityFilter:
                         decided = decided_words.get(key)
                         if decided is None and scan.left > 0:
                             decided = decided_words[key] = scan.decide(found_start, found_end)
+                            if scan.sparing:
+                                sparing.append(key)
                         if decided is not None:
                             word_start, word_end = found_start, found_end
                             for s, e in decided:
                                 spans.append((word_start + s, word_start + e))
                             continue
                         # no judgements left: this match and the others lying in the word are masked
+                        # and so is every match after it, but those in a
+                        # copy of a word decided before that spares some
+                        if scan.tight:
+                            rest = index
+                            break
                         doom_start, doom_end = found_start, found_end
                     elif found_start <= i < found_end:
                         if scan.crossing(start, end, (found_start, found_end), left_inside, right_inside):
@@ -650,6 +668,39 @@ class ProfanityFilter:
                 if last_end >= 0:
                     spans.append((last_start, last_end))
                 last_start, last_end = start, end
+        if rest >= 0:
+            # No judgement left: a match is masked unless it lies in a copy
+            # of a word decided before that spares some match: those copies
+            # are found first (`_copies`), the matches in one get its
+            # decided spans.
+            copies = []
+            if sparing:
+                copies, looked = _copies(text, low, classes, sparing, decided_words, ascii_text, matches[rest][1])
+                lookups += looked
+            copies.append((n + 1, n + 1, ()))
+            c = 0
+            copy_start, copy_end, decided = copies[0]
+            for _, start, end in islice(matches, rest, None):
+                if end > copy_end:
+                    c += 1
+                    while copies[c][1] < end:
+                        c += 1
+                    copy_start, copy_end, decided = copies[c]
+                if copy_start <= start:
+                    if decided is not None:
+                        for s, e in decided:
+                            spans.append((copy_start + s, copy_start + e))
+                        decided = None  # once per copy
+                    continue
+                if start <= last_end and last_start <= end:
+                    if start < last_start:
+                        last_start = start
+                    if end > last_end:
+                        last_end = end
+                else:
+                    if last_end >= 0:
+                        spans.append((last_start, last_end))
+                    last_start, last_end = start, end
         if last_end >= 0:
             spans.append((last_start, last_end))
         if textcost.active is not None and scan is not None:
@@ -743,7 +794,11 @@ class _Scan:
     counts the work done (`chatnet.text.textcost`). Made for the first match
     inside a word of a message."""
 
-    __slots__ = ("filter", "text", "low", "classes", "n", "matches", "ends", "found", "humps", "parts", "left",
+    #: past the judgements, mask the matches left in one tight pass (the
+    #: tests compare it with the match-by-match path, False)
+    tight = True
+
+    __slots__ = ("filter", "text", "low", "classes", "n", "matches", "ends", "found", "humps", "parts", "left", "sparing",
                  "steps")
 
     def __init__(self, filter: "ProfanityFilter", text: str, low: str, classes: bytes, matches):
@@ -758,6 +813,7 @@ class _Scan:
         self.humps: dict[int, tuple[int, ...]] = {}
         self.parts: dict[tuple[int, int], tuple[int, str, bool, tuple[int, ...]]] = {}
         self.left = JUDGED_LIMIT
+        self.sparing = False  # whether the last `decide` spared a match
         self.steps = 0
 
     def host(self, i: int) -> Optional[tuple[int, int]]:
@@ -788,6 +844,7 @@ class _Scan:
         hi = bisect.bisect_right(ends, b, lo)
         self.steps += 1 + hi - lo
         host = (a, b)
+        self.sparing = False
         for j in range(lo, hi):
             _, start, end = matches[j]
             if start < a:
@@ -800,6 +857,8 @@ class _Scan:
                 self.left -= 1
                 if not self.spared(host, start, end):
                     masked.append((start - a, end - a))
+                else:
+                    self.sparing = True
         if len(masked) < 2:
             return tuple(masked)
         # as few spans as cover the same characters
@@ -896,6 +955,28 @@ class _Scan:
                 self.steps += _judge_steps(core)
         self.steps += 1
         return (a, core, info[0], info[1])
+
+
+def _copies(text: str, low: str, classes: bytes, keys: list, decided_words: dict, ascii_text: bool,
+            start: int) -> tuple[list, int]:
+    """(start, end, decided spans) of each copy of the words C{keys} of
+    `_mask_matches` (a key is a word's text, or its text and its folded
+    text) from the word around C{start} on, in order; and how many words
+    were looked at (one C-level pass over the classes, one look-up a word)."""
+    texts = {key[0] if isinstance(key, tuple) else key for key in keys}
+    wanted = set(keys)
+    found = []
+    words = 0
+    for run in _WORD_RUN.finditer(classes, classes.rfind(b" ", 0, start) + 1):
+        words += 1
+        a, b = run.span()
+        key = text[a:b]
+        if key in texts:
+            if not ascii_text and not key.isascii():
+                key = (key, low[a:b])
+            if key in wanted:
+                found.append((a, b, decided_words[key]))
+    return found, words
 
 
 def _word_classes(low: str) -> bytes:

@@ -254,15 +254,19 @@ _NON_ASCII_WORD_CHAR = re.compile(
 def fold(text: str) -> str:
     """Lower-case `text` for matching, keeping its length.
 
-    ``str.lower`` maps a few characters to two (``"İ"`` becomes ``"i̇"``);
-    then each character is lowered on its own and the first character of
-    its lower-case form is kept, so that indexes into the result are indexes
-    into `text`.
+    ``str.lower`` maps one character to two (``"İ"`` becomes ``"i̇"``): it
+    is folded to ``"i"`` first, so that indexes into the result are indexes
+    into `text` (and, were another such character ever added to Unicode,
+    each character is lowered on its own, keeping the first character of
+    its lower-case form).
     """
     if text.isascii():
         return text.lower()
     if _NEEDS_FOLD.search(text) is not None:
         text = text.translate(_FOLD)
+    if "\u0130" in text:
+        # the one character whose lower case is two ("i" and a combining dot)
+        text = text.replace("\u0130", "i")
     low = text.lower()
     if len(low) == len(text):
         return low
@@ -628,6 +632,12 @@ class ProfanityFilter:
                                     found_start = 0
                     if scan is None:
                         scan = _Scan(self, text, low, classes, matches)
+                    elif scan.left <= 0 and scan.tight:
+                        # No judgement left: this match and every one after
+                        # it are masked, but those in a copy of a word
+                        # decided before that spares some (below).
+                        rest = index
+                        break
                     if few and found_start <= start and end <= found_end:
                         # lies in one word, among a few matches: judged on its own
                         if scan.judged((found_start, found_end), start, end):
@@ -648,11 +658,6 @@ class ProfanityFilter:
                                 spans.append((word_start + s, word_start + e))
                             continue
                         # no judgements left: this match and the others lying in the word are masked
-                        # and so is every match after it, but those in a
-                        # copy of a word decided before that spares some
-                        if scan.tight:
-                            rest = index
-                            break
                         doom_start, doom_end = found_start, found_end
                     elif found_start <= i < found_end:
                         if scan.crossing(start, end, (found_start, found_end), left_inside, right_inside):
@@ -669,10 +674,8 @@ class ProfanityFilter:
                     spans.append((last_start, last_end))
                 last_start, last_end = start, end
         if rest >= 0:
-            # No judgement left: a match is masked unless it lies in a copy
-            # of a word decided before that spares some match: those copies
-            # are found first (`_copies`), the matches in one get its
-            # decided spans.
+            # The copies of the words decided that spare a match are found
+            # first (`_copies`); the matches in one get its decided spans.
             copies = []
             if sparing:
                 copies, looked = _copies(text, low, classes, sparing, decided_words, ascii_text, matches[rest][1])

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from itertools import chain
 from typing import Iterable
 
 import rjieba
@@ -148,6 +149,14 @@ def is_ready() -> bool:
     return True
 
 
+def _words_of(piece: tuple[str, str]) -> tuple[str, ...]:
+    """The words of one piece (a Han run, or a word) of `_TOKEN_RE`."""
+    han, word = piece
+    if han:
+        return (han,) if len(han) == 1 else tuple(_cut(han))
+    return () if "*" in word else (word,)
+
+
 def tokenize(text: str) -> list[str]:
     """The words of the (already masked) message `text`; see the module
     docstring for the rules."""
@@ -157,16 +166,25 @@ def tokenize(text: str) -> list[str]:
             textcost.charge("words", len(text) + len(words))
         return words
     text = unicodedata.normalize("NFKC", text).lower()
-    words = []
-    append = words.append
-    for han, word in _TOKEN_RE.findall(text):
-        if han:
-            if len(han) == 1:
-                append(han)
-            else:
-                words.extend(_cut(han))
-        elif "*" not in word:
-            append(word)
+    pieces = _TOKEN_RE.findall(text)
+    distinct = dict.fromkeys(pieces)
+    if len(distinct) * 2 <= len(pieces):
+        # words that come again and again: each piece cut once, the words
+        # put in place in C-level passes
+        for piece in distinct:
+            distinct[piece] = _words_of(piece)
+        words = list(chain.from_iterable(map(distinct.__getitem__, pieces)))
+    else:
+        words = []
+        append = words.append
+        for han, word in pieces:
+            if han:
+                if len(han) == 1:
+                    append(han)
+                else:
+                    words.extend(_cut(han))
+            elif "*" not in word:
+                append(word)
     if "\u2019" in text:
         words = [w.replace("\u2019", "'") for w in words]
     if textcost.active is not None:

@@ -23,6 +23,12 @@ lower-cased, in order. The rules:
    the mask, and CJK punctuation (``，。！``) is never a word. Japanese kana
    runs are taken as words of their own (a katakana run, a hiragana run).
    Korean is written with spaces and follows rule 2.
+5. Only the first `MAX_WORDS` (500) runs of a message (words, masked
+   words, Han runs) are looked at, and at most 500 words counted; the rest
+   of a longer message is not cut. (A message of up to 10,000 characters
+   holds up to 10,000 one-letter words, and cutting costs about half a
+   microsecond each outside ASCII: the bound keeps any message's share to
+   about 0.3 ms.)
 
 rjieba loads its dictionary when it is imported (about 0.1 s), so `warm_up`
 has nothing left to wait for; it stays for callers that run it at start-up.
@@ -33,7 +39,8 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from itertools import chain
+from itertools import islice
+from operator import methodcaller
 from typing import Iterable
 
 import rjieba
@@ -107,6 +114,12 @@ except re.error:  # Python 3.10
 _ASCII_TOKEN_RE = re.compile(r"[a-z0-9*]+(?:'[a-z0-9*]+)*")
 _HAN_RE = re.compile(rf"[{_HAN}]")
 
+#: the runs of a message looked at, and the words counted at most (its
+#: first ones): a long message of many short words costs the ranking no
+#: more than an ordinary one
+MAX_WORDS = 500
+_groups = methodcaller("groups")
+
 # Han runs up to this length have their segmentation cached: short runs
 # ("好的", "谢谢你") come back again and again.
 _CACHED_RUN = 12
@@ -149,42 +162,27 @@ def is_ready() -> bool:
     return True
 
 
-def _words_of(piece: tuple[str, str]) -> tuple[str, ...]:
-    """The words of one piece (a Han run, or a word) of `_TOKEN_RE`."""
-    han, word = piece
-    if han:
-        return (han,) if len(han) == 1 else tuple(_cut(han))
-    return () if "*" in word else (word,)
-
-
 def tokenize(text: str) -> list[str]:
     """The words of the (already masked) message `text`; see the module
     docstring for the rules."""
     if text.isascii():
-        words = [w for w in _ASCII_TOKEN_RE.findall(text.lower()) if "*" not in w]
+        words = [w for w in _ASCII_TOKEN_RE.findall(text.lower())[:MAX_WORDS] if "*" not in w]
         if textcost.active is not None:
             textcost.charge("words", len(text) + len(words))
         return words
     text = unicodedata.normalize("NFKC", text).lower()
-    pieces = _TOKEN_RE.findall(text)
-    distinct = dict.fromkeys(pieces)
-    if len(distinct) * 2 <= len(pieces):
-        # words that come again and again: each piece cut once, the words
-        # put in place in C-level passes
-        for piece in distinct:
-            distinct[piece] = _words_of(piece)
-        words = list(chain.from_iterable(map(distinct.__getitem__, pieces)))
-    else:
-        words = []
-        append = words.append
-        for han, word in pieces:
-            if han:
-                if len(han) == 1:
-                    append(han)
-                else:
-                    words.extend(_cut(han))
-            elif "*" not in word:
-                append(word)
+    words = []
+    append = words.append
+    for han, word in islice(_TOKEN_RE.findall(text) if len(text) <= MAX_WORDS else
+                            map(_groups, _TOKEN_RE.finditer(text)), MAX_WORDS):
+        if han:
+            if len(han) == 1:
+                append(han)
+            else:
+                words.extend(_cut(han))
+        elif "*" not in word:
+            append(word)
+    del words[MAX_WORDS:]
     if "\u2019" in text:
         words = [w.replace("\u2019", "'") for w in words]
     if textcost.active is not None:

@@ -536,15 +536,15 @@ class ProfanityFilter:
         (mask the usual way) unless every word character is ASCII, at most
         a quarter of the words are different and no match runs over a
         word's edge (the words are then independent of one another)."""
-        if len(low) != len(text) or (not text.isascii() and (
-                _NON_ASCII_WORD_CHAR.search(text) is not None or _NON_ASCII_WORD_CHAR.search(low) is not None)):
-            return None
         if textcost.active is not None:
-            # a C-level pass over the text at most (the first words, or all)
+            # C-level passes over the text at most (the first words, or all)
             textcost.charge("profanity.repeated", len(text))
         # the first words tell a text of a few repeated words cheaply
         head = _ASCII_WORD_RUNS.split(text, _REPEATS_SAMPLE)[1:-1:2]
         if len(head) == _REPEATS_SAMPLE and len(set(head)) * 4 > _REPEATS_SAMPLE:
+            return None
+        if len(low) != len(text) or (not text.isascii() and (
+                _NON_ASCII_WORD_CHAR.search(text) is not None or _NON_ASCII_WORD_CHAR.search(low) is not None)):
             return None
         parts = _ASCII_WORD_RUNS.split(text)  # separators, words, separators, ..., separators
         counts = Counter(parts[1::2])

@@ -540,13 +540,16 @@ class ProfanityFilter:
             # C-level passes over the text at most (the first words, or all)
             textcost.charge("profanity.repeated", len(text))
         # the first words tell a text of a few repeated words cheaply
-        head = _ASCII_WORD_RUNS.split(text, _REPEATS_SAMPLE)[1:-1:2]
-        if len(head) == _REPEATS_SAMPLE and len(set(head)) * 4 > _REPEATS_SAMPLE:
+        parts = _ASCII_WORD_RUNS.split(text, _REPEATS_SAMPLE)  # separators, words, ..., separators
+        whole = len(parts) <= 2 * _REPEATS_SAMPLE  # else the last part is the rest of the text
+        head = parts[1::2] if whole else parts[1:-1:2]
+        if len(set(head)) * 4 > len(head):
             return None
         if len(low) != len(text) or (not text.isascii() and (
                 _NON_ASCII_WORD_CHAR.search(text) is not None or _NON_ASCII_WORD_CHAR.search(low) is not None)):
             return None
-        parts = _ASCII_WORD_RUNS.split(text)  # separators, words, separators, ..., separators
+        if not whole:
+            parts = _ASCII_WORD_RUNS.split(text)
         counts = Counter(parts[1::2])
         if textcost.active is not None:
             textcost.charge("profanity.repeated", len(counts))

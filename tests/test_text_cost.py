@@ -240,6 +240,7 @@ def test_same_masking_as_the_rules_one_match_at_a_time(pieces):
     assert masked == reference_mask(f, text)
 
 
+@pytest.mark.process  # the worst shapes are measured again in a fresh interpreter
 def test_bench_filter_worst_reports_shapes():
     from chatnet.bench.cli import run
 

@@ -338,7 +338,7 @@ def scenario_filter(opts, argv) -> Dict[str, Any]:
         from chatnet.bench.worst_text import search_worst
 
         t0 = time.perf_counter()
-        r.update(search_worst(filter, chars=opts.chars, seconds=opts.duration))
+        r.update(search_worst(filter, chars=opts.chars, seconds=opts.duration, profanity_file=opts.profanity_file))
         r["seconds"] = round(time.perf_counter() - t0, 3)
         r["scenario"] = "filter"
         r["worst_cpu_ms"] = r["worst"][0]["cpu_ms"] if r["worst"] else None

@@ -10,7 +10,7 @@ the segmenter's caches emptied before each (a message whose words the node
 has not seen). Prints one JSON line per shape: ``{"shape", "before_ms",
 "after_ms"}``.
 
-    python -m bench.text_before_after --before 128d930 [--list FILE] [--repeat 3]
+    python -m bench.text_before_after --before 128d930 [--list FILE] [--repeat 3] [--rounds 1]
 
 Run it from the repo root (it uses ``git archive`` for the older commit).
 """
@@ -42,6 +42,16 @@ SHAPES = [Shape(fragment=f) for f in KNOWN] + [
     Shape("x", "alternate", leet=True, word=5, sep="\u4f60"),
     Shape("fuks", "upper", stretch=2, word=4, sep="\u4f60"),
     Shape("cums", stretch=2, word=4, sep="\u4f60"),
+    # the worst found after the repeated-words shortcut and the tight pass (2026-12-04)
+    Shape("a\u4f60"),
+    Shape("\u0130", "camel", word=1, sep="\u4f60"),
+    Shape("f**k", "alternate", stretch=1, word=6, sep="\u4f60"),
+    Shape("f*ck", "upper", word=4, sep="\u4f60"),
+    Shape("xxx", "upper", leet=True, stretch=3, word=7, sep="\u4f60", vary=True),
+    Shape("xX", stretch=1, word=15, sep="\u4f60", vary=True),
+    Shape("x", "camel", leet=True, stretch=3, word=69, sep="\u4f60", vary=True),
+    Shape("as", "camel", stretch=5, word=6, sep="\u4f60", vary=True),
+    Shape("cum", "camel", stretch=2, word=6, sep="\u4f60", vary=True),
 ]
 
 # Runs in the child: works with the old code and the new (caches emptied
@@ -84,6 +94,8 @@ def main(argv=None):
     p.add_argument("--list", default="", help="word list file (default: the shipped list)")
     p.add_argument("--chars", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure both commits this many times, alternating; the least of each is kept")
     opts = p.parse_args(argv)
     texts = [render(shape, opts.chars) for shape in SHAPES]
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,8 +103,12 @@ def main(argv=None):
         archive = subprocess.run(["git", "archive", opts.before, "chatnet"], cwd=here, capture_output=True,
                                  check=True).stdout
         subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
-        before = measure(old, texts, opts.list, opts.repeat)
-    after = measure(here, texts, opts.list, opts.repeat)
+        before = after = None
+        for _ in range(opts.rounds):
+            b = measure(old, texts, opts.list, opts.repeat)
+            a = measure(here, texts, opts.list, opts.repeat)
+            before = b if before is None else list(map(min, before, b))
+            after = a if after is None else list(map(min, after, a))
     for shape, b, a in zip(SHAPES, before, after):
         print(json.dumps({"shape": shape.describe(), "before_ms": b, "after_ms": a}, ensure_ascii=False))
 

@@ -289,7 +289,7 @@ class Session:
             done, self._request_done = self._request_done, None
             if not done.called:
                 done.callback(None)
-        return self.state is not CLOSED
+        return not self.finished
 
     async def _end(self, busy):
         """Log out at once; if a request was in hand, once more when it is

@@ -196,8 +196,6 @@ _FEW_MATCHES = 8
 # From this many matches, a text whose words come again and again is masked
 # through its distinct words (`ProfanityFilter._mask_repeated`).
 _MANY_MATCHES = 64
-# the runs of word characters of a text whose word characters are all ASCII
-_ASCII_WORD_RUNS = re.compile(r"([0-9A-Za-z!+@$|']+)")
 _JOIN = "\x00"  # separates the distinct words: no word or list entry holds it
 _WORD_RUN = re.compile(rb"w+")
 _REPEATS_SAMPLE = 64
@@ -245,6 +243,10 @@ _WORD_CLASS = _WordClassTable()
 # The same for ASCII text, as a `bytes.translate` table (much faster).
 _ASCII_WORD_CLASS = bytes(ord(_WORD_CLASS[cp]) for cp in range(128)) + b" " * 128
 _W = ord("w")
+# The runs of word characters of a text whose word characters are all ASCII
+# (the same characters as `_ASCII_WORD_CLASS`).
+_ASCII_WORD_RUNS = re.compile(
+    "([%s]+)" % re.escape("".join(chr(cp) for cp in range(128) if _ASCII_WORD_CLASS[cp] == _W)))
 # A word character that is not ASCII (the same as `_is_word_char`).
 _NON_ASCII_WORD_CHAR = re.compile(
     "[^\\W\x00-\x7f%s]|[\u2019\u02bc]" % "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)

@@ -19,6 +19,9 @@ from hypothesis import settings
 settings.register_profile("chatnet", deadline=None)
 settings.load_profile("chatnet")
 
+# the files whose tests wait longest are handed to the workers first
+pytest_plugins = ["tests.schedule"]
+
 from tests.tiers import (  # noqa: F401  (the test tiers: unit, stores, process)
     _tier_guard,
     pytest_collection_modifyitems,
@@ -121,9 +124,11 @@ class Services:
         return self._start(ChatProcess(kind, args, log, name=name, **kwargs))
 
     def stop_all(self):
+        # A test's own store is thrown away: it gets a few seconds to stop
+        # cleanly (a store a test stalled may take longer), then it is killed.
         for process in reversed(self.started):
             try:
-                process.stop()
+                process.stop(None if isinstance(process, ChatProcess) else 5.0)
             except Exception:
                 process.kill()
 

@@ -8,6 +8,7 @@ other nodes, which these tests do not run) and presence announcements.
 import time
 
 import orjson
+from argon2 import PasswordHasher
 from twisted.internet import reactor, task
 
 from chatnet.errors import PeerUnavailable
@@ -17,6 +18,13 @@ from chatnet.limits.login_throttle import LoginThrottle
 from chatnet.protocols import codec
 from chatnet.service.posting import Posting
 from chatnet.service.public_rooms import PublicRooms
+
+#: the users' password in the in-process tests, and its argon2 hash, made
+#: with the lowest costs: the node checks a password with the costs its
+#: stored hash names, so a login here costs a millisecond of CPU instead of
+#: the quarter of a second of the default costs
+PASSWORD = "correct horse"
+HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
 
 
 class FakeConnection:

@@ -9,7 +9,6 @@ import uuid
 from types import SimpleNamespace
 
 import pymongo
-from argon2 import PasswordHasher
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -35,11 +34,10 @@ from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import SESSIONS, seq_key
 from chatnet.text.profanity import ProfanityFilter
-from tests.inprocess import Announcements, FakeConnection, FakePeers, action_parts, error_code, request, run_until
+from tests.inprocess import (HASH, PASSWORD, Announcements, FakeConnection, FakePeers, action_parts, error_code, request,
+                             run_until)
 
 NODE = "A"
-PASSWORD = "correct horse"
-HASH = PasswordHasher().hash(PASSWORD)  # once: hashing takes a while
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import pymongo
 import pytest
 import pytest_twisted
-from argon2 import PasswordHasher
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer, reactor, task, threads
@@ -36,10 +35,8 @@ from chatnet.stores.message_log import MessageLog
 from chatnet.stores.mongo import MongoStore, OfflineStore
 from chatnet.stores.redis import room_state_key
 from chatnet.text.profanity import ProfanityFilter
-from tests.inprocess import Announcements, FakeConnection, FakePeers, action_parts, error_code, request
+from tests.inprocess import HASH, PASSWORD, Announcements, FakeConnection, FakePeers, action_parts, error_code, request
 
-PASSWORD = "correct horse"
-HASH = PasswordHasher().hash(PASSWORD)
 MULTI = ["ack", "multi"]
 
 

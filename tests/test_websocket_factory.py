@@ -12,13 +12,16 @@ from twisted.python import usage
 
 from chatnet.config import NodeConfig
 from chatnet.factories.websocket import ChatServerFactory
+from chatnet.service.session import SessionService
 from chatnet.tap_node import Options
 
 OFFER = "permessage-deflate; client_max_window_bits"
 
 
 def handshake(compression, extensions=OFFER):
-    factory = ChatServerFactory(NodeConfig(compression=compression), Clock(), None)
+    clock = Clock()
+    factory = ChatServerFactory(NodeConfig(compression=compression), clock, None)
+    factory.serve(None, SessionService(None, None, None, None, lambda *args: None, clock, None))
     protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     protocol.makeConnection(transport)

@@ -245,6 +245,15 @@ def wait_for_nodes(gateway_url, count, processes, timeout):
         time.sleep(0.25)
 
 
+def client_endpoint(port, certificate=None):
+    """The client port of a node: plain, or TLS with C{certificate} (the
+    paths of its key and certificate)."""
+    if certificate is None:
+        return f"tcp:{port}:interface=127.0.0.1"
+    key, cert = certificate
+    return f"ssl:port={port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+
+
 def node_extra_args(args):
     """What every chat node gets on top of the usual arguments."""
     extra = []
@@ -309,6 +318,12 @@ def start(args):
              "--api-key-file", str(api_key(directory))],
             directory / "logs" / "gateway.log", name="gateway",
             ready_port=args.gateway_port, detach=True), "the gateway")
+        certificate = None
+        if getattr(args, "tls", False):
+            from chatnet.ops.tls import make_self_signed
+
+            certificate = make_self_signed(directory / "tls")
+            state.data["ca"] = str(certificate[1])
         nodes = []
         for i in range(1, args.nodes + 1):
             port = free_port()
@@ -317,7 +332,7 @@ def start(args):
                 ["--zookeeper", zookeeper.url, "--redis", redis.url, "--mongo", mongo.url,
                  "--open-login", "--cluster-secret", secret, "--node-id", f"node{i}",
                  "--zk-session-timeout", str(ZK_SESSION_TIMEOUT),
-                 "--listen", f"tcp:{port}:interface=127.0.0.1", *node_extra_args(args)],
+                 "--listen", client_endpoint(port, certificate), *node_extra_args(args)],
                 directory / "logs" / f"node{i}.log", name=f"node{i}",
                 ready_port=port, detach=True), f"node{i}"))
 
@@ -536,6 +551,9 @@ def build_parser():
                    help="start only Redis, ZooKeeper and SecantusDB")
     p.add_argument("--bench", action="store_true",
                    help="benchmark-ready nodes: no per-connection rate limit (--rate-limit 0)")
+    p.add_argument("--tls", action="store_true",
+                   help="nodes take clients over TLS (wss://), with a self-signed certificate made in "
+                        "DIR/tls (pids.json names it as \"ca\": chatnet-bench --cluster-dir trusts it)")
     p.add_argument("--node-arg", action="append", default=[], metavar="ARG",
                    help="pass ARG to every chat node (repeatable; "
                         "'--node-arg=--rate-limit --node-arg=0' or '--node-arg=\"--rate-limit 0\"')")

@@ -21,12 +21,15 @@ WEIGHTS = {
     "test_localservices.py": 11,
     "test_live_inprocess.py": 9,
     "test_bench_socketio_units.py": 6,
+    "test_adapters_txredisapi.py": 6,
     "test_handlers_inprocess.py": 5,
     "test_room_state_inprocess.py": 4,
     "test_room_marks_inprocess.py": 4,
     "test_text_cost.py": 3,
     "test_moderation.py": 3,
     "test_zookeeper_auth.py": 3,
+    "test_library_internals.py": 3,
+    "test_adapters_amp.py": 3,
 }
 
 

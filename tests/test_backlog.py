@@ -148,7 +148,7 @@ def test_a_deflate_offer_with_an_unknown_parameter_is_declined_not_refused():
         head, protocol = handshake_extensions(compression, "permessage-deflate; x_unknown=1")
         assert head.startswith("HTTP/1.1 101"), head
         assert "sec-websocket-extensions" not in head.lower()
-        assert protocol._perMessageCompress is None
+        assert not protocol.compressing
 
 
 def test_a_bad_offer_is_passed_over_for_the_next_good_one():
@@ -156,7 +156,7 @@ def test_a_bad_offer_is_passed_over_for_the_next_good_one():
         "deflate", "permessage-deflate; server_max_window_bits=99, permessage-deflate; client_max_window_bits")
     assert head.startswith("HTTP/1.1 101"), head
     assert "Sec-WebSocket-Extensions: permessage-deflate" in head
-    assert protocol._perMessageCompress is not None
+    assert protocol.compressing
     assert isinstance(PerMessageDeflateOffer.parse([]), PerMessageDeflateOffer)
 
 STEPS = st.lists(st.one_of(

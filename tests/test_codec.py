@@ -66,27 +66,3 @@ def test_encode_answer_and_error():
     err = orjson.loads(codec.encode_error(ProtocolError(404, "user x is not on line", "chat"), re=9))
     assert err["data"] == {"code": 404, "message": "user x is not on line", "ext": "chat"}
     assert err["re"] == 9
-
-
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
-def test_text_frame_is_autobahns_server_frame(size):
-    from autobahn.websocket.protocol import PreparedMessage
-
-    payload = b"x" * size
-    expected = PreparedMessage(payload, False, False, True).payloadHybi
-    assert codec.text_frame(payload) == expected
-
-
-@given(st.binary(min_size=4, max_size=4), st.binary(max_size=3000), st.lists(st.integers(1, 400), max_size=20))
-def test_unmasker_is_rfc_6455_masking_in_any_pieces(mask, payload, cuts):
-    """Unmasking a frame's payload in the pieces it arrived in gives what
-    autobahn's own masker gives for the whole."""
-    from autobahn.websocket.xormasker import create_xor_masker
-
-    unmasker = codec.Unmasker(mask)
-    pieces, rest = [], payload
-    for cut in cuts:
-        pieces.append(rest[:cut])
-        rest = rest[cut:]
-    pieces.append(rest)
-    assert b"".join(unmasker.unmask(p) for p in pieces) == create_xor_masker(mask, len(payload)).process(payload)

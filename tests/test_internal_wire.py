@@ -1,72 +1,83 @@
-"""The internal port reads boxes and carries the message calls itself
-(chatnet/protocols/internal.py): the bytes are AMP's own, whatever the
-pieces they arrive in, and a box the fast paths cannot read is answered the
-generic way."""
+"""The internal port carries the message calls itself
+(chatnet/protocols/internal.py, with chatnet.adapters.twisted.amp): a call answered
+by the fast responders writes what AMP's generic responders write, and a
+box the fast paths cannot read is answered the generic way. (The boxes
+read and the calls' boxes against AMP's own: tests/test_adapters_amp.py.)"""
+import pytest
 from hypothesis import given, strategies as st
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 from twisted.protocols import amp
 
 from chatnet.protocols import amp_commands as cmd
-from chatnet.protocols.internal import InternalProtocol, _FAST_CALLS
-from tests.test_internal_auth import Pair
-
-keys = st.binary(min_size=1, max_size=255)
-values = st.binary(max_size=3000)
-boxes = st.lists(st.dictionaries(keys, values, max_size=6), min_size=1, max_size=5)
-
-
-class Boxes:
-    """Collects what a parser reads."""
-
-    def __init__(self):
-        self.boxes = []
-
-    def startReceivingBoxes(self, sender):
-        pass
-
-    def ampBoxReceived(self, box):
-        self.boxes.append(dict(box))
-
-
-@given(boxes, st.lists(st.integers(1, 500), max_size=30))
-def test_boxes_read_as_twisted_reads_them_in_any_pieces(sent, cuts):
-    wire = b"".join(amp.AmpBox(box).serialize() for box in sent)
-    ours = InternalProtocol(None, b"s", None)
-    ours.maxBoxKeys, ours.maxBoxBytes = 1000, 10**9
-    ours.authenticated = True
-    read = []
-    ours.ampBoxReceived = lambda box: read.append(dict(box))
-    pieces, rest = [], wire
-    for cut in cuts:
-        pieces.append(rest[:cut])
-        rest = rest[cut:]
-    pieces.append(rest)
-    for piece in pieces:
-        ours.dataReceived(piece)
-    theirs = Boxes()
-    parser = amp.BinaryBoxProtocol(theirs)
-    parser.makeConnection(None)
-    parser.dataReceived(wire)
-    assert read == theirs.boxes == [dict(box) for box in sent]
-
+from chatnet.protocols import internal
+from chatnet.protocols.internal import InternalProtocol
+from tests.test_internal_auth import Pair, Responder
 
 texts = st.text(max_size=20)
 
 
-@given(st.lists(st.tuples(texts, st.binary(max_size=200), texts), max_size=8))
-def test_deliver_many_box_is_amps(items):
+def node_link(responder):
+    """An internal protocol on a string transport, as after a node's
+    handshake."""
+    protocol = InternalProtocol(responder, b"s3cret", task.Clock())
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.2", 40000))
+    protocol.makeConnection(transport)
+    protocol.authenticated, protocol.peerKind, protocol.peerNodeId = True, "node", "node2"
+    return protocol, transport
+
+
+def both_ways(box, responder):
+    """What a node writes for C{box} with its fast responders and with
+    AMP's generic ones, and whether it closed."""
+    written = []
+    for fast in internal._FAST_RESPONDERS, {}:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(internal, "_FAST_RESPONDERS", fast)
+            protocol, transport = node_link(responder)
+            protocol.dataReceived(amp.AmpBox(box).serialize())
+            written.append((transport.value(), transport.disconnecting))
+    return written
+
+
+deliveries = st.lists(st.tuples(texts, st.binary(max_size=100), texts, st.booleans()), max_size=6)
+
+
+@given(deliveries, st.binary(min_size=1, max_size=10))
+def test_deliver_many_is_answered_as_amps_responder_answers(items, tag):
+    responder = Responder()
+    missing = {msg_id for msg_id, _, _, gone in items if gone}
+    responder.deliver = lambda msgId, data, usernames, everyone: (0, usernames) if msgId in missing else (1, [])
     arguments = dict(msgIds=[i[0] for i in items], datas=[i[1] for i in items], usernames=[i[2] for i in items])
-    encode, _ = _FAST_CALLS[cmd.DeliverMany]
-    proto = InternalProtocol(None, b"s", None)
-    assert encode(**arguments).serialize() == cmd.DeliverMany.makeArguments(arguments, proto).serialize()
+    box = {**cmd.DeliverMany.makeArguments(arguments, None), b"_command": b"DeliverMany", b"_ask": tag}
+    fast, generic = both_ways(box, responder)
+    assert fast == generic and b"_answer" in fast[0]
 
 
-@given(st.lists(st.tuples(texts, st.integers(0, 2**62), texts, st.binary(max_size=200)), max_size=8))
-def test_room_deliver_box_is_amps(items):
+@given(st.lists(st.tuples(texts, st.integers(0, 2**62), texts, st.binary(max_size=100)), max_size=6),
+       st.binary(min_size=1, max_size=10))
+def test_room_deliver_is_answered_as_amps_responder_answers(items, tag):
+    responder = Responder()
+    responder.room_deliver = lambda *args: None
     arguments = dict(roomNames=[i[0] for i in items], seqs=[i[1] for i in items], msgIds=[i[2] for i in items],
                      datas=[i[3] for i in items])
-    encode, _ = _FAST_CALLS[cmd.RoomDeliver]
-    proto = InternalProtocol(None, b"s", None)
-    assert encode(**arguments).serialize() == cmd.RoomDeliver.makeArguments(arguments, proto).serialize()
+    box = {**cmd.RoomDeliver.makeArguments(arguments, None), b"_command": b"RoomDeliver", b"_ask": tag}
+    fast, generic = both_ways(box, responder)
+    assert fast == generic and b"_answer" in fast[0]
+
+
+def test_a_failing_delivery_is_answered_as_amps_responder_answers():
+    def broken(*args):
+        raise RuntimeError("broken")
+
+    responder = Responder()
+    responder.deliver = responder.room_deliver = broken
+    for command, arguments in [(cmd.DeliverMany, dict(msgIds=["m1"], datas=[b"a"], usernames=["ann"])),
+                               (cmd.RoomDeliver, dict(roomNames=["r"], seqs=[1], msgIds=["m1"], datas=[b"a"]))]:
+        box = {**command.makeArguments(arguments, None), b"_command": command.commandName, b"_ask": b"7"}
+        fast, generic = both_ways(box, responder)
+        assert fast == generic and b"UNKNOWN" in fast[0] and fast[1]
 
 
 def test_deliver_many_round_trip_and_missing():

@@ -1,29 +1,14 @@
-"""The Redis client's own request building and call path (chatnet/stores/redis.py):
-the same RESP bytes as txredisapi's, scripts that survive a SCRIPT FLUSH,
-errors still errors, and the commands of a turn on one connection. A real
-Redis (the session's ``redis_server``)."""
+"""The Redis store's call path (chatnet/stores/redis.py): scripts that
+survive a SCRIPT FLUSH, errors still errors, the commands spread over the
+ready connections, and the waiting commands of a lost connection failed at
+once. A real Redis (the session's ``redis_server``); the lighter command
+path against txredisapi's own is tests/test_adapters_txredisapi.py."""
 import pytest
 import pytest_twisted
 import txredisapi
 from twisted.internet import defer, reactor, task
 
-from chatnet.stores.redis import RedisStore, _Protocol
-
-
-@pytest.mark.parametrize("args", [
-    ("GET", "k"),
-    ("EVALSHA", "a" * 40, 3, "k1", b"v\r\n", -5, 0, "", "é€", 1.5, True, bytearray(b"x"), 2**70),
-    ("SET", "k", b""),
-])
-def test_requests_are_txredisapis(args):
-    ours, theirs = _Protocol(), txredisapi.RedisProtocol()
-    assert ours._build_command(*args) == theirs._build_command(*args)
-
-
-def test_a_string_that_cannot_be_encoded_is_txredisapis_error():
-    ours = _Protocol()
-    with pytest.raises(txredisapi.InvalidData):
-        ours._build_command("SET", "k", "\ud800")  # a lone surrogate is no UTF-8
+from chatnet.stores.redis import RedisStore
 
 
 @pytest_twisted.ensureDeferred
@@ -71,46 +56,6 @@ async def test_the_commands_go_to_the_ready_connections_in_turn(redis_server):
         finally:
             down.connected = 1
     finally:
-        await store.disconnect()
-
-
-@pytest_twisted.ensureDeferred
-async def test_replies_are_txredisapis(redis_server):
-    """The hiredis-parsed replies of the lighter command path are what
-    txredisapi's own line parser gives, for every kind of reply."""
-    from twisted.internet import protocol, reactor
-
-    store = RedisStore(redis_server.url).connect()
-    theirs = await protocol.ClientCreator(
-        reactor, txredisapi.BaseRedisProtocol, convertNumbers=False).connectTCP("127.0.0.1", redis_server.port)
-    calls = [
-        ("set", "rk:text", "é€ text"),
-        ("get", "rk:text"),
-        ("set", "rk:raw", b"\xff\xfe not utf-8"),
-        ("get", "rk:raw"),
-        ("get", "rk:missing"),
-        ("incr", "rk:n"),
-        ("delete", "rk:h"),
-        ("hset", "rk:h", "a", "1"),
-        ("hgetall", "rk:h"),
-        ("sadd", "rk:s", "x"),
-        ("smembers", "rk:s"),
-        ("rpush", "rk:l", ["1", b"\x80"]),
-        ("lrange", "rk:l", 0, -1),
-        ("eval", "return {1, 'two', {3, false}, redis.status_reply('OK')}", [], []),
-        ("mget", ["rk:text", "rk:missing", "rk:raw"]),
-    ]
-    try:
-        for method, *args in calls:
-            ours = await store.call(method, *args)
-            if method in ("get", "hgetall", "smembers", "lrange", "eval", "mget"):
-                assert ours == await getattr(theirs, method)(*args), method
-        with pytest.raises(txredisapi.ResponseError):
-            await store.call("execute_command", "NOSUCHCOMMAND")
-        assert await store.call("ping") == "PONG"  # the connection goes on after an error
-    finally:
-        theirs.transport.loseConnection()
-        await store.call("execute_command", "DEL", "rk:text", "rk:raw", "rk:n", "rk:h", "rk:s", "rk:l")
         await store.disconnect()
 
 

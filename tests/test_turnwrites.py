@@ -1,8 +1,11 @@
-"""Writes kept for the end of the reactor turn (chatnet/protocols/turnwrites.py),
-over real loopback TCP: everything arrives, in order, whatever the socket
-takes at once; closing sends what was kept first."""
+"""Writes kept for the end of the reactor turn (chatnet/protocols/turnwrites.py,
+chatnet/adapters/twisted/tcp.py), over real loopback TCP: everything
+arrives, in order, whatever the socket takes at once, as it does with
+Twisted's own writes; closing sends what was kept first."""
 import pytest
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, endpoints, protocol, reactor, task
 from twisted.internet.testing import StringTransport
 
@@ -26,11 +29,15 @@ class Sender(protocol.Protocol):
         send_at_turn_end(self.transport)
 
 
-async def pair():
+class TwistedSender(protocol.Protocol):
+    """Writes as Twisted's own transport does."""
+
+
+async def pair(sender_class=Sender):
     received = Collect()
     port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         protocol.Factory.forProtocol(lambda: received))
-    sender = Sender()
+    sender = sender_class()
     await endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), sender)
     return sender, received, port
 
@@ -48,6 +55,43 @@ async def test_everything_arrives_in_order_and_closing_sends_it_first():
         assert await received.closed == b"".join(pieces)
     finally:
         await port.stopListening()
+
+
+async def send(sender_class, turns, slow):
+    """What the other end reads of C{turns} (lists of writes, one list a
+    reactor turn) written by a C{sender_class}, its reading paused for a
+    while if C{slow}."""
+    sender, received, port = await pair(sender_class)
+    try:
+        for turn in turns:
+            if slow and received.transport is not None:
+                received.transport.pauseProducing()
+                reactor.callLater(0.05, received.transport.resumeProducing)
+                slow = False
+            for data in turn:
+                if isinstance(data, list):
+                    sender.transport.writeSequence(data)
+                else:
+                    sender.transport.write(data)
+            await task.deferLater(reactor, 0, lambda: None)
+        sender.transport.loseConnection()
+        return await received.closed
+    finally:
+        await port.stopListening()
+
+
+writes = st.one_of(
+    st.binary(max_size=300),
+    st.integers(1, 400_000).map(lambda n: bytes(range(256)) * (n // 256) + bytes(n % 256)),  # more than a send takes
+    st.lists(st.binary(max_size=50), max_size=4),  # a writeSequence
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(writes, max_size=5), max_size=6), st.booleans())
+@pytest_twisted.ensureDeferred
+async def test_the_reader_reads_what_it_reads_of_twisteds_own_writes(turns, slow):
+    assert await send(Sender, turns, slow) == await send(TwistedSender, turns, slow)
 
 
 @pytest_twisted.ensureDeferred
@@ -118,10 +162,10 @@ def test_a_string_is_refused_at_the_write_as_twisted_does():
     class Transport:
         pass
 
-    from chatnet.protocols.turnwrites import _Writer
+    from chatnet.adapters.twisted.tcp import TurnWriter
 
     with pytest.raises(TypeError):
-        _Writer(Transport(), None).write("text")
+        TurnWriter(Transport(), None).write("text")
 
 
 def test_calls_at_the_turn_end_come_before_the_writes_of_the_turn(failures_logged):
@@ -137,7 +181,7 @@ def test_calls_at_the_turn_end_come_before_the_writes_of_the_turn(failures_logge
     def broken():
         raise RuntimeError("broken")
 
-    _turns_of(clock)._keep(Writer())
+    _turns_of(clock).keep(Writer())
     at_turn_end(clock, lambda: done.append(1))
     at_turn_end(clock, broken)
     at_turn_end(clock, lambda: at_turn_end(clock, lambda: done.append(3)) or done.append(2))

@@ -42,14 +42,14 @@ def test_compression_off_answers_without_the_extension(extensions):
     head, protocol = handshake("off", extensions)
     assert head.startswith("HTTP/1.1 101"), head
     assert "sec-websocket-extensions" not in head.lower()
-    assert protocol._perMessageCompress is None
+    assert not protocol.compressing
 
 
 def test_compression_deflate_accepts_the_offer():
     head, protocol = handshake("deflate")
     assert head.startswith("HTTP/1.1 101"), head
     assert "Sec-WebSocket-Extensions: permessage-deflate" in head
-    assert protocol._perMessageCompress is not None
+    assert protocol.compressing
 
 
 def test_compression_deflate_without_an_offer_is_plain():

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 import orjson
 
+from chatnet.adapters.autobahn import compressing
 from chatnet.bench.targets import Node
 from chatnet.bench.tracker import Key, parse_message_key
 
@@ -75,12 +76,24 @@ def _accept_deflate(response):
 
 
 @functools.lru_cache(maxsize=None)
+def _tls_options(host, ca=None):
+    """The TLS client options of the connections to C{host}: the system's
+    trust roots, or the PEM certificate in the file C{ca}."""
+    from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+    if ca is None:
+        return optionsForClientTLS(host)
+    with open(ca, "rb") as f:
+        return optionsForClientTLS(host, trustRoot=Certificate.loadPEM(f.read()))
+
+
+@functools.lru_cache(maxsize=None)
 def _protocol_class():
-    from autobahn.twisted.websocket import WebSocketClientProtocol
+    from chatnet.adapters.autobahn import FastClientProtocol
 
     _cheap_connection_debug_log()
 
-    class BenchProtocol(WebSocketClientProtocol):
+    class BenchProtocol(FastClientProtocol):
         client: "BenchClient" = None  # set right after buildProtocol
 
         def onOpen(self):
@@ -88,14 +101,6 @@ def _protocol_class():
 
         def onMessage(self, payload, isBinary):
             self.client._frame(payload)
-
-        def onMessageEnd(self):
-            # the same as autobahn's, without firing the "message" observer
-            # signal, which costs a future per frame: the receive path is the
-            # hot loop of the room scenario
-            if not self.failedByMe:
-                self.client._frame(b"".join(self.message_data))
-            self.message_data = None
 
         def onClose(self, wasClean, code, reason):
             self.client._closed(code, reason)
@@ -140,9 +145,8 @@ class BenchClient:
                     timeout=run.opts.connect_timeout)
         if self.node.secure:
             from twisted.internet.endpoints import wrapClientTLS
-            from twisted.internet.ssl import optionsForClientTLS
 
-            ep = wrapClientTLS(optionsForClientTLS(self.node.host), ep)
+            ep = wrapClientTLS(_tls_options(self.node.host, getattr(run.opts, "ca", None)), ep)
         t0 = time.perf_counter()
         d = connectProtocol(ep, proto)
 
@@ -169,7 +173,7 @@ class BenchClient:
 
     def _opened(self, proto):
         self.connected = True
-        self.compressed = proto._perMessageCompress is not None
+        self.compressed = compressing(proto)
         if self._open_d is not None and not self._open_d.called:
             self._open_d.callback(None)
 

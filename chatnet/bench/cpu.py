@@ -65,8 +65,9 @@ def read_cluster_dir(directory: str) -> Dict[str, Any]:
     ``None``), ``node_pids`` (``{nodeId: pid}`` of the chat nodes, or of the
     entries with ``"role": "node"``), ``store_pids`` (``{"redis": pid,
     "mongo": pid}``), and for a peer's directory (``python -m bench.peer``)
-    ``nodes`` (the servers' WebSocket URLs; ``[]`` if none) and ``target``
-    (``"socketio"``; ``None`` if not said)."""
+    ``nodes`` (the servers' WebSocket URLs; ``[]`` if none), ``target``
+    (``"socketio"``; ``None`` if not said) and ``ca`` (the certificate of a
+    cluster started with ``--tls``; ``None`` if none)."""
     path = Path(directory) / CLUSTER_FILE
     try:
         data = json.loads(path.read_text())
@@ -89,7 +90,7 @@ def read_cluster_dir(directory: str) -> Dict[str, Any]:
     nodes = [str(u) for u in nodes] if isinstance(nodes, list) else []
     target = data.get("target") if data.get("target") in ("chatnet", "socketio") else None
     return {"gateway": data.get("gateway"), "mongo": data.get("mongo"), "node_pids": node_pids,
-            "store_pids": store_pids, "nodes": nodes, "target": target}
+            "store_pids": store_pids, "nodes": nodes, "target": target, "ca": data.get("ca")}
 
 
 class NodeCpu:

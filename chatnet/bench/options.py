@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the kind of server: chatnet (default), or socketio, the Socket.IO "
                             "peer of bench/peers/socketio (direct and room; --nodes or "
                             "--cluster-dir of a peer started by python -m bench.peer)")
+    where.add_argument("--ca", metavar="FILE",
+                       help="PEM certificate to trust for wss:// nodes besides the system's (default: the "
+                            "\"ca\" of --cluster-dir's pids.json, made by run-cluster start --tls)")
     where.add_argument("--node-pids", metavar="PIDS",
                        help="node1=PID,node2=PID (or PID,PID): the node processes whose CPU "
                             "time is reported (default: those listening on the nodes' "
@@ -154,6 +157,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             opts.gateway = cluster["gateway"]
         if not opts.mongo:
             opts.mongo = cluster["mongo"]
+        if not opts.ca:
+            opts.ca = cluster["ca"]
         opts.cluster_pids = cluster["node_pids"]
         opts.store_pids = cluster["store_pids"]
         if opts.target is None:

@@ -1,20 +1,13 @@
 """The client WebSocket factory: protocol options set in one place, the registry
 of connections, and prepared (encode-once) broadcast frames.
 
-autobahn copies every protocol option (about 40 of them) from the factory
-onto each new connection, unless the protocol already has it, and
-pretty-prints the list for a debug log line even when debug logging is off:
-about 1 ms of CPU and a few KB of instance dictionary per connection. The
-factory therefore hands out a protocol class that carries the options as
-class attributes (rebuilt whenever they change), so a connection copies
-nothing and has nothing to print. An option that is a function (such as
-``perMessageCompressionAccept``) goes there as a static method: a plain
-function as a class attribute would become a method of each connection,
-called with the connection as an extra first argument.
+The options are carried by the protocol class the factory hands out
+(L{chatnet.adapters.autobahn.FastServerFactory}), so that a connection
+copies none of them.
 """
-from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 
+from chatnet.adapters.autobahn import FastServerFactory
 from chatnet.limits.ratelimit import TokenBucket
 from chatnet.protocols.websocket import ChatServerProtocol
 
@@ -32,7 +25,7 @@ def accept_deflate(offers):
     return None
 
 
-class ChatServerFactory(WebSocketServerFactory):
+class ChatServerFactory(FastServerFactory):
     protocol = ChatServerProtocol
 
     """The connections' collaborators, all read by the protocol from here:
@@ -56,7 +49,7 @@ class ChatServerFactory(WebSocketServerFactory):
             maxFramePayloadSize=limit,
             maxMessagePayloadSize=limit,
             autoFragmentSize=0,
-            # client frames are unmasked by the protocol (codec.Unmasker)
+            # client frames are unmasked by the protocol (adapters.autobahn.Unmasker)
             applyMask=False,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=3,
@@ -89,21 +82,3 @@ class ChatServerFactory(WebSocketServerFactory):
         connection."""
         self.actions = actions
         self.session_service = session_service
-
-    def setProtocolOptions(self, *args, **kwargs):
-        super().setProtocolOptions(*args, **kwargs)
-        self._options_on_protocol()
-
-    def resetProtocolOptions(self):
-        super().resetProtocolOptions()
-        self._options_on_protocol()
-
-    def _options_on_protocol(self):
-        base = type(self).protocol
-        options = {name: _as_class_attribute(getattr(self, name)) for name in base.CONFIG_ATTRS}
-        self.protocol = type(base.__name__, (base,), {**options, "CONFIG_ATTRS": ()})
-
-
-def _as_class_attribute(value):
-    """C{value} such that reading it from an instance gives C{value} itself."""
-    return staticmethod(value) if callable(value) else value

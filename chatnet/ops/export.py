@@ -188,6 +188,7 @@ class AmqpExport(Service):
         self._channel = None
         self._connection = None
         self._client = None
+        self._built = None  # the broker connection made last
         self._drained = []
         metrics = getattr(node, "metrics", None)
         if metrics is not None:
@@ -261,15 +262,22 @@ class AmqpExport(Service):
         endpoint = HostnameEndpoint(self.reactor, self.parameters.host, self.parameters.port, timeout=5)
         if self.tls:
             endpoint = wrapClientTLS(optionsForClientTLS(self.parameters.host), endpoint)
-        factory = Factory.forProtocol(lambda: _BrokerConnection(self, self.parameters))
+        factory = Factory.forProtocol(self._connection_for)
         self._client = ClientService(
             endpoint, factory, retryPolicy=backoffPolicy(initialDelay=0.2, maxDelay=self.retry_max),
             clock=self.reactor, prepareConnection=self._prepare,
         )
         self._client.startService()
 
+    def _connection_for(self):
+        self._built = _BrokerConnection(self, self.parameters)
+        return self._built
+
     async def _prepare(self, proxy):
-        protocol = proxy._protocol if hasattr(proxy, "_protocol") else proxy
+        # ClientService hands over a proxy of the connection; the connection
+        # itself (which tells its loss) is the one built last: the service
+        # makes one connection at a time
+        protocol = self._built
         try:
             await protocol.ready
             channel = await protocol.channel()

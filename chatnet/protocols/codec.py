@@ -189,38 +189,3 @@ def encode_error(error, re=None):
     return encode(
         "error", {"code": error.code, "message": error.message, "ext": error.ext}, re
     )
-
-
-class Unmasker:
-    """Unmasks the payload of one client frame (RFC 6455, 5.3), in as many
-    pieces as it arrives, with Python's integers: for frames of chat size
-    about a quarter of the cost of autobahn's native masker, which is made
-    anew (a C object, its buffers) for every frame."""
-
-    __slots__ = ("mask", "offset")
-
-    def __init__(self, mask):
-        self.mask = mask
-        self.offset = 0
-
-    def unmask(self, data):
-        n = len(data)
-        if not n:
-            return data
-        k = self.offset & 3
-        self.offset += n
-        mask = self.mask[k:] + self.mask[:k]
-        key = (mask * ((n + 3) >> 2))[:n]
-        return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-def text_frame(payload):
-    """C{payload} (UTF-8 bytes) as one unmasked, unfragmented WebSocket text
-    frame (RFC 6455, 5.2), as a server sends it; the bytes autobahn makes
-    for an uncompressed connection."""
-    n = len(payload)
-    if n < 126:
-        return b"\x81" + bytes((n,)) + payload
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload

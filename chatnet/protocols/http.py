@@ -12,8 +12,13 @@ a request must arrive in time and within size limits.
 * a method a resource does not serve: ``405`` with ``Allow``
   (L{PlainResource}); a failure while answering: ``500``.
 """
+from twisted.logger import Logger
 from twisted.python.compat import nativeString
-from twisted.web import http, resource, server
+from twisted.web import resource, server
+
+from chatnet.adapters.twisted.web import HTTPChannel
+
+log = Logger()
 
 MAX_HEAD = 16384
 MAX_BODY = 65536
@@ -62,7 +67,7 @@ class PlainRequest(server.Request):
         super().handleContentChunk(data)
 
     def processingFailed(self, reason):
-        self._log.failure("request failed", failure=reason)
+        log.failure("request failed", failure=reason)
         if self.startedWriting:
             self.channel.loseConnection()
             return reason
@@ -73,7 +78,7 @@ class PlainRequest(server.Request):
         return reason
 
 
-class GuardedChannel(http.HTTPChannel):
+class GuardedChannel(HTTPChannel):
     """An HTTP/1.1 channel with a timeout on receiving each request and
     limits on its size (see the module)."""
 
@@ -87,7 +92,7 @@ class GuardedChannel(http.HTTPChannel):
     def dataReceived(self, data):
         if self._refused:
             return
-        if self._request_timer is None and not self._handlingRequest and data:
+        if self._request_timer is None and not self.answering and data:
             # the first byte of a request: all of it must come in time
             self._request_timer = self.callLater(self.request_timeout, self._timed_out)
         super().dataReceived(data)
@@ -95,7 +100,7 @@ class GuardedChannel(http.HTTPChannel):
     def lineReceived(self, line):
         if self._refused:
             return
-        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+        if self.head_bytes + len(line) > self.totalHeadersSize:
             self._refuse(431, b"Request Header Fields Too Large", b"request head too large\n")
             return
         super().lineReceived(line)
@@ -104,7 +109,7 @@ class GuardedChannel(http.HTTPChannel):
         self._refuse(431, b"Request Header Fields Too Large", b"request head too large\n")
 
     def headerReceived(self, line):
-        if self._receivedHeaderCount >= self.maxHeaders:
+        if self.head_fields >= self.maxHeaders:
             self._refuse(431, b"Request Header Fields Too Large", b"too many header fields\n")
             return False
         return super().headerReceived(line)
@@ -118,7 +123,7 @@ class GuardedChannel(http.HTTPChannel):
     def rawDataReceived(self, data):
         if self._refused:
             return
-        if not self._handlingRequest:
+        if not self.answering:
             self._body_bytes += len(data)
             if self._body_bytes > MAX_BODY + MAX_HEAD:  # chunked framing included
                 self._refuse(413, b"Content Too Large", b"request body too large\n")
@@ -140,7 +145,7 @@ class GuardedChannel(http.HTTPChannel):
         self._request_timer = None
         self._refuse(408, b"Request Timeout", b"request not received in time\n")
 
-    def _respondToBadRequestAndDisconnect(self):
+    def bad_request(self):
         self._refuse(400, b"Bad Request", b"bad request\n")
 
     def _refuse(self, code, reason, text):

@@ -31,13 +31,13 @@ by L{chatnet.protocols.backlog.OutboundBacklog}) is dropped. Its calls fail
 as for a node that went away (the callers retry or catch up, see
 L{chatnet.cluster.router}), and the link is made again at the next call.
 
-The boxes are read here rather than by Twisted's box parser, and the calls
-that carry the messages (L{cmd.DeliverMany}, L{cmd.RoomDeliver}) are
-encoded, answered and decoded here rather than by AMP's generic command
-machinery, which made an AMP round trip cost several times the delivery
-it carries (see bench/RESULTS.md). The bytes on the wire are AMP's own; a
-box these fast paths cannot read (malformed) goes the generic way, with
-its errors.
+The boxes are read by L{chatnet.adapters.twisted.amp.FastAMP} rather than by
+Twisted's box parser, and the calls that carry the messages
+(L{cmd.DeliverMany}, L{cmd.RoomDeliver}) are encoded, answered and decoded
+here with its short ways rather than by AMP's generic command machinery,
+which made an AMP round trip cost several times the delivery it carries
+(see bench/RESULTS.md). The bytes on the wire are AMP's own; a box these
+fast paths cannot read (malformed) goes the generic way, with its errors.
 """
 import hashlib
 import hmac
@@ -46,8 +46,8 @@ import os
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.protocols import amp
-from twisted.python.failure import Failure
 
+from chatnet.adapters.twisted.amp import FastAMP, pack, unpack
 from chatnet.errors import ProtocolError, StoreUnavailable
 from chatnet.protocols import amp_commands as cmd
 from chatnet.protocols.backlog import OutboundBacklog
@@ -83,33 +83,15 @@ def _translate(exc):
     return exc
 
 
-def _pack(items):
-    """An AMP C{ListOf} value of C{items} (bytes)."""
-    return b"".join([len(item).to_bytes(2, "big") + item for item in items])
-
-
-def _unpack(value):
-    """The items (bytes) of an AMP C{ListOf} value; ValueError if it is
-    not exactly one."""
-    items, pos, end = [], 0, len(value)
-    while pos < end:
-        stop = pos + 2 + int.from_bytes(value[pos:pos + 2], "big")
-        if stop > end or pos + 2 > end:
-            raise ValueError("truncated list")
-        items.append(value[pos + 2:stop])
-        pos = stop
-    return items
-
-
 def _texts(value):
-    return [item.decode("utf-8") for item in _unpack(value)]
+    return [item.decode("utf-8") for item in unpack(value)]
 
 
 def _encode_deliver_many(msgIds, datas, usernames):
     return amp.AmpBox({
-        b"msgIds": _pack([m.encode("utf-8") for m in msgIds]),
-        b"datas": _pack(datas),
-        b"usernames": _pack([u.encode("utf-8") for u in usernames]),
+        b"msgIds": pack([m.encode("utf-8") for m in msgIds]),
+        b"datas": pack(datas),
+        b"usernames": pack([u.encode("utf-8") for u in usernames]),
     })
 
 
@@ -119,10 +101,10 @@ def _decode_deliver_many_answer(box):
 
 def _encode_room_deliver(roomNames, seqs, msgIds, datas):
     return amp.AmpBox({
-        b"roomNames": _pack([r.encode("utf-8") for r in roomNames]),
-        b"seqs": _pack([b"%d" % s for s in seqs]),
-        b"msgIds": _pack([m.encode("utf-8") for m in msgIds]),
-        b"datas": _pack(datas),
+        b"roomNames": pack([r.encode("utf-8") for r in roomNames]),
+        b"seqs": pack([b"%d" % s for s in seqs]),
+        b"msgIds": pack([m.encode("utf-8") for m in msgIds]),
+        b"datas": pack(datas),
     })
 
 
@@ -145,7 +127,7 @@ def _refusal_soft(code, why):
     return amp.RemoteAmpError(code, why)
 
 
-class InternalProtocol(amp.AMP):
+class InternalProtocol(FastAMP):
     """One link between two nodes.
 
     @ivar responder: the node's responder of the cluster's commands (see L{chatnet.node.ChatNode}).
@@ -178,8 +160,6 @@ class InternalProtocol(amp.AMP):
         self.peerNodeId = None
         self._nonce = None
         self._received = 0  # bytes before authentication
-        self._box_keys = 0
-        self._box_bytes = 0
         self._dropped = False
         self._deadline = None
 
@@ -197,7 +177,7 @@ class InternalProtocol(amp.AMP):
         if self._dropped:
             return
         self._dropped = True
-        self.paused = True  # parse nothing more of what is buffered
+        self.stop_reading()  # nothing more of what is buffered either
         log.warn("internal peer {peer} ({node}) dropped: {why}", peer=self._peer(), node=self.peerNodeId, why=why)
         if self.transport is not None:
             self.transport.abortConnection()
@@ -213,15 +193,10 @@ class InternalProtocol(amp.AMP):
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
 
-    # the box being read: its unread bytes, its pairs so far, a key waiting
-    # for its value
-    _unread = b""
-    _box = None
-    _key = None
-
     def dataReceived(self, data):
-        """Read the boxes in C{data} (AMP's encoding: each key and value
-        after its 2-byte length, an empty key ending the box)."""
+        """Count what a peer sends before authenticating, then read the
+        boxes (L{FastAMP.dataReceived}, with L{maxBoxKeys} and
+        L{maxBoxBytes})."""
         if self._dropped:
             return
         if not self.authenticated:
@@ -229,49 +204,18 @@ class InternalProtocol(amp.AMP):
             if self._received > self.preAuthBytes:
                 self._drop(f"sent more than {self.preAuthBytes} bytes before authenticating")
                 return
-        buffer = self._unread + data if self._unread else data
-        pos, end = 0, len(buffer)
-        box, key, keys, size = self._box, self._key, self._box_keys, self._box_bytes
-        while end - pos >= 2:
-            length = (buffer[pos] << 8) | buffer[pos + 1]
-            if key is None and length > 255:
-                self._keyLengthLimitExceeded = True  # (AMP's reason: TooLong)
-                self._drop("a key longer than 255 bytes")
-                return
-            stop = pos + 2 + length
-            if stop > end:
-                break
-            string = buffer[pos + 2:stop]
-            pos = stop
-            size += 2 + length
-            if key is not None:
-                if size > self.maxBoxBytes:
-                    self._drop(f"a box of more than {self.maxBoxBytes} bytes")
-                    return
-                box[key] = string
-                key = None
-            elif string:
-                keys += 1
-                if keys > self.maxBoxKeys:
-                    self._drop(f"a box of more than {self.maxBoxKeys} keys")
-                    return
-                if box is None:
-                    box = amp.AmpBox()
-                key = string
-            else:
-                self._box, self._key, self._box_keys, self._box_bytes = None, None, 0, 0
-                self.ampBoxReceived(box if box is not None else amp.AmpBox())
-                if self._dropped:
-                    return
-                box, keys, size = None, 0, 0
-        self._box, self._key, self._box_keys, self._box_bytes = box, key, keys, size
-        self._unread = buffer[pos:] if pos < end else b""
+        super().dataReceived(data)
+
+    def box_refused(self, why):
+        """A box past the bounds, or a key longer than AMP allows: the
+        connection is dropped."""
+        self._drop(why)
 
     def ampBoxReceived(self, box):
         if self._dropped:
             return
         if self.peerKind == "node" and self.responder is not None:
-            fast = _FAST_RESPONDERS.get(box.get(b"_command"))
+            fast = _FAST_RESPONDERS.get(box.get(amp.COMMAND))
             if fast is not None and fast(self, box):
                 return
         try:
@@ -284,7 +228,7 @@ class InternalProtocol(amp.AMP):
         """L{cmd.DeliverMany}, answered without AMP's command machinery;
         False if the box is not one it can read (the generic way answers)."""
         try:
-            msg_ids, datas, usernames = _texts(box[b"msgIds"]), _unpack(box[b"datas"]), _texts(box[b"usernames"])
+            msg_ids, datas, usernames = _texts(box[b"msgIds"]), unpack(box[b"datas"]), _texts(box[b"usernames"])
         except (KeyError, ValueError):
             return False
         deliver = self.responder.deliver
@@ -297,14 +241,14 @@ class InternalProtocol(amp.AMP):
         except Exception:
             self._fast_failed(box)
             return True
-        self._fast_answer(box, {b"missing": _pack(missing)})
+        self.answer_box(box, {b"missing": pack(missing)})
         return True
 
     def _fast_room_deliver(self, box):
         """L{cmd.RoomDeliver}, as L{_fast_deliver_many}."""
         try:
-            rooms, seqs = _texts(box[b"roomNames"]), [int(s) for s in _unpack(box[b"seqs"])]
-            msg_ids, datas = _texts(box[b"msgIds"]), _unpack(box[b"datas"])
+            rooms, seqs = _texts(box[b"roomNames"]), [int(s) for s in unpack(box[b"seqs"])]
+            msg_ids, datas = _texts(box[b"msgIds"]), unpack(box[b"datas"])
         except (KeyError, ValueError):
             return False
         try:
@@ -313,24 +257,14 @@ class InternalProtocol(amp.AMP):
         except Exception:
             self._fast_failed(box)
             return True
-        self._fast_answer(box, {})
+        self.answer_box(box, {})
         return True
 
-    def _fast_answer(self, box, answer):
-        ask = box.get(b"_ask")
-        if ask is not None:
-            answer = amp.AmpBox(answer)
-            answer[b"_answer"] = ask
-            self._safeEmit(answer)
-
     def _fast_failed(self, box):
-        """As AMP answers a command whose responder raised: an UNKNOWN
-        error, and the connection closed."""
-        log.failure("internal command {name} failed", name=box[b"_command"].decode("ascii", "replace"))
-        ask = box.get(b"_ask")
-        if ask is not None:
-            self._safeEmit(amp.QuitBox({b"_error": ask, b"_error_code": amp.UNKNOWN_ERROR_CODE,
-                                        b"_error_description": b"Unknown Error"}))
+        """As AMP answers a command whose responder raised: logged, an
+        UNKNOWN error, and the connection closed."""
+        log.failure("internal command {name} failed", name=box[amp.COMMAND].decode("ascii", "replace"))
+        self.answer_failure(box)
 
     def callRemote(self, command, **arguments):
         """AMP's, with the boxes of the message-carrying commands made here
@@ -339,8 +273,7 @@ class InternalProtocol(amp.AMP):
         if fast is None:
             return super().callRemote(command, **arguments)
         encode, decode = fast
-        d = self._sendBoxCommand(command.commandName, encode(**arguments), True)
-        return d.addCallbacks(decode, _remote_error, errbackArgs=(command,))
+        return self.call_with_box(command, encode(**arguments), decode)
 
     def unhandledError(self, failure):
         if failure.check(amp.RemoteAmpError):
@@ -495,11 +428,3 @@ _FAST_RESPONDERS = {
     cmd.DeliverMany.commandName: InternalProtocol._fast_deliver_many,
     cmd.RoomDeliver.commandName: InternalProtocol._fast_room_deliver,
 }
-
-
-def _remote_error(failure, command):
-    """An error answer as AMP's C{callRemote} gives it: the exception
-    C{command} declares for its code."""
-    failure.trap(amp.RemoteAmpError)
-    error = failure.value
-    return Failure(command.reverseErrors.get(error.errorCode, amp.UnknownRemoteError)(error.description))

@@ -20,7 +20,8 @@ many connections stays one object in memory however many of them do not
 read). Closing the connection
 sends what is kept first; aborting it drops it, as Twisted's abort does.
 Only plain TCP transports are changed (a TLS connection writes through its
-TLS layer, which is left as it is). A connection whose sending fails in an
+TLS layer, which is left as it is); what this takes of Twisted's transport
+is in L{chatnet.adapters.twisted.tcp}. A connection whose sending fails in an
 unforeseen way is aborted (its byte stream would have a gap) and logged;
 the other connections of the turn are sent as usual.
 
@@ -29,8 +30,9 @@ are sent: work gathered over the turn (the messages to accept in one Redis
 call, L{chatnet.service.accept}) is done once, and what it writes leaves in the
 same turn.
 """
-from twisted.internet import tcp
 from twisted.logger import Logger
+
+from chatnet.adapters.twisted.tcp import keep_writes, reactor_of
 
 log = Logger()
 
@@ -45,11 +47,13 @@ class _Turns:
         self._first = []  # calls to make before the writes are sent
         self._call = None
 
-    def _keep(self, writer):
+    def keep(self, writer):
+        """C{writer} (a L{chatnet.adapters.twisted.tcp.TurnWriter}) has
+        bytes to send at the end of this turn."""
         self._waiting.append(writer)
         self._schedule()
 
-    def _before(self, f):
+    def before(self, f):
         self._first.append(f)
         self._schedule()
 
@@ -75,76 +79,6 @@ class _Turns:
                 writer.abortConnection()
 
 
-class _Writer:
-    """What one transport keeps for the end of the turn."""
-
-    __slots__ = ("transport", "turns", "pending")
-
-    def __init__(self, transport, turns):
-        self.transport = transport
-        self.turns = turns
-        self.pending = None
-
-    def write(self, data):
-        if isinstance(data, str):
-            raise TypeError("Data must not be string")  # as Twisted's write, at the call
-        if not data:
-            return
-        if self.pending is None:
-            self.pending = [data]
-            self.turns._keep(self)
-        else:
-            self.pending.append(data)
-
-    def writeSequence(self, sequence):
-        for data in sequence:
-            self.write(data)
-
-    def flush(self):
-        pending, self.pending = self.pending, None
-        if not pending:
-            return
-        transport = self.transport
-        if transport.dataBuffer or transport._tempDataBuffer:
-            # Twisted holds bytes of the connection already (its client is
-            # slow): it keeps these writes as they are, by reference (a room's
-            # frame is one bytes object for all its members' connections)
-            tcp.Connection.writeSequence(transport, pending)
-            return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        if transport.connected and not transport.disconnecting and not transport.TLS:
-            try:
-                sent = transport.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                # the connection broke: Twisted's write finds it out and
-                # closes the connection as it always does
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        tcp.Connection.write(transport, data)
-
-    def loseConnection(self):
-        self.flush()
-        tcp.Connection.loseConnection(self.transport)
-
-    def loseWriteConnection(self):
-        self.flush()
-        tcp.Connection.loseWriteConnection(self.transport)
-
-    def abortConnection(self):
-        self.pending = None
-        tcp.Connection.abortConnection(self.transport)
-
-    def peer(self):
-        try:
-            return self.transport.getPeer()
-        except Exception:
-            return "?"
-
-
 _turns = {}  # reactor -> its _Turns
 
 
@@ -159,19 +93,13 @@ def at_turn_end(reactor, f):
     """Call C{f()} at the end of the current turn of C{reactor}, before the
     writes kept for the turn are sent (what C{f} writes goes with them).
     An exception of C{f} is logged."""
-    _turns_of(reactor)._before(f)
+    _turns_of(reactor).before(f)
 
 
 def send_at_turn_end(transport):
     """Make C{transport} (a connection's) keep its writes for the end of
     the turn of its reactor; anything but a plain TCP connection is left as
     it is."""
-    if type(transport) not in (tcp.Server, tcp.Client):
-        return
-    turns = _turns_of(transport.reactor)
-    writer = _Writer(transport, turns)
-    transport.write = writer.write
-    transport.writeSequence = writer.writeSequence
-    transport.loseConnection = writer.loseConnection
-    transport.loseWriteConnection = writer.loseWriteConnection
-    transport.abortConnection = writer.abortConnection
+    reactor = reactor_of(transport)
+    if reactor is not None:
+        keep_writes(transport, _turns_of(reactor))

@@ -10,12 +10,12 @@ its L{chatnet.service.session.Session}.
 import socket
 from collections import deque
 
-from autobahn.twisted.websocket import ConnectionDeny, WebSocketServerProtocol
+from autobahn.twisted.websocket import ConnectionDeny
 from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
-from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from chatnet.adapters.autobahn import OPEN, FastServerProtocol
 from chatnet.errors import ProtocolError, as_protocol_error
 from chatnet.protocols import codec
 from chatnet.protocols.backlog import OutboundBacklog
@@ -23,10 +23,6 @@ from chatnet.protocols.constants import DISCONNECTED, GOING_AWAY, LOGIN_TIMEOUT,
 from chatnet.protocols.turnwrites import send_at_turn_end
 
 log = Logger()
-
-# Close codes (RFC 6455 lets applications use 4000-4999 only):
-
-OPEN = WebSocketProtocol.STATE_OPEN
 
 
 class _Unlimited:
@@ -42,7 +38,7 @@ class _Unlimited:
 UNLIMITED = _Unlimited()
 
 
-class ChatServerProtocol(WebSocketServerProtocol):
+class ChatServerProtocol(FastServerProtocol):
     """Frames in and out of one connection; what its login means lives in
     its L{chatnet.service.session.Session} (C{session}, made once the
     opening handshake is done)."""
@@ -54,7 +50,6 @@ class ChatServerProtocol(WebSocketServerProtocol):
     _queue = ()  # the requests waiting their turn (a deque from the first one)
     _busy = False
     _login_timer = None
-    _drop_timer = None  # aborts a connection whose closing writes are not read
 
     @property
     def record(self):
@@ -146,75 +141,6 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if not self._busy:
             self._next()
 
-    # Client frames are unmasked here (the factory sets autobahn's
-    # applyMask off): codec.Unmasker is cheaper than autobahn's masker.
-    _unmasker = None
-
-    def processData(self):
-        """autobahn's, with a short way for the usual client frame: a whole
-        masked text frame (FIN, no extension bits, its length in the
-        shortest form) outside a fragmented message, on an uncompressed
-        open connection, within the size limits and of valid UTF-8, is
-        unmasked and handed to L{onMessage} at once. Any other frame, and
-        such a frame that is not valid UTF-8, goes autobahn's way, with its
-        checks and close codes (1009, 1007, ...)."""
-        data = self.data
-        if (len(data) > 6 and data[0] == 0x81 and data[1] & 0x80 and self.current_frame is None
-                and self.state == OPEN and not self.inside_message and self._perMessageCompress is None):
-            n = data[1] & 0x7F
-            start = 2
-            if n == 126:
-                n = (data[2] << 8) | data[3]
-                start = 4
-                if n < 126:
-                    n = 0  # not the shortest form: autobahn's way
-            elif n == 127:
-                n = 0
-            end = start + 4 + n
-            if 0 < n and len(data) >= end and not (0 < self.maxFramePayloadSize < n) and not (
-                    0 < self.maxMessagePayloadSize < n):
-                payload = codec.Unmasker(data[start:start + 4]).unmask(data[start + 4:end])
-                try:
-                    payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    return super().processData()
-                self.data = data[end:]
-                self._alive()
-                self.onMessage(payload, False)
-                return len(self.data) > 0
-        return super().processData()
-
-    def onFrameEnd(self):
-        if self.current_frame.opcode < 8:  # a data frame, whole or a fragment
-            self._alive()
-        return super().onFrameEnd()
-
-    def _alive(self):
-        """A data frame arrived: the one place both ways of reading frames
-        tell the keep-alive. As autobahn does with
-        C{autoPingRestartOnAnyTraffic} (which the factory turns off, so
-        that this is the only place): a data frame while a ping waits for
-        its pong ends the wait and schedules the next ping."""
-        if self.autoPingTimeoutCall is not None:
-            self._cancelAutoPingTimeoutCall()
-
-    def onFrameBegin(self):
-        mask = self.current_frame.mask
-        self._unmasker = codec.Unmasker(mask) if mask else None
-        return super().onFrameBegin()
-
-    def onFrameData(self, payload):
-        if self._unmasker is not None:
-            payload = self._unmasker.unmask(payload)
-        return super().onFrameData(payload)
-
-    def onMessageEnd(self):
-        # autobahn's, minus firing its "message" observer signal (nobody
-        # listens here), which costs a Deferred and callbacks per frame.
-        if not self.failedByMe:
-            self._onMessage(b"".join(self.message_data), self.message_is_binary)
-        self.message_data = None
-
     def _next(self):
         while self._queue and not self.closed:
             request = self._queue.popleft()
@@ -252,31 +178,9 @@ class ChatServerProtocol(WebSocketServerProtocol):
         if self.session.keeps(msg_id, payload):
             return
         if prepared is not None:
-            if self.state == OPEN:
-                if self._perMessageCompress is None and not self.send_queue:
-                    # the frame as prepared once for every connection
-                    self.transport.write(prepared.payloadHybi)
-                else:
-                    self.sendPreparedMessage(prepared)
+            self.send_prepared(prepared)  # the frame as prepared once for every connection
         else:
             self.sendMessage(payload)
-
-    def sendMessage(self, payload, isBinary=False, *args, **kwargs):
-        """autobahn's, except that a frame for a connection that is closing
-        is dropped instead of raising (a request in hand may still answer,
-        a delivery may still arrive).
-
-        A text frame of an uncompressed connection with nothing queued is
-        framed here (:func:`codec.text_frame`) and written at once: the same
-        bytes as autobahn's, without its per-frame bookkeeping and debug
-        formatting, which cost more than the frame itself."""
-        if self.state != OPEN:
-            return
-        if (not isBinary and not args and not kwargs and self._perMessageCompress is None
-                and not self.send_queue and not 0 < self.maxMessagePayloadSize < len(payload)):
-            self.transport.write(codec.text_frame(payload))
-        else:
-            super().sendMessage(payload, isBinary, *args, **kwargs)
 
     def send_error(self, error, re=None):
         self.factory.metrics.error_sent(error.code)
@@ -303,29 +207,6 @@ class ChatServerProtocol(WebSocketServerProtocol):
             self.sendClose(GOING_AWAY, "node stopping: reconnect through the gateway")
 
     # -- end -----------------------------------------------------------------
-
-    def _closeConnection(self, abort=False):
-        """autobahn's, except after the node failed the connection (a bad
-        close frame: 1002, 1007; a frame too big: 1009): autobahn aborts
-        the TCP connection at once, which would drop the close frame it
-        just wrote. The connection is closed after its writes are sent
-        instead, or aborted if the client does not take them within the
-        closing handshake timeout."""
-        if abort and self.failedByMe and self._drop_timer is None and self.closeHandshakeTimeout > 0:
-            self._drop_timer = self.factory.clock.callLater(self.closeHandshakeTimeout, self._drop)
-            self.transport.loseConnection()
-        else:
-            super()._closeConnection(abort)
-
-    def _drop(self):
-        self._drop_timer = None
-        self.transport.abortConnection()
-
-    def connectionLost(self, reason):
-        if self._drop_timer is not None:
-            self._drop_timer.cancel()
-            self._drop_timer = None
-        super().connectionLost(reason)
 
     def onClose(self, wasClean, code, reason):
         self._queue = ()

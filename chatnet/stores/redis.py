@@ -18,9 +18,6 @@ increments, or a restarted server), every counter is marked untrusted, and
 the next accept of each channel restores its counter first
 (:mod:`chatnet.service.sequences`).
 """
-import collections
-import hashlib
-
 import txredisapi
 from twisted.internet import defer, error, protocol as twisted_protocol, reactor as default_reactor
 from twisted.internet.endpoints import HostnameEndpoint
@@ -28,6 +25,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from chatnet.adapters.txredisapi import FastRedisFactory, FastRedisProtocol
 from chatnet.errors import StoreUnavailable
 from chatnet.protocols.turnwrites import send_at_turn_end
 from chatnet.stores.redis_url import is_sentinel_url, parse_redis_url, parse_sentinel_url
@@ -300,28 +298,12 @@ def _show(address):
     return f"{address[0]}:{address[1]}"
 
 
-# script -> (its bytes, their SHA-1): the few scripts chatnet runs
-_SCRIPTS = {}
+class _Protocol(FastRedisProtocol):
+    """txredisapi's protocol with the adapter's lighter command path
+    (L{FastRedisProtocol}: a command unanswered for C{replyTimeout} seconds
+    drops the connection, and its pool slot connects again).
 
-# short strings -> their RESP bulk string: most arguments of the hot calls
-# (key names, script hashes, node ids, channels) come again and again
-_ENCODED = {}
-_ENCODED_LENGTH = 100
-_ENCODED_SIZE = 10_000
-
-
-class _Protocol(txredisapi.HiredisProtocol):
-    """txredisapi's protocol with a lighter path for each command: the
-    replies are parsed by hiredis and handed to a queue of Deferreds, one
-    per command (txredisapi's own path makes three Deferreds and a timer per
-    command), and one timer per connection bounds the wait of the oldest
-    command: when it is C{replyTimeout} seconds old with no answer, every
-    waiting command fails with L{txredisapi.TimeoutError} and the connection
-    is dropped (its pool slot connects again). chatnet sends no MULTI and
-    does not pipeline, so txredisapi's transaction and pipelining states
-    are not kept here.
-
-    It also selects the database itself. txredisapi's own select stops the whole
+    It selects the database itself. txredisapi's own select stops the whole
     pool for good when it fails (Redis stalled, or killed while the SELECT of
     a new connection was in flight, or still loading its data): here only
     this connection is dropped, and its pool slot connects again.
@@ -344,7 +326,7 @@ class _Protocol(txredisapi.HiredisProtocol):
             changed = yield self.eval(CHECK_SERVER, [SEQ_SERVER, SEQ_TRUSTED])
         except Exception as e:
             log.warn("redis: could not use {peer} (database {db}): {e}; connecting again",
-                     peer=self._peer(), db=database, e=e)
+                     peer=self.describe_peer(), db=database, e=e)
             if self.transport is not None:
                 self.transport.abortConnection()
             return
@@ -353,135 +335,8 @@ class _Protocol(txredisapi.HiredisProtocol):
         # (no password, no dbid: the base class only marks the connection usable)
         yield txredisapi.RedisProtocol.connectionMade(self)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._waiting = collections.deque()  # (deadline, Deferred), oldest first
-        self._watchdog = None
 
-    def execute_command(self, *args, **kwargs):
-        if not self.connected:
-            raise txredisapi.ConnectionError("Not connected")
-        self.transport.write(self._build_command(*args))
-        d = defer.Deferred()
-        if self.replyTimeout:
-            self._waiting.append((self.seconds() + self.replyTimeout, d))
-            if self._watchdog is None:
-                self._watchdog = self.factory.clock.callLater(self.replyTimeout, self._check_oldest)
-        else:
-            self._waiting.append((None, d))
-        post_proc = kwargs.get("post_proc")
-        if post_proc is not None:
-            d.addCallback(post_proc)
-        return d
-
-    def seconds(self):
-        return self.factory.clock.seconds()
-
-    def dataReceived(self, data):
-        reader = self._reader
-        reader.feed(data)
-        reply = reader.gets()
-        while reply is not False:
-            if not self._waiting:
-                log.warn("redis: an answer to no command from {peer}; dropping the connection", peer=self._peer())
-                self.transport.abortConnection()
-                return
-            d = self._waiting.popleft()[1]
-            if isinstance(reply, Exception):
-                d.errback(reply)
-            else:
-                d.callback(self.tryConvertData(reply))
-            reply = reader.gets()
-
-    def _check_oldest(self):
-        self._watchdog = None
-        if not self._waiting:
-            return
-        left = self._waiting[0][0] - self.seconds()
-        if left > 0:
-            self._watchdog = self.factory.clock.callLater(left, self._check_oldest)
-            return
-        self._fail_all(txredisapi.TimeoutError(f"Not received Redis response in {self.replyTimeout} seconds"))
-        if self.transport is not None:
-            self.transport.abortConnection()
-
-    def _fail_all(self, why):
-        waiting, self._waiting = self._waiting, collections.deque()
-        for _, d in waiting:
-            d.errback(why)
-
-    def connectionLost(self, why):
-        if self._watchdog is not None and self._watchdog.active():
-            self._watchdog.cancel()
-        self._watchdog = None
-        super().connectionLost(why)
-        self._fail_all(txredisapi.ConnectionError("Lost connection"))
-
-    def _build_command(self, *args, **kwargs):
-        """The RESP request of C{args}: txredisapi's, in a fraction of its
-        time for the usual arguments (bytes, str, int); anything else is
-        encoded by txredisapi's own rules (and its errors)."""
-        parts = [b"*%d\r\n" % len(args)]
-        append = parts.append
-        utf8 = self.charset == "utf-8"
-        encoded = _ENCODED if utf8 else {}
-        for arg in args:
-            kind = type(arg)
-            if kind is str:
-                part = encoded.get(arg)
-                if part is not None:
-                    append(part)
-                    continue
-            if kind is bytes:
-                value = arg
-            elif kind is str:
-                try:
-                    value = arg.encode(self.charset, self.errors)
-                except (TypeError, UnicodeError):
-                    value = self._encode_value(arg)
-            elif kind is int:
-                value = b"%d" % arg
-            else:
-                value = self._encode_value(arg)
-            part = b"$%d\r\n%s\r\n" % (len(value), value)
-            if kind is str and utf8 and len(arg) <= _ENCODED_LENGTH:
-                if len(encoded) >= _ENCODED_SIZE:
-                    encoded.clear()
-                encoded[arg] = part
-            append(part)
-        return b"".join(parts)
-
-    def eval(self, script, keys=(), args=()):
-        """txredisapi's (EVALSHA once the script is known, EVAL after a
-        NOSCRIPT), with the script's bytes and SHA-1 computed once per
-        script instead of once per call."""
-        cached = _SCRIPTS.get(script)
-        if cached is None:
-            body = script.encode() if isinstance(script, str) else script
-            cached = _SCRIPTS[script] = (body, hashlib.sha1(body).hexdigest())
-        body, sha = cached
-        if sha in self.script_hashes:
-            d = self.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-            return d.addErrback(self._no_script, body, sha, keys, args)
-        return self._eval(body, sha, keys, args)
-
-    def _no_script(self, failure, body, sha, keys, args):
-        """A script the server forgot (restarted, or SCRIPT FLUSH): sent
-        whole again."""
-        if failure.check(txredisapi.ResponseError) and str(failure.value).startswith("NOSCRIPT"):
-            self.script_hashes.discard(sha)
-            return self._eval(body, sha, keys, args)
-        return failure
-
-    def _peer(self):
-        try:
-            peer = self.transport.getPeer()
-            return f"{peer.host}:{peer.port}"
-        except Exception:
-            return "redis"
-
-
-class _Factory(txredisapi.RedisFactory):
+class _Factory(FastRedisFactory):
     """A lazy pool of connections that never stops trying, retrying at most
     every C{maxDelay} seconds so that a Redis that answers again is used again
     within a second or two."""
@@ -491,33 +346,10 @@ class _Factory(txredisapi.RedisFactory):
     maxDelay = 1.0
 
     def __init__(self, address, database, poolsize, reply_timeout, server_changed=lambda: None, clock=None):
-        super().__init__(address, None, poolsize, isLazy=True, replyTimeout=reply_timeout, convertNumbers=False)
-        self.clock = clock or default_reactor
-        self._next_ready = -1
+        super().__init__(address, None, poolsize, isLazy=True, replyTimeout=reply_timeout, convertNumbers=False,
+                         clock=clock)
         self.database = database
         self.server_changed = server_changed
-
-    def ready(self):
-        """A connection of the pool ready for a command, else None: the
-        ready ones in turn (as txredisapi's handler spreads commands, which
-        it does by a random pick through a generator and two Deferreds per
-        command). One connection for every command was measured slower with
-        many rooms: the replies of a whole turn then queue in one
-        connection's line parser."""
-        pending = self.connectionQueue.pending
-        for _ in range(len(pending)):
-            self._next_ready = (self._next_ready + 1) % len(pending)
-            connection = pending[self._next_ready]
-            if connection.connected:
-                return connection
-        return None
-
-    def drop_connections(self):
-        """Close every connection: each slot connects again (and asks the
-        sentinels again)."""
-        for conn in list(self.pool):
-            if conn.transport is not None:
-                conn.transport.abortConnection()
 
 
 class RedisStore:

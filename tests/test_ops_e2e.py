@@ -242,7 +242,7 @@ def test_gateway_metrics_and_health(ops):
 
 def test_logs_are_json_lines(ops):
     # a login: the flaky plugin raises, which is logged (with its failure)
-    ops.client(username="user5").close()
+    ops.client(username="user9").close()
     wait_until(lambda: "flaky listener: hello" in ops.nodes["node1"].log_path.read_text() or None, 10,
                "the plugin's failure in the log")
     for path, process in ((ops.nodes["node1"].log_path, "node"), (ops.gateway.log_path, "gateway")):

@@ -2,9 +2,10 @@
 a fake clock, the real session directory on Redis, and stand-in peer links
 to the other nodes (tests/inprocess.py), so that a node can die on cue.
 
-* L{RoomRouter}: a room message goes to this node's feed and, in one call
-  per node and reactor turn, to the other nodes of the room's node set that
-  are in the cluster; a call that fails is tried again while its node is
+* L{RoomRouter}: a room message goes to this node's feed and to the other
+  nodes of the room's node set that are in the cluster: to an idle node at
+  the end of the reactor turn, to a node whose call waits for its answer
+  with what gathers meanwhile; a call that fails is tried again while its node is
   in the cluster, not after it left.
 * L{Router}: a direct message that cannot reach the recipient's node is
   sent to where the directory says they are now; it gives up at the
@@ -35,34 +36,63 @@ class Feed:
         self.delivered.append((room, seq))
 
 
-def room_router(batch_window=BATCH_WINDOW):
+def room_router(batch_window=BATCH_WINDOW, peers=None):
     clock = Clock()
     view = ClusterView("A", clock)
     view.changed({"A": {}, "B": {}, "C": {}}, "A")
-    peers = FakePeers({"RoomDeliver": lambda node, **arguments: {}})
+    peers = peers or FakePeers({"RoomDeliver": lambda node, **arguments: {}})
     feed = Feed()
     rooms = RoomRouter(view, peers, rooms=None, feed=feed, sessions=None, directory=None, redis=None, clock=clock,
                        deadline=DEADLINE, retry_interval=RETRY, batch_window=batch_window)
     return clock, view, peers, feed, rooms
 
 
+class HeldPeers(FakePeers):
+    """Peer links whose calls wait for the test to answer them (C{answer})."""
+
+    def __init__(self):
+        super().__init__()
+        self.waiting = []
+
+    async def call(self, node, command, **arguments):
+        self.calls.append((node, command.__name__, arguments))
+        answered = defer.Deferred()
+        self.waiting.append((node, answered))
+        await answered
+        return {}
+
+    def answer(self, node):
+        [d] = [d for n, d in self.waiting if n == node and not d.called][:1]
+        d.callback(None)
+
+
 def room_message(seq):
     return ChatMessage(new_message_id(), "user1", "hi", 1, roomName="room1", seq=seq)
 
 
-def test_room_messages_of_a_short_window_go_to_each_node_in_one_call():
-    clock, view, peers, feed, rooms = room_router()
+def test_room_messages_go_to_an_idle_node_at_the_end_of_the_turn_and_gather_while_a_call_waits():
+    clock, view, peers, feed, rooms = room_router(peers=HeldPeers())
+
+    def sent():
+        return [(node, arguments["seqs"]) for node, _, arguments in peers.calls]
+
     first = defer.ensureDeferred(rooms.room(room_message(1), b"{}", ["A", "B", "gone"]))
-    clock.advance(BATCH_WINDOW / 2)
+    assert feed.delivered == [("room1", 1)] and sent() == []
+    clock.advance(0)  # the end of the turn: the idle node at once (a node not in the cluster is not called)
+    assert sent() == [("B", [1])]
     second = defer.ensureDeferred(rooms.room(room_message(2), b"{}", ["A", "B", "C"]))
-    assert feed.delivered == [("room1", 1), ("room1", 2)]
-    assert peers.calls == []
-    clock.advance(BATCH_WINDOW / 2)
-    clock.advance(BATCH_WINDOW)
-    assert first.called and second.called
-    calls = sorted((node, arguments["seqs"]) for node, _, arguments in peers.calls)
-    # (a node not in the cluster is not called)
-    assert calls == [("B", [1, 2]), ("C", [2])]
+    third = defer.ensureDeferred(rooms.room(room_message(3), b"{}", ["A", "B", "C"]))
+    clock.advance(0)  # C is idle: its two in one call; B's call is not answered: they wait
+    assert sent() == [("B", [1]), ("C", [2, 3])]
+    peers.answer("B")  # what waited goes as one call when a call is answered
+    assert first.called and sent()[-1] == ("B", [2, 3])
+    fourth = defer.ensureDeferred(rooms.room(room_message(4), b"{}", ["A", "B"]))
+    clock.advance(BATCH_WINDOW)  # or after the window at the most
+    assert sent()[-1] == ("B", [4])
+    for node in ("C", "B", "B"):
+        peers.answer(node)
+    assert second.called and third.called and fourth.called
+    assert feed.delivered == [("room1", 1), ("room1", 2), ("room1", 3), ("room1", 4)]
 
 
 def test_failed_room_call_is_retried_while_the_node_is_in_the_cluster():

@@ -31,10 +31,11 @@ NAMES_PER_CALL = 100
 # bytes of message data per DeliverMany call (each list is one AMP value)
 BATCH_BYTES = 48 * 1024
 
-# seconds the messages for one node (direct ones, and room ones) are
-# gathered before they are sent in one call: under load one call then
-# carries several (the AMP box, its dispatch and its answer are most of a
-# message's cost on the receiving node), at the price of this much latency
+# the most seconds the messages for one node (direct ones, and room ones)
+# are gathered while calls to it wait for their answer: under load one call
+# then carries several (the AMP box, its dispatch and its answer are most of
+# a message's cost on the receiving node). With no call waiting, they go at
+# the end of the reactor turn, gathering only what the turn gave.
 BATCH_WINDOW = 0.002
 
 
@@ -63,14 +64,18 @@ class _Pile:
 
 
 class Batches:
-    """Calls to other nodes that carry several messages: the items given
-    for one node within C{window} seconds go in calls of at most
+    """Calls to other nodes that carry several messages, in calls of at most
     L{BATCH_BYTES} of message data each (every list of a call is one AMP
-    value, below 64 KiB). At most C{max_in_flight} calls wait for their
-    answer from one node; meanwhile the items pile up (at most
-    C{max_waiting} bytes of message data, beyond which an item fails at once
-    with L{PeerUnavailable}) and go together once a call is answered (or
-    failed: the link times out and is aborted, L{chatnet.cluster.peers}).
+    value, below 64 KiB). Gathering adapts to the load, as Nagle's algorithm
+    does: the items given for a node no call is waiting on go at the end of
+    the reactor turn (no added latency when the node is not busy); while
+    calls to it wait for their answer, the items given meanwhile go together
+    when one is answered, or after C{window} seconds at the most. At most
+    C{max_in_flight} calls wait for their answer from one node; past it the
+    items pile up (at most C{max_waiting} bytes of message data, beyond
+    which an item fails at once with L{PeerUnavailable}) and go together
+    once a call is answered (or failed: the link times out and is aborted,
+    L{chatnet.cluster.peers}).
 
     @param send: C{send(node_id, items)} makes the call; returns a Deferred
         of its answer.
@@ -104,9 +109,11 @@ class Batches:
         pile.items.append(item)
         pile.waiters.append(d)
         pile.bytes += size
-        if not pile.scheduled and self._in_flight.get(node_id, 0) < self.max_in_flight:
-            pile.scheduled = True
-            self.clock.callLater(self.window, self._flush, node_id)
+        if not pile.scheduled:
+            in_flight = self._in_flight.get(node_id, 0)
+            if in_flight < self.max_in_flight:
+                pile.scheduled = True
+                self.clock.callLater(self.window if in_flight else 0, self._flush, node_id)
         return d
 
     @property
@@ -154,8 +161,7 @@ class Batches:
                 self._in_flight[node_id] = left
             else:
                 del self._in_flight[node_id]
-            pile = self._waiting.get(node_id)
-            if pile is not None and not pile.scheduled and node_id not in self._flushing:
+            if node_id in self._waiting and node_id not in self._flushing:
                 self._flush(node_id)  # what piled up meanwhile
 
         def answered(answer):

@@ -57,11 +57,43 @@ async def test_everything_arrives_in_order_and_closing_sends_it_first():
         await port.stopListening()
 
 
-async def send(sender_class, turns, slow):
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    from chatnet.ops import tls
+
+    return tls.make_self_signed(tmp_path_factory.mktemp("certs"))
+
+
+async def tls_pair(sender_class, certificate):
+    """As L{pair}, over TLS."""
+    from twisted.internet import ssl
+
+    key, cert = certificate
+    received = Collect()
+    port = await endpoints.serverFromString(
+        reactor, f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}").listen(
+        protocol.Factory.forProtocol(lambda: received))
+    with open(cert, "rb") as f:
+        trust = ssl.Certificate.loadPEM(f.read())
+    sender = sender_class()
+    await endpoints.connectProtocol(endpoints.wrapClientTLS(
+        ssl.optionsForClientTLS("localhost", trustRoot=trust),
+        endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)), sender)
+    return sender, received, port
+
+
+async def send(sender_class, turns, slow, certificate=None):
     """What the other end reads of C{turns} (lists of writes, one list a
-    reactor turn) written by a C{sender_class}, its reading paused for a
-    while if C{slow}."""
-    sender, received, port = await pair(sender_class)
+    reactor turn) written by a C{sender_class} (over TLS with
+    C{certificate}), its reading paused for a while if C{slow}."""
+    if certificate is None:
+        sender, received, port = await pair(sender_class)
+    else:
+        sender, received, port = await tls_pair(sender_class, certificate)
+    if sender_class is Sender:  # (the writes are kept: over TLS too)
+        from chatnet.adapters.twisted.tcp import TurnWriter
+
+        assert isinstance(getattr(sender.transport.write, "__self__", None), TurnWriter)
     try:
         for turn in turns:
             if slow and received.transport is not None:
@@ -92,6 +124,15 @@ writes = st.one_of(
 @pytest_twisted.ensureDeferred
 async def test_the_reader_reads_what_it_reads_of_twisteds_own_writes(turns, slow):
     assert await send(Sender, turns, slow) == await send(TwistedSender, turns, slow)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.lists(writes, max_size=5), max_size=5), st.booleans())
+@pytest_twisted.ensureDeferred
+async def test_over_tls_the_reader_reads_what_it_reads_of_twisteds_own_writes(certificate, turns, slow):
+    theirs = await send(TwistedSender, turns, slow, certificate)
+    assert await send(Sender, turns, slow, certificate) == theirs == b"".join(
+        b"".join(d) if isinstance(d, list) else d for turn in turns for d in turn)
 
 
 @pytest_twisted.ensureDeferred
@@ -159,13 +200,10 @@ async def test_a_connection_that_fails_to_send_is_aborted_and_the_others_go_on(f
 
 
 def test_a_string_is_refused_at_the_write_as_twisted_does():
-    class Transport:
-        pass
-
     from chatnet.adapters.twisted.tcp import TurnWriter
 
     with pytest.raises(TypeError):
-        TurnWriter(Transport(), None).write("text")
+        TurnWriter(StringTransport(), None).write("text")
 
 
 def test_calls_at_the_turn_end_come_before_the_writes_of_the_turn(failures_logged):
@@ -191,3 +229,28 @@ def test_calls_at_the_turn_end_come_before_the_writes_of_the_turn(failures_logge
     assert any(e["log_failure"].check(RuntimeError) for e in failures_logged())
     clock.advance(0)
     assert done == [1, 2, 3, "writes"]
+
+
+def test_past_the_cap_a_turn_s_writes_go_at_once():
+    from chatnet.adapters.twisted.tcp import TURN_CAP, TurnWriter
+
+    class Turns:
+        def __init__(self):
+            self.kept = []
+
+        def keep(self, writer):
+            self.kept.append(writer)
+
+    class Writer(TurnWriter):
+        __slots__ = ("flushed",)
+
+        def flush(self):
+            self.flushed = (self.flushed if hasattr(self, "flushed") else 0) + self.kept
+            self.pending, self.kept = None, 0
+
+    turns = Turns()
+    writer = Writer(StringTransport(), turns)
+    writer.write(b"x" * (TURN_CAP // 2))
+    assert writer.kept == TURN_CAP // 2 and not hasattr(writer, "flushed")
+    writer.write(b"x" * (TURN_CAP // 2 + 1))
+    assert writer.flushed == TURN_CAP + 1 and writer.pending is None

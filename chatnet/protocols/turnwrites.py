@@ -19,9 +19,10 @@ are then handed to it one by one, not joined, so that a frame written to
 many connections stays one object in memory however many of them do not
 read). Closing the connection
 sends what is kept first; aborting it drops it, as Twisted's abort does.
-Only plain TCP transports are changed (a TLS connection writes through its
-TLS layer, which is left as it is); what this takes of Twisted's transport
-is in L{chatnet.adapters.twisted.tcp}. A connection whose sending fails in an
+A TLS connection keeps its writes the same way, above its TLS layer (one
+record encrypted a turn instead of one a frame) and below it (the
+encrypted bytes sent with one C{send()}); what this takes of Twisted's
+transports is in L{chatnet.adapters.twisted.tcp}. A connection whose sending fails in an
 unforeseen way is aborted (its byte stream would have a gap) and logged;
 the other connections of the turn are sent as usual.
 
@@ -46,12 +47,14 @@ class _Turns:
         self._waiting = []
         self._first = []  # calls to make before the writes are sent
         self._call = None
+        self._flushing = False  # the writes are being sent (more join them)
 
     def keep(self, writer):
         """C{writer} (a L{chatnet.adapters.twisted.tcp.TurnWriter}) has
         bytes to send at the end of this turn."""
         self._waiting.append(writer)
-        self._schedule()
+        if not self._flushing:
+            self._schedule()
 
     def before(self, f):
         self._first.append(f)
@@ -70,13 +73,23 @@ class _Turns:
                 except Exception:
                     log.failure("a call at the end of the turn failed")
         self._call = None
-        waiting, self._waiting = self._waiting, []
-        for writer in waiting:
-            try:
-                writer.flush()
-            except Exception:
-                log.failure("sending to {peer} failed; the connection is aborted", peer=writer.peer())
-                writer.abortConnection()
+        # (a TLS connection's writes, flushed, are writes of the TCP
+        # connection under it: they go in the same turn)
+        self._flushing = True
+        try:
+            self._send_waiting()
+        finally:
+            self._flushing = False
+
+    def _send_waiting(self):
+        while self._waiting:
+            waiting, self._waiting = self._waiting, []
+            for writer in waiting:
+                try:
+                    writer.flush()
+                except Exception:
+                    log.failure("sending to {peer} failed; the connection is aborted", peer=writer.peer())
+                    writer.abortConnection()
 
 
 _turns = {}  # reactor -> its _Turns

@@ -1,37 +1,71 @@
-"""Writes of a plain TCP connection kept for the end of the reactor turn and
-sent with one C{send()} (see L{chatnet.protocols.turnwrites}, which owns
-the turns).
+"""Writes of a connection kept for the end of the reactor turn (see
+L{chatnet.protocols.turnwrites}, which owns the turns): a plain TCP
+connection sends them with one C{send()}; a TLS connection encrypts them
+with one write to its TLS layer, whose TCP connection then sends them with
+one C{send()}.
 
 Twisted's own parts used: the transport's C{write}, C{writeSequence},
 C{loseConnection}, C{loseWriteConnection} and C{abortConnection} are
 replaced on the instance (the protocols above write to their transport, as
-autobahn, AMP and txredisapi do); C{dataBuffer} and C{_tempDataBuffer}
-(whether Twisted still holds bytes of the connection: then it gets the
-writes, in order), C{socket} (the one C{send()}), C{connected},
-C{disconnecting}, C{TLS} and C{reactor}; C{tcp.Connection}'s own methods
-for everything the socket does not take at once.
+autobahn, AMP and txredisapi do), the class's own methods doing the rest;
+of a plain TCP connection, C{dataBuffer} and C{_tempDataBuffer} (whether
+Twisted still holds bytes of the connection: then it gets the writes, in
+order), C{socket} (the one C{send()}), C{connected}, C{disconnecting},
+C{TLS} and C{reactor}; of a TLS connection
+(L{twisted.protocols.tls.TLSMemoryBIOProtocol}), its C{transport}: the TCP
+connection under it.
 """
 from twisted.internet import tcp
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 _PLAIN = (tcp.Server, tcp.Client)
 
+#: bytes one connection may keep within a turn: past it, what it kept is
+#: sent at once (so that a turn's writes never hold more than this per
+#: connection beyond what Twisted holds)
+TURN_CAP = 64 * 1024
+
+
+def _plain_under(transport):
+    """The plain TCP connection C{transport} is, or is the TLS layer of;
+    else None."""
+    if type(transport) in _PLAIN:
+        return transport
+    if isinstance(transport, TLSMemoryBIOProtocol) and type(transport.transport) in _PLAIN:
+        return transport.transport
+    return None
+
 
 def reactor_of(transport):
-    """The reactor of a plain TCP C{transport}, or None for any other."""
-    return transport.reactor if type(transport) in _PLAIN else None
+    """The reactor of a TCP connection (plain, or TLS over TCP), or None
+    for any other transport."""
+    plain = _plain_under(transport)
+    return plain.reactor if plain is not None else None
 
 
 class TurnWriter:
     """What one transport keeps for the end of the turn: C{turns} is told
     (C{keep(writer)}) of the first write of each turn, and calls
-    L{flush} at the end of it."""
+    L{flush} at the end of it; past L{TURN_CAP} bytes kept, it flushes at
+    once. C{transport}'s class's own methods send: straight to the socket
+    first for a plain TCP connection, as one write otherwise."""
 
-    __slots__ = ("transport", "turns", "pending")
+    __slots__ = ("transport", "turns", "pending", "kept", "raw", "_write", "_write_sequence", "_lose",
+                 "_lose_write", "_abort")
 
     def __init__(self, transport, turns):
         self.transport = transport
         self.turns = turns
         self.pending = None
+        self.kept = 0  # bytes in pending
+        cls = type(transport)
+        self.raw = cls in _PLAIN
+        self._write = cls.write.__get__(transport)
+        self._write_sequence = cls.writeSequence.__get__(transport)
+        self._lose = cls.loseConnection.__get__(transport)
+        self._lose_write = getattr(cls, "loseWriteConnection", None)
+        self._lose_write = self._lose_write.__get__(transport) if self._lose_write else None
+        self._abort = cls.abortConnection.__get__(transport)
 
     def write(self, data):
         if isinstance(data, str):
@@ -40,9 +74,13 @@ class TurnWriter:
             return
         if self.pending is None:
             self.pending = [data]
+            self.kept = len(data)
             self.turns.keep(self)
         else:
             self.pending.append(data)
+            self.kept += len(data)
+        if self.kept > TURN_CAP:
+            self.flush()
 
     def writeSequence(self, sequence):
         for data in sequence:
@@ -50,14 +88,19 @@ class TurnWriter:
 
     def flush(self):
         pending, self.pending = self.pending, None
+        self.kept = 0
         if not pending:
+            return
+        if not self.raw:
+            # one write to the TLS layer: one record to encrypt, not one a frame
+            self._write(pending[0] if len(pending) == 1 else b"".join(pending))
             return
         transport = self.transport
         if transport.dataBuffer or transport._tempDataBuffer:
             # Twisted holds bytes of the connection already (its client is
             # slow): it keeps these writes as they are, by reference (a room's
             # frame is one bytes object for all its members' connections)
-            tcp.Connection.writeSequence(transport, pending)
+            self._write_sequence(pending)
             return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         if transport.connected and not transport.disconnecting and not transport.TLS:
@@ -72,19 +115,19 @@ class TurnWriter:
             if sent == len(data):
                 return
             data = data[sent:]
-        tcp.Connection.write(transport, data)
+        self._write(data)
 
     def loseConnection(self):
         self.flush()
-        tcp.Connection.loseConnection(self.transport)
+        self._lose()
 
     def loseWriteConnection(self):
         self.flush()
-        tcp.Connection.loseWriteConnection(self.transport)
+        self._lose_write()
 
     def abortConnection(self):
-        self.pending = None
-        tcp.Connection.abortConnection(self.transport)
+        self.pending, self.kept = None, 0
+        self._abort()
 
     def peer(self):
         try:
@@ -93,16 +136,25 @@ class TurnWriter:
             return "?"
 
 
-def keep_writes(transport, turns):
-    """Make the plain TCP C{transport} keep its writes for the end of the
-    turn (L{TurnWriter} with C{turns}); any other transport is left as it
-    is. Returns the writer, or None."""
-    if type(transport) not in _PLAIN:
-        return None
+def _keep(transport, turns):
     writer = TurnWriter(transport, turns)
     transport.write = writer.write
     transport.writeSequence = writer.writeSequence
     transport.loseConnection = writer.loseConnection
-    transport.loseWriteConnection = writer.loseWriteConnection
+    if writer._lose_write is not None:
+        transport.loseWriteConnection = writer.loseWriteConnection
     transport.abortConnection = writer.abortConnection
     return writer
+
+
+def keep_writes(transport, turns):
+    """Make C{transport} keep its writes for the end of the turn
+    (L{TurnWriter} with C{turns}): a plain TCP connection, or a TLS
+    connection over TCP (its TLS layer and the TCP connection under it);
+    any other transport is left as it is. Returns the writer, or None."""
+    plain = _plain_under(transport)
+    if plain is None:
+        return None
+    if plain is not transport:
+        _keep(plain, turns)  # the encrypted bytes
+    return _keep(transport, turns)

@@ -59,3 +59,27 @@ def test_a_killed_node_is_started_again_and_restarted(tmp_path, capsys):
 def test_the_node_commands_need_a_cluster(tmp_path, capsys):
     assert devcluster.main(["restart", "node1", "--dir", str(tmp_path / "none")]) == 1
     assert "start one first" in capsys.readouterr().err
+
+
+def test_a_tls_cluster_serves_wss_and_the_load_generator_trusts_it(tmp_path):
+    """``run-cluster start --tls``: the gateway lists wss:// nodes, and
+    ``chatnet-bench --cluster-dir`` reaches them over TLS with the
+    certificate the cluster made."""
+    import subprocess
+    import sys
+
+    cluster = tmp_path / "cluster"
+    port = free_port()
+    assert devcluster.main(["start", "--dir", str(cluster), "--nodes", "2", "--gateway-port", str(port),
+                            "--bench", "--tls"]) == 0
+    try:
+        nodes = devcluster.gateway_nodes(f"http://127.0.0.1:{port}")
+        assert [n["url"][:6] for n in nodes] == ["wss://", "wss://"]
+        assert json.loads((cluster / "pids.json").read_text())["ca"] == str(cluster / "tls" / "cert.pem")
+        run = subprocess.run([sys.executable, "-m", "chatnet.bench", "direct", "--cluster-dir", str(cluster),
+                              "--pairs", "2", "--window", "2", "--messages", "20", "--warmup", "0", "--json",
+                              "--quiet"], capture_output=True, text=True, timeout=120)
+        result = json.loads(run.stdout.splitlines()[-1])
+        assert (result["sent"], result["delivered"], result["lost"]) == (40, 40, 0), result
+    finally:
+        assert devcluster.main(["stop", "--dir", str(cluster)]) == 0

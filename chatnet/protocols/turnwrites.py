@@ -33,7 +33,7 @@ same turn.
 """
 from twisted.logger import Logger
 
-from chatnet.adapters.twisted.tcp import keep_writes, reactor_of
+from chatnet.adapters.twisted.tcp import keep_writes
 
 log = Logger()
 
@@ -113,6 +113,4 @@ def send_at_turn_end(transport):
     """Make C{transport} (a connection's) keep its writes for the end of
     the turn of its reactor; anything but a plain TCP connection is left as
     it is."""
-    reactor = reactor_of(transport)
-    if reactor is not None:
-        keep_writes(transport, _turns_of(reactor))
+    keep_writes(transport, _turns_of)

@@ -213,7 +213,7 @@ class FastAMP(amp.AMP):
         if ask is not None:
             answer = amp.AmpBox(answer)
             answer[amp.ANSWER] = ask
-            self._safeEmit(answer)
+            self.emit_box(answer)
 
     def answer_failure(self, box):
         """Answer the command C{box} as AMP answers a responder that raised
@@ -226,5 +226,5 @@ class FastAMP(amp.AMP):
         """
         ask = box.get(amp.ASK)
         if ask is not None:
-            self._safeEmit(amp.QuitBox({amp.ERROR: ask, amp.ERROR_CODE: amp.UNKNOWN_ERROR_CODE,
-                                        amp.ERROR_DESCRIPTION: b"Unknown Error"}))
+            self.emit_box(amp.QuitBox({amp.ERROR: ask, amp.ERROR_CODE: amp.UNKNOWN_ERROR_CODE,
+                                       amp.ERROR_DESCRIPTION: b"Unknown Error"}))

@@ -36,13 +36,6 @@ def _plain_under(transport):
     return None
 
 
-def reactor_of(transport):
-    """The reactor of a TCP connection (plain, or TLS over TCP), or None
-    for any other transport."""
-    plain = _plain_under(transport)
-    return plain.reactor if plain is not None else None
-
-
 class TurnWriter:
     """What one transport keeps for the end of the turn: C{turns} is told
     (C{keep(writer)}) of the first write of each turn, and calls
@@ -50,22 +43,14 @@ class TurnWriter:
     once. C{transport}'s class's own methods send: straight to the socket
     first for a plain TCP connection, as one write otherwise."""
 
-    __slots__ = ("transport", "turns", "pending", "kept", "raw", "_write", "_write_sequence", "_lose",
-                 "_lose_write", "_abort")
+    __slots__ = ("transport", "turns", "pending", "kept", "own")
 
     def __init__(self, transport, turns):
         self.transport = transport
         self.turns = turns
         self.pending = None
         self.kept = 0  # bytes in pending
-        cls = type(transport)
-        self.raw = cls in _PLAIN
-        self._write = cls.write.__get__(transport)
-        self._write_sequence = cls.writeSequence.__get__(transport)
-        self._lose = cls.loseConnection.__get__(transport)
-        self._lose_write = getattr(cls, "loseWriteConnection", None)
-        self._lose_write = self._lose_write.__get__(transport) if self._lose_write else None
-        self._abort = cls.abortConnection.__get__(transport)
+        self.own = type(transport)  # its class: the methods that send
 
     def write(self, data):
         if isinstance(data, str):
@@ -91,16 +76,16 @@ class TurnWriter:
         self.kept = 0
         if not pending:
             return
-        if not self.raw:
-            # one write to the TLS layer: one record to encrypt, not one a frame
-            self._write(pending[0] if len(pending) == 1 else b"".join(pending))
-            return
         transport = self.transport
+        if self.own not in _PLAIN:
+            # one write to the TLS layer: one record to encrypt, not one a frame
+            self.own.write(transport, pending[0] if len(pending) == 1 else b"".join(pending))
+            return
         if transport.dataBuffer or transport._tempDataBuffer:
             # Twisted holds bytes of the connection already (its client is
             # slow): it keeps these writes as they are, by reference (a room's
             # frame is one bytes object for all its members' connections)
-            self._write_sequence(pending)
+            self.own.writeSequence(transport, pending)
             return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         if transport.connected and not transport.disconnecting and not transport.TLS:
@@ -115,19 +100,19 @@ class TurnWriter:
             if sent == len(data):
                 return
             data = data[sent:]
-        self._write(data)
+        self.own.write(transport, data)
 
     def loseConnection(self):
         self.flush()
-        self._lose()
+        self.own.loseConnection(self.transport)
 
     def loseWriteConnection(self):
         self.flush()
-        self._lose_write()
+        self.own.loseWriteConnection(self.transport)
 
     def abortConnection(self):
         self.pending, self.kept = None, 0
-        self._abort()
+        self.own.abortConnection(self.transport)
 
     def peer(self):
         try:
@@ -141,20 +126,22 @@ def _keep(transport, turns):
     transport.write = writer.write
     transport.writeSequence = writer.writeSequence
     transport.loseConnection = writer.loseConnection
-    if writer._lose_write is not None:
+    if hasattr(writer.own, "loseWriteConnection"):
         transport.loseWriteConnection = writer.loseWriteConnection
     transport.abortConnection = writer.abortConnection
     return writer
 
 
-def keep_writes(transport, turns):
+def keep_writes(transport, turns_of):
     """Make C{transport} keep its writes for the end of the turn
-    (L{TurnWriter} with C{turns}): a plain TCP connection, or a TLS
-    connection over TCP (its TLS layer and the TCP connection under it);
-    any other transport is left as it is. Returns the writer, or None."""
+    (L{TurnWriter} with C{turns_of(reactor)}, the turns of its reactor): a
+    plain TCP connection, or a TLS connection over TCP (its TLS layer and
+    the TCP connection under it); any other transport is left as it is.
+    Returns the writer, or None."""
     plain = _plain_under(transport)
     if plain is None:
         return None
+    turns = turns_of(plain.reactor)
     if plain is not transport:
         _keep(plain, turns)  # the encrypted bytes
     return _keep(transport, turns)

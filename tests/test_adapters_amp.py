@@ -4,19 +4,14 @@ give the same boxes, and a key too long ends both connections alike; a
 call sent with a made box writes the bytes AMP's C{callRemote} writes, and
 its answers and errors come back as AMP's; the answers and failures made
 by the adapter are the bytes AMP's responder machinery writes; the
-C{ListOf} helpers are AMP's encoding. The release of Twisted installed is
-within the pin, and the internal protocol reaches no private part of AMP
-but through the adapter."""
+C{ListOf} helpers are AMP's encoding. (Twisted's pin, and no private part
+of AMP used elsewhere: tests/test_library_internals.py.)"""
 import ast
-import configparser
-import inspect
 import sys
-from importlib.metadata import version
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from packaging.requirements import Requirement
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
@@ -24,10 +19,9 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from chatnet.adapters import twisted as adapters
 from chatnet.adapters.twisted import amp as adapter
 from chatnet.protocols import amp_commands as cmd
-from chatnet.protocols.internal import _FAST_CALLS, InternalProtocol
+from chatnet.protocols.internal import _FAST_CALLS
 
 ROOT = Path(__file__).resolve().parent.parent / "chatnet"
 
@@ -417,45 +411,7 @@ def test_unpack_reads_what_amp_reads_or_refuses_a_value_cut_short(value):
         assert ours == theirs
 
 
-# -- the pin, and no private part of AMP elsewhere ---------------------------------------
-
-
-def test_the_installed_release_is_within_the_pin():
-    requirement = Requirement(adapters.PIN)
-    assert requirement.name == "twisted"
-    assert version(requirement.name) in requirement.specifier
-    setup = configparser.ConfigParser()
-    setup.read(ROOT.parent / "setup.cfg")
-    assert adapters.PIN in setup["options"]["install_requires"].split()
-
-
-def amps_private_names():
-    """The private names (C{_x}) Twisted's AMP module and its classes define,
-    and those an AMP connection sets on itself."""
-    names = set()
-    for name, value in vars(amp).items():
-        names.add(name)
-        if inspect.isclass(value):
-            names.update(dir(value))
-    protocol = amp.AMP()
-    connected(protocol)
-    names.update(vars(protocol))
-    return {name for name in names if name.startswith("_") and not name.startswith("__")}
-
-
-def test_the_internal_protocol_uses_no_private_part_of_amp():
-    private = amps_private_names()
-    assert {"_safeEmit", "_sendBoxCommand", "_keyLengthLimitExceeded"} <= private  # the check reads something
-    source = ast.parse((ROOT / "protocols" / "internal.py").read_text(encoding="utf-8"))
-    used = {node.attr for node in ast.walk(source) if isinstance(node, ast.Attribute)}
-    assert not used & private, sorted(used & private)
-
-    class Plain(amp.AMP):
-        pass
-
-    # (the command metaclass gives every locator class its own dispatch table)
-    overridden = (set(vars(InternalProtocol)) - set(vars(Plain))) & private
-    assert not overridden, sorted(overridden)
+# -- the adapter stands alone ---------------------------------------------------------
 
 
 def test_the_adapter_imports_only_twisted_and_the_standard_library():

@@ -4,14 +4,7 @@ autobahn's own (which unmasks the frames itself and restarts its keep-alive
 on any data frame); the same messages handed up, the same frames written
 (pings' random payloads aside), the same end of the connection and the same
 keep-alive timers. The module's own pieces (the frame writer, the unmasker)
-against autobahn's too, and the release of autobahn installed within the
-pin."""
-import base64
-import configparser
-import os
-from importlib.metadata import version
-from pathlib import Path
-
+against autobahn's too. (Its pin: tests/test_library_internals.py.)"""
 import pytest
 import txaio
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -19,14 +12,13 @@ from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.xormasker import create_xor_masker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from packaging.requirements import Requirement
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from chatnet.adapters import autobahn as adapter
+from tests.wire import connected, opening_handshake, pieces
 
 LIMIT = 4096
 PING_INTERVAL, PING_TIMEOUT = 10, 5
@@ -93,15 +85,8 @@ def opened(kind, clock):
         factory.protocol = Own
         factory.setProtocolOptions(applyMask=True, autoPingRestartOnAnyTraffic=True, **OPTIONS)
     factory.clock = clock
-    address = IPv4Address("TCP", "127.0.0.1", 40000)
-    protocol = factory.buildProtocol(address)
-    transport = Transport(peerAddress=address)
-    protocol.makeConnection(transport)
-    key = base64.b64encode(os.urandom(16)).decode()
-    protocol.dataReceived((
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    assert transport.value().startswith(b"HTTP/1.1 101")
+    protocol, transport = connected(factory, Transport)
+    assert opening_handshake(protocol, transport).startswith("HTTP/1.1 101")
     transport.clear()
     return protocol, transport
 
@@ -185,15 +170,6 @@ def frames(draw):
     return client_frame(draw(st.sampled_from([3, 7, 11, 15])), payload[:100])
 
 
-def pieces(data, cuts):
-    out, rest = [], data
-    for cut in cuts:
-        out.append(rest[:cut])
-        rest = rest[cut:]
-    out.append(rest)
-    return [p for p in out if p]
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(frames(), max_size=8), st.lists(st.integers(1, 300), max_size=12), st.booleans())
 def test_the_same_frames_give_the_same_messages_frames_and_end(clocks, sent, cuts, ping_first):
@@ -265,11 +241,3 @@ def test_unmasker_is_rfc_6455_masking_in_any_pieces(mask, payload, cuts):
     unmasker = adapter.Unmasker(mask)
     assert b"".join(unmasker.unmask(p) for p in pieces(payload, cuts) or [b""]) == create_xor_masker(
         mask, len(payload)).process(payload)
-
-
-def test_the_installed_release_is_within_the_pin():
-    requirement = Requirement(adapter.PIN)
-    assert version(requirement.name) in requirement.specifier
-    setup = configparser.ConfigParser()
-    setup.read(Path(__file__).resolve().parent.parent / "setup.cfg")
-    assert adapter.PIN in setup["options"]["install_requires"].split()

@@ -4,17 +4,13 @@ in the same pieces give the same values and errors in the same order, an
 unanswered command fails with the same error at the same time and aborts
 the connection, a lost connection fails the waiting commands the same way,
 and scripts go out as the same EVAL and EVALSHA requests. The replies of a
-real Redis too, and the release of txredisapi installed within the pin."""
-import configparser
-from importlib.metadata import version
-from pathlib import Path
+real Redis too. (Its pin: tests/test_library_internals.py.)"""
 
 import pytest
 import pytest_twisted
 import txredisapi
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from packaging.requirements import Requirement
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -22,6 +18,7 @@ from twisted.python.failure import Failure
 
 from chatnet.adapters import txredisapi as adapter
 from chatnet.stores.redis import RedisStore
+from tests.wire import pieces
 
 TIMEOUT = 5
 
@@ -60,15 +57,6 @@ def record(d, into, *tags):
     ("error", ...), after C{tags}."""
     d.addCallbacks(lambda value: into.append((*tags, "value", plain(value))),
                    lambda failure: into.append((*tags, "error", plain(failure.value))))
-
-
-def pieces(data, cuts):
-    out, rest = [], data
-    for cut in cuts:
-        out.append(rest[:cut])
-        rest = rest[cut:]
-    out.append(rest)
-    return [p for p in out if p]
 
 
 # -- requests -----------------------------------------------------------------------
@@ -393,15 +381,3 @@ async def test_replies_are_txredisapis(redis_server):
         theirs.transport.loseConnection()
         await store.call("execute_command", "DEL", "rk:text", "rk:raw", "rk:n", "rk:h", "rk:s", "rk:l")
         await store.disconnect()
-
-
-# -- the pin ------------------------------------------------------------------------
-
-@pytest.mark.unit
-def test_the_installed_release_is_within_the_pin():
-    requirement = Requirement(adapter.PIN)
-    assert requirement.name == "txredisapi"
-    assert version(requirement.name) in requirement.specifier
-    setup = configparser.ConfigParser()
-    setup.read(Path(__file__).resolve().parent.parent / "setup.cfg")
-    assert adapter.PIN in setup["options"]["install_requires"].split()

@@ -1,18 +1,13 @@
 """chatnet.adapters.twisted.web: the request state it reads of Twisted's HTTP
 channel is what the requests sent make it, for any request head, in any
-pieces; and the installed Twisted is within the pin."""
-import configparser
-from importlib.metadata import version
-from pathlib import Path
-
+pieces. (Twisted's pin: tests/test_library_internals.py.)"""
 from hypothesis import given
 from hypothesis import strategies as st
-from packaging.requirements import Requirement
 from twisted.internet.testing import StringTransport
 from twisted.web import resource, server
 
-from chatnet.adapters import twisted as adapters
 from chatnet.adapters.twisted.web import HTTPChannel
+from tests.wire import pieces
 
 names = st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12)
 values = st.text("abcdefghijklmnopqrstuvwxyz0123456789 ", max_size=30).map(str.strip)
@@ -46,11 +41,8 @@ def test_the_head_read_so_far_and_the_request_answered(fields, cuts):
     chan, held = channel()
     lines = [b"GET / HTTP/1.1"] + [f"{n}: {v}".encode() for n, v in fields]
     head = b"".join(line + b"\r\n" for line in lines)
-    rest = head
-    for cut in cuts:
-        chan.dataReceived(rest[:cut])
-        rest = rest[cut:]
-    chan.dataReceived(rest)
+    for piece in pieces(head, cuts):
+        chan.dataReceived(piece)
     complete = b"\r\n".join(head.split(b"\r\n")[:-1])
     assert not chan.answering
     # a field counts once the line after it arrived (it may go on there)
@@ -62,11 +54,3 @@ def test_the_head_read_so_far_and_the_request_answered(fields, cuts):
     held.requests[0].finish()
     assert not chan.answering
     chan.connectionLost(None)
-
-
-def test_the_installed_release_is_within_the_pin():
-    requirement = Requirement(adapters.PIN)
-    assert version(requirement.name) in requirement.specifier
-    setup = configparser.ConfigParser()
-    setup.read(Path(__file__).resolve().parent.parent / "setup.cfg")
-    assert adapters.PIN in setup["options"]["install_requires"].split()

@@ -4,23 +4,18 @@ buffer passes 64 KiB and when it is sent), every way the protocol writes is
 counted while paused, and past --max-client-backlog the connection is
 closed with 4008, once; plus the keep-alive and extension negotiation of
 the handshake."""
-import base64
-import os
 import struct
 
 import pytest
 from autobahn.websocket.compress import PerMessageDeflateOffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from chatnet.config import NodeConfig
-from chatnet.factories.websocket import ChatServerFactory
 from chatnet.protocols.backlog import OutboundBacklog
 from chatnet.protocols.constants import TOO_SLOW
-from chatnet.service.session import SessionService
+from tests.wire import chat_factory, connected, opening_handshake
 
 
 class SlowClients:
@@ -59,18 +54,8 @@ def test_only_what_is_written_while_paused_counts():
 
 def open_connection(clock=None, **config):
     metrics = SlowClients()
-    clock = clock or Clock()
-    factory = ChatServerFactory(NodeConfig(**config), clock, metrics)
-    # a connection that does not log in needs none of the session's collaborators
-    factory.serve(None, SessionService(None, None, None, None, lambda *args: None, clock, None))
-    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
-    protocol.makeConnection(transport)
-    key = base64.b64encode(os.urandom(16)).decode()
-    protocol.dataReceived((
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    assert transport.value().startswith(b"HTTP/1.1 101")
+    protocol, transport = connected(chat_factory(clock or Clock(), metrics, **config))
+    assert opening_handshake(protocol, transport).startswith("HTTP/1.1 101")
     transport.clear()
     return protocol, transport, metrics
 
@@ -129,18 +114,8 @@ def test_no_bound_registers_no_producer():
 
 
 def handshake_extensions(compression, extensions):
-    clock = Clock()
-    factory = ChatServerFactory(NodeConfig(compression=compression), clock, SlowClients())
-    factory.serve(None, SessionService(None, None, None, None, lambda *args: None, clock, None))
-    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
-    protocol.makeConnection(transport)
-    key = base64.b64encode(os.urandom(16)).decode()
-    protocol.dataReceived((
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Extensions: {extensions}\r\n\r\n").encode())
-    return transport.value().split(b"\r\n\r\n", 1)[0].decode(), protocol
+    protocol, transport = connected(chat_factory(Clock(), SlowClients(), compression=compression))
+    return opening_handshake(protocol, transport, extensions), protocol
 
 
 def test_a_deflate_offer_with_an_unknown_parameter_is_declined_not_refused():

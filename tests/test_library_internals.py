@@ -2,17 +2,24 @@
 package per library, pinned, with its differential test): read from the
 source, every attribute chatnet reads or sets and every method it overrides
 outside the adapters is checked against the private names the libraries
-define."""
+define; and each of these libraries is pinned to the releases the
+adapter's tests cover."""
 import ast
+import configparser
 import importlib
 import importlib.util
 import inspect
 import pkgutil
 import sys
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 
+import pytest
+from packaging.requirements import Requirement
+
 import chatnet
+from chatnet.adapters import autobahn as autobahn_adapter, twisted as twisted_adapters, txredisapi as txredisapi_adapter
 
 ROOT = Path(chatnet.__file__).resolve().parent
 LIBRARIES = ("twisted", "autobahn", "txredisapi", "txmongo", "kazoo", "pika", "txaio")
@@ -130,6 +137,17 @@ def test_no_class_outside_the_adapters_overrides_a_library_private_method():
                 if (private(name) or name in UNDOCUMENTED) and any(name in vars(base) for base in library_bases):
                     overrides.append(f"{cls.__module__}.{cls.__qualname__}.{name}")
     assert not overrides, "\n".join(overrides)
+
+
+@pytest.mark.parametrize("adapter", [autobahn_adapter, twisted_adapters, txredisapi_adapter],
+                         ids=lambda module: module.__name__)
+def test_each_library_with_private_parts_used_is_pinned_to_a_release_its_tests_cover(adapter):
+    requirement = Requirement(adapter.PIN)
+    assert requirement.name == adapter.__name__.rsplit(".", 1)[1]
+    assert version(requirement.name) in requirement.specifier
+    setup = configparser.ConfigParser()
+    setup.read(ROOT.parent / "setup.cfg")
+    assert adapter.PIN in setup["options"]["install_requires"].split()
 
 
 def test_the_checks_read_something():

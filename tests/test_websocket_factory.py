@@ -1,40 +1,19 @@
 """The client WebSocket factory in-process: a handshake offering
 permessage-deflate (as every browser, Node's ws and Python's websockets do)
 is answered, with the extension only under --compression deflate."""
-import base64
-import os
-
 import pytest
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
 from twisted.internet.task import Clock
 from twisted.python import usage
 
-from chatnet.config import NodeConfig
-from chatnet.factories.websocket import ChatServerFactory
-from chatnet.service.session import SessionService
 from chatnet.tap_node import Options
+from tests.wire import chat_factory, connected, opening_handshake
 
 OFFER = "permessage-deflate; client_max_window_bits"
 
 
 def handshake(compression, extensions=OFFER):
-    clock = Clock()
-    factory = ChatServerFactory(NodeConfig(compression=compression), clock, None)
-    factory.serve(None, SessionService(None, None, None, None, lambda *args: None, clock, None))
-    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
-    protocol.makeConnection(transport)
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-    )
-    if extensions:
-        request += f"Sec-WebSocket-Extensions: {extensions}\r\n"
-    protocol.dataReceived((request + "\r\n").encode())
-    head = transport.value().split(b"\r\n\r\n", 1)[0].decode()
-    return head, protocol
+    protocol, transport = connected(chat_factory(Clock(), None, compression=compression))
+    return opening_handshake(protocol, transport, extensions), protocol
 
 
 @pytest.mark.parametrize("extensions", [OFFER, "permessage-deflate", None])

@@ -9,13 +9,13 @@ to the other nodes (tests/inprocess.py), so that a node can die on cue.
   in the cluster, not after it left.
 * L{Router}: a direct message that cannot reach the recipient's node is
   sent to where the directory says they are now; it gives up at the
-  deadline."""
+  deadline, or when they had no session on record for the grace."""
 import pytest
 import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from chatnet.cluster.router import BATCH_WINDOW, RoomRouter, Router
+from chatnet.cluster.router import ABSENT_GRACE, BATCH_WINDOW, RoomRouter, Router
 from chatnet.cluster.view import ClusterView
 from chatnet.domain.messages import ChatMessage, new_message_id
 from chatnet.service.delivery import LocalDelivery, RecentDeliveries
@@ -170,7 +170,7 @@ async def test_direct_message_gives_up_at_the_deadline(cluster):
 
 
 @pytest_twisted.ensureDeferred
-async def test_direct_message_to_someone_gone_offline_stops_at_once(cluster):
+async def test_direct_message_to_someone_gone_offline_stops_after_the_grace(cluster):
     clock, view, directory, peers, router = cluster
     on_b = await login(directory, "user2", "B")
     peers.down.add("B")
@@ -179,4 +179,27 @@ async def test_direct_message_to_someone_gone_offline_stops_at_once(cluster):
     router.direct(direct_message("user2"), b"{}", [on_b]).addBoth(result.append)
     await run_until(clock, lambda: result, "the direct message given up")
     assert result == [False]
-    assert clock.seconds() == RETRY
+    assert ABSENT_GRACE <= clock.seconds() <= ABSENT_GRACE + 2 * RETRY < DEADLINE
+    assert [node for node, _, _ in peers.calls] == ["B"]  # nobody else was called
+
+
+@pytest_twisted.ensureDeferred
+async def test_direct_message_reaches_a_session_whose_record_comes_back(cluster):
+    """The leader removed user2's record (their node was out of ZooKeeper
+    for a while), and the node publishes it again at its next heartbeat:
+    the message, whose first try failed, gets there then."""
+    clock, view, directory, peers, router = cluster
+    on_b = await login(directory, "user2", "B")
+    peers.down.add("B")  # the first try fails
+    assert await directory.remove_stale(["A", "C"]) == 1  # B's sessions swept
+    message = direct_message("user2")
+    result = []
+    router.direct(message, b"{}", [on_b]).addBoth(result.append)
+    await run_until(clock, lambda: clock.seconds() >= ABSENT_GRACE / 2, "half the grace")
+    assert result == []
+    peers.down.discard("B")
+    assert await directory.restore(on_b)
+    await run_until(clock, lambda: result, "the direct message delivered")
+    assert result == [True]
+    assert [node for node, _, _ in peers.calls] == ["B", "B"]
+    assert peers.calls[-1][2]["msgIds"] == [message.msgId]

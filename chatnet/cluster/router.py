@@ -15,6 +15,7 @@ for rooms), so a retry reaches nobody twice.
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from chatnet.cluster.presence import HEARTBEAT
 from chatnet.errors import PeerUnavailable, StoreUnavailable
 from chatnet.protocols import amp_commands as cmd, codec
 from chatnet.protocols.constants import is_automatic
@@ -37,6 +38,11 @@ BATCH_BYTES = 48 * 1024
 # a message's cost on the receiving node). With no call waiting, they go at
 # the end of the reactor turn, gathering only what the turn gave.
 BATCH_WINDOW = 0.002
+
+# seconds a direct message's recipient may have no session on record, after
+# a try that did not reach them, before it is given up: two heartbeats (the
+# node of a session whose record is gone publishes it again at its next one)
+ABSENT_GRACE = 2 * HEARTBEAT
 
 
 # calls carrying messages that may wait for their answer from one node at a
@@ -185,7 +191,8 @@ class Router:
     (L{chatnet.cluster.view.ClusterView}) which node is this one."""
 
     def __init__(self, view, peers, directory, local, clock, deadline=20.0, retry_interval=0.25,
-                 batch_window=BATCH_WINDOW):
+                 batch_window=BATCH_WINDOW, absent_grace=ABSENT_GRACE):
+        self.absent_grace = absent_grace
         self.view = view
         self.peers = peers
         self.directory = directory
@@ -276,7 +283,12 @@ class Router:
     async def _follow(self, message, data, to, nodes, reached, give_up):
         """After a round on C{nodes}: done if each was reached, else again
         (every C{retry_interval} seconds, until C{give_up}) on the nodes
-        the user is on then."""
+        the user is on then. A user with no session left, whom nothing
+        reached, is looked for during C{absent_grace} seconds more: a
+        session whose record the leader removed (its node was out of
+        ZooKeeper for a while) or Redis lost is published again within a
+        heartbeat by its node."""
+        absent_since = None
         while True:
             if nodes and nodes <= reached:
                 return True
@@ -289,9 +301,15 @@ class Router:
             except StoreUnavailable:
                 records = self.directory.cached_all(to)
             nodes = {r.nodeId for r in records}
-            if not nodes - reached:
-                # offline now (stored), or every node of theirs has it
-                return bool(reached)
+            if reached and not nodes - reached:
+                return True  # every node of theirs has it (or they left the others)
+            if not nodes:
+                # offline now (it is stored), or their records are being published again
+                absent_since = self.clock.seconds() if absent_since is None else absent_since
+                if self.clock.seconds() - absent_since >= self.absent_grace:
+                    return False
+                continue
+            absent_since = None
             await self._round(message.msgId, data, to, nodes, reached)
 
 

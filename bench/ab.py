@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chatnet.bench.compare import COMMON_ARGS, _env, _fmt, _median, calibration_ms, row, settle, wait_idle
+from chatnet.bench.compare import COMMON_ARGS, calibration_ms, checkout_env, fmt, median, row, settle, wait_idle
 
 
 def parse_args(argv=None):
@@ -46,7 +46,7 @@ def bench_run(args, directory):
     scenario, *options = shlex.split(args)
     # (the scenario's own options after the common ones: they win)
     argv = [scenario, "--cluster-dir", str(directory), *COMMON_ARGS, *options, "--json", "--quiet"]
-    proc = subprocess.run([sys.executable, "-m", "chatnet.bench", *argv], env=_env(), capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "chatnet.bench", *argv], env=checkout_env(), capture_output=True,
                           text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -62,14 +62,14 @@ def table(rows, clusters, scenarios):
         medians = {}
         for name, _ in clusters:
             mine = [r for r in rows if r["args"] == scenario and r["cluster"] == name and not r["error"]]
-            m = {key: _median([r[key] for r in mine]) for key in
+            m = {key: median([r[key] for r in mine]) for key in
                  ("msgs_per_s", "p50_ms", "p99_ms", "node_cpu_us_per_delivery", "server_cpu_us_per_delivery")}
             m["lost"] = sum(r["lost"] or 0 for r in mine)
             m["runs"] = len(mine)
             medians[name] = m
-            out.append(f"| `{scenario}` | {name} | {_fmt(m['msgs_per_s'], 0)} | {_fmt(m['p50_ms'])} "
-                       f"| {_fmt(m['p99_ms'])} | {_fmt(m['node_cpu_us_per_delivery'])} "
-                       f"| {_fmt(m['server_cpu_us_per_delivery'])} | {m['lost']} | {m['runs']} |")
+            out.append(f"| `{scenario}` | {name} | {fmt(m['msgs_per_s'], 0)} | {fmt(m['p50_ms'])} "
+                       f"| {fmt(m['p99_ms'])} | {fmt(m['node_cpu_us_per_delivery'])} "
+                       f"| {fmt(m['server_cpu_us_per_delivery'])} | {m['lost']} | {m['runs']} |")
         ratios = []
         for key in ("msgs_per_s", "p50_ms", "p99_ms", "node_cpu_us_per_delivery", "server_cpu_us_per_delivery"):
             x, y = medians[a][key], medians[b][key]

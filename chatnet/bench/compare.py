@@ -91,14 +91,14 @@ def _checkout() -> None:
                              f"is not under {REPO_ROOT})")
 
 
-def _env() -> Dict[str, str]:
+def checkout_env() -> Dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
 def _run_module(*args: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, env=_env(),
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, env=checkout_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
@@ -184,7 +184,7 @@ def calibration_ms() -> float:
 def bench_run(scenario: str, directory: Path, extra: Sequence[str]) -> Dict[str, Any]:
     argv = [scenario, "--cluster-dir", str(directory), *SCENARIO_ARGS[scenario], *COMMON_ARGS,
             *extra, "--json", "--quiet"]
-    proc = subprocess.run([sys.executable, "-m", "chatnet.bench", *argv], env=_env(),
+    proc = subprocess.run([sys.executable, "-m", "chatnet.bench", *argv], env=checkout_env(),
                           capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
@@ -241,12 +241,12 @@ def row(system: str, r: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def _median(values: List[Optional[float]]) -> Optional[float]:
+def median(values: List[Optional[float]]) -> Optional[float]:
     vs = [v for v in values if v is not None]
     return statistics.median(vs) if vs else None
 
 
-def _fmt(v: Optional[float], digits: int = 1) -> str:
+def fmt(v: Optional[float], digits: int = 1) -> str:
     if v is None:
         return "-"
     if digits == 0 or abs(v) >= 1000:
@@ -276,35 +276,35 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
         a = [r for r in rows if r["scenario"] == scen and r["system"] == "chatnet" and not r["error"]]
         b = [r for r in rows if r["scenario"] == scen and r["system"] == peer and not r["error"]]
         unit = "msgs/s" if scen == "direct" else "deliveries/s"
-        ma, mb = _median([r["msgs_per_s"] for r in a]), _median([r["msgs_per_s"] for r in b])
-        out.append(f"| {scen} {unit} (median) | {_fmt(ma, 0)} | {_fmt(mb, 0)} | {_ratio(ma, mb)} |")
+        ma, mb = median([r["msgs_per_s"] for r in a]), median([r["msgs_per_s"] for r in b])
+        out.append(f"| {scen} {unit} (median) | {fmt(ma, 0)} | {fmt(mb, 0)} | {_ratio(ma, mb)} |")
         for key in ("p50_ms", "p99_ms"):
-            ma, mb = _median([r[key] for r in a]), _median([r[key] for r in b])
-            out.append(f"| {scen} {key[:3]} ms (median) | {_fmt(ma)} | {_fmt(mb)} | {_ratio(ma, mb)} |")
+            ma, mb = median([r[key] for r in a]), median([r[key] for r in b])
+            out.append(f"| {scen} {key[:3]} ms (median) | {fmt(ma)} | {fmt(mb)} | {_ratio(ma, mb)} |")
         la, lb = sum(r["lost"] or 0 for r in a), sum(r["lost"] or 0 for r in b)
         out.append(f"| {scen} lost (all runs) | {la} | {lb} | |")
-        ma = _median([r["server_cpu_s"] for r in a])
-        mb = _median([r["server_cpu_s"] for r in b])
-        out.append(f"| {scen} server CPU s, all processes (median) | {_fmt(ma, 2)} | {_fmt(mb, 2)} "
+        ma = median([r["server_cpu_s"] for r in a])
+        mb = median([r["server_cpu_s"] for r in b])
+        out.append(f"| {scen} server CPU s, all processes (median) | {fmt(ma, 2)} | {fmt(mb, 2)} "
                    f"| {_ratio(ma, mb)} |")
-        ga = {k: _median([_process_groups(r['cpu_s'], 'chatnet').get(k) for r in a])
+        ga = {k: median([_process_groups(r['cpu_s'], 'chatnet').get(k) for r in a])
               for k in ("nodes", "redis", "mongo")}
-        gb = {k: _median([_process_groups(r['cpu_s'], peer).get(k) for r in b])
+        gb = {k: median([_process_groups(r['cpu_s'], peer).get(k) for r in b])
               for k in ("node.js", "redis")}
-        out.append(f"| {scen} of which | " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in ga.items())
-                   + " | " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in gb.items()) + " | |")
-        ma = _median([r["server_cpu_us_per_delivery"] for r in a])
-        mb = _median([r["server_cpu_us_per_delivery"] for r in b])
-        out.append(f"| {scen} server CPU per delivery, us (median) | {_fmt(ma)} | {_fmt(mb)} "
+        out.append(f"| {scen} of which | " + ", ".join(f"{k} {fmt(v, 2)}" for k, v in ga.items())
+                   + " | " + ", ".join(f"{k} {fmt(v, 2)}" for k, v in gb.items()) + " | |")
+        ma = median([r["server_cpu_us_per_delivery"] for r in a])
+        mb = median([r["server_cpu_us_per_delivery"] for r in b])
+        out.append(f"| {scen} server CPU per delivery, us (median) | {fmt(ma)} | {fmt(mb)} "
                    f"| {_ratio(ma, mb)} |")
-        ma = _median([r["after_cpu_s"] for r in a])
-        mb = _median([r["after_cpu_s"] for r in b])
-        out.append(f"| {scen} CPU s after the run, until idle (median) | {_fmt(ma, 2)} "
-                   f"| {_fmt(mb, 2)} | |")
-        ma = _median([r["server_cpu_with_after_us_per_delivery"] for r in a])
-        mb = _median([r["server_cpu_with_after_us_per_delivery"] for r in b])
-        out.append(f"| {scen} server CPU per delivery with that, us (median) | {_fmt(ma)} "
-                   f"| {_fmt(mb)} | {_ratio(ma, mb)} |")
+        ma = median([r["after_cpu_s"] for r in a])
+        mb = median([r["after_cpu_s"] for r in b])
+        out.append(f"| {scen} CPU s after the run, until idle (median) | {fmt(ma, 2)} "
+                   f"| {fmt(mb, 2)} | |")
+        ma = median([r["server_cpu_with_after_us_per_delivery"] for r in a])
+        mb = median([r["server_cpu_with_after_us_per_delivery"] for r in b])
+        out.append(f"| {scen} server CPU per delivery with that, us (median) | {fmt(ma)} "
+                   f"| {fmt(mb)} | {_ratio(ma, mb)} |")
     out += ["", "| # | scenario | system | pairs / members | msgs/s | p50 / p99 ms | lost | server CPU s "
                 "| CPU per delivery us | CPU s of each process | after the run | load generator CPU s "
                 "| load avg | calibration ms |",
@@ -317,11 +317,11 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
         procs = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
         after = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["after_cpu"].items()) if v >= 0.01)
         out.append(f"| {i} | {r['scenario']} | {r['system']} | {r['pairs_or_members']} "
-                   f"| {_fmt(r['msgs_per_s'], 0)} "
-                   f"| {_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])} | {r['lost']} "
-                   f"| {_fmt(r['server_cpu_s'], 2)} | {_fmt(r['server_cpu_us_per_delivery'])} "
-                   f"| {procs} | {after or '0'} | {_fmt(r['bench_cpu_s'], 2)} "
-                   f"| {_fmt(r['load'], 2)} | {_fmt(r['calibration_ms'])} |")
+                   f"| {fmt(r['msgs_per_s'], 0)} "
+                   f"| {fmt(r['p50_ms'])} / {fmt(r['p99_ms'])} | {r['lost']} "
+                   f"| {fmt(r['server_cpu_s'], 2)} | {fmt(r['server_cpu_us_per_delivery'])} "
+                   f"| {procs} | {after or '0'} | {fmt(r['bench_cpu_s'], 2)} "
+                   f"| {fmt(r['load'], 2)} | {fmt(r['calibration_ms'])} |")
     return "\n".join(out)
 
 

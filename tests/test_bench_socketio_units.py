@@ -325,6 +325,21 @@ def test_compare_rows_and_table():
     assert orjson.dumps(rows)  # the JSON lines
 
 
+def test_compare_light_is_direct_at_100_messages_a_second():
+    """`light` runs the load generator's `direct` at 10 pairs x 10/s, and its
+    rows keep their own name in the table."""
+    assert compare.BENCH_SCENARIO["light"] == "direct"
+    args = compare.SCENARIO_ARGS["light"]
+    pairs, rate = int(args[args.index("--pairs") + 1]), float(args[args.index("--rate") + 1])
+    assert pairs * rate == 100 and args[args.index("--window") + 1] == "0"
+    assert options.build_parser().parse_args(["direct", "--nodes", "ws://h:1/", *args]).rate == rate
+    rows = [compare.row(system, {**_result("direct", 100.0), "scenario": "light", "pairs": 10})
+            for system in ("chatnet", "socketio")]
+    text = compare.table(rows, "socketio", ["light"])
+    assert "| light msgs/s (median) | 100 | 100 | 1.00 |" in text
+    assert rows[0]["pairs_or_members"] == 10
+
+
 @pytest.mark.process  # it starts a busy process and an idle one
 def test_compare_settle_reports_the_work_left_behind(tmp_path):
     """`settle` reads each listed process's CPU until they are idle: a

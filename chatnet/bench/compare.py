@@ -2,7 +2,7 @@
 adapter server of bench/peers/socketio) in the same run of the machine, by
 the same load generator, runs alternating (chatnet, peer, chatnet, peer...).
 
-    chatnet-bench compare [--peer socketio] [--scenarios direct,room] [--runs 3]
+    chatnet-bench compare [--peer socketio] [--scenarios direct,room,light] [--runs 3]
                           [--dir /tmp/chatnet-compare] [--chatnet-dir DIR] [--peer-dir DIR]
 
 It starts a fresh 3-node chatnet cluster (``python -m devtools.devcluster
@@ -10,7 +10,8 @@ start --bench``) and the peer (``python -m bench.peer start``: Redis and 3
 Node.js processes), unless ``--chatnet-dir`` / ``--peer-dir`` name ones
 already running; waits before every run until all their processes are idle;
 runs each scenario (`SCENARIO_ARGS`: the issue's loads, a fixed number of
-messages per sender) with ``--cluster-dir``; after each run waits again
+messages per sender; ``light`` is ``direct`` at 100 messages a second, for
+the latency of a machine that is not busy) with ``--cluster-dir``; after each run waits again
 until that system's processes are idle and reports the CPU they used
 meanwhile (``after_cpu_s``: work a run left behind, e.g. a store still
 writing, which the run's own window does not see); prints one JSON line per run,
@@ -39,7 +40,10 @@ from chatnet.bench.cpu import CLUSTER_FILE, proc_cpu_seconds
 SCENARIO_ARGS = {
     "direct": ["--pairs", "20", "--window", "5", "--messages", "1000"],
     "room": ["--members", "30", "--senders", "3", "--window", "20", "--messages", "500"],
+    "light": ["--pairs", "10", "--rate", "10", "--window", "0", "--messages", "100"],
 }
+#: the load generator's scenario of each, where it is not the same name
+BENCH_SCENARIO = {"light": "direct"}
 #: what every run adds: all of its messages measured, a cap on its length
 COMMON_ARGS = ["--warmup", "0", "--duration", "120", "--drain", "10"]
 
@@ -55,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="chatnet against a peer (Socket.IO 4 + Redis adapter), same machine, "
                     "same load generator, runs alternating.")
     p.add_argument("--peer", choices=PEERS, default="socketio")
-    p.add_argument("--scenarios", default="direct,room",
-                   help="comma-separated, of: " + ", ".join(SCENARIO_ARGS) + " (default both)")
+    p.add_argument("--scenarios", default=",".join(SCENARIO_ARGS),
+                   help="comma-separated, of: " + ", ".join(SCENARIO_ARGS) + " (default all)")
     p.add_argument("--runs", type=int, default=3, help="runs of each scenario per system (default 3)")
     p.add_argument("--dir", default="/tmp/chatnet-compare",
                    help="where the clusters it starts keep their files (default /tmp/chatnet-compare)")
@@ -182,15 +186,17 @@ def calibration_ms() -> float:
 
 
 def bench_run(scenario: str, directory: Path, extra: Sequence[str]) -> Dict[str, Any]:
-    argv = [scenario, "--cluster-dir", str(directory), *SCENARIO_ARGS[scenario], *COMMON_ARGS,
-            *extra, "--json", "--quiet"]
+    argv = [BENCH_SCENARIO.get(scenario, scenario), "--cluster-dir", str(directory), *SCENARIO_ARGS[scenario],
+            *COMMON_ARGS, *extra, "--json", "--quiet"]
     proc = subprocess.run([sys.executable, "-m", "chatnet.bench", *argv], env=checkout_env(),
                           capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         return {"scenario": scenario, "error": f"exit {proc.returncode}: {proc.stderr[-500:]}",
                 "command": shlex.join(["chatnet-bench", *argv])}
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    result["scenario"] = scenario
+    return result
 
 
 # the figures ------------------------------------------------------------------
@@ -234,7 +240,7 @@ def row(system: str, r: Dict[str, Any]) -> Dict[str, Any]:
         "bench_cpu_s": r.get("bench_cpu_s"),
         "load": r.get("load"),
         "calibration_ms": r.get("calibration_ms"),
-        "pairs_or_members": r.get("pairs") if r.get("scenario") == "direct" else r.get("members"),
+        "pairs_or_members": r.get("pairs") if r.get("pairs") is not None else r.get("members"),
         "notes": r.get("notes") or [],
         "error": r.get("error"),
         "command": r.get("command"),
@@ -275,7 +281,7 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
     for scen in scenarios:
         a = [r for r in rows if r["scenario"] == scen and r["system"] == "chatnet" and not r["error"]]
         b = [r for r in rows if r["scenario"] == scen and r["system"] == peer and not r["error"]]
-        unit = "msgs/s" if scen == "direct" else "deliveries/s"
+        unit = "deliveries/s" if scen == "room" else "msgs/s"
         ma, mb = median([r["msgs_per_s"] for r in a]), median([r["msgs_per_s"] for r in b])
         out.append(f"| {scen} {unit} (median) | {fmt(ma, 0)} | {fmt(mb, 0)} | {_ratio(ma, mb)} |")
         for key in ("p50_ms", "p99_ms"):

@@ -190,7 +190,8 @@ def filled(live):
     return live
 
 
-@settings(**HYPOTHESIS)
+# (three plain parameters: 60 examples cover them; each reads two pages from MongoDB)
+@settings(**{**HYPOTHESIS, "max_examples": 60})
 @given(position=st.floats(min_value=0, max_value=1), limit=st.integers(min_value=1, max_value=MAX_PAGE),
        newest=st.booleans())
 @pytest_twisted.ensureDeferred

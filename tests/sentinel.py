@@ -5,13 +5,23 @@ Failure detection is made quick (``down-after-milliseconds`` and
 ``failover-timeout`` 1000 ms by default) so that a failover takes a few
 seconds. Every wait is bounded and says what it waited for.
 """
+import secrets
 import shutil
 import time
 
 from devtools.localservices import ManagedProcess, RedisServer, ServiceError, redis_command
 
 
-class RedisReplica(RedisServer):
+class GroupRedis(RedisServer):
+    """A Redis server of the group: it sends a replica its data at once, not
+    after the 5 s Redis waits by default for more replicas to share one
+    transfer (the first sync, and each after a failover)."""
+
+    def command(self):
+        return super().command() + ["--repl-diskless-sync-delay", "0"]
+
+
+class RedisReplica(GroupRedis):
     """``redis-server`` replicating the server on C{primary_port}."""
 
     name = "replica"
@@ -34,6 +44,11 @@ class SentinelServer(ManagedProcess):
     def __init__(self, directory, primary_port, master_name, quorum=2, down_after_ms=1000,
                  failover_timeout_ms=1000, **kwargs):
         super().__init__(directory, **kwargs)
+        self.myid = secrets.token_hex(20)
+        # what it knows from the start (else learnt from the others' hello
+        # messages, sent every 2 s): the replica's port, the other sentinels
+        self.replica_port = None
+        self.others = []
         self.primary_port = primary_port
         self.master_name = master_name
         self.quorum = quorum
@@ -54,6 +69,9 @@ class SentinelServer(ManagedProcess):
             f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
             f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
             f"sentinel parallel-syncs {name} 1",
+            f"sentinel myid {self.myid}",
+            *([f"sentinel known-replica {name} 127.0.0.1 {self.replica_port}"] if self.replica_port else []),
+            *(f"sentinel known-sentinel {name} 127.0.0.1 {other.port} {other.myid}" for other in self.others),
             "",
         ]))
 
@@ -83,7 +101,7 @@ class SentinelGroup:
     def __init__(self, root, master_name="chatnet", sentinels=3, down_after_ms=1000, failover_timeout_ms=1000):
         self.root = root
         self.master_name = master_name
-        self.primary = RedisServer(root / "primary", name="primary")
+        self.primary = GroupRedis(root / "primary", name="primary")
         self.replica = None
         self.sentinels = []
         self.count = sentinels
@@ -104,12 +122,18 @@ class SentinelGroup:
             self.replica = RedisReplica(self.root / "replica", self.primary.port).start()
             self.wait(lambda: _info(self.replica, "master_link_status") == "up", timeout,
                       "the replica did not sync with the primary")
-            for i in range(self.count):
-                sentinel = SentinelServer(
+            sentinels = [
+                SentinelServer(
                     self.root / f"sentinel{i + 1}", self.primary.port, self.master_name,
                     down_after_ms=self.down_after_ms, failover_timeout_ms=self.failover_timeout_ms,
                     name=f"sentinel{i + 1}",
                 )
+                for i in range(self.count)
+            ]
+            for sentinel in sentinels:
+                sentinel.replica_port = self.replica.port
+                sentinel.others = [other for other in sentinels if other is not sentinel]
+            for sentinel in sentinels:
                 self.sentinels.append(sentinel.start())
             self.wait(self._watching, timeout, "the sentinels do not all know each other and the replica")
         except BaseException:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import pytest_twisted
 from bson import ObjectId
-from twisted.internet import reactor, task
+from twisted.internet import defer, error, protocol as twisted_protocol, reactor, task
 
 from chatnet.errors import StoreUnavailable
 from chatnet.service.accept import Acceptor
@@ -84,6 +84,36 @@ async def test_the_master_is_asked_of_the_first_sentinel_that_answers(group):
     unknown = SentinelEndpoint(reactor, sentinels, "no-such-master", timeout=2.0)
     with pytest.raises(MasterNotFound, match="no-such-master"):
         await unknown.discover()
+
+
+@pytest.mark.stores
+@pytest_twisted.ensureDeferred
+async def test_a_cancelled_attempt_connects_nowhere(group):
+    """A pool that stops cancels its attempt in progress: the attempt ends
+    there, at whatever step it is (resolving a sentinel's address, asking
+    it, connecting to the master), and no connection is made later behind
+    the pool's back (it would be lost after the pool stopped, which
+    Twisted's ClientService reports as an unhandled error)."""
+    sentinels = [("127.0.0.1", s.port) for s in group.sentinels]
+    built = []
+    factory = twisted_protocol.Factory.forProtocol(twisted_protocol.Protocol)
+    factory.buildProtocol = lambda addr: built.append(addr) or twisted_protocol.Protocol()
+    cancelled = 0
+    for delay in (0, 0, 0.0005, 0.001, 0.002, 0.003, 0.005):
+        attempt = SentinelEndpoint(reactor, sentinels, group.master_name, timeout=2.0).connect(factory)
+        if delay:
+            await task.deferLater(reactor, delay, lambda: None)
+        if attempt.called:  # connected already: nothing to call off
+            (await attempt).transport.abortConnection()
+            continue
+        before = len(built)
+        attempt.cancel()
+        with pytest.raises(defer.CancelledError):
+            await attempt
+        await task.deferLater(reactor, 0.1, lambda: None)
+        assert len(built) == before, f"a connection made after the attempt was cancelled at {delay} s"
+        cancelled += 1
+    assert cancelled >= 2
 
 
 @pytest.mark.stores

@@ -23,6 +23,7 @@ from twisted.internet import defer, error, protocol as twisted_protocol, reactor
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatnet.adapters.txredisapi import FastRedisFactory, FastRedisProtocol
@@ -244,16 +245,22 @@ class SentinelEndpoint:
         self.timeout = timeout
         self.master = None  # the (host, port) last connected to
 
-    async def discover(self):
+    async def discover(self, called_off=()):
         """The (host, port) of the master, from the first sentinel that
         knows it.
 
+        @param called_off: not empty once the attempt was cancelled: no
+            other sentinel is asked then (a cancelled question fails in
+            ways that look like any other: C{DNSLookupError} while the
+            address is resolved, C{ConnectingCancelledError}...).
         @raise MasterNotFound: no sentinel answered with an address."""
         why = []
         for index, (host, port) in enumerate(list(self.sentinels)):
             try:
                 address = await self._ask(host, port)
             except Exception as e:
+                if called_off:
+                    raise defer.CancelledError() from e
                 why.append(f"{host}:{port}: {e.__class__.__name__} {e}")
                 continue
             if address is None:
@@ -281,8 +288,12 @@ class SentinelEndpoint:
         return reply[0], int(reply[1])
 
     def connect(self, factory):
+        called_off = []
+
         async def connect():
-            address = await self.discover()
+            address = await self.discover(called_off)
+            if called_off:
+                raise defer.CancelledError()
             if address != self.master:
                 if self.master is not None:
                     log.warn("redis: sentinels name {new} as master of {name} (was {old})",
@@ -291,7 +302,24 @@ class SentinelEndpoint:
             endpoint = HostnameEndpoint(self.reactor, address[0], address[1], timeout=self.timeout)
             return await endpoint.connect(factory)
 
-        return defer.ensureDeferred(connect())
+        # Cancelling the attempt (its pool stops) must end it: a connection
+        # made afterwards would reach a pool that no longer expects one.
+        attempt = defer.ensureDeferred(connect())
+
+        def cancel(_):
+            called_off.append(True)
+            attempt.cancel()
+
+        def ended(result):
+            if not called_off:
+                outcome.callback(result)
+            elif not isinstance(result, Failure):
+                result.transport.abortConnection()  # connected as it was called off
+            # (else the cancellation's own failure; cancel() fails outcome with CancelledError)
+
+        outcome = defer.Deferred(cancel)
+        attempt.addBoth(ended)
+        return outcome
 
 
 def _show(address):

@@ -17,11 +17,10 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-from chatnet.bench.compare import COMMON_ARGS, calibration_ms, checkout_env, fmt, median, row, settle, wait_idle
+from chatnet.bench.compare import COMMON_ARGS, calibration_ms, fmt, median, ratio, row, run_bench, settle, wait_idle
 
 
 def parse_args(argv=None):
@@ -45,13 +44,7 @@ def parse_args(argv=None):
 def bench_run(args, directory):
     scenario, *options = shlex.split(args)
     # (the scenario's own options after the common ones: they win)
-    argv = [scenario, "--cluster-dir", str(directory), *COMMON_ARGS, *options, "--json", "--quiet"]
-    proc = subprocess.run([sys.executable, "-m", "chatnet.bench", *argv], env=checkout_env(), capture_output=True,
-                          text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        return {"scenario": argv[0], "error": f"exit {proc.returncode}: {proc.stderr[-500:]}"}
-    return json.loads(lines[-1])
+    return run_bench([scenario, "--cluster-dir", str(directory), *COMMON_ARGS, *options])
 
 
 def table(rows, clusters, scenarios):
@@ -70,10 +63,8 @@ def table(rows, clusters, scenarios):
             out.append(f"| `{scenario}` | {name} | {fmt(m['msgs_per_s'], 0)} | {fmt(m['p50_ms'])} "
                        f"| {fmt(m['p99_ms'])} | {fmt(m['node_cpu_us_per_delivery'])} "
                        f"| {fmt(m['server_cpu_us_per_delivery'])} | {m['lost']} | {m['runs']} |")
-        ratios = []
-        for key in ("msgs_per_s", "p50_ms", "p99_ms", "node_cpu_us_per_delivery", "server_cpu_us_per_delivery"):
-            x, y = medians[a][key], medians[b][key]
-            ratios.append(f"{y / x:.2f}" if x and y else "-")
+        ratios = [ratio(medians[b][key], medians[a][key]) for key in
+                  ("msgs_per_s", "p50_ms", "p99_ms", "node_cpu_us_per_delivery", "server_cpu_us_per_delivery")]
         out.append(f"| | {b}/{a} | " + " | ".join(ratios) + " | | |")
     return "\n".join(out)
 

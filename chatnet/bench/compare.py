@@ -185,16 +185,22 @@ def calibration_ms() -> float:
     return round((time.process_time() - t0) * 1000.0, 1)
 
 
-def bench_run(scenario: str, directory: Path, extra: Sequence[str]) -> Dict[str, Any]:
-    argv = [BENCH_SCENARIO.get(scenario, scenario), "--cluster-dir", str(directory), *SCENARIO_ARGS[scenario],
-            *COMMON_ARGS, *extra, "--json", "--quiet"]
+def run_bench(argv: Sequence[str]) -> Dict[str, Any]:
+    """One run of ``chatnet-bench ARGV --json --quiet`` (the checkout's):
+    its JSON line, or C{error} (and the command) when it printed none."""
+    argv = [*argv, "--json", "--quiet"]
     proc = subprocess.run([sys.executable, "-m", "chatnet.bench", *argv], env=checkout_env(),
                           capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
-        return {"scenario": scenario, "error": f"exit {proc.returncode}: {proc.stderr[-500:]}",
+        return {"scenario": argv[0], "error": f"exit {proc.returncode}: {proc.stderr[-500:]}",
                 "command": shlex.join(["chatnet-bench", *argv])}
-    result = json.loads(lines[-1])
+    return json.loads(lines[-1])
+
+
+def bench_run(scenario: str, directory: Path, extra: Sequence[str]) -> Dict[str, Any]:
+    result = run_bench([BENCH_SCENARIO.get(scenario, scenario), "--cluster-dir", str(directory),
+                        *SCENARIO_ARGS[scenario], *COMMON_ARGS, *extra])
     result["scenario"] = scenario
     return result
 
@@ -260,7 +266,7 @@ def fmt(v: Optional[float], digits: int = 1) -> str:
     return f"{v:,.{digits}f}"
 
 
-def _ratio(a: Optional[float], b: Optional[float]) -> str:
+def ratio(a: Optional[float], b: Optional[float]) -> str:
     if not a or not b:
         return "-"
     return f"{a / b:.2f}"
@@ -283,16 +289,16 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
         b = [r for r in rows if r["scenario"] == scen and r["system"] == peer and not r["error"]]
         unit = "deliveries/s" if scen == "room" else "msgs/s"
         ma, mb = median([r["msgs_per_s"] for r in a]), median([r["msgs_per_s"] for r in b])
-        out.append(f"| {scen} {unit} (median) | {fmt(ma, 0)} | {fmt(mb, 0)} | {_ratio(ma, mb)} |")
+        out.append(f"| {scen} {unit} (median) | {fmt(ma, 0)} | {fmt(mb, 0)} | {ratio(ma, mb)} |")
         for key in ("p50_ms", "p99_ms"):
             ma, mb = median([r[key] for r in a]), median([r[key] for r in b])
-            out.append(f"| {scen} {key[:3]} ms (median) | {fmt(ma)} | {fmt(mb)} | {_ratio(ma, mb)} |")
+            out.append(f"| {scen} {key[:3]} ms (median) | {fmt(ma)} | {fmt(mb)} | {ratio(ma, mb)} |")
         la, lb = sum(r["lost"] or 0 for r in a), sum(r["lost"] or 0 for r in b)
         out.append(f"| {scen} lost (all runs) | {la} | {lb} | |")
         ma = median([r["server_cpu_s"] for r in a])
         mb = median([r["server_cpu_s"] for r in b])
         out.append(f"| {scen} server CPU s, all processes (median) | {fmt(ma, 2)} | {fmt(mb, 2)} "
-                   f"| {_ratio(ma, mb)} |")
+                   f"| {ratio(ma, mb)} |")
         ga = {k: median([_process_groups(r['cpu_s'], 'chatnet').get(k) for r in a])
               for k in ("nodes", "redis", "mongo")}
         gb = {k: median([_process_groups(r['cpu_s'], peer).get(k) for r in b])
@@ -302,7 +308,7 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
         ma = median([r["server_cpu_us_per_delivery"] for r in a])
         mb = median([r["server_cpu_us_per_delivery"] for r in b])
         out.append(f"| {scen} server CPU per delivery, us (median) | {fmt(ma)} | {fmt(mb)} "
-                   f"| {_ratio(ma, mb)} |")
+                   f"| {ratio(ma, mb)} |")
         ma = median([r["after_cpu_s"] for r in a])
         mb = median([r["after_cpu_s"] for r in b])
         out.append(f"| {scen} CPU s after the run, until idle (median) | {fmt(ma, 2)} "
@@ -310,7 +316,7 @@ def table(rows: List[Dict[str, Any]], peer: str, scenarios: Sequence[str]) -> st
         ma = median([r["server_cpu_with_after_us_per_delivery"] for r in a])
         mb = median([r["server_cpu_with_after_us_per_delivery"] for r in b])
         out.append(f"| {scen} server CPU per delivery with that, us (median) | {fmt(ma)} "
-                   f"| {fmt(mb)} | {_ratio(ma, mb)} |")
+                   f"| {fmt(mb)} | {ratio(ma, mb)} |")
     out += ["", "| # | scenario | system | pairs / members | msgs/s | p50 / p99 ms | lost | server CPU s "
                 "| CPU per delivery us | CPU s of each process | after the run | load generator CPU s "
                 "| load avg | calibration ms |",

@@ -305,7 +305,8 @@ class Router:
                 return True  # every node of theirs has it (or they left the others)
             if not nodes:
                 # offline now (it is stored), or their records are being published again
-                absent_since = self.clock.seconds() if absent_since is None else absent_since
+                if absent_since is None:
+                    absent_since = self.clock.seconds()
                 if self.clock.seconds() - absent_since >= self.absent_grace:
                     return False
                 continue

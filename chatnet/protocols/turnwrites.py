@@ -111,6 +111,6 @@ def at_turn_end(reactor, f):
 
 def send_at_turn_end(transport):
     """Make C{transport} (a connection's) keep its writes for the end of
-    the turn of its reactor; anything but a plain TCP connection is left as
-    it is."""
+    the turn of its reactor: a plain TCP connection, or a TLS one over TCP
+    (above and below its TLS layer); any other is left as it is."""
     keep_writes(transport, _turns_of)

@@ -292,8 +292,6 @@ class SentinelEndpoint:
 
         async def connect():
             address = await self.discover(called_off)
-            if called_off:
-                raise defer.CancelledError()
             if address != self.master:
                 if self.master is not None:
                     log.warn("redis: sentinels name {new} as master of {name} (was {old})",
